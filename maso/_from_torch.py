@@ -1,0 +1,781 @@
+"""Conversion of PyTorch modules into maso networks (torch.fx tracing plus a converter registry)."""
+
+from __future__ import annotations
+
+import math
+import operator
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+import torch.fx as fx
+from torch import nn
+from torch.fx.passes.shape_prop import ShapeProp
+
+from maso import layers as L
+from maso import nn as mnn
+from maso.errors import (
+    ConversionError,
+    InvalidWeightsError,
+    ShapeError,
+    TrainingModeError,
+    UnsupportedLayerError,
+)
+from maso.network import Network
+
+__all__ = ["from_torch", "mlp", "SUPPORTED"]
+
+#: What :func:`from_torch` converts, for messages and docs.
+SUPPORTED = (
+    "Linear, Conv1d/2d/3d (any stride, padding, dilation, groups, padding mode), BatchNorm1d/2d/3d in eval "
+    "mode (folded), ReLU, LeakyReLU, PReLU, ReLU6, Hardtanh, Hardsigmoid, MaxPool1d/2d/3d, AvgPool1d/2d/3d, "
+    "AdaptiveAvgPool1d/2d/3d, Flatten, Unflatten, Dropout and Identity (eval), maso.nn.Abs, maso.nn.Maxout; "
+    "functions: + - (of two activations or a constant), * and / by a constant, cat, flatten/view/reshape/"
+    "squeeze/unsqueeze, slicing, mean over non-batch axes, relu, leaky_relu, abs, clamp/clip, hardtanh, "
+    "relu6, maximum/minimum of two activations, max_pool, avg_pool, adaptive_avg_pool, linear, conv"
+)
+
+_SMOOTH = {
+    "GELU", "SiLU", "Sigmoid", "Tanh", "Softplus", "ELU", "SELU", "CELU", "Mish", "Hardswish", "Softmax",
+    "LogSoftmax", "Softmin", "Softsign", "Tanhshrink", "LogSigmoid", "GLU",
+    "gelu", "silu", "sigmoid", "tanh", "softplus", "elu", "selu", "celu", "mish", "hardswish", "softmax",
+    "log_softmax", "softmin", "softsign", "logsigmoid", "glu", "exp", "log", "sqrt", "rsqrt", "pow", "sin",
+    "cos", "erf", "reciprocal", "square",
+}
+_NORMS = {"LayerNorm", "GroupNorm", "InstanceNorm1d", "InstanceNorm2d", "InstanceNorm3d", "LocalResponseNorm",
+          "RMSNorm", "layer_norm", "group_norm", "instance_norm", "local_response_norm", "rms_norm", "normalize",
+          "norm"}
+_PRODUCTS = {"MultiheadAttention", "Transformer", "TransformerEncoderLayer", "TransformerDecoderLayer",
+             "Bilinear", "matmul", "bmm", "baddbmm", "einsum", "scaled_dot_product_attention", "mm"}
+_RECURRENT = {"RNN", "LSTM", "GRU", "RNNCell", "LSTMCell", "GRUCell"}
+_PA_NOT_YET = {"ConvTranspose1d", "ConvTranspose2d", "ConvTranspose3d", "AdaptiveMaxPool1d", "AdaptiveMaxPool2d",
+               "AdaptiveMaxPool3d", "Upsample", "UpsamplingNearest2d", "UpsamplingBilinear2d", "PixelShuffle",
+               "ZeroPad2d", "ConstantPad2d", "ReflectionPad2d", "Threshold", "Softshrink", "Hardshrink",
+               "MaxUnpool2d", "FractionalMaxPool2d", "LPPool2d", "permute", "transpose", "interpolate", "pad"}
+
+
+def _unsupported(kind: str, path: str) -> UnsupportedLayerError:
+    where = f"{kind} at {path!r}"
+    if kind in _SMOOTH:
+        why = (f"{where} is a smooth function, not piecewise affine, so it has no exact spline code. Replace it "
+               "with a piecewise-linear unit (nn.ReLU, nn.LeakyReLU, nn.Hardtanh) for an exact analysis, or "
+               "convert the part of the model before it (stop the traced module there).")
+    elif kind in _NORMS:
+        why = (f"{where} divides by a statistic of its own input, so it is not piecewise affine. Convert the "
+               "part of the model after it (feed its outputs as inputs) or before it, or replace it by a fixed "
+               "affine normaliser (eval-mode BatchNorm is supported).")
+    elif kind in _PRODUCTS:
+        why = (f"{where} multiplies activations with each other (attention, bilinear forms), which is not "
+               "piecewise affine. Analyse the MLP blocks on sampled inputs instead, e.g. convert an MLP "
+               "sub-module on its own.")
+    elif kind in _RECURRENT:
+        why = (f"{where} is a recurrent module with smooth gates; it is not piecewise affine. Unroll an RNN "
+               "with ReLU cells by hand as a feed-forward module to convert it.")
+    elif kind == "Embedding" or kind == "EmbeddingBag" or kind == "embedding":
+        why = (f"{where} takes integer tokens, not a continuous input. Convert the model from the embedding "
+               "output onwards.")
+    elif kind in _PA_NOT_YET:
+        why = (f"{where} is piecewise affine but maso does not convert it yet. Rewrite it with supported "
+               "operations (e.g. Conv + Reshape) or open an issue.")
+    else:
+        why = (f"{where} is not a module or function maso knows to be piecewise affine. If it is, express it "
+               "with supported ones.")
+    return UnsupportedLayerError(f"{why} Supported: {SUPPORTED}.", kind=kind, path=path)
+
+
+# --------------------------------------------------------------------------------------------------- helpers
+def _np(t: torch.Tensor | None, like: int | None = None) -> np.ndarray:
+    if t is None:
+        return np.zeros(like or 0)
+    return t.detach().to("cpu", torch.float64).numpy().copy()
+
+
+def _channel_vector(v: np.ndarray, rank: int) -> np.ndarray:
+    return v.reshape(v.shape[0], *([1] * (rank - 1)))
+
+
+def _clamp_chain(lo: float | None, hi: float | None) -> list[L.Layer]:
+    """``clamp(u, lo, hi)`` as affine maps and ReLUs: exact, with unit codes ``u > lo`` and ``u < hi``."""
+    one, zero = np.array(1.0), np.array(0.0)
+    if lo is not None and hi is not None:
+        if hi < lo:
+            raise ConversionError(f"clamp with min {lo} above max {hi} is not supported.")
+        head = [] if lo == 0 else [L.ElementwiseAffine(one, np.array(-lo))]
+        return head + [L.relu(), L.ElementwiseAffine(-one, np.array(hi - lo)), L.relu(),
+                       L.ElementwiseAffine(-one, np.array(hi))]
+    if lo is not None:  # max(u, lo) = relu(u - lo) + lo
+        if lo == 0:
+            return [L.relu()]
+        return [L.ElementwiseAffine(one, np.array(-lo)), L.relu(), L.ElementwiseAffine(one, np.array(lo))]
+    if hi is not None:  # min(u, hi) = hi - relu(hi - u)
+        return [L.ElementwiseAffine(-one, np.array(hi)), L.relu(), L.ElementwiseAffine(-one, np.array(hi))]
+    del zero
+    return []
+
+
+def _conv_layer(weight: torch.Tensor, bias: torch.Tensor | None, stride, padding, dilation, groups,
+                padding_mode: str = "zeros", pad: Sequence[int] = ()) -> L.Conv:
+    if isinstance(padding, str) and padding == "valid":
+        padding = 0
+    return L.Conv(_np(weight), _np(bias, weight.shape[0]), stride, padding, dilation, groups, padding_mode,
+                  tuple(pad))
+
+
+# -------------------------------------------------------------------------------------- module converters
+def _convert_module(m: nn.Module, path: str, in_shape: tuple[int, ...], out_shape: tuple[int, ...]) -> list[L.Layer]:
+    kind = type(m).__name__
+    rank = len(in_shape)
+    if isinstance(m, nn.Linear):
+        return [L.Dense(_np(m.weight), _np(m.bias, m.out_features))]
+    if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Conv3d)):
+        pad = m._reversed_padding_repeated_twice if m.padding_mode != "zeros" else ()
+        return [_conv_layer(m.weight, m.bias, m.stride, m.padding, m.dilation, m.groups, m.padding_mode, pad)]
+    if isinstance(m, nn.modules.batchnorm._BatchNorm):
+        if m.running_mean is None or m.running_var is None:
+            raise TrainingModeError(
+                f"{kind} at {path!r} has no running statistics (track_running_stats=False), so it normalises "
+                "with batch statistics even in eval mode: not a fixed affine map."
+            )
+        scale = 1.0 / np.sqrt(_np(m.running_var) + m.eps)
+        if m.weight is not None:
+            scale = scale * _np(m.weight)
+        shift = -_np(m.running_mean) * scale
+        if m.bias is not None:
+            shift = shift + _np(m.bias)
+        return [L.ElementwiseAffine(_channel_vector(scale, rank), _channel_vector(shift, rank))]
+    if isinstance(m, nn.ReLU):
+        return [L.relu()]
+    if isinstance(m, nn.LeakyReLU):
+        return [L.leaky_relu(m.negative_slope)]
+    if isinstance(m, nn.PReLU):
+        eta = _np(m.weight)
+        if eta.size == 1:
+            return [L.leaky_relu(float(eta[0]))]
+        slopes = np.stack([eta, np.ones_like(eta)])
+        return [L.Elementwise(slopes, np.zeros_like(slopes), sign=np.where(eta <= 1, 1.0, -1.0))]
+    if isinstance(m, nn.ReLU6):
+        return _clamp_chain(0.0, 6.0)
+    if isinstance(m, nn.Hardtanh):
+        return _clamp_chain(float(m.min_val), float(m.max_val))
+    if isinstance(m, nn.Hardsigmoid):
+        return [L.ElementwiseAffine(np.array(1 / 6), np.array(0.5))] + _clamp_chain(0.0, 1.0)
+    if isinstance(m, (nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d)):
+        if m.return_indices:
+            raise UnsupportedLayerError(f"{kind} at {path!r} returns indices; maso needs return_indices=False "
+                                        "(the indices are the unit codes: use Network.codes).", kind=kind,
+                                        path=path)
+        nd = {nn.MaxPool1d: 1, nn.MaxPool2d: 2, nn.MaxPool3d: 3}[type(m)]
+        return [L.MaxPool(nd, m.kernel_size, m.stride, m.padding, m.dilation, m.ceil_mode)]
+    if isinstance(m, (nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d)):
+        nd = {nn.AvgPool1d: 1, nn.AvgPool2d: 2, nn.AvgPool3d: 3}[type(m)]
+        return [L.AvgPool(nd, m.kernel_size, m.stride, m.padding, m.ceil_mode, m.count_include_pad,
+                          getattr(m, "divisor_override", None))]
+    if isinstance(m, (nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d)):
+        nd = {nn.AdaptiveAvgPool1d: 1, nn.AdaptiveAvgPool2d: 2, nn.AdaptiveAvgPool3d: 3}[type(m)]
+        return [L.AdaptiveAvgPool(nd, m.output_size)]
+    if isinstance(m, (nn.Flatten, nn.Unflatten)):
+        return [] if out_shape == in_shape else [L.Reshape(out_shape)]
+    if isinstance(m, (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout, nn.Identity)):
+        return []
+    if isinstance(m, mnn.Maxout):
+        return [L.Maxout(m.pieces)]
+    if isinstance(m, mnn.Abs):
+        return [L.absolute()]
+    raise _unsupported(kind, path)
+
+
+class _Tracer(fx.Tracer):
+    def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
+        if isinstance(m, (mnn.Maxout, mnn.Abs)):
+            return True
+        return super().is_leaf_module(m, qualname)
+
+
+def _check_module(module: nn.Module) -> None:
+    for path, m in module.named_modules():
+        kind = type(m).__name__
+        if m.training and isinstance(m, nn.modules.batchnorm._BatchNorm):
+            raise TrainingModeError(
+                f"{kind} at {path!r} is in training mode: it normalises with the statistics of each batch, so "
+                "the network is not a fixed function. Call model.eval() before maso.from_torch."
+            )
+        if m.training and isinstance(m, nn.modules.dropout._DropoutNd) and m.p > 0:
+            raise TrainingModeError(
+                f"{kind} at {path!r} is in training mode: it zeroes random units. Call model.eval() first."
+            )
+    for name, t in list(module.named_parameters()) + list(module.named_buffers()):
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            bad = int((~torch.isfinite(t)).sum())
+            raise InvalidWeightsError(
+                f"Parameter {name!r} holds {bad} NaN or infinite value(s) out of {t.numel()}; maso needs finite "
+                "weights. Check the checkpoint or the training run that produced it."
+            )
+
+
+# ------------------------------------------------------------------------------------------- conversion
+class _Converter:
+    """Walks a traced graph; every tensor value is a maso node name, everything else a Python constant."""
+
+    def __init__(self, gm: fx.GraphModule, batch: int) -> None:
+        self.gm = gm
+        self.batch = batch
+        self.spec: list[tuple[str, L.Layer, list[str]]] = []
+        self.sources: dict[str, str] = {}
+        self.shape_of: dict[str, tuple[int, ...]] = {}
+        self.env: dict[fx.Node, tuple[str, Any]] = {}
+
+    # values --------------------------------------------------------------------------------------------
+    def val(self, a: Any) -> tuple[str, Any]:
+        if isinstance(a, fx.Node):
+            return self.env[a]
+        if isinstance(a, (list, tuple)):
+            vals = [self.val(x) for x in a]
+            if any(v[0] == "t" for v in vals):
+                return ("list", vals)
+            return ("c", type(a)(v[1] for v in vals))
+        return ("c", a)
+
+    def const(self, a: Any, node: fx.Node, what: str) -> Any:
+        v = self.val(a)
+        if v[0] == "c":
+            return v[1]
+        if v[0] == "shape":
+            return None
+        raise _unsupported(f"{node.target if isinstance(node.target, str) else getattr(node.target, '__name__', node.target)} "
+                           f"with an activation as {what}", self.where(node))
+
+    def where(self, node: fx.Node) -> str:
+        stack = node.meta.get("nn_module_stack")
+        if stack:
+            return f"{list(stack.values())[-1][0]} ({node.name})" if node.op != "call_module" else str(node.target)
+        return str(node.target) if node.op == "call_module" else node.name
+
+    def out_shape(self, node: fx.Node) -> tuple[int, ...]:
+        meta = node.meta.get("tensor_meta")
+        if meta is None or not hasattr(meta, "shape"):
+            raise ConversionError(f"Node {node.name!r} does not produce a single tensor; maso needs one.")
+        shape = tuple(meta.shape)
+        if not shape or shape[0] != self.batch:
+            raise ConversionError(
+                f"{self.where(node)} changes the batch axis (shape {shape} for a batch of {self.batch}); maso "
+                "networks map each sample on its own."
+            )
+        return shape[1:]
+
+    def add_chain(self, node: fx.Node, chain: list[L.Layer], inputs: list[str], source: str) -> None:
+        base = str(node.target) if node.op == "call_module" else node.name
+        if not chain:
+            if len(inputs) != 1:
+                raise ConversionError(f"Internal: empty chain with {len(inputs)} inputs at {base!r}.")
+            self.env[node] = ("t", inputs[0])
+            return
+        prev = inputs
+        for k, layer in enumerate(chain):
+            name = base if k == len(chain) - 1 else f"{base}/{k}"
+            self.spec.append((name, layer, list(prev)))
+            self.sources[name] = source
+            prev = [name]
+        self.env[node] = ("t", base)
+
+    # dispatch ------------------------------------------------------------------------------------------
+    def run(self) -> str:
+        inputs_seen = 0
+        output_name = None
+        for node in self.gm.graph.nodes:
+            if node.op == "placeholder":
+                if inputs_seen:
+                    if node.args:  # a defaulted extra argument: a constant
+                        self.env[node] = ("c", node.args[0])
+                        continue
+                    raise ConversionError(f"The module takes several inputs ({node.name!r}); maso needs one.")
+                inputs_seen += 1
+                self.env[node] = ("t", "input")
+            elif node.op == "get_attr":
+                obj: Any = self.gm
+                for part in str(node.target).split("."):
+                    obj = getattr(obj, part)
+                self.env[node] = ("c", obj.detach() if isinstance(obj, torch.Tensor) else obj)
+            elif node.op == "call_module":
+                m = self.gm.get_submodule(str(node.target))
+                src = self.val(node.args[0]) if node.args else ("c", None)
+                if src[0] != "t" or len(node.args) != 1 or node.kwargs:
+                    raise ConversionError(f"Module {node.target!r} must be called on one activation.")
+                in_shape = self.shape_of_node(node.args[0])
+                chain = _convert_module(m, str(node.target), in_shape, self.out_shape(node))
+                self.add_chain(node, chain, [src[1]], f"{node.target} ({type(m).__name__})")
+            elif node.op in ("call_function", "call_method"):
+                self.call(node)
+            elif node.op == "output":
+                out = self.val(node.args[0])
+                if out[0] != "t":
+                    raise ConversionError("The module must return one tensor computed from its input (got "
+                                          f"{type(node.args[0]).__name__}).")
+                output_name = out[1]
+        if output_name is None:
+            raise ConversionError("The traced module has no output.")
+        return output_name
+
+    def shape_of_node(self, a: fx.Node) -> tuple[int, ...]:
+        return self.out_shape(a)
+
+    def call(self, node: fx.Node) -> None:
+        target = node.target
+        name = target if isinstance(target, str) else getattr(target, "__name__", str(target))
+        name = name.lstrip("_") if name not in ("__getitem__",) else "getitem"
+        if name.endswith("_") and name[:-1] in _INPLACE_OK:
+            name = name[:-1]
+        args = list(node.args)
+        kwargs = dict(node.kwargs)
+        vals = [self.val(a) for a in args]
+        if not any(v[0] in ("t", "list") for v in vals) and not any(self.val(v)[0] == "t" for v in kwargs.values()):
+            # Pure constants or shape arithmetic: evaluate if we can, otherwise mark as a shape value.
+            if any(v[0] == "shape" for v in vals) or name in ("size", "dim"):
+                self.env[node] = ("shape", None)
+                return
+            fn = getattr(torch.Tensor, target) if isinstance(target, str) else target
+            try:
+                self.env[node] = ("c", fn(*[v[1] for v in vals], **{k: self.val(v)[1] for k, v in kwargs.items()}))
+            except Exception as e:  # pragma: no cover - exotic constant code
+                raise ConversionError(f"Could not evaluate constant expression {node.name!r}: {e}") from e
+            return
+        if name in ("size", "dim") or (name == "getattr" and len(args) > 1 and args[1] in ("shape", "ndim")):
+            self.env[node] = ("shape", None)
+            return
+        handler = _FUNCTIONS.get(name)
+        if handler is None:
+            raise _unsupported(name, self.where(node))
+        chain_inputs = handler(self, node, vals, kwargs)
+        if chain_inputs is None:
+            return
+        chain, ins = chain_inputs
+        self.add_chain(node, chain, ins, f"{self.where(node)} ({name})")
+
+    # helpers for handlers ------------------------------------------------------------------------------
+    def tensor_arg(self, node: fx.Node, vals: list, i: int = 0) -> str:
+        v = vals[i]
+        if v[0] != "t":
+            raise _unsupported(f"{node.name} on a non-activation argument", self.where(node))
+        return v[1]
+
+    def per_sample_const(self, c: Any, node: fx.Node) -> np.ndarray:
+        arr = np.asarray(c.detach().cpu().double().numpy() if isinstance(c, torch.Tensor) else c, dtype=np.float64)
+        shape = self.out_shape(node)
+        if arr.ndim == len(shape) + 1:
+            if arr.shape[0] != 1:
+                raise _unsupported("a constant with a batch axis", self.where(node))
+            arr = arr[0]
+        try:
+            np.broadcast_shapes(arr.shape, shape)
+        except ValueError as e:
+            raise ConversionError(f"{self.where(node)}: constant of shape {arr.shape} does not broadcast to "
+                                  f"{shape}.") from e
+        return arr
+
+
+_INPLACE_OK = {"relu", "add", "sub", "mul", "div", "clamp", "abs", "neg", "hardtanh", "leaky_relu", "relu6",
+               "clip"}
+
+
+def _ewa(scale: Any, shift: Any) -> L.ElementwiseAffine:
+    return L.ElementwiseAffine(np.asarray(scale, dtype=np.float64), np.asarray(shift, dtype=np.float64))
+
+
+def _h_add(cv: _Converter, node, vals, kw, sign: float = 1.0):
+    alpha = kw.get("alpha", 1.0)
+    a, b = vals[0], vals[1]
+    if a[0] == "t" and b[0] == "t":
+        if cv.shape_of.get(a[1]) != cv.shape_of.get(b[1]):
+            raise _unsupported("addition of activations of different shapes (broadcasting)", cv.where(node))
+        return [L.Sum((1.0, sign * alpha))], [a[1], b[1]]
+    if a[0] == "t":
+        return [_ewa(1.0, sign * alpha * cv.per_sample_const(b[1], node))], [a[1]]
+    return [_ewa(sign, cv.per_sample_const(a[1], node))], [b[1]]
+
+
+def _h_mul(cv: _Converter, node, vals, kw, divide: bool = False):
+    a, b = vals[0], vals[1]
+    if a[0] == "t" and b[0] == "t":
+        raise _unsupported("product of two activations" if not divide else "division by an activation",
+                           cv.where(node))
+    if divide and a[0] != "t":
+        raise _unsupported("division by an activation", cv.where(node))
+    t, c = (a, b) if a[0] == "t" else (b, a)
+    arr = cv.per_sample_const(c[1], node)
+    if divide:
+        arr = 1.0 / arr
+    return [_ewa(arr, np.zeros_like(arr))], [t[1]]
+
+
+def _h_reshape(cv, node, vals, kw):
+    src = cv.tensor_arg(node, vals)
+    out = cv.out_shape(node)
+    return ([] if out == cv.shape_of.get(src) else [L.Reshape(out)]), [src]
+
+
+def _h_identity(cv, node, vals, kw):
+    return [], [cv.tensor_arg(node, vals)]
+
+
+def _h_dropout(cv, node, vals, kw):
+    training = kw.get("training", vals[2][1] if len(vals) > 2 else True)
+    p = kw.get("p", vals[1][1] if len(vals) > 1 else 0.5)
+    if training and p:
+        raise TrainingModeError(f"Dropout at {cv.where(node)!r} runs in training mode (training=True); call "
+                                "model.eval() first.")
+    return [], [cv.tensor_arg(node, vals)]
+
+
+def _h_relu(cv, node, vals, kw):
+    return [L.relu()], [cv.tensor_arg(node, vals)]
+
+
+def _h_abs(cv, node, vals, kw):
+    return [L.absolute()], [cv.tensor_arg(node, vals)]
+
+
+def _h_leaky(cv, node, vals, kw):
+    slope = kw.get("negative_slope", vals[1][1] if len(vals) > 1 else 0.01)
+    return [L.leaky_relu(float(slope))], [cv.tensor_arg(node, vals)]
+
+
+def _h_clamp(cv, node, vals, kw):
+    lo = kw.get("min", vals[1][1] if len(vals) > 1 else None)
+    hi = kw.get("max", vals[2][1] if len(vals) > 2 else None)
+    for v in (lo, hi):
+        if isinstance(v, (torch.Tensor, fx.Node)):
+            raise _unsupported("clamp with tensor bounds", cv.where(node))
+    return _clamp_chain(None if lo is None else float(lo), None if hi is None else float(hi)), [
+        cv.tensor_arg(node, vals)]
+
+
+def _h_hardtanh(cv, node, vals, kw):
+    lo = kw.get("min_val", vals[1][1] if len(vals) > 1 else -1.0)
+    hi = kw.get("max_val", vals[2][1] if len(vals) > 2 else 1.0)
+    return _clamp_chain(float(lo), float(hi)), [cv.tensor_arg(node, vals)]
+
+
+def _h_relu6(cv, node, vals, kw):
+    return _clamp_chain(0.0, 6.0), [cv.tensor_arg(node, vals)]
+
+
+def _h_neg(cv, node, vals, kw):
+    return [_ewa(-1.0, 0.0)], [cv.tensor_arg(node, vals)]
+
+
+def _h_maximum(cv, node, vals, kw, minimum: bool = False):
+    a, b = vals[0], vals[1] if len(vals) > 1 else ("c", None)
+    if a[0] != "t" or b[0] != "t":
+        raise _unsupported("max/min of an activation and a constant (use clamp)" if b[0] == "c" and b[1] is not None
+                           else "max/min reduction over an axis", cv.where(node))
+    # max(a, b) = b + relu(a - b); min(a, b) = b - relu(b - a)
+    base = node.name
+    diff, act = f"{base}/diff", f"{base}/relu"
+    cv.spec.append((diff, L.Sum((1.0, -1.0) if not minimum else (-1.0, 1.0)), [a[1], b[1]]))
+    cv.spec.append((act, L.relu(), [diff]))
+    cv.sources[diff] = cv.sources[act] = f"{cv.where(node)} ({'minimum' if minimum else 'maximum'})"
+    return [L.Sum((1.0, -1.0 if minimum else 1.0))], [b[1], act]
+
+
+def _h_cat(cv, node, vals, kw):
+    items = vals[0]
+    if items[0] != "list" or any(v[0] != "t" for v in items[1]):
+        raise _unsupported("cat of constants and activations", cv.where(node))
+    dim = int(kw.get("dim", vals[1][1] if len(vals) > 1 else 0))
+    full_rank = len(cv.out_shape(node)) + 1
+    dim = dim % full_rank
+    if dim == 0:
+        raise ConversionError(f"{cv.where(node)} concatenates along the batch axis; maso maps samples one by one.")
+    return [L.Concat(dim - 1)], [v[1] for v in items[1]]
+
+
+def _h_mean(cv, node, vals, kw):
+    src = cv.tensor_arg(node, vals)
+    dims = kw.get("dim", vals[1][1] if len(vals) > 1 else None)
+    keep = bool(kw.get("keepdim", vals[2][1] if len(vals) > 2 else False))
+    full_rank = len(cv.shape_of[src]) + 1
+    if dims is None:
+        raise ConversionError(f"{cv.where(node)} averages over the batch axis; give the axes (e.g. dim=(2, 3)).")
+    dims = (dims,) if isinstance(dims, int) else tuple(dims)
+    dims = tuple(d % full_rank for d in dims)
+    if 0 in dims:
+        raise ConversionError(f"{cv.where(node)} averages over the batch axis; maso maps samples one by one.")
+    return [L.Mean(tuple(d - 1 for d in dims), keep)], [src]
+
+
+def _pool_nd(name: str) -> int:
+    return int(name[-2])
+
+
+def _h_maxpool(cv, node, vals, kw):
+    name = str(getattr(node.target, "__name__", node.target)).lstrip("_")
+    nd = _pool_nd(name.replace("_with_indices", ""))
+    get = _arg_getter(vals, kw)
+    if get(6, "return_indices", False):
+        raise _unsupported("max_pool with return_indices=True", cv.where(node))
+    k = get(1, "kernel_size")
+    return [L.MaxPool(nd, k, get(2, "stride", None) or k, get(3, "padding", 0), get(4, "dilation", 1),
+                      bool(get(5, "ceil_mode", False)))], [cv.tensor_arg(node, vals)]
+
+
+def _h_avgpool(cv, node, vals, kw):
+    name = str(getattr(node.target, "__name__", node.target)).lstrip("_")
+    nd = _pool_nd(name)
+    get = _arg_getter(vals, kw)
+    k = get(1, "kernel_size")
+    return [L.AvgPool(nd, k, get(2, "stride", None) or k, get(3, "padding", 0), bool(get(4, "ceil_mode", False)),
+                      bool(get(5, "count_include_pad", True)), get(6, "divisor_override", None))], [
+        cv.tensor_arg(node, vals)]
+
+
+def _h_adaptive_avg(cv, node, vals, kw):
+    name = str(getattr(node.target, "__name__", node.target)).lstrip("_")
+    nd = _pool_nd(name)
+    return [L.AdaptiveAvgPool(nd, _arg_getter(vals, kw)(1, "output_size"))], [cv.tensor_arg(node, vals)]
+
+
+def _h_linear(cv, node, vals, kw):
+    get = _arg_getter(vals, kw)
+    w, b = get(1, "weight"), get(2, "bias", None)
+    if not isinstance(w, torch.Tensor) or (b is not None and not isinstance(b, torch.Tensor)):
+        raise _unsupported("linear with activation-dependent weights", cv.where(node))
+    return [L.Dense(_np(w), _np(b, w.shape[0]))], [cv.tensor_arg(node, vals)]
+
+
+def _h_conv(cv, node, vals, kw):
+    get = _arg_getter(vals, kw)
+    w, b = get(1, "weight"), get(2, "bias", None)
+    if not isinstance(w, torch.Tensor):
+        raise _unsupported("conv with activation-dependent weights", cv.where(node))
+    return [_conv_layer(w, b, get(3, "stride", 1), get(4, "padding", 0), get(5, "dilation", 1),
+                        get(6, "groups", 1))], [cv.tensor_arg(node, vals)]
+
+
+def _h_getitem(cv, node, vals, kw):
+    src = cv.tensor_arg(node, vals)
+    idx = vals[1][1]
+    idx = idx if isinstance(idx, tuple) else (idx,)
+    if not idx or not (isinstance(idx[0], slice) and idx[0] == slice(None)):
+        raise _unsupported("indexing that selects along the batch axis", cv.where(node))
+    if any(isinstance(i, torch.Tensor) or i is None or i is Ellipsis for i in idx[1:]):
+        raise _unsupported("advanced indexing (tensors, None, ...)", cv.where(node))
+    return [L.Index(tuple(idx[1:]))], [src]
+
+
+def _arg_getter(vals: list, kw: dict) -> Callable[..., Any]:
+    def get(i: int, key: str, default: Any = ...) -> Any:
+        if key in kw:
+            v = kw[key]
+            return v[1] if isinstance(v, tuple) and len(v) == 2 and v[0] == "c" else v
+        if i < len(vals):
+            return vals[i][1]
+        if default is ...:
+            raise ConversionError(f"Missing argument {key!r}.")
+        return default
+
+    return get
+
+
+_FUNCTIONS: dict[str, Callable[..., Any]] = {
+    "add": _h_add, "iadd": _h_add,
+    "sub": lambda cv, n, v, k: _h_add(cv, n, v, k, sign=-1.0), "isub": lambda cv, n, v, k: _h_add(cv, n, v, k, -1.0),
+    "mul": _h_mul, "imul": _h_mul,
+    "truediv": lambda cv, n, v, k: _h_mul(cv, n, v, k, divide=True),
+    "div": lambda cv, n, v, k: _h_mul(cv, n, v, k, divide=True),
+    "neg": _h_neg,
+    "flatten": _h_reshape, "view": _h_reshape, "reshape": _h_reshape, "squeeze": _h_reshape,
+    "unsqueeze": _h_reshape, "unflatten": _h_reshape,
+    "contiguous": _h_identity, "clone": _h_identity, "detach": _h_identity,
+    "dropout": _h_dropout, "dropout1d": _h_dropout, "dropout2d": _h_dropout, "dropout3d": _h_dropout,
+    "relu": _h_relu, "abs": _h_abs, "leaky_relu": _h_leaky, "clamp": _h_clamp, "clip": _h_clamp,
+    "hardtanh": _h_hardtanh, "relu6": _h_relu6,
+    "maximum": _h_maximum, "max": _h_maximum, "fmax": _h_maximum,
+    "minimum": lambda cv, n, v, k: _h_maximum(cv, n, v, k, minimum=True),
+    "min": lambda cv, n, v, k: _h_maximum(cv, n, v, k, minimum=True),
+    "cat": _h_cat, "concat": _h_cat, "concatenate": _h_cat,
+    "mean": _h_mean,
+    "max_pool1d": _h_maxpool, "max_pool2d": _h_maxpool, "max_pool3d": _h_maxpool,
+    "max_pool1d_with_indices": _h_maxpool, "max_pool2d_with_indices": _h_maxpool,
+    "avg_pool1d": _h_avgpool, "avg_pool2d": _h_avgpool, "avg_pool3d": _h_avgpool,
+    "adaptive_avg_pool1d": _h_adaptive_avg, "adaptive_avg_pool2d": _h_adaptive_avg,
+    "adaptive_avg_pool3d": _h_adaptive_avg,
+    "linear": _h_linear, "conv1d": _h_conv, "conv2d": _h_conv, "conv3d": _h_conv,
+    "getitem": _h_getitem,
+}
+
+
+def _fold_batchnorm(spec: list, output: str) -> tuple[list, str]:
+    """Fold per-channel ElementwiseAffine nodes into the Dense/Conv node they follow when nothing else reads it."""
+    readers: dict[str, int] = {}
+    for _, _, ins in spec:
+        for s in ins:
+            readers[s] = readers.get(s, 0) + 1
+    readers[output] = readers.get(output, 0) + 1
+    by_name = {name: i for i, (name, _, _) in enumerate(spec)}
+    rename: dict[str, str] = {}
+    out: list = []
+    dropped: set[str] = set()
+    new_layers: dict[str, L.Layer] = {}
+    for name, layer, ins in spec:
+        ins = [rename.get(s, s) for s in ins]
+        if isinstance(layer, L.ElementwiseAffine) and len(ins) == 1 and ins[0] in by_name:
+            prev_name = ins[0]
+            prev = new_layers.get(prev_name, spec[by_name[prev_name]][1])
+            folded = _fold(prev, layer)
+            if folded is not None and readers.get(prev_name, 0) == 1 and prev_name not in dropped:
+                new_layers[prev_name] = folded
+                rename[name] = prev_name
+                dropped.add(name)
+                continue
+        out.append([name, layer, ins])
+    result = [(n, new_layers.get(n, lay), ins) for n, lay, ins in out]
+    return result, rename.get(output, output)
+
+
+def _fold(prev: L.Layer, ea: L.ElementwiseAffine) -> L.Layer | None:
+    scale, shift = ea.scale, ea.shift
+    if isinstance(prev, L.Dense):
+        out = prev.weight.shape[0]
+        if scale.ndim > 1 or shift.ndim > 1 or scale.size not in (1, out) or shift.size not in (1, out):
+            return None
+        s = np.broadcast_to(scale, (out,))
+        return L.Dense(prev.weight * s[:, None], prev.bias * s + np.broadcast_to(shift, (out,)))
+    if isinstance(prev, L.Conv):
+        c = prev.weight.shape[0]
+        nd = prev.ndim
+
+        def chan(v: np.ndarray) -> np.ndarray | None:
+            if v.size == 1:
+                return np.full(c, float(v.reshape(-1)[0]))
+            if v.ndim == nd + 1 and v.shape[0] == c and all(s == 1 for s in v.shape[1:]):
+                return v.reshape(c)
+            return None
+
+        s, t = chan(scale), chan(shift)
+        if s is None or t is None:
+            return None
+        return L.Conv(prev.weight * s.reshape(c, *([1] * (nd + 1))), prev.bias * s + t, prev.stride, prev.padding,
+                      prev.dilation, prev.groups, prev.padding_mode, prev.pad)
+    return None
+
+
+def from_torch(module: nn.Module, example_input: Any, *, rtol: float = 1e-4) -> Network:
+    """Convert a piecewise-affine PyTorch module into a :class:`maso.Network`.
+
+    The module is traced with ``torch.fx`` (``nn.Sequential`` and modules with residual or concatenation
+    graphs alike), shapes are propagated with ``example_input``, eval-mode batch normalisation is folded into
+    the convolution or linear layer before it, and dropout/identity are removed. The result is checked
+    against the module on ``example_input``.
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+        In eval mode, with finite weights.
+    example_input : tensor or array of shape (n, *input_shape), or a tuple input_shape
+        A batch the module accepts (its values only matter for the final check).
+    rtol : float, default=1e-4
+        Relative tolerance of the final check against the module's own output.
+
+    Returns
+    -------
+    Network
+
+    Raises
+    ------
+    UnsupportedLayerError
+        A module or function that is not piecewise affine (GELU, LayerNorm, softmax, attention...), with its
+        path in the model and what to do instead.
+    TrainingModeError
+        Batch normalisation or dropout in training mode.
+    InvalidWeightsError
+        NaN or infinite parameters or buffers.
+    ShapeError
+        ``example_input`` does not fit the module.
+    ConversionError
+        The module cannot be traced (data-dependent control flow) or mixes samples of a batch.
+
+    Examples
+    --------
+    >>> import torch, maso
+    >>> model = torch.nn.Sequential(torch.nn.Linear(2, 8), torch.nn.ReLU(), torch.nn.Linear(8, 1))
+    >>> net = maso.from_torch(model, torch.zeros(1, 2))
+    >>> net.n_units
+    8
+    """
+    if not isinstance(module, nn.Module):
+        raise ConversionError(f"from_torch needs a torch.nn.Module. Got {type(module).__name__}.")
+    _check_module(module)
+    param = next(iter(module.parameters()), None)
+    dtype = param.dtype if param is not None and param.is_floating_point() else torch.float32
+    device = param.device if param is not None else torch.device("cpu")
+    if isinstance(example_input, (tuple, list)) and all(isinstance(s, int) for s in example_input):
+        example = torch.zeros((1, *example_input), dtype=dtype, device=device)
+    else:
+        example = torch.as_tensor(np.asarray(example_input) if not isinstance(example_input, torch.Tensor)
+                                  else example_input).to(device=device, dtype=dtype)
+    if example.dim() < 2:
+        raise ShapeError(
+            f"example_input must be a batch of shape (n, *input_shape); got shape {tuple(example.shape)}. "
+            "Add a batch axis, e.g. x.unsqueeze(0)."
+        )
+    tracer = _Tracer()
+    try:
+        graph = tracer.trace(module)
+    except Exception as e:
+        raise ConversionError(
+            f"torch.fx could not trace {type(module).__name__}: {e}. Models with data-dependent control flow "
+            "cannot be converted; move the branching out of forward() or convert the piecewise-affine parts."
+        ) from e
+    gm = fx.GraphModule(tracer.root, graph)
+    try:
+        with torch.no_grad():
+            ShapeProp(gm).propagate(example)
+    except Exception as e:
+        raise ShapeError(
+            f"example_input of shape {tuple(example.shape)} does not fit {type(module).__name__}: {e}"
+        ) from e
+    cv = _Converter(gm, int(example.shape[0]))
+    cv.shape_of["input"] = tuple(example.shape[1:])
+    for n in gm.graph.nodes:  # remember the shape of every tensor value
+        meta = n.meta.get("tensor_meta")
+        if meta is not None and hasattr(meta, "shape"):
+            cv.shape_of[str(n.target) if n.op == "call_module" else n.name] = tuple(meta.shape[1:])
+    output = cv.run()
+    spec, output = _fold_batchnorm(cv.spec, output)
+    net = Network.from_graph(tuple(example.shape[1:]), spec, output, sources=cv.sources)
+    with torch.no_grad():
+        want = module(example).to(torch.float64)
+        got = net(example.to(torch.float64))
+    if got.shape != want.shape or not torch.allclose(got, want, rtol=rtol, atol=rtol * (1 + float(want.abs().max()))):
+        err = float((got - want).abs().max()) if got.shape == want.shape else float("nan")
+        raise ConversionError(
+            f"The converted network does not reproduce {type(module).__name__} on example_input (largest "
+            f"difference {err:.3g}, shapes {tuple(got.shape)} vs {tuple(want.shape)}). This is a maso bug or an "
+            "operation whose semantics maso misread; please report it with the model."
+        )
+    return net
+
+
+def mlp(widths: Sequence[int], *, seed: int, activation: str = "relu", **kwargs: Any) -> Network:
+    """A toy fully connected network with torch's default initialisation (see :func:`maso.nn.mlp_module`).
+
+    Parameters
+    ----------
+    widths : sequence of int
+        ``[d_in, hidden_1, ..., d_out]``.
+    seed : int
+        Seed (torch's global RNG is left untouched).
+    activation : {"relu", "leaky_relu", "abs", "maxout"}
+    **kwargs
+        ``negative_slope`` or ``pieces``, passed to :func:`maso.nn.mlp_module`.
+
+    Examples
+    --------
+    >>> net = maso.mlp([2, 16, 16, 1], seed=0)
+    >>> net.n_units, net.input_dim, net.output_dim
+    (32, 2, 1)
+    """
+    module = mnn.mlp_module(widths, seed=seed, activation=activation, dtype=torch.float64, **kwargs)
+    return from_torch(module, torch.zeros(1, int(widths[0]), dtype=torch.float64))
+
+
+del math

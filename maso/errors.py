@@ -1,0 +1,63 @@
+"""Exceptions and warnings raised by maso.
+
+Every error subclasses :class:`MasoError` and the builtin exception it *is*, so that
+``except ValueError`` keeps working for callers that do not know maso.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "MasoError",
+    "ShapeError",
+    "UnsupportedLayerError",
+    "ConversionError",
+    "TrainingModeError",
+    "InvalidWeightsError",
+    "SubnetworkError",
+    "NumericalWarning",
+]
+
+
+class MasoError(Exception):
+    """Base class of every maso error."""
+
+
+class ShapeError(MasoError, ValueError):
+    """An array has the wrong shape or dtype for the call it was passed to."""
+
+
+class UnsupportedLayerError(MasoError, TypeError):
+    """A module or operation is not piecewise affine, so it has no exact MASO form.
+
+    Attributes
+    ----------
+    kind : str
+        The module class or function name that was refused.
+    path : str
+        Where it sits in the model (a module path such as ``"blocks.3.act"`` or a traced node name).
+    """
+
+    def __init__(self, message: str, *, kind: str = "", path: str = "") -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.path = path
+
+
+class ConversionError(MasoError, ValueError):
+    """A PyTorch model could not be converted (tracing failed, an unsupported graph shape...)."""
+
+
+class TrainingModeError(ConversionError):
+    """A module is in training mode, where its output depends on the batch or on randomness."""
+
+
+class InvalidWeightsError(ConversionError):
+    """A parameter or buffer holds NaN or infinite values."""
+
+
+class SubnetworkError(MasoError, ValueError):
+    """The requested sub-network does not exist (unknown layer, or a cut that does not separate the graph)."""
+
+
+class NumericalWarning(UserWarning):
+    """A result is close to a numerical degeneracy (a tie between pieces, a thin region...)."""

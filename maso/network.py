@@ -1,0 +1,740 @@
+"""A piecewise-affine network as a DAG of affine operators and max-affine spline operators."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+import torch
+
+from maso._validation import Batch, as_batch
+from maso.affine import Affine, AffineOperator
+from maso.errors import ShapeError, SubnetworkError
+from maso.layers import AffineLayer, Layer, MASOLayer, SplineLayer
+from maso.polytope import Polytope
+
+__all__ = ["Network", "Node", "UnitGroup"]
+
+Shape = tuple[int, ...]
+
+# Intermediate tensors of batched map computations are kept below this many elements by chunking the batch.
+_CHUNK_ELEMENTS = 1 << 25
+
+
+def _tensor(a: np.ndarray, dtype: Any, device: Any) -> torch.Tensor:
+    # Parameters are read-only arrays; torch wants writable memory, so copy.
+    return torch.from_numpy(np.array(a, copy=True)).to(device=device, dtype=dtype)
+
+
+@dataclass(frozen=True, eq=False)
+class Node:
+    """One node of a network graph.
+
+    Attributes
+    ----------
+    name : str
+        Unique name (the torch module path for converted models, e.g. ``"features.3"``).
+    layer : Layer or None
+        The operator; ``None`` for the input node.
+    inputs : tuple of int
+        Indices of the nodes it reads, all earlier in the topological order.
+    shape : tuple of int
+        Per-sample shape of its output.
+    source : str
+        Where it came from (module path and type), for messages.
+    """
+
+    name: str
+    layer: Layer | None
+    inputs: tuple[int, ...]
+    shape: Shape
+    source: str = ""
+
+
+@dataclass(frozen=True)
+class UnitGroup:
+    """The units of one spline layer and where their codes sit in a row of :meth:`Network.codes`.
+
+    Attributes
+    ----------
+    name : str
+        The layer's node name.
+    node : int
+        The node index.
+    shape : tuple of int
+        Per-sample shape of the layer's units (its output shape).
+    n_pieces : int
+        Largest number of pieces of a unit (2 for ReLU-like units, the window size for max-pooling).
+    offset : int
+        First column of this layer's units in a code row.
+    """
+
+    name: str
+    node: int
+    shape: Shape
+    n_pieces: int
+    offset: int
+
+    @property
+    def size(self) -> int:
+        """Number of units."""
+        return math.prod(self.shape)
+
+    @property
+    def columns(self) -> slice:
+        """The columns of this layer in a code row."""
+        return slice(self.offset, self.offset + self.size)
+
+
+class Network:
+    """A continuous piecewise-affine network: a DAG of affine operators and max-affine spline operators.
+
+    Build one with :func:`maso.from_torch`, :func:`maso.mlp`, :meth:`Network.sequential` or
+    :meth:`Network.from_graph`. A network is immutable.
+
+    Inputs may be NumPy arrays (results come back as NumPy, computed in the input's float precision) or
+    torch tensors (results stay on the tensor's device and dtype). An input is one sample of shape
+    :attr:`input_shape` or a batch ``(n, *input_shape)``. Affine maps and regions act on the flattened input
+    (``x.reshape(-1)``), of dimension :attr:`input_dim`.
+
+    Examples
+    --------
+    >>> import numpy as np, maso
+    >>> net = maso.mlp([2, 4, 1], seed=0)
+    >>> x = np.array([0.3, -0.2])
+    >>> f = net.affine_at(x)
+    >>> bool(np.allclose(f(x), net(x)))
+    True
+    >>> bool(net.region_at(x).contains(x))
+    True
+    """
+
+    def __init__(self, nodes: Sequence[Node], output: int | None = None) -> None:
+        nodes = tuple(nodes)
+        if not nodes or nodes[0].layer is not None or nodes[0].inputs:
+            raise ShapeError("A Network's first node must be its input (layer None, no inputs).")
+        names = set()
+        for i, node in enumerate(nodes):
+            if node.name in names:
+                raise ShapeError(f"Node names must be unique; {node.name!r} appears twice.")
+            names.add(node.name)
+            if i and node.layer is None:
+                raise ShapeError(f"Only the first node may be an input; node {node.name!r} has no layer.")
+            if any(not 0 <= j < i for j in node.inputs):
+                raise ShapeError(f"Node {node.name!r} reads a node that does not come before it.")
+        self._nodes = nodes
+        self._output = len(nodes) - 1 if output is None else int(output)
+        last_use = [0] * len(nodes)
+        for i, node in enumerate(nodes):
+            for j in node.inputs:
+                last_use[j] = i
+        last_use[self._output] = len(nodes)
+        self._last_use = tuple(last_use)
+        groups, offset = [], 0
+        for i, node in enumerate(nodes):
+            if isinstance(node.layer, SplineLayer):
+                g = UnitGroup(node.name, i, node.shape, node.layer.n_pieces, offset)
+                groups.append(g)
+                offset += g.size
+        self._units = tuple(groups)
+        self._n_units = offset
+        self._code_dtype = np.uint8 if max((g.n_pieces for g in groups), default=2) <= 255 else np.int32
+        self._param_cache: dict[tuple[Any, Any], list[dict[str, torch.Tensor]]] = {}
+
+    # ------------------------------------------------------------------------------------------------ build
+    @classmethod
+    def sequential(
+        cls, input_shape: Sequence[int], layers: Sequence[Layer], names: Sequence[str] | None = None
+    ) -> "Network":
+        """A chain of layers.
+
+        Parameters
+        ----------
+        input_shape : sequence of int
+            Per-sample input shape, e.g. ``(784,)`` or ``(3, 32, 32)``.
+        layers : sequence of Layer
+        names : sequence of str, optional
+            Node names; ``"0"``, ``"1"``, ... by default.
+
+        Examples
+        --------
+        >>> import numpy as np, maso
+        >>> from maso.layers import Dense, relu
+        >>> net = maso.Network.sequential((2,), [Dense(np.eye(2), np.zeros(2)), relu()])
+        >>> net.n_units
+        2
+        """
+        names = [str(i) for i in range(len(layers))] if names is None else list(names)
+        if len(names) != len(layers):
+            raise ShapeError(f"Got {len(layers)} layers but {len(names)} names.")
+        spec = [(nm, layer, [names[i - 1] if i else "input"]) for i, (nm, layer) in enumerate(zip(names, layers))]
+        return cls.from_graph(input_shape, spec)
+
+    @classmethod
+    def from_graph(
+        cls,
+        input_shape: Sequence[int],
+        spec: Iterable[tuple[str, Layer, Sequence[str]]],
+        output: str | None = None,
+        *,
+        input_name: str = "input",
+        sources: dict[str, str] | None = None,
+    ) -> "Network":
+        """A DAG from ``(name, layer, input_names)`` triples in topological order.
+
+        The input node is called ``input_name``. Shapes are inferred by running one zero sample.
+
+        Examples
+        --------
+        >>> import numpy as np, maso
+        >>> from maso.layers import Dense, Sum, relu
+        >>> spec = [("fc", Dense(np.eye(2), np.zeros(2)), ["input"]), ("act", relu(), ["fc"]),
+        ...         ("res", Sum((1.0, 1.0)), ["act", "input"])]
+        >>> net = maso.Network.from_graph((2,), spec)
+        >>> net(np.array([-1.0, 2.0]))
+        array([-1.,  4.])
+        """
+        input_shape = tuple(int(s) for s in input_shape)
+        if any(s < 1 for s in input_shape):
+            raise ShapeError(f"input_shape must hold positive sizes. Got {input_shape}.")
+        sources = sources or {}
+        nodes = [Node(input_name, None, (), input_shape, "input")]
+        index = {input_name: 0}
+        values = [torch.zeros((1, *input_shape), dtype=torch.float64)]
+        for name, layer, ins in spec:
+            if not isinstance(layer, Layer):
+                raise ShapeError(f"Node {name!r}: expected a maso layer, got {type(layer).__name__}.")
+            if name in index:
+                raise ShapeError(f"Node names must be unique; {name!r} appears twice.")
+            missing = [s for s in ins if s not in index]
+            if missing:
+                raise ShapeError(f"Node {name!r} reads unknown node(s) {missing}; inputs must come first.")
+            want = layer.n_inputs
+            if (want and len(ins) != want) or not ins:
+                raise ShapeError(f"Node {name!r} ({type(layer).__name__}) takes {want or 'one or more'} "
+                                 f"input(s); got {len(ins)}.")
+            idx = tuple(index[s] for s in ins)
+            p = {k: _tensor(v, torch.float64, "cpu") for k, v in layer.arrays().items()}
+            try:
+                with torch.no_grad():
+                    if isinstance(layer, SplineLayer):
+                        y, _ = layer.forward(values[idx[0]], p, True)
+                    else:
+                        y = layer.forward([values[j] for j in idx], p)
+            except (RuntimeError, ValueError, IndexError) as e:
+                shapes = [nodes[j].shape for j in idx]
+                raise ShapeError(f"Node {name!r} ({layer!r}) does not accept input shape(s) {shapes}: {e}") from e
+            index[name] = len(nodes)
+            nodes.append(Node(name, layer, idx, tuple(y.shape[1:]), sources.get(name, type(layer).__name__)))
+            values.append(y)
+        out = len(nodes) - 1 if output is None else index.get(output)
+        if out is None:
+            raise ShapeError(f"Unknown output node {output!r}.")
+        return cls(nodes, out)
+
+    # ------------------------------------------------------------------------------------------ structure
+    @property
+    def nodes(self) -> tuple[Node, ...]:
+        """All nodes in topological order; node 0 is the input."""
+        return self._nodes
+
+    @property
+    def units(self) -> tuple[UnitGroup, ...]:
+        """The spline layers, in order, with the columns of their units in a code row."""
+        return self._units
+
+    @property
+    def n_units(self) -> int:
+        """Total number of spline units (the length of a code row)."""
+        return self._n_units
+
+    @property
+    def input_shape(self) -> Shape:
+        """Per-sample input shape."""
+        return self._nodes[0].shape
+
+    @property
+    def output_shape(self) -> Shape:
+        """Per-sample output shape."""
+        return self._nodes[self._output].shape
+
+    @property
+    def input_dim(self) -> int:
+        """Flattened input dimension (columns of an affine map)."""
+        return math.prod(self.input_shape)
+
+    @property
+    def output_dim(self) -> int:
+        """Flattened output dimension (rows of an affine map)."""
+        return math.prod(self.output_shape)
+
+    def node_index(self, name: str | int) -> int:
+        """Index of a node given by name or index."""
+        if isinstance(name, (int, np.integer)) and not isinstance(name, bool):
+            if not -len(self._nodes) <= name < len(self._nodes):
+                raise SubnetworkError(f"Node index {name} is out of range (network has {len(self._nodes)} nodes).")
+            return int(name) % len(self._nodes)
+        for i, node in enumerate(self._nodes):
+            if node.name == name:
+                return i
+        close = [n.name for n in self._nodes if str(name) in n.name][:5]
+        raise SubnetworkError(
+            f"No node named {name!r}. " + (f"Did you mean one of {close}? " if close else "")
+            + "See Network.summary() for the node names."
+        )
+
+    def summary(self) -> str:
+        """A table of the nodes: name, operator, inputs, output shape and unit count.
+
+        Examples
+        --------
+        >>> print(maso.mlp([2, 3, 1], seed=0).summary())  # doctest: +NORMALIZE_WHITESPACE
+        node   operator    inputs  shape  units
+        input  input               (2,)
+        0      Dense       input   (3,)
+        1      Elementwise 0       (3,)   3 x 2 pieces
+        2      Dense       1       (1,)
+        """
+        rows = [("node", "operator", "inputs", "shape", "units")]
+        for node in self._nodes:
+            op = "input" if node.layer is None else type(node.layer).__name__
+            ins = ",".join(self._nodes[j].name for j in node.inputs)
+            units = (f"{math.prod(node.shape)} x {node.layer.n_pieces} pieces"
+                     if isinstance(node.layer, SplineLayer) else "")
+            rows.append((node.name, op, ins, str(node.shape), units))
+        widths = [max(len(r[k]) for r in rows) for k in range(5)]
+        return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)
+
+    def __repr__(self) -> str:
+        return (f"Network(input_shape={self.input_shape}, output_shape={self.output_shape}, "
+                f"nodes={len(self._nodes)}, spline_layers={len(self._units)}, units={self._n_units})")
+
+    # ---------------------------------------------------------------------------------------- computation
+    def _params(self, device: Any, dtype: Any) -> list[dict[str, torch.Tensor]]:
+        key = (str(device), dtype)
+        p = self._param_cache.get(key)
+        if p is None:
+            p = [
+                {} if node.layer is None else
+                {k: _tensor(v, dtype, device) for k, v in node.layer.arrays().items()}
+                for node in self._nodes
+            ]
+            self._param_cache[key] = p
+        return p
+
+    def _forward(
+        self, x: torch.Tensor, *, need_codes: bool = False, keep: Iterable[int] = ()
+    ) -> tuple[torch.Tensor, dict[int, torch.Tensor], dict[int, torch.Tensor]]:
+        keep = set(keep)
+        p = self._params(x.device, x.dtype)
+        vals: dict[int, torch.Tensor] = {0: x}
+        icodes: dict[int, torch.Tensor] = {}
+        kept = {0: x} if 0 in keep else {}
+        for i in range(1, len(self._nodes)):
+            if self._last_use[i] == 0 and i != self._output and i not in keep:
+                continue  # dead node: nothing reads it
+            node = self._nodes[i]
+            layer = node.layer
+            if isinstance(layer, SplineLayer):
+                y, c = layer.forward(vals[node.inputs[0]], p[i], need_codes)
+                if need_codes:
+                    icodes[i] = c
+            else:
+                y = layer.forward([vals[j] for j in node.inputs], p[i])  # type: ignore[union-attr]
+            vals[i] = y
+            if i in keep:
+                kept[i] = y
+            for j in set(node.inputs):
+                if self._last_use[j] == i:
+                    del vals[j]
+        return vals[self._output], icodes, kept
+
+    def _frozen(
+        self, z: torch.Tensor, icodes: dict[int, torch.Tensor], *, bias: bool, record: Iterable[int] = ()
+    ) -> tuple[torch.Tensor, dict[int, torch.Tensor]]:
+        """Run the network with every unit frozen on its coded piece. ``z``: ``(n, T, *input_shape)``."""
+        record = set(record)
+        p = self._params(z.device, z.dtype)
+        n, T = z.shape[:2]
+        vals = {0: z}
+        rec: dict[int, torch.Tensor] = {}
+        for i in range(1, len(self._nodes)):
+            if self._last_use[i] == 0 and i != self._output:
+                continue
+            node = self._nodes[i]
+            layer = node.layer
+            if isinstance(layer, SplineLayer):
+                zin = vals[node.inputs[0]]
+                if i in record:
+                    rec[i] = zin
+                y = layer.frozen(zin, icodes[i], p[i], self._nodes[node.inputs[0]].shape, bias)
+            else:
+                ins = [vals[j].reshape(n * T, *self._nodes[j].shape) for j in node.inputs]
+                fn = layer.forward if bias else layer.linear  # type: ignore[union-attr]
+                y = fn(ins, p[i]).reshape(n, T, *node.shape)
+            vals[i] = y
+            for j in set(node.inputs):
+                if self._last_use[j] == i:
+                    del vals[j]
+        return vals[self._output], rec
+
+    def _pullback(self, cot: torch.Tensor, icodes: dict[int, torch.Tensor]) -> torch.Tensor:
+        """``A^T`` applied to cotangents ``(n, m, *output_shape)`` → ``(n, m, *input_shape)``."""
+        p = self._params(cot.device, cot.dtype)
+        n, m = cot.shape[:2]
+        cots = {self._output: cot}
+        for i in range(self._output, 0, -1):
+            c = cots.pop(i, None)
+            if c is None:
+                continue
+            node = self._nodes[i]
+            layer = node.layer
+            if isinstance(layer, SplineLayer):
+                j = node.inputs[0]
+                grads = [layer.frozen_vjp(c, icodes[i], p[i], self._nodes[j].shape)]
+            else:
+                in_shapes = [self._nodes[j].shape for j in node.inputs]
+                flat = layer.vjp(c.reshape(n * m, *node.shape), p[i], in_shapes)  # type: ignore[union-attr]
+                grads = [g.reshape(n, m, *s) for g, s in zip(flat, in_shapes)]
+            for j, g in zip(node.inputs, grads):
+                cots[j] = cots[j] + g if j in cots else g
+        g0 = cots.get(0)
+        if g0 is None:  # the output does not depend on the input
+            g0 = torch.zeros((n, m, *self.input_shape), dtype=cot.dtype, device=cot.device)
+        return g0
+
+    def _batch(self, x: Any, caller: str) -> Batch:
+        return as_batch(x, self.input_shape, caller=caller)
+
+    def _chunks(self, n: int, per_sample: int) -> list[slice]:
+        size = max(1, _CHUNK_ELEMENTS // max(1, per_sample))
+        return [slice(s, min(n, s + size)) for s in range(0, n, size)]
+
+    # ---------------------------------------------------------------------------------------------- public
+    def __call__(self, x: Any) -> Any:
+        """Forward pass.
+
+        Parameters
+        ----------
+        x : array or tensor of shape input_shape or (n, *input_shape)
+
+        Returns
+        -------
+        array or tensor of shape output_shape or (n, *output_shape)
+            NumPy in, NumPy out; torch in, torch out (same device and dtype).
+
+        Examples
+        --------
+        >>> net = maso.mlp([2, 3, 1], seed=0)
+        >>> net(np.zeros((4, 2))).shape
+        (4, 1)
+        """
+        batch = self._batch(x, "Network.__call__")
+        with torch.no_grad():
+            y, _, _ = self._forward(batch.tensor)
+        return batch.out(y)
+
+    def codes(self, x: Any, *, by_layer: bool = False) -> Any:
+        """Hard spline codes: the piece each unit is on.
+
+        ReLU-like units give a bit (1 = ``u > 0``); max-pool and maxout units give the index of the winning
+        position in their window (ties go to the lowest index).
+
+        Parameters
+        ----------
+        x : array or tensor of shape input_shape or (n, *input_shape)
+        by_layer : bool, default=False
+            Return a dict ``{layer name: codes of shape (n, *unit_shape)}`` instead of one row per input.
+
+        Returns
+        -------
+        array or tensor of shape (n, n_units), or dict
+            Columns follow :attr:`units`; dtype ``uint8`` (``int32`` if a unit has over 255 pieces).
+
+        Examples
+        --------
+        >>> net = maso.mlp([2, 3, 1], seed=0)
+        >>> net.codes(np.zeros((5, 2))).shape
+        (5, 3)
+        >>> list(net.codes(np.zeros(2), by_layer=True))
+        ['1']
+        """
+        batch = self._batch(x, "Network.codes")
+        with torch.no_grad():
+            _, icodes, _ = self._forward(batch.tensor, need_codes=True)
+            per = {g.name: self._nodes[g.node].layer.public_code(icodes[g.node], self._input_shape_of(g.node))
+                   for g in self._units}
+            if by_layer:
+                return {k: batch.out(v) for k, v in per.items()}
+            n = batch.tensor.shape[0]
+            tdtype = torch.uint8 if self._code_dtype == np.uint8 else torch.int32
+            if not per:
+                return batch.out(torch.zeros((n, 0), dtype=tdtype, device=batch.tensor.device))
+            row = torch.cat([v.reshape(n, -1).to(tdtype) for v in per.values()], dim=1)
+        return batch.out(row)
+
+    def _input_shape_of(self, i: int) -> Shape:
+        return self._nodes[self._nodes[i].inputs[0]].shape
+
+    def activations(self, x: Any, names: Sequence[str | int] | None = None) -> dict[str, Any]:
+        """Outputs of chosen nodes (all nodes by default), e.g. to feed a :meth:`subnetwork`.
+
+        Examples
+        --------
+        >>> net = maso.mlp([2, 3, 1], seed=0)
+        >>> net.activations(np.zeros(2), ["1"])["1"].shape
+        (3,)
+        """
+        batch = self._batch(x, "Network.activations")
+        idx = list(range(len(self._nodes))) if names is None else [self.node_index(s) for s in names]
+        with torch.no_grad():
+            _, _, kept = self._forward(batch.tensor, keep=idx)
+        return {self._nodes[i].name: batch.out(kept[i]) for i in idx}
+
+    def affine_at(self, x: Any, *, dense: bool = True) -> Any:
+        """The exact affine map of the region of ``x``: ``net(y) = A @ y + b`` for all ``y`` with x's code.
+
+        ``A`` is computed by propagating through the network with every unit frozen on the piece that its
+        code selects (reverse mode when the output is smaller than the input, forward mode otherwise), and
+        ``b`` by a frozen pass at the origin, so ``b`` is not affected by cancellation in ``f(x) - A x``.
+
+        Parameters
+        ----------
+        x : array or tensor of shape input_shape or (n, *input_shape)
+        dense : bool, default=True
+            If False, return an :class:`AffineOperator` that applies ``A`` and ``A^T`` by Jacobian-vector
+            products without forming it (for large models).
+
+        Returns
+        -------
+        Affine or AffineOperator
+            ``A`` of shape ``(output_dim, input_dim)`` (``(n, output_dim, input_dim)`` for a batch) on the
+            flattened input, ``b`` of shape ``(output_dim,)`` or ``(n, output_dim)``.
+
+        Examples
+        --------
+        >>> net = maso.mlp([3, 5, 2], seed=1)
+        >>> x = np.array([[0.1, 0.2, 0.3], [1.0, -1.0, 0.5]])
+        >>> f = net.affine_at(x)
+        >>> f.A.shape, bool(np.allclose(f(x), net(x)))
+        ((2, 2, 3), True)
+        """
+        batch = self._batch(x, "Network.affine_at")
+        t = batch.tensor
+        n, m, d = t.shape[0], self.output_dim, self.input_dim
+        with torch.no_grad():
+            _, icodes, _ = self._forward(t, need_codes=True)
+            zero = torch.zeros((n, 1, *self.input_shape), dtype=t.dtype, device=t.device)
+            b = self._frozen(zero, icodes, bias=True)[0].reshape(n, m)
+        if not dense:
+            return self._operator(batch, icodes, b)
+        widest = max(math.prod(node.shape) for node in self._nodes)
+        parts = []
+        with torch.no_grad():
+            for sl in self._chunks(n, min(m, d) * widest):
+                ic = {k: v[sl] for k, v in icodes.items()}
+                k = sl.stop - sl.start
+                if m <= d:
+                    eye = torch.eye(m, dtype=t.dtype, device=t.device).reshape(1, m, *self.output_shape)
+                    A = self._pullback(eye.expand(k, *eye.shape[1:]), ic).reshape(k, m, d)
+                else:
+                    eye = torch.eye(d, dtype=t.dtype, device=t.device).reshape(1, d, *self.input_shape)
+                    A = self._frozen(eye.expand(k, *eye.shape[1:]), ic, bias=False)[0].reshape(k, d, m)
+                    A = A.transpose(1, 2)
+                parts.append(A)
+            A = parts[0] if len(parts) == 1 else torch.cat(parts)
+        if batch.was_single:
+            A, b = A[0], b[0]
+        if batch.was_numpy:
+            return Affine(A.cpu().numpy(), b.cpu().numpy())
+        return Affine(A, b)
+
+    def _operator(self, batch: Batch, icodes: dict[int, torch.Tensor], b: torch.Tensor) -> AffineOperator:
+        t = batch.tensor
+        n, m, d = t.shape[0], self.output_dim, self.input_dim
+
+        def to_tensor(v: Any, width: int, what: str) -> torch.Tensor:
+            vt = torch.as_tensor(v, dtype=t.dtype, device=t.device)
+            if batch.was_single and vt.shape == (width,):
+                vt = vt.unsqueeze(0)
+            if vt.shape != (n, width):
+                raise ShapeError(f"AffineOperator.{what} expects shape ({n}, {width}). Got {tuple(vt.shape)}.")
+            return vt
+
+        def jvp(v: Any) -> Any:
+            vt = to_tensor(v, d, "jvp").reshape(n, 1, *self.input_shape)
+            with torch.no_grad():
+                y = self._frozen(vt, icodes, bias=False)[0].reshape(n, m)
+            return batch.out(y)
+
+        def vjp(w: Any) -> Any:
+            wt = to_tensor(w, m, "vjp").reshape(n, 1, *self.output_shape)
+            with torch.no_grad():
+                g = self._pullback(wt, icodes).reshape(n, d)
+            return batch.out(g)
+
+        b_out = batch.out(b)
+        return AffineOperator(b=b_out, shape=(n, m, d), _jvp=jvp, _vjp=vjp)
+
+    def region_at(self, x: Any) -> Any:
+        """The region of ``x``: the inequalities its code imposes, in the (flattened) input space.
+
+        Every unit contributes one row per competing piece: ``(piece_r - piece_q)(y) <= 0`` where ``q`` is
+        the piece x's code selects, with all earlier units frozen on their pieces. Rows are not reduced:
+        redundant rows (and the all-zero rows of units that are constant on the region) are kept. Computed
+        in float64 whatever the input dtype.
+
+        Parameters
+        ----------
+        x : array or tensor of shape input_shape or (n, *input_shape)
+
+        Returns
+        -------
+        Polytope or tuple of Polytope
+            With ``units[i] = (code column, competing piece)`` for each row.
+
+        Examples
+        --------
+        >>> net = maso.mlp([2, 4, 4, 1], seed=0)
+        >>> x = np.array([0.2, -0.1])
+        >>> P = net.region_at(x)
+        >>> P.n_constraints, bool(P.contains(x))
+        (8, True)
+        """
+        batch = self._batch(x, "Network.region_at")
+        t = batch.tensor.to(torch.float64)
+        d = self.input_dim
+        record = [g.node for g in self._units]
+        out = []
+        with torch.no_grad():
+            _, icodes, _ = self._forward(t, need_codes=True)
+            eye = torch.eye(d, dtype=t.dtype, device=t.device).reshape(1, d, *self.input_shape)
+            zero = torch.zeros((1, 1, *self.input_shape), dtype=t.dtype, device=t.device)
+            for s in range(t.shape[0]):
+                ic = {k: v[s:s + 1] for k, v in icodes.items()}
+                _, G = self._frozen(eye, ic, bias=False, record=record)
+                _, O = self._frozen(zero, ic, bias=True, record=record)
+                rows, rhs, units = [], [], []
+                for g in self._units:
+                    layer = self._nodes[g.node].layer
+                    r, h, u, pc = layer.facets(G[g.node][0], O[g.node][0, 0], ic[g.node][0], self._params(
+                        t.device, t.dtype)[g.node], self._input_shape_of(g.node))
+                    rows.append(r)
+                    rhs.append(h)
+                    units.append(torch.stack([u + g.offset, pc], dim=1))
+                if rows:
+                    A = torch.cat(rows).cpu().numpy()
+                    bb = torch.cat(rhs).cpu().numpy()
+                    uu = torch.cat(units).cpu().numpy()
+                else:
+                    A, bb, uu = np.zeros((0, d)), np.zeros(0), np.zeros((0, 2), dtype=np.int64)
+                out.append(Polytope(A, bb, uu))
+        return out[0] if batch.was_single else tuple(out)
+
+    # -------------------------------------------------------------------------------------- sub-networks
+    def subnetwork(self, start: str | int | None = None, stop: str | int | None = None) -> "Network":
+        """The part of the network from the output of node ``start`` to the output of node ``stop``.
+
+        Its input space is the activation space after ``start`` (the whole input by default), and its
+        units, codes, maps and regions are those of the layers after ``start`` up to ``stop`` ("layer L to
+        output", as the polytope lens uses them). Code columns keep the layer names of this network.
+
+        Raises
+        ------
+        SubnetworkError
+            If a name is unknown, ``stop`` does not depend on ``start``, or ``start`` does not separate the
+            graph (a later node also reads a node before ``start``, e.g. a skip connection around it).
+
+        Examples
+        --------
+        >>> net = maso.mlp([2, 4, 4, 1], seed=0)
+        >>> tail = net.subnetwork(start="1")          # after the first ReLU
+        >>> h = net.activations(np.ones(2), ["1"])["1"]
+        >>> bool(np.allclose(tail(h), net(np.ones(2))))
+        True
+        """
+        s = 0 if start is None else self.node_index(start)
+        e = self._output if stop is None else self.node_index(stop)
+        desc = {s}
+        for i in range(s + 1, len(self._nodes)):
+            if any(j in desc for j in self._nodes[i].inputs):
+                desc.add(i)
+        anc = {e}
+        for i in range(e, -1, -1):
+            if i in anc:
+                anc.update(self._nodes[i].inputs)
+        if e not in desc:
+            raise SubnetworkError(
+                f"Node {self._nodes[e].name!r} does not depend on node {self._nodes[s].name!r}: no sub-network "
+                "runs from the first to the second."
+            )
+        keep = sorted((desc & anc) - {s})
+        new_index = {s: 0}
+        nodes = [Node(self._nodes[s].name, None, (), self._nodes[s].shape, "input")]
+        for i in keep:
+            node = self._nodes[i]
+            outside = [self._nodes[j].name for j in node.inputs if j not in new_index]
+            if outside:
+                raise SubnetworkError(
+                    f"Node {self._nodes[s].name!r} does not separate the network: node {node.name!r} also reads "
+                    f"{outside}, which the sub-network would not have. Start at a node that all paths pass "
+                    "through (e.g. the output of a whole residual or Inception block)."
+                )
+            new_index[i] = len(nodes)
+            nodes.append(Node(node.name, node.layer, tuple(new_index[j] for j in node.inputs), node.shape,
+                              node.source))
+        return Network(nodes, new_index[e])
+
+    # ---------------------------------------------------------------------------------- canonical form
+    def maso_layers(self) -> tuple[MASOLayer, ...]:
+        """The network as a chain of dense canonical MASO layers (theory: ``S[A^(l), B^(l)]``).
+
+        Each spline layer absorbs the affine operators before it; trailing affine operators become a
+        final one-piece layer. Dense arrays are formed here only, so keep this to small networks.
+
+        Raises
+        ------
+        SubnetworkError
+            If the network is not a chain (residual or concatenation graphs have no such form).
+
+        Examples
+        --------
+        >>> net = maso.mlp([2, 3, 1], seed=0)
+        >>> layers = net.maso_layers()
+        >>> [l.A.shape for l in layers]
+        [(3, 2, 2), (1, 1, 3)]
+        >>> chain = maso.Network.sequential((2,), layers)
+        >>> bool(np.allclose(chain(np.ones(2)), net(np.ones(2))))
+        True
+        """
+        for i, node in enumerate(self._nodes[1:], 1):
+            if node.inputs != (i - 1,):
+                raise SubnetworkError(f"maso_layers needs a chain of layers; node {node.name!r} is not one.")
+        if self._output != len(self._nodes) - 1:
+            raise SubnetworkError("maso_layers needs the output to be the last node.")
+        out: list[MASOLayer] = []
+        shape = self.input_shape
+        W = np.eye(math.prod(shape))
+        b = np.zeros(math.prod(shape))
+        pending = False
+        with torch.no_grad():
+            for i, node in enumerate(self._nodes[1:], 1):
+                layer = node.layer
+                p = self._params("cpu", torch.float64)[i]
+                if isinstance(layer, SplineLayer):
+                    A, B = layer.to_maso(W, b, shape)
+                    out.append(MASOLayer(A, B))
+                    shape = node.shape  # MASOLayer outputs are this shape, flattened in C order
+                    W, b, pending = np.eye(A.shape[0]), np.zeros(A.shape[0]), False
+                else:
+                    assert isinstance(layer, AffineLayer)
+                    cols = torch.as_tensor(W.T.reshape(W.shape[1], *shape))
+                    W = layer.linear([cols], p).reshape(W.shape[1], -1).numpy().T.copy()
+                    b = layer.forward([torch.as_tensor(b.reshape(1, *shape))], p).reshape(-1).numpy().copy()
+                    shape = node.shape
+                    pending = True
+        if pending:
+            out.append(MASOLayer(W[:, None, :], b[:, None]))
+        return tuple(out)

@@ -1,0 +1,88 @@
+"""Convex polytopes in half-space form ``{y : A @ y <= b}``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from maso._validation import readonly
+from maso.errors import ShapeError
+
+__all__ = ["Polytope", "DEFAULT_ATOL"]
+
+#: Default absolute tolerance of membership tests: ``A @ y <= b + atol``.
+DEFAULT_ATOL = 1e-9
+
+
+@dataclass(frozen=True, eq=False)
+class Polytope:
+    """A convex polyhedron ``{y : A @ y <= b}`` (the sign convention of ``scipy.optimize.linprog``'s ``A_ub``).
+
+    The constructor copies, never normalises and never removes redundant rows.
+
+    Parameters
+    ----------
+    A : array of shape (n_constraints, d)
+    b : array of shape (n_constraints,)
+    units : int array of shape (n_constraints, 2), optional
+        For regions of a network: row ``i`` keeps unit ``units[i, 0]`` (a column of ``Network.codes``) off
+        its competing piece ``units[i, 1]``. ``-1`` marks a row that belongs to no unit (a domain bound).
+
+    Examples
+    --------
+    >>> import numpy as np, maso
+    >>> square = maso.Polytope(np.vstack([np.eye(2), -np.eye(2)]), np.ones(4))
+    >>> square.contains(np.array([[0.5, 0.5], [2.0, 0.0]]))
+    array([ True, False])
+    """
+
+    A: np.ndarray
+    b: np.ndarray
+    units: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        A = readonly(self.A)
+        b = readonly(self.b)
+        if A.ndim != 2 or b.shape != (A.shape[0],):
+            raise ShapeError(
+                f"Polytope needs A of shape (n_constraints, d) and b of shape (n_constraints,). "
+                f"Got {A.shape} and {b.shape}."
+            )
+        if not (np.all(np.isfinite(A)) and np.all(np.isfinite(b))):
+            raise ShapeError("Polytope constraints must be finite.")
+        object.__setattr__(self, "A", A)
+        object.__setattr__(self, "b", b)
+        if self.units is not None:
+            u = readonly(self.units, dtype=np.int64)
+            if u.shape != (A.shape[0], 2):
+                raise ShapeError(f"Polytope units must have shape (n_constraints, 2). Got {u.shape}.")
+            object.__setattr__(self, "units", u)
+
+    @property
+    def dim(self) -> int:
+        """Dimension ``d`` of the ambient space."""
+        return int(self.A.shape[1])
+
+    @property
+    def n_constraints(self) -> int:
+        """Number of rows (inequalities), redundant ones included."""
+        return int(self.A.shape[0])
+
+    def slack(self, y: Any) -> np.ndarray:
+        """``b - A @ y`` for ``y`` of shape ``(d,)`` or ``(k, d)``: non-negative inside."""
+        y = np.asarray(y, dtype=np.float64)
+        # Points may come in the network's input shape (an image): flatten all but a batch axis.
+        if y.size == self.dim:
+            y = y.reshape(self.dim)
+        elif y.ndim >= 2 and y[0].size == self.dim:
+            y = y.reshape(y.shape[0], self.dim)
+        else:
+            raise ShapeError(f"Points must have {self.dim} coordinates each. Got shape {np.shape(y)}.")
+        return self.b - y @ self.A.T
+
+    def contains(self, y: Any, *, atol: float = DEFAULT_ATOL) -> Any:
+        """Whether ``A @ y <= b + atol`` holds; ``y`` of shape ``(d,)`` gives a bool, ``(k, d)`` a bool array."""
+        s = self.slack(y)
+        return np.all(s >= -atol, axis=-1)
