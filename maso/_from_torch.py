@@ -47,10 +47,12 @@ _NORMS = {"LayerNorm", "GroupNorm", "InstanceNorm1d", "InstanceNorm2d", "Instanc
           "norm"}
 _PRODUCTS = {"MultiheadAttention", "Transformer", "TransformerEncoderLayer", "TransformerDecoderLayer",
              "Bilinear", "matmul", "bmm", "baddbmm", "einsum", "scaled_dot_product_attention", "mm"}
+_DISCONTINUOUS = {"Threshold", "Hardshrink", "threshold", "hardshrink", "sign", "round", "floor", "ceil",
+                  "heaviside", "gt", "lt", "ge", "le"}
 _RECURRENT = {"RNN", "LSTM", "GRU", "RNNCell", "LSTMCell", "GRUCell"}
 _PA_NOT_YET = {"ConvTranspose1d", "ConvTranspose2d", "ConvTranspose3d", "AdaptiveMaxPool1d", "AdaptiveMaxPool2d",
                "AdaptiveMaxPool3d", "Upsample", "UpsamplingNearest2d", "UpsamplingBilinear2d", "PixelShuffle",
-               "ZeroPad2d", "ConstantPad2d", "ReflectionPad2d", "Threshold", "Softshrink", "Hardshrink",
+               "ZeroPad2d", "ConstantPad2d", "ReflectionPad2d", "Softshrink",
                "MaxUnpool2d", "FractionalMaxPool2d", "LPPool2d", "permute", "transpose", "interpolate", "pad"}
 
 
@@ -68,6 +70,9 @@ def _unsupported(kind: str, path: str) -> UnsupportedLayerError:
         why = (f"{where} multiplies activations with each other (attention, bilinear forms), which is not "
                "piecewise affine. Analyse the MLP blocks on sampled inputs instead, e.g. convert an MLP "
                "sub-module on its own.")
+    elif kind in _DISCONTINUOUS:
+        why = (f"{where} is discontinuous, so the network is not a continuous piecewise-affine function (a "
+               "composition of max-affine splines). Replace it with a continuous unit.")
     elif kind in _RECURRENT:
         why = (f"{where} is a recurrent module with smooth gates; it is not piecewise affine. Unroll an RNN "
                "with ReLU cells by hand as a feed-forward module to convert it.")
@@ -182,6 +187,30 @@ def _convert_module(m: nn.Module, path: str, in_shape: tuple[int, ...], out_shap
     if isinstance(m, mnn.Abs):
         return [L.absolute()]
     raise _unsupported(kind, path)
+
+
+_MODULE_TYPES = (
+    nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.modules.batchnorm._BatchNorm, nn.ReLU, nn.LeakyReLU, nn.PReLU,
+    nn.ReLU6, nn.Hardtanh, nn.Hardsigmoid, nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d, nn.AvgPool1d, nn.AvgPool2d,
+    nn.AvgPool3d, nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d, nn.Flatten, nn.Unflatten,
+    nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout, nn.Identity, mnn.Maxout, mnn.Abs,
+)
+
+
+def _prescan(gm: fx.GraphModule) -> None:
+    """Refuse unsupported modules and smooth functions before running anything, with their paths."""
+    for node in gm.graph.nodes:
+        if node.op == "call_module":
+            m = gm.get_submodule(str(node.target))
+            if not isinstance(m, _MODULE_TYPES):
+                raise _unsupported(type(m).__name__, str(node.target))
+        elif node.op in ("call_function", "call_method"):
+            name = node.target if isinstance(node.target, str) else getattr(node.target, "__name__", "")
+            name = name.strip("_")
+            if name not in _FUNCTIONS and (name in _SMOOTH or name in _NORMS or name in _PRODUCTS):
+                stack = node.meta.get("nn_module_stack")
+                path = f"{list(stack.values())[-1][0]} ({node.name})" if stack else node.name
+                raise _unsupported(name, path)
 
 
 class _Tracer(fx.Tracer):
@@ -726,6 +755,7 @@ def from_torch(module: nn.Module, example_input: Any, *, rtol: float = 1e-4) -> 
             "cannot be converted; move the branching out of forward() or convert the piecewise-affine parts."
         ) from e
     gm = fx.GraphModule(tracer.root, graph)
+    _prescan(gm)
     try:
         with torch.no_grad():
             ShapeProp(gm).propagate(example)

@@ -586,6 +586,11 @@ class Network:
         redundant rows (and the all-zero rows of units that are constant on the region) are kept. Computed
         in float64 whatever the input dtype.
 
+        Ties: a unit whose competing pieces are equal on the whole region (a max-pool window over ReLU
+        outputs that are all 0, say) keeps its lowest-index piece there, and gives all-zero rows with zero
+        right-hand side. Such a unit changes its code together with the unit that breaks the tie, so a point
+        just across a facet can differ in that facet's unit and in tied units downstream.
+
         Parameters
         ----------
         x : array or tensor of shape input_shape or (n, *input_shape)
@@ -621,9 +626,10 @@ class Network:
                     layer = self._nodes[g.node].layer
                     r, h, u, pc = layer.facets(G[g.node][0], O[g.node][0, 0], ic[g.node][0], self._params(
                         t.device, t.dtype)[g.node], self._input_shape_of(g.node))
-                    rows.append(r)
-                    rhs.append(h)
-                    units.append(torch.stack([u + g.offset, pc], dim=1))
+                    order = torch.argsort(u * g.n_pieces + pc)  # rows grouped by unit, then piece
+                    rows.append(r[order])
+                    rhs.append(h[order])
+                    units.append(torch.stack([u + g.offset, pc], dim=1)[order])
                 if rows:
                     A = torch.cat(rows).cpu().numpy()
                     bb = torch.cat(rhs).cpu().numpy()

@@ -1,0 +1,163 @@
+"""Bad input gets a typed error that names what was wrong and what was expected."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import maso
+
+
+class Block(nn.Module):
+    def __init__(self, act: nn.Module):
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+        self.act = act
+
+    def forward(self, x):
+        return self.act(self.fc(x))
+
+
+@pytest.mark.parametrize(
+    "act, kind, hint",
+    [
+        (nn.GELU(), "GELU", "smooth"),
+        (nn.SiLU(), "SiLU", "smooth"),
+        (nn.Sigmoid(), "Sigmoid", "smooth"),
+        (nn.Tanh(), "Tanh", "smooth"),
+        (nn.Softmax(dim=-1), "Softmax", "smooth"),
+        (nn.LayerNorm(4), "LayerNorm", "statistic of its own input"),
+        (nn.Softshrink(), "Softshrink", "does not convert it yet"),
+        (nn.Hardshrink(), "Hardshrink", "discontinuous"),
+    ],
+)
+def test_non_piecewise_affine_modules_are_named_with_their_path(act, kind, hint):
+    model = nn.Sequential(nn.Linear(4, 4), Block(act)).eval()
+    with pytest.raises(maso.UnsupportedLayerError, match=hint) as info:
+        maso.from_torch(model, torch.zeros(1, 4))
+    assert info.value.kind == kind
+    assert info.value.path == "1.act"
+    assert "'1.act'" in str(info.value) and "Supported:" in str(info.value)
+    assert isinstance(info.value, TypeError)  # typed, and still a TypeError for generic handlers
+
+
+def test_attention_and_functional_products_are_refused():
+    class Attn(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.q = nn.Linear(4, 4)
+
+        def forward(self, x):
+            return self.q(x) * x
+
+    with pytest.raises(maso.UnsupportedLayerError, match="product of two activations"):
+        maso.from_torch(Attn().eval(), torch.zeros(1, 4))
+    class SelfAttention(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.mha = nn.MultiheadAttention(4, 1, batch_first=True)
+
+        def forward(self, x):
+            return self.mha(x, x, x)[0]
+
+    with pytest.raises(maso.UnsupportedLayerError, match="MultiheadAttention at 'mha' multiplies activations"):
+        maso.from_torch(SelfAttention().eval(), torch.zeros(1, 2, 4))
+
+    class Gelu(nn.Module):
+        def forward(self, x):
+            return torch.nn.functional.gelu(x)
+
+    with pytest.raises(maso.UnsupportedLayerError, match="gelu at 'gelu'"):
+        maso.from_torch(Gelu(), torch.zeros(1, 4))
+
+
+def test_training_mode_and_bad_weights():
+    bn = nn.Sequential(nn.Linear(3, 3), nn.BatchNorm1d(3))
+    with pytest.raises(maso.TrainingModeError, match=r"BatchNorm1d at '1' is in training mode.*model.eval\(\)"):
+        maso.from_torch(bn, torch.zeros(2, 3))
+    drop = nn.Sequential(nn.Linear(3, 3), nn.Dropout(0.5))
+    with pytest.raises(maso.TrainingModeError, match="Dropout at '1'"):
+        maso.from_torch(drop, torch.zeros(2, 3))
+    nostats = nn.Sequential(nn.Linear(3, 3), nn.BatchNorm1d(3, track_running_stats=False)).eval()
+    with pytest.raises(maso.TrainingModeError, match="no running statistics"):
+        maso.from_torch(nostats, torch.zeros(2, 3))
+    bad = nn.Sequential(nn.Linear(3, 3)).eval()
+    with torch.no_grad():
+        bad[0].weight[1, 2] = float("nan")
+    with pytest.raises(maso.InvalidWeightsError, match=r"'0.weight' holds 1 NaN"):
+        maso.from_torch(bad, torch.zeros(1, 3))
+    assert issubclass(maso.InvalidWeightsError, ValueError)
+
+
+def test_example_input_and_module_checks():
+    model = nn.Sequential(nn.Linear(3, 2)).eval()
+    with pytest.raises(maso.ShapeError, match=r"example_input of shape \(1, 5\) does not fit"):
+        maso.from_torch(model, torch.zeros(1, 5))
+    with pytest.raises(maso.ShapeError, match="batch of shape"):
+        maso.from_torch(model, torch.zeros(3))
+    with pytest.raises(maso.ConversionError, match="needs a torch.nn.Module"):
+        maso.from_torch(lambda x: x, torch.zeros(1, 3))
+    net = maso.from_torch(model, (3,))  # a shape tuple works as example input
+    assert net.input_shape == (3,)
+
+    class Branchy(nn.Module):
+        def forward(self, x):
+            if x.sum() > 0:
+                return x
+            return -x
+
+    with pytest.raises(maso.ConversionError, match="could not trace"):
+        maso.from_torch(Branchy(), torch.zeros(1, 3))
+
+    class BatchMixer(nn.Module):
+        def forward(self, x):
+            return torch.cat([x, x], dim=0)
+
+    with pytest.raises(maso.ConversionError, match="batch axis"):
+        maso.from_torch(BatchMixer(), torch.zeros(1, 3))
+
+
+def test_network_call_checks():
+    net = maso.mlp([3, 4, 2], seed=0)
+    with pytest.raises(maso.ShapeError, match=r"shape \(3,\) \(one input\) or \(n, 3\)"):
+        net(np.zeros((2, 4)))
+    with pytest.raises(maso.ShapeError, match="float32 or float64"):
+        net(torch.zeros(2, 3, dtype=torch.float16))
+    with pytest.raises(maso.ShapeError, match="NaN or infinite"):
+        net.codes(np.array([0.0, np.nan, 1.0]))
+    with pytest.raises(maso.ShapeError, match="real numeric"):
+        net(np.array(["a", "b", "c"]))
+    assert net(np.zeros(3, dtype=np.int64)).dtype == np.float64  # integers are promoted
+    assert net(np.zeros(3, dtype=np.float32)).dtype == np.float32
+
+
+def test_layer_constructor_checks():
+    with pytest.raises(maso.ShapeError, match="weight of shape"):
+        maso.layers.Dense(np.zeros((2, 3)), np.zeros(3))
+    with pytest.raises(maso.ShapeError, match="n_units, n_pieces"):
+        maso.MASOLayer(np.zeros((2, 3)), np.zeros((2, 3)))
+    with pytest.raises(maso.ShapeError, match="does not accept input shape"):
+        maso.Network.sequential((3,), [maso.layers.Dense(np.zeros((2, 4)), np.zeros(2))])
+    with pytest.raises(maso.ShapeError, match="unknown node"):
+        maso.Network.from_graph((3,), [("a", maso.layers.relu(), ["nope"])])
+    with pytest.raises(maso.ShapeError, match="Polytope needs"):
+        maso.Polytope(np.zeros((2, 3)), np.zeros(3))
+
+
+def test_core_types_are_immutable():
+    W = np.eye(2)
+    layer = maso.layers.Dense(W, np.zeros(2))
+    W[0, 0] = 5.0  # the caller's array is copied
+    assert layer.weight[0, 0] == 1.0
+    with pytest.raises(ValueError):
+        layer.weight[0, 0] = 3.0
+    with pytest.raises(AttributeError):
+        layer.weight = np.zeros((2, 2))  # type: ignore[misc]
+    P = maso.mlp([2, 3, 1], seed=0).region_at(np.zeros(2))
+    with pytest.raises(ValueError):
+        P.A[0, 0] = 1.0
+    f = maso.mlp([2, 3, 1], seed=0).affine_at(np.zeros(2))
+    with pytest.raises(ValueError):
+        f.A[0, 0] = 1.0
