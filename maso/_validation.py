@@ -72,7 +72,9 @@ def as_batch(x: Any, sample_shape: tuple[int, ...], *, caller: str, name: str = 
             f"The {name!r} argument of {caller} must have shape {tuple(sample_shape)} (one input) or "
             f"(n, {', '.join(map(str, sample_shape))}) (a batch). Got shape {tuple(t.shape)} instead."
         )
-    if not bool(torch.isfinite(t).all()):
+    # One cheap reduction: a NaN or inf anywhere makes the sum non-finite. Only then (or on overflow of a
+    # huge but finite input) run the exact element-wise test.
+    if not bool(torch.isfinite(t.sum())) and not bool(torch.isfinite(t).all()):
         raise ShapeError(f"The {name!r} argument of {caller} contains NaN or infinite values.")
     return Batch(t, was_numpy, single)
 

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable
 
 import numpy as np
 import torch
 
 from maso._validation import readonly
 from maso.errors import ShapeError
-
-if TYPE_CHECKING:
-    pass
 
 __all__ = ["Affine", "AffineOperator"]
 
@@ -43,6 +41,17 @@ class Affine:
 
     A: Any
     b: Any
+
+    @classmethod
+    def _trusted(cls, A: Any, b: Any) -> "Affine":
+        """Wrap arrays maso has just created and owns: mark NumPy arrays read-only without copying them."""
+        obj = cls.__new__(cls)
+        for a in (A, b):
+            if isinstance(a, np.ndarray):
+                a.setflags(write=False)
+        object.__setattr__(obj, "A", A)
+        object.__setattr__(obj, "b", b)
+        return obj
 
     def __post_init__(self) -> None:
         if not isinstance(self.A, torch.Tensor):
@@ -88,8 +97,6 @@ class AffineOperator:
 
     Attributes
     ----------
-    b : array of shape (n, d_out)
-        Offsets (formed: they cost one frozen forward pass).
     shape : tuple of int
         ``(n, d_out, d_in)``.
 
@@ -103,10 +110,15 @@ class AffineOperator:
     True
     """
 
-    b: Any
     shape: tuple[int, int, int]
     _jvp: Callable[[Any], Any]
     _vjp: Callable[[Any], Any]
+    _offset: Callable[[], Any]
+
+    @functools.cached_property
+    def b(self) -> Any:
+        """Offsets ``(n, d_out)``: computed on first use by one frozen pass at the origin."""
+        return self._offset()
 
     def jvp(self, v: Any) -> Any:
         """``A @ v`` for ``v`` of shape ``(n, d_in)`` (one direction per input) → ``(n, d_out)``."""
@@ -119,14 +131,15 @@ class AffineOperator:
     def to_dense(self) -> Affine:
         """Form the matrices (by ``d_out`` vector-Jacobian products per input)."""
         n, m, d = self.shape
-        torch_b = isinstance(self.b, torch.Tensor)
+        b = self.b
+        torch_b = isinstance(b, torch.Tensor)
         rows = []
         for j in range(m):
             if torch_b:
-                w = torch.zeros((n, m), dtype=self.b.dtype, device=self.b.device)
+                w = torch.zeros((n, m), dtype=b.dtype, device=b.device)
             else:
-                w = np.zeros((n, m), dtype=self.b.dtype)
-            w[:, j] = 1
+                w = np.zeros((n, m), dtype=b.dtype)
+            w[..., j] = 1
             rows.append(self.vjp(w))
-        A = torch.stack(rows, dim=1) if torch_b else np.stack(rows, axis=1)
-        return Affine(A, self.b)
+        A = torch.stack(rows, dim=-2) if torch_b else np.stack(rows, axis=-2)
+        return Affine(A, b)

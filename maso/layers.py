@@ -15,6 +15,7 @@ are stored as read-only float64 NumPy arrays and moved to the device and dtype o
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Sequence
@@ -512,6 +513,9 @@ class Elementwise(SplineLayer):
         return icode.to(torch.uint8) if icode.dtype == torch.bool else icode
 
     def _selected(self, icode, p, rank):
+        if self._kind == "relu":  # slope 1 where active, 0 elsewhere; no intercepts
+            s = icode.to(p["slopes"].dtype)
+            return s, torch.zeros((), dtype=s.dtype, device=s.device)
         s, c, _ = self._pieces(p, rank)
         if icode.dtype == torch.bool:
             return torch.where(icode, s[1], s[0]), torch.where(icode, c[1], c[0])
@@ -526,7 +530,9 @@ class Elementwise(SplineLayer):
     def frozen(self, x, icode, p, in_shape, bias):
         s, c = self._selected(icode, p, len(in_shape))
         y = x * s.unsqueeze(1)
-        return y + c.unsqueeze(1) if bias else y
+        if bias and self._kind != "relu":  # ReLU pieces have no intercepts
+            y = y + c.unsqueeze(1)
+        return y
 
     def frozen_vjp(self, cot, icode, p, in_shape):
         s, _ = self._selected(icode, p, len(in_shape))
@@ -642,6 +648,19 @@ class MaxPool(SplineLayer):
         return y, idx
 
     def public_code(self, icode, in_shape):
+        # torch gives the flat spatial index of the winner; its offset from the window's first position
+        # identifies the window position through a small lookup table.
+        out_sp = tuple(icode.shape[2:])
+        tables = _window_tables(self.kernel_size, self.stride, self.padding, self.dilation, tuple(in_shape[1:]),
+                                out_sp)
+        if tables is None:
+            return self._public_code_arith(icode, in_shape)
+        start, lut = tables
+        start_t = torch.from_numpy(start).to(icode.device).reshape(1, 1, *out_sp)
+        lut_t = torch.from_numpy(lut).to(icode.device)
+        return lut_t[icode - start_t]
+
+    def _public_code_arith(self, icode, in_shape):
         sp = in_shape[1:]
         out_sp = icode.shape[2:]
         rem = icode
@@ -726,6 +745,24 @@ class MaxPool(SplineLayer):
                 A[c * L + np.nonzero(ok)[0], r] = W[c * S + win[ok, r]]
                 B[c * L + np.nonzero(ok)[0], r] = b[c * S + win[ok, r]]
         return A, B
+
+
+@functools.lru_cache(maxsize=256)
+def _window_tables(kernel: Shape, stride: Shape, padding: Shape, dilation: Shape, in_sp: Shape,
+                   out_sp: Shape) -> tuple[np.ndarray, np.ndarray] | None:
+    """Flat index of each window's first position (``(L,)``, may be negative) and a table from the offset
+    ``winner - first`` to the window position; None when offsets are ambiguous (a window wider than its input)."""
+    strides = [int(np.prod(in_sp[j + 1:])) for j in range(len(in_sp))]
+    if any((kernel[j] - 1) * dilation[j] >= in_sp[j] for j in range(1, len(in_sp))):
+        return None
+    grids = np.meshgrid(*[np.arange(o) * s - p for o, s, p in zip(out_sp, stride, padding)], indexing="ij")
+    start = sum(g.reshape(-1) * st for g, st in zip(grids, strides)).astype(np.int64)
+    kgrid = np.meshgrid(*[np.arange(k) * d for k, d in zip(kernel, dilation)], indexing="ij")
+    offsets = sum(g.reshape(-1) * st for g, st in zip(kgrid, strides)).astype(np.int64)
+    n_pieces = int(np.prod(kernel))
+    lut = np.zeros(int(offsets.max()) + 1, dtype=np.uint8 if n_pieces <= 255 else np.int64)
+    lut[offsets] = np.arange(n_pieces)
+    return start, lut
 
 
 def _maxpool_out_spatial(layer: MaxPool, in_shape: Shape) -> Shape:

@@ -155,3 +155,29 @@ def test_cuda_tensors_stay_on_device():
     f = net.affine_at(x)
     assert f.A.device.type == "cuda"
     torch.testing.assert_close(net.codes(x).cpu(), net.codes(x.cpu()))
+
+
+def test_maxpool_window_lookup_equals_coordinate_arithmetic():
+    """The fast lookup-table conversion of torch's flat indices equals explicit coordinate arithmetic."""
+    from maso.layers import MaxPool
+
+    rng = np.random.default_rng(0)
+    checked = 0
+    for _ in range(300):
+        nd = int(rng.integers(1, 4))
+        k = tuple(int(v) for v in rng.integers(1, 4, nd))
+        s = tuple(int(v) for v in rng.integers(1, 3, nd))
+        d = tuple(int(v) for v in rng.integers(1, 3, nd))
+        p = tuple(int(rng.integers(0, kk // 2 + 1)) for kk in k)
+        size = tuple(int(v) for v in rng.integers(3, 8, nd))
+        layer = MaxPool(nd, k, s, p, d, bool(rng.random() < 0.5))
+        x = torch.randn(2, 3, *size, dtype=torch.float64, generator=torch.Generator().manual_seed(checked))
+        try:
+            _, idx = layer.forward(x, {}, True)
+        except RuntimeError:  # the window does not fit
+            continue
+        fast = layer.public_code(idx, (3, *size)).long()
+        slow = layer._public_code_arith(idx, (3, *size))
+        assert torch.equal(fast, slow), (k, s, p, d, size)
+        checked += 1
+    assert checked > 100
