@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-import operator
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -101,7 +99,7 @@ def _channel_vector(v: np.ndarray, rank: int) -> np.ndarray:
 
 def _clamp_chain(lo: float | None, hi: float | None) -> list[L.Layer]:
     """``clamp(u, lo, hi)`` as affine maps and ReLUs: exact, with unit codes ``u > lo`` and ``u < hi``."""
-    one, zero = np.array(1.0), np.array(0.0)
+    one = np.array(1.0)
     if lo is not None and hi is not None:
         if hi < lo:
             raise ConversionError(f"clamp with min {lo} above max {hi} is not supported.")
@@ -114,7 +112,6 @@ def _clamp_chain(lo: float | None, hi: float | None) -> list[L.Layer]:
         return [L.ElementwiseAffine(one, np.array(-lo)), L.relu(), L.ElementwiseAffine(one, np.array(lo))]
     if hi is not None:  # min(u, hi) = hi - relu(hi - u)
         return [L.ElementwiseAffine(-one, np.array(hi)), L.relu(), L.ElementwiseAffine(-one, np.array(hi))]
-    del zero
     return []
 
 
@@ -807,5 +804,3 @@ def mlp(widths: Sequence[int], *, seed: int, activation: str = "relu", **kwargs:
     module = mnn.mlp_module(widths, seed=seed, activation=activation, dtype=torch.float64, **kwargs)
     return from_torch(module, torch.zeros(1, int(widths[0]), dtype=torch.float64))
 
-
-del math

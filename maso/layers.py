@@ -215,6 +215,12 @@ class Conv(AffineLayer):
     padding_mode : {"zeros", "reflect", "replicate", "circular"}
     pad : tuple of int, optional
         Explicit ``F.pad`` amounts, used when ``padding_mode`` is not ``"zeros"``.
+
+    Examples
+    --------
+    >>> conv = maso.layers.Conv(np.ones((1, 1, 3)), np.zeros(1), stride=(1,), padding=(1,))
+    >>> maso.Network.sequential((1, 4), [conv])(np.array([[1.0, 2.0, 3.0, 4.0]]))
+    array([[3., 6., 9., 7.]])
     """
 
     weight: np.ndarray
@@ -268,6 +274,12 @@ class ElementwiseAffine(AffineLayer):
 
     Eval-mode batch normalisation that cannot be folded into a preceding layer becomes one of these, with
     arrays of shape ``(C, 1, ..., 1)``.
+
+    Examples
+    --------
+    >>> layer = maso.layers.ElementwiseAffine(np.array([2.0, -1.0]), np.array([0.0, 1.0]))
+    >>> maso.Network.sequential((2,), [layer])(np.array([3.0, 3.0]))
+    array([ 6., -2.])
     """
 
     scale: np.ndarray
@@ -446,6 +458,45 @@ class Elementwise(SplineLayer):
     >>> net = maso.Network.sequential((3,), [maso.layers.relu()])
     >>> net(np.array([-1.0, 0.0, 2.0])), net.codes(np.array([-1.0, 0.0, 2.0]))
     (array([0., 0., 2.]), array([0, 0, 1], dtype=uint8))
+
+    Examples
+    --------
+    >>> pool = maso.layers.AvgPool(1, kernel_size=2, stride=2, padding=0)
+    >>> maso.Network.sequential((1, 4), [pool])(np.array([[1.0, 3.0, 5.0, 7.0]]))
+    array([[2., 6.]])
+
+    Examples
+    --------
+    >>> pool = maso.layers.AdaptiveAvgPool(2, output_size=1)
+    >>> maso.Network.sequential((1, 2, 2), [pool])(np.arange(4.0).reshape(1, 2, 2)).ravel()
+    array([1.5])
+
+    Examples
+    --------
+    >>> maso.Network.sequential((2, 3), [maso.layers.Mean((1,))])(np.arange(6.0).reshape(2, 3))
+    array([1., 4.])
+
+    Examples
+    --------
+    >>> maso.Network.sequential((2, 2), [maso.layers.Reshape((4,))]).output_shape
+    (4,)
+
+    Examples
+    --------
+    >>> maso.Network.sequential((4,), [maso.layers.Index((slice(1, 3),))])(np.arange(4.0))
+    array([1., 2.])
+
+    Examples
+    --------
+    >>> spec = [("twice", maso.layers.Sum((2.0, -1.0)), ["input", "input"])]
+    >>> maso.Network.from_graph((2,), spec)(np.array([1.0, 2.0]))
+    array([1., 2.])
+
+    Examples
+    --------
+    >>> spec = [("cat", maso.layers.Concat(0), ["input", "input"])]
+    >>> maso.Network.from_graph((2,), spec)(np.array([1.0, 2.0]))
+    array([1., 2., 1., 2.])
     """
 
     slopes: np.ndarray
@@ -621,6 +672,13 @@ class MaxPool(SplineLayer):
 
     Window positions are numbered in row-major order over the kernel, ``r = sum_j r_j * prod(kernel[j+1:])``,
     including positions that fall in the padding (which never win).
+
+    Examples
+    --------
+    >>> net = maso.Network.sequential((1, 4), [maso.layers.MaxPool(1, kernel_size=2, stride=2)])
+    >>> x = np.array([[1.0, 3.0, 5.0, 4.0]])
+    >>> net(x), net.codes(x)
+    (array([[3., 5.]]), array([1, 0], dtype=uint8))
     """
 
     ndim: int
@@ -777,6 +835,13 @@ class Maxout(SplineLayer):
 
     Channels are the first per-sample axis, so ``(C*R, ...)`` becomes ``(C, ...)``. The matching torch
     module is :class:`maso.nn.Maxout`.
+
+    Examples
+    --------
+    >>> net = maso.Network.sequential((4,), [maso.layers.Maxout(2)])
+    >>> x = np.array([1.0, 3.0, -1.0, -2.0])
+    >>> net(x), net.codes(x)
+    (array([ 3., -1.]), array([1, 0], dtype=uint8))
     """
 
     pieces: int

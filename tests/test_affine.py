@@ -22,7 +22,7 @@ def _jacobian(module, x: np.ndarray) -> np.ndarray:
     return J.numpy()
 
 
-@settings(max_examples=50)
+@settings(max_examples=120)
 @given(seed=SEEDS)
 def test_affine_at_equals_autograd_jacobian(seed):
     """Property: A == d module / dx (autograd) and b == f(x) - A x, for each input of a batch."""
@@ -39,7 +39,7 @@ def test_affine_at_equals_autograd_jacobian(seed):
     np.testing.assert_allclose(single.A, f.A[1], rtol=0, atol=1e-12)
 
 
-@settings(max_examples=30)
+@settings(max_examples=80)
 @given(seed=SEEDS)
 def test_operator_matches_dense(seed):
     """Property: the JVP/VJP operator applies the same A as the dense map, without forming it."""

@@ -18,7 +18,7 @@ def _convert(module, shape):
     return maso.from_torch(module, torch.zeros(1, *shape, dtype=torch.float64))
 
 
-@settings(max_examples=60)
+@settings(max_examples=150)
 @given(seed=SEEDS)
 def test_forward_equals_torch_float64(seed):
     """Property: net(x) == module(x) to 1e-10 in float64, NumPy in -> NumPy out."""
@@ -31,7 +31,7 @@ def test_forward_equals_torch_float64(seed):
     np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-10)
 
 
-@settings(max_examples=40)
+@settings(max_examples=100)
 @given(seed=SEEDS)
 def test_forward_equals_torch_float32(seed):
     """Property: a float32 module and float32 inputs agree to 1e-5; torch in -> torch out, dtype kept."""
@@ -74,7 +74,7 @@ def _torch_codes(module, x):
     return out
 
 
-@settings(max_examples=50)
+@settings(max_examples=120)
 @given(seed=SEEDS)
 def test_codes_equal_torch_hooks(seed):
     """Property: per-layer codes equal unit inputs > 0 (argmax for maxout) read by hooks on the torch module.

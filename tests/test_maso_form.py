@@ -41,7 +41,7 @@ def test_layer_codes_equal_power_diagram(K, R, D, seed):
     np.testing.assert_allclose(net(xs), np.max(np.einsum("krd,nd->nkr", A, xs) + B, axis=2), rtol=1e-12)
 
 
-@settings(max_examples=40)
+@settings(max_examples=100)
 @given(seed=st.integers(0, 2**20))
 def test_chain_of_dense_masos_reproduces_network(seed):
     """Property: maso_layers() composes to the network and its codes are the network's codes

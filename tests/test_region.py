@@ -23,7 +23,7 @@ def _ray_hits(P: maso.Polytope, x: np.ndarray, d: np.ndarray) -> np.ndarray:
     return t
 
 
-@settings(max_examples=40)
+@settings(max_examples=100)
 @given(seed=SEEDS)
 def test_region_contains_x_and_interior_is_constant(seed):
     """Property: points sampled inside region_at(x), up to its boundary, have x's code and x's affine map."""
@@ -51,7 +51,7 @@ def test_region_contains_x_and_interior_is_constant(seed):
     np.testing.assert_allclose(pts @ f.A.T + f.b, net(batch).reshape(len(pts), -1), rtol=1e-9, atol=1e-9)
 
 
-@settings(max_examples=40)
+@settings(max_examples=100)
 @given(seed=SEEDS)
 def test_crossing_a_facet_flips_its_unit(seed):
     """Property: just past the first hyperplane a ray meets, the code differs exactly in that row's unit,
