@@ -24,16 +24,27 @@ from maso._from_torch import mlp as mlp
 from maso.affine import Affine as Affine
 from maso.affine import AffineOperator as AffineOperator
 from maso.errors import (
+    CheckpointError as CheckpointError,
     ConversionError as ConversionError,
+    DomainError as DomainError,
     InvalidWeightsError as InvalidWeightsError,
     MasoError as MasoError,
     NumericalWarning as NumericalWarning,
     ShapeError as ShapeError,
+    SolverError as SolverError,
     SubnetworkError as SubnetworkError,
     TrainingModeError as TrainingModeError,
     UnsupportedLayerError as UnsupportedLayerError,
 )
+from maso.domain import Box as Box
 from maso.layers import MASOLayer as MASOLayer
+from maso.regions import DEFAULT_TOL as DEFAULT_TOL
+from maso.regions import Region as Region
+from maso.regions import RegionSet as RegionSet
+from maso.regions import Sliver as Sliver
+from maso.regions import VerificationReport as VerificationReport
+from maso.regions import enumerate_regions as enumerate_regions
+from maso.regions import iter_regions as iter_regions
 from maso.network import Network as Network
 from maso.network import Node as Node
 from maso.network import UnitGroup as UnitGroup
@@ -43,6 +54,17 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Affine",
+    "Box",
+    "CheckpointError",
+    "DEFAULT_TOL",
+    "DomainError",
+    "Region",
+    "RegionSet",
+    "Sliver",
+    "SolverError",
+    "VerificationReport",
+    "enumerate_regions",
+    "iter_regions",
     "AffineOperator",
     "ConversionError",
     "InvalidWeightsError",

@@ -15,6 +15,9 @@ __all__ = [
     "InvalidWeightsError",
     "SubnetworkError",
     "NumericalWarning",
+    "SolverError",
+    "DomainError",
+    "CheckpointError",
 ]
 
 
@@ -61,3 +64,15 @@ class SubnetworkError(MasoError, ValueError):
 
 class NumericalWarning(UserWarning):
     """A result is close to a numerical degeneracy (a tie between pieces, a thin region...)."""
+
+
+class SolverError(MasoError, RuntimeError):
+    """An LP solver failed, or returned a result that did not pass its certificate check."""
+
+
+class DomainError(MasoError, ValueError):
+    """A domain is empty, unbounded, of the wrong dimension or otherwise unusable."""
+
+
+class CheckpointError(MasoError, ValueError):
+    """A checkpoint file belongs to another run (network, domain or settings) or is unreadable."""

@@ -150,6 +150,19 @@ class SplineLayer(Layer):
         """Dense canonical form ``(A (K, R, D), B (K, R))`` when the input is ``W y + b`` (flattened)."""
         raise NotImplementedError
 
+    def scores(self, G: Tensor, o: Tensor, in_shape: Shape) -> tuple[Tensor, Tensor]:
+        """Each unit's piece scores as affine functions of the network input, for a batch of cells.
+
+        ``G`` (``(n, D, *in_shape)``) and ``o`` (``(n, *in_shape)``) give the layer input as ``G^T y + o``.
+        Returns slopes ``(n, U, R, D)`` and offsets ``(n, U, R)`` (``-inf`` for a piece a unit lacks); the
+        code of a unit is the argmax of its scores, lowest index on ties.
+        """
+        raise NotImplementedError
+
+    def internal_code(self, code: Tensor, in_shape: Shape) -> Tensor:
+        """Inverse of :meth:`public_code`: piece indices ``(n, *unit_shape)`` to the internal code."""
+        return code.long()
+
 
 # ----------------------------------------------------------------------------------------------------------
 # affine operators
@@ -612,6 +625,20 @@ class Elementwise(SplineLayer):
             piece.append(torch.full((int(m.sum()),), r, device=u.device))
         return torch.cat(rows), torch.cat(rhs), torch.cat(unit_idx), torch.cat(piece)
 
+    def scores(self, G, o, in_shape):
+        n, D = G.shape[:2]
+        g = G.reshape(n, D, -1).transpose(1, 2)  # (n, U, D)
+        u = o.reshape(n, -1)
+        S = torch.from_numpy(_pieces_per_unit(self.slopes, in_shape).copy()).to(G)  # (R, U)
+        C = torch.from_numpy(_pieces_per_unit(self.intercepts, in_shape).copy()).to(G)
+        sg = torch.from_numpy(_pieces_per_unit(self.sign[None], in_shape)[0].copy()).to(G)
+        P = (sg[:, None] * S.T)[None, :, :, None] * g[:, :, None, :]
+        Q = sg[None, :, None] * (S.T[None] * u[:, :, None] + C.T[None])
+        return P, Q
+
+    def internal_code(self, code, in_shape):
+        return code.bool() if self.n_pieces == 2 else code.long()
+
     def to_maso(self, W, b, in_shape):
         if np.any(self.sign != 1):
             raise ShapeError("A concave (sign=-1) unit has no max-affine form.")
@@ -788,6 +815,28 @@ class MaxPool(SplineLayer):
         rhs = -(u[cand_flat] - u[q_flat])
         return rows, rhs, ci * L + li, ri
 
+    def scores(self, G, o, in_shape):
+        n, D = G.shape[:2]
+        C = in_shape[0]
+        out_sp = _maxpool_out_spatial(self, in_shape)
+        win = torch.from_numpy(self.windows(in_shape, out_sp)).to(G.device)  # (L, R)
+        L, R = win.shape
+        safe = win.clamp(min=0)
+        g = G.reshape(n, D, C, -1)[:, :, :, safe]  # (n, D, C, L, R)
+        P = g.permute(0, 2, 3, 4, 1).reshape(n, C * L, R, D)
+        Q = o.reshape(n, C, -1)[:, :, safe].reshape(n, C * L, R)
+        missing = (win < 0).reshape(1, 1, L, R).expand(n, C, L, R).reshape(n, C * L, R)
+        P = P.masked_fill(missing.unsqueeze(-1), 0.0)
+        Q = Q.masked_fill(missing, float("-inf"))
+        return P, Q
+
+    def internal_code(self, code, in_shape):
+        out_sp = tuple(code.shape[2:])
+        win = torch.from_numpy(self.windows(in_shape, out_sp)).to(code.device)  # (L, R)
+        L = win.shape[0]
+        pos = torch.arange(L, device=code.device).reshape(1, 1, L)
+        return win[pos, code.reshape(code.shape[0], code.shape[1], L).long()].reshape(code.shape)
+
     def to_maso(self, W, b, in_shape):
         C = in_shape[0]
         S = int(np.prod(in_shape[1:]))
@@ -890,6 +939,15 @@ class Maxout(SplineLayer):
         rhs = -(u[ci, ri, li] - u[ci, q[ci, li], li])
         return rows, rhs, ci * L + li, ri
 
+    def scores(self, G, o, in_shape):
+        n, D = G.shape[:2]
+        R = self.pieces
+        C = in_shape[0] // R
+        g = G.reshape(n, D, C, R, -1)  # (n, D, C, R, L)
+        P = g.permute(0, 2, 4, 3, 1).reshape(n, -1, R, D)
+        Q = o.reshape(n, C, R, -1).permute(0, 1, 3, 2).reshape(n, -1, R)
+        return P, Q
+
     def to_maso(self, W, b, in_shape):
         R = self.pieces
         C = in_shape[0] // R
@@ -972,6 +1030,13 @@ class MASOLayer(SplineLayer):
         keep = torch.isfinite(dB)
         dA, dB, ki, ri = dA[keep], dB[keep], ki[keep], ri[keep]
         return dA @ G.T, -(dA @ o + dB), ki, ri
+
+    def scores(self, G, o, in_shape):
+        A = torch.from_numpy(np.array(self.A)).to(G)
+        B = torch.from_numpy(np.array(self.B)).to(G)
+        P = torch.einsum("krj,nDj->nkrD", A, G)
+        Q = torch.einsum("krj,nj->nkr", A, o) + B
+        return P, Q
 
     def to_maso(self, W, b, in_shape):
         return self.A @ W, self.A @ b + self.B

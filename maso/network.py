@@ -352,15 +352,20 @@ class Network:
         return vals[self._output], icodes, kept
 
     def _frozen(
-        self, z: torch.Tensor, icodes: dict[int, torch.Tensor], *, bias: bool, record: Iterable[int] = ()
+        self, z: torch.Tensor, icodes: dict[int, torch.Tensor], *, bias: bool, record: Iterable[int] = (),
+        until: int | None = None,
     ) -> tuple[torch.Tensor, dict[int, torch.Tensor]]:
-        """Run the network with every unit frozen on its coded piece. ``z``: ``(n, T, *input_shape)``."""
+        """Run the network with every unit frozen on its coded piece. ``z``: ``(n, T, *input_shape)``.
+
+        With ``until``, stop before node ``until`` and return its (first) input instead of the output: only the
+        codes of spline nodes before it are needed.
+        """
         record = set(record)
         p = self._params(z.device, z.dtype)
         n, T = z.shape[:2]
         vals = {0: z}
         rec: dict[int, torch.Tensor] = {}
-        for i in range(1, len(self._nodes)):
+        for i in range(1, len(self._nodes) if until is None else until):
             if self._last_use[i] == 0 and i != self._output:
                 continue
             node = self._nodes[i]
@@ -378,6 +383,8 @@ class Network:
             for j in set(node.inputs):
                 if self._last_use[j] == i:
                     del vals[j]
+        if until is not None:
+            return vals[self._nodes[until].inputs[0]], rec
         return vals[self._output], rec
 
     def _pullback(self, cot: torch.Tensor, icodes: dict[int, torch.Tensor]) -> torch.Tensor:
@@ -654,6 +661,11 @@ class Network:
                     A, bb, uu = np.zeros((0, d)), np.zeros(0), np.zeros((0, 2), dtype=np.int64)
                 out.append(Polytope(A, bb, uu))
         return out[0] if batch.was_single else tuple(out)
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_param_cache"] = {}  # device tensors are rebuilt on demand
+        return state
 
     # -------------------------------------------------------------------------------------- sub-networks
     def subnetwork(self, start: str | int | None = None, stop: str | int | None = None) -> "Network":

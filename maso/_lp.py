@@ -1,0 +1,132 @@
+"""Small linear programs over polytopes ``{x : G x <= h}``: DAQP in the hot path, HiGHS to fall back on.
+
+Every function takes rows that the caller has normalised to unit norm, so that slacks are distances.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from maso.errors import SolverError
+
+__all__ = ["chebyshev", "extreme", "LPStats"]
+
+_BIG = 1e30
+#: Cap on the Chebyshev radius so that the LP stays bounded for any polytope (domains are bounded anyway).
+_R_CAP = 1e6
+
+
+@dataclass
+class LPStats:
+    """Counters of one enumeration: LPs solved per backend, fallbacks, and cross-check disagreements."""
+
+    daqp: int = 0
+    highs: int = 0
+    fallbacks: int = 0
+
+    def merge(self, other: "LPStats") -> None:
+        self.daqp += other.daqp
+        self.highs += other.highs
+        self.fallbacks += other.fallbacks
+
+
+def _daqp_lp(f: np.ndarray, A: np.ndarray, bu: np.ndarray, bl: np.ndarray) -> tuple[int, np.ndarray, float]:
+    import daqp
+
+    # DAQP's Cython layer needs writable, C-contiguous float64 buffers.
+    A = A if A.flags.writeable and A.flags.c_contiguous else np.array(A, dtype=np.float64, order="C")
+    x, fval, flag, _ = daqp.solve(None, f, A, bu, bl, primal_tol=1e-12)
+    return int(flag), np.asarray(x), float(fval)
+
+
+def _highs_lp(f: np.ndarray, A: np.ndarray, bu: np.ndarray, bl: np.ndarray, lb: np.ndarray, ub: np.ndarray
+              ) -> tuple[str, np.ndarray, float]:
+    """min f.x s.t. bl <= A x <= bu, lb <= x <= ub, with HiGHS (no presolve: the LPs are tiny)."""
+    import highspy
+
+    h = highspy.Highs()
+    h.setOptionValue("output_flag", False)
+    h.setOptionValue("presolve", "off")
+    n = A.shape[1]
+    inf = highspy.kHighsInf
+    lp = highspy.HighsLp()
+    lp.num_col_ = n
+    lp.num_row_ = A.shape[0]
+    lp.col_cost_ = f.astype(np.float64)
+    lp.col_lower_ = np.where(lb <= -_BIG, -inf, lb)
+    lp.col_upper_ = np.where(ub >= _BIG, inf, ub)
+    lp.row_lower_ = np.where(bl <= -_BIG, -inf, bl)
+    lp.row_upper_ = np.where(bu >= _BIG, inf, bu)
+    csc = A.T  # column-wise storage of A
+    lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
+    lp.a_matrix_.start_ = np.concatenate([[0], np.cumsum(np.full(n, A.shape[0]))]).astype(np.int32)
+    lp.a_matrix_.index_ = np.tile(np.arange(A.shape[0], dtype=np.int32), n)
+    lp.a_matrix_.value_ = np.ascontiguousarray(csc).reshape(-1)
+    h.passModel(lp)
+    h.run()
+    status = h.getModelStatus()
+    if status == highspy.HighsModelStatus.kOptimal:
+        sol = h.getSolution()
+        x = np.array(sol.col_value)
+        return "optimal", x, float(f @ x)
+    if status == highspy.HighsModelStatus.kInfeasible:
+        return "infeasible", np.zeros(n), np.inf
+    if status in (highspy.HighsModelStatus.kUnbounded, highspy.HighsModelStatus.kUnboundedOrInfeasible):
+        return "unbounded", np.zeros(n), -np.inf
+    return str(status), np.zeros(n), np.nan
+
+
+def chebyshev(G: np.ndarray, h: np.ndarray, stats: LPStats | None = None) -> tuple[float, np.ndarray]:
+    """Largest ball ``{c + r u : |u| <= 1}`` in ``{x : G x <= h}`` (unit rows), with ``r`` free.
+
+    Returns ``(r, c)``; ``r < 0`` means the polytope is empty, ``r == 0`` that it is flat.
+    """
+    m, d = G.shape
+    A = np.hstack([G, np.ones((m, 1))])
+    f = np.zeros(d + 1)
+    f[-1] = -1.0
+    bu = np.concatenate([np.full(d, _BIG), [_R_CAP], h])
+    bl = np.concatenate([np.full(d, -_BIG), [-_R_CAP], np.full(m, -_BIG)])
+    flag, x, _ = _daqp_lp(f, A, bu, bl)
+    if stats is not None:
+        stats.daqp += 1
+    if flag == 1 and _certified(G, h, x[:d], x[-1]):
+        return float(x[-1]), x[:d]
+    # DAQP failed or returned an inaccurate point: solve again with HiGHS.
+    lb = np.concatenate([np.full(d, -_BIG), [-_R_CAP]])
+    ub = np.concatenate([np.full(d, _BIG), [_R_CAP]])
+    status, x, _ = _highs_lp(f, A, h, np.full(m, -_BIG), lb, ub)
+    if stats is not None:
+        stats.highs += 1
+        stats.fallbacks += 1
+    if status != "optimal":
+        raise SolverError(f"Chebyshev LP failed in both DAQP (exit flag {flag}) and HiGHS ({status}).")
+    return float(x[-1]), x[:d]
+
+
+def _certified(G: np.ndarray, h: np.ndarray, c: np.ndarray, r: float, tol: float = 1e-9) -> bool:
+    """Primal check of a Chebyshev solution: the ball fits (up to ``tol``)."""
+    if not np.all(np.isfinite(c)) or not np.isfinite(r):
+        return False
+    return bool(np.all(G @ c + r <= h + tol * (1.0 + np.abs(h))))
+
+
+def extreme(n: np.ndarray, G: np.ndarray, h: np.ndarray, stats: LPStats | None = None) -> tuple[float, np.ndarray]:
+    """``max n.x`` over the bounded polytope ``{x : G x <= h}``. Returns ``(value, argmax)``."""
+    m, d = G.shape
+    flag, x, _ = _daqp_lp(-n, G, np.concatenate([np.full(d, _BIG), h]), np.concatenate([np.full(d, -_BIG),
+                                                                                        np.full(m, -_BIG)]))
+    if stats is not None:
+        stats.daqp += 1
+    if flag == 1 and np.all(np.isfinite(x)) and np.all(G @ x <= h + 1e-9 * (1.0 + np.abs(h))):
+        return float(n @ x), x
+    status, x, _ = _highs_lp(-n, G, h, np.full(m, -_BIG), np.full(d, -_BIG), np.full(d, _BIG))
+    if stats is not None:
+        stats.highs += 1
+        stats.fallbacks += 1
+    if status != "optimal":
+        raise SolverError(f"LP max n.x failed in both DAQP (exit flag {flag}) and HiGHS ({status}); the polytope "
+                          "may be empty or unbounded.")
+    return float(n @ x), x
