@@ -113,14 +113,18 @@ def _certified(G: np.ndarray, h: np.ndarray, c: np.ndarray, r: float, tol: float
     return bool(np.all(G @ c + r <= h + tol * (1.0 + np.abs(h))))
 
 
+def _free_bounds(m: int, d: int) -> tuple[np.ndarray, np.ndarray]:
+    return np.full(d + m, -_BIG), np.full(d, _BIG)
+
+
 def extreme(n: np.ndarray, G: np.ndarray, h: np.ndarray, stats: LPStats | None = None) -> tuple[float, np.ndarray]:
     """``max n.x`` over the bounded polytope ``{x : G x <= h}``. Returns ``(value, argmax)``."""
     m, d = G.shape
-    flag, x, _ = _daqp_lp(-n, G, np.concatenate([np.full(d, _BIG), h]), np.concatenate([np.full(d, -_BIG),
-                                                                                        np.full(m, -_BIG)]))
+    bl, big = _free_bounds(m, d)
+    flag, x, _ = _daqp_lp(-n, G, np.concatenate([big, h]), bl)
     if stats is not None:
         stats.daqp += 1
-    if flag == 1 and np.all(np.isfinite(x)) and np.all(G @ x <= h + 1e-9 * (1.0 + np.abs(h))):
+    if flag == 1 and (G @ x - h).max(initial=-1.0) <= 1e-9 * (1.0 + np.abs(h).max(initial=0.0)):
         return float(n @ x), x
     status, x, _ = _highs_lp(-n, G, h, np.full(m, -_BIG), np.full(d, -_BIG), np.full(d, _BIG))
     if stats is not None:

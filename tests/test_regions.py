@@ -1,0 +1,319 @@
+"""Exact region enumeration: closed-form counts, an exact rational 2-D reference, brute force over codes,
+volumes, degenerate arrangements, adjacency, optimisation over regions, and typed errors."""
+
+from __future__ import annotations
+
+import itertools
+import math
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy.optimize import linprog
+
+import maso
+import exact2d
+from maso.layers import Dense, Elementwise, absolute, leaky_relu, relu
+
+
+def _mlp(weights: list[tuple[np.ndarray, np.ndarray]], act=relu) -> maso.Network:
+    layers = []
+    for i, (W, b) in enumerate(weights):
+        layers.append(Dense(W, b))
+        if i < len(weights) - 1:
+            layers.append(act())
+    return maso.Network.sequential((weights[0][0].shape[1],), layers)
+
+
+def _box(d: int, b: float = 1.0) -> maso.Box:
+    return maso.Box(-b * np.ones(d), b * np.ones(d))
+
+
+def _hidden(widths, rng, bias_scale=0.5):
+    return [(rng.normal(size=(b, a)), rng.normal(size=b) * bias_scale) for a, b in zip(widths[:-1], widths[1:])]
+
+
+# ---------------------------------------------------------------------------------------------- counts
+@pytest.mark.parametrize("d, n", [(1, 5), (2, 6), (2, 9), (3, 5), (3, 7), (4, 6)])
+def test_one_generic_layer_equals_zaslavsky(d, n):
+    """Property: n hyperplanes in general position in R^d cut a box holding all their vertices into
+    sum_{i<=d} C(n, i) regions (Zaslavsky)."""
+    rng = np.random.default_rng(d * 100 + n)
+    W, b = rng.normal(size=(n, d)), rng.normal(size=n)
+    verts = [np.linalg.solve(W[list(s)], -b[list(s)]) for s in itertools.combinations(range(n), d)]
+    half = 1.5 * max(1.0, float(np.max(np.abs(verts))))
+    net = maso.Network.sequential((d,), [Dense(W, b), relu()])
+    regions = maso.enumerate_regions(net, _box(d, half))
+    assert len(regions) == sum(math.comb(n, i) for i in range(d + 1))
+    assert not regions.slivers
+
+
+@settings(max_examples=25)
+@given(seed=st.integers(0, 2**20), depth=st.integers(1, 3), act=st.sampled_from(["relu", "leaky", "abs"]))
+def test_2d_counts_equal_exact_rational_reference(seed, depth, act):
+    """Property: 2-D counts and codes equal exact convex-polygon splitting in rational arithmetic."""
+    rng = np.random.default_rng(seed)
+    widths = [2] + [int(w) for w in rng.integers(2, 7, size=depth)]
+    hidden = _hidden(widths, rng)
+    slopes = {"relu": (0.0, 1.0), "leaky": (0.1, 1.0), "abs": (-1.0, 1.0)}[act]
+    make = {"relu": relu, "leaky": lambda: leaky_relu(0.1), "abs": absolute}[act]
+    net = _mlp(hidden + [(rng.normal(size=(1, widths[-1])), np.zeros(1))], make)
+    ref = exact2d.regions([(W, b, slopes) for W, b in hidden], -1, 1)
+    got = maso.enumerate_regions(net, _box(2))
+    assert len(got) == len(ref)
+    assert {r.code.tobytes() for r in got} == {np.array(c, dtype=np.uint8).tobytes() for _, c in ref}
+    assert sum(r.volume() for r in got) == pytest.approx(4.0, rel=1e-9)
+
+
+def _degenerate_nets():
+    rng = np.random.default_rng(7)
+    W1, b1 = rng.normal(size=(5, 2)), rng.normal(size=5) * 0.3
+    W2, b2 = rng.normal(size=(4, 5)), rng.normal(size=4) * 0.3
+    dup = (np.vstack([W1, W1[:2], np.zeros((1, 2)), np.zeros((1, 2))]),   # duplicates, a zero-weight unit
+           np.concatenate([b1, b1[:2], [0.7], [-0.4]]))                       # constant on / constant off
+    W2d = np.hstack([W2, rng.normal(size=(4, 4))])
+    yield "duplicated-and-constant-units", [dup, (W2d, b2)]
+    yield "zero-biases", [(W1, np.zeros(5)), (W2, np.zeros(4))]
+    # Dyadic coefficients: the three lines meet exactly at (0.25, 0.25), in floats as in rationals.
+    lines = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, -2.0], [0.5, 0.75]])
+    yield "three-concurrent-lines", [(lines, np.array([-0.25, -0.25, 0.25, 0.1]))]
+    fan = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0], [1.0, -1.0], [1.0, 2.0]])
+    yield "five-lines-through-one-point", [(fan, -fan @ np.array([0.5, -0.25]))]
+    dead = (W2.copy(), np.array([-50.0, -50.0, 0.1, 0.2]))  # two units never active: dead
+    yield "dead-units", [(W1, b1), dead]
+    corner = (np.array([[1.0, 1.0], [1.0, -1.0]]), np.array([-2.0, 0.0]))  # a line through the box corner
+    yield "line-through-corner", [corner]
+
+
+@pytest.mark.parametrize("name, hidden", list(_degenerate_nets()), ids=[n for n, _ in _degenerate_nets()])
+def test_degenerate_arrangements_are_counted_exactly(name, hidden):
+    """Degenerate geometry gives exact counts (against the rational reference), with no slivers."""
+    rng = np.random.default_rng(0)
+    net = _mlp(hidden + [(rng.normal(size=(1, hidden[-1][0].shape[0])), np.zeros(1))])
+    ref = exact2d.regions([(W, b, (0.0, 1.0)) for W, b in hidden], -1, 1)
+    got = maso.enumerate_regions(net, _box(2))
+    assert len(got) == len(ref), name
+    assert not got.slivers
+    assert got.verify(rng=0).ok
+    if name == "duplicated-and-constant-units":
+        # A facet of a duplicated unit lists both copies.
+        assert any(len(u) == 2 for r in got for u in r.facet_units)
+
+
+def _brute_force_count(hidden, d, half=1.0, tol=1e-7):
+    """Every code of a ReLU MLP whose region (an LP in scipy) has an inscribed ball of radius > tol."""
+    n_units = sum(W.shape[0] for W, _ in hidden)
+    count = 0
+    for bits in itertools.product((0, 1), repeat=n_units):
+        M, m = np.eye(d), np.zeros(d)
+        rows, rhs, k = [], [], 0
+        for W, b in hidden:
+            A, c = W @ M, W @ m + b
+            q = np.array(bits[k:k + len(b)])
+            k += len(b)
+            sign = np.where(q == 1, -1.0, 1.0)  # active: u >= 0 -> -u <= 0
+            rows.append(sign[:, None] * A)
+            rhs.append(-sign * c)
+            M, m = q[:, None] * A, q * c
+        G = np.vstack(rows + [np.eye(d), -np.eye(d)])
+        h = np.concatenate(rhs + [half * np.ones(2 * d)])
+        norms = np.linalg.norm(G, axis=1)
+        ok = norms > 0
+        if np.any(h[~ok] < 0):
+            continue
+        G, h, norms = G[ok], h[ok], norms[ok]
+        res = linprog(np.r_[np.zeros(d), -1.0], A_ub=np.hstack([G, norms[:, None]]), b_ub=h,
+                      bounds=[(None, None)] * d + [(None, 1.0)], method="highs")
+        if res.status == 0 and -res.fun > tol:
+            count += 1
+    return count
+
+
+@pytest.mark.parametrize("d, widths, seed", [(3, [3, 4, 3], 0), (4, [4, 4, 3], 1), (5, [5, 4, 3], 2), (3, [3, 5, 5], 3)])
+def test_3d_to_5d_counts_equal_brute_force_over_codes(d, widths, seed):
+    """Property: in 3-D to 5-D the count equals an independent algorithm: LP feasibility of all 2^n codes."""
+    rng = np.random.default_rng(seed)
+    hidden = _hidden(widths, rng)
+    net = _mlp(hidden + [(rng.normal(size=(1, widths[-1])), np.zeros(1))])
+    got = maso.enumerate_regions(net, _box(d))
+    assert len(got) == _brute_force_count(hidden, d)
+    if d == 3:
+        assert sum(r.volume() for r in got) == pytest.approx(8.0, rel=1e-8)
+
+
+# ----------------------------------------------------------------------------------------- all layers
+def _random_small_model(seed):
+    """Small models of every layer type with a 2-D or 3-D input."""
+    rng = np.random.default_rng(seed)
+    kind = seed % 4
+    g = torch.Generator().manual_seed(seed)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        if kind == 0:  # maxout + leaky + abs
+            m = torch.nn.Sequential(torch.nn.Linear(2, 6), maso.nn.Maxout(2), torch.nn.Linear(3, 4),
+                                    torch.nn.LeakyReLU(0.2), torch.nn.Linear(4, 3), maso.nn.Abs(), torch.nn.Linear(3, 1))
+            shape = (2,)
+        elif kind == 1:  # conv + max-pool on a 1-D signal of length 3
+            m = torch.nn.Sequential(torch.nn.Conv1d(1, 2, 2, padding=1), torch.nn.ReLU(), torch.nn.MaxPool1d(2),
+                                    torch.nn.Flatten(), torch.nn.Linear(4, 1))
+            shape = (1, 3)
+        elif kind == 2:  # residual
+            class Res(torch.nn.Module):
+                def __init__(self):
+                    super().__init__()
+                    self.a = torch.nn.Linear(2, 5)
+                    self.b = torch.nn.Linear(5, 2)
+                    self.c = torch.nn.Linear(2, 1)
+
+                def forward(self, x):
+                    return self.c(torch.relu(x + self.b(torch.relu(self.a(x)))))
+            m = Res()
+            shape = (2,)
+        else:  # concatenation of two branches, hardtanh
+            class Cat(torch.nn.Module):
+                def __init__(self):
+                    super().__init__()
+                    self.a = torch.nn.Linear(3, 3)
+                    self.b = torch.nn.Linear(3, 2)
+                    self.c = torch.nn.Linear(5, 1)
+
+                def forward(self, x):
+                    return self.c(torch.cat([torch.relu(self.a(x)), torch.nn.functional.hardtanh(self.b(x))], 1))
+            m = Cat()
+            shape = (3,)
+    del g, rng
+    return m.double().eval(), shape
+
+
+@settings(max_examples=16)
+@given(seed=st.integers(0, 2**16))
+def test_all_layer_types_enumerate_and_verify(seed):
+    """Property: for maxout, max-pool, leaky, abs, residual, concat and hardtanh networks the regions verify
+    (codes, maps, facets, coverage), and every code seen on a dense sample is among them."""
+    module, shape = _random_small_model(seed)
+    net = maso.from_torch(module, torch.zeros(1, *shape, dtype=torch.float64))
+    d = net.input_dim
+    regions = maso.enumerate_regions(net, _box(d))
+    report = regions.verify(n_points=400, rng=seed)
+    assert report.ok, str(report)
+    pts = np.random.default_rng(seed).uniform(-1, 1, size=(20000, d))
+    seen = {c.tobytes() for c in np.unique(net.codes(pts.reshape(-1, *shape)), axis=0)}
+    assert seen <= {r.code.tobytes() for r in regions}
+    if d <= 3:
+        assert sum(r.volume() for r in regions) == pytest.approx(2.0**d, rel=1e-8)
+
+
+# ------------------------------------------------------------------------------------ graph and queries
+def test_graph_matches_shared_polygon_edges():
+    """Property: two 2-D regions are adjacent in the graph iff their polygons share an edge of positive length."""
+    net = maso.mlp([2, 6, 6, 1], seed=3)
+    regions = maso.enumerate_regions(net, _box(2))
+    g = regions.graph()
+    verts = [np.round(r.vertices(), 9) for r in regions]
+    expected = set()
+    for i, j in itertools.combinations(range(len(regions)), 2):
+        common = {tuple(v) for v in verts[i]} & {tuple(v) for v in verts[j]}
+        if len(common) >= 2:
+            pts = np.array(sorted(common))
+            mid = pts.mean(axis=0)
+            # a shared edge: the midpoint of two shared vertices lies on both boundaries
+            if regions[i].distance_to_boundary(mid) < 1e-9 and regions[j].distance_to_boundary(mid) < 1e-9 \
+                    and regions[i].contains(mid) and regions[j].contains(mid):
+                expected.add((i, j))
+    assert {tuple(sorted(e)) for e in g.edges} == expected
+    for i, j, data in g.edges(data=True):
+        diff = set(np.nonzero(regions[i].code != regions[j].code)[0])
+        assert set(data["units"]) <= diff
+
+
+def test_maximize_direct_and_cvxpy_agree():
+    net = maso.mlp([2, 5, 3], seed=1)
+    regions = maso.enumerate_regions(net, _box(2))
+    for r in list(regions)[:5]:
+        for k in range(3):
+            c = np.eye(3)[k]
+            v_direct, x_direct = r.maximize(c)
+            v_cvx, x_cvx = r.maximize(lambda y, out: out[k])
+            assert v_direct == pytest.approx(v_cvx, abs=1e-6)
+            assert r.contains(x_direct) and r.contains(x_cvx, atol=1e-6)
+            assert net(x_direct)[k] == pytest.approx(v_direct, abs=1e-9)
+        # distance from the interior point to the boundary equals the inradius
+        assert r.distance_to_boundary(r.interior_point) == pytest.approx(r.inradius, rel=1e-7)
+        dist, _ = r.minimize(lambda y, out: 0 * y[0] + 1)  # trivial objective: feasibility through cvxpy
+        assert dist == pytest.approx(1.0)
+
+
+def test_streaming_equals_collected():
+    net = maso.mlp([3, 6, 6, 1], seed=2)
+    streamed = {r.code.tobytes() for r in maso.iter_regions(net, _box(3))}
+    collected = {r.code.tobytes() for r in maso.enumerate_regions(net, _box(3))}
+    assert streamed == collected
+
+
+def test_polytope_domain_and_sliver_reporting():
+    net = maso.mlp([2, 6, 1], seed=4)
+    tri = maso.Polytope(np.array([[-1.0, 0.0], [0.0, -1.0], [1.0, 1.0]]), np.array([1.0, 1.0, 1.0]))
+    regions = maso.enumerate_regions(net, tri)
+    assert sum(r.volume() for r in regions) == pytest.approx(4.5, rel=1e-9)  # vertices (-1,-1), (2,-1), (-1,2)
+    assert regions.verify(rng=1).ok
+    # A unit whose hyperplane runs 1e-11 inside the box's edge cuts off a sliver thinner than tol=1e-9.
+    W = np.array([[1.0, 0.0], [0.3, 1.0]])
+    b = np.array([-(1.0 - 1e-11), 0.1])
+    thin = maso.Network.sequential((2,), [Dense(W, b), relu(), Dense(np.ones((1, 2)), np.zeros(1))])
+    with pytest.warns(maso.NumericalWarning, match="thinner than tol"):
+        res = maso.enumerate_regions(thin, _box(2))
+    assert len(res) == 2 and len(res.slivers) == 1
+    assert res.slivers[0].thickness <= 1e-9
+    # With a finer tolerance the thin strip is resolved: both lines cut the whole box, four regions.
+    fine = maso.enumerate_regions(thin, _box(2), tol=1e-12)
+    assert len(fine) == 4 and not fine.slivers
+    assert min(r.inradius for r in fine) == pytest.approx(0.5e-11, rel=1e-3)
+
+
+# ------------------------------------------------------------------------------------ errors and solver
+def test_bad_domains_and_parameters():
+    net = maso.mlp([2, 4, 1], seed=0)
+    with pytest.raises(maso.DomainError, match="empty or flat"):
+        maso.Box([0.0, 1.0], [1.0, 1.0])
+    with pytest.raises(maso.DomainError, match="finite"):
+        maso.Box([0.0, 0.0], [np.inf, 1.0])
+    with pytest.raises(maso.DomainError, match="lives in 3 dimensions"):
+        maso.enumerate_regions(net, _box(3))
+    slab = maso.Polytope(np.array([[1.0, 0.0], [-1.0, 0.0]]), np.array([1.0, 1.0]))
+    with pytest.raises(maso.DomainError, match="unbounded"):
+        maso.enumerate_regions(net, slab)
+    empty = maso.Polytope(np.array([[1.0, 0.0], [-1.0, 0.0], [0.0, 1.0], [0.0, -1.0]]),
+                          np.array([-1.0, 0.0, 1.0, 1.0]))
+    with pytest.raises(maso.DomainError, match="empty"):
+        maso.enumerate_regions(net, empty)
+    with pytest.raises(maso.DomainError, match="Box or a bounded"):
+        maso.enumerate_regions(net, [[-1, 1], [-1, 1]])
+    with pytest.raises(maso.ShapeError, match="'tol'"):
+        maso.enumerate_regions(net, _box(2), tol=-1.0)
+    with pytest.raises(maso.ShapeError, match="'tol'"):
+        maso.enumerate_regions(net, _box(2), tol=1e-15)  # below float64's resolution of distances
+
+
+def test_solver_fallback_and_failure(monkeypatch):
+    import maso._lp as lp
+
+    net = maso.mlp([2, 5, 1], seed=0)
+    want = len(maso.enumerate_regions(net, _box(2)))
+    real = lp._daqp_lp
+    calls = {"n": 0}
+
+    def flaky(*args):
+        calls["n"] += 1
+        flag, x, f = real(*args)
+        return (-6, x, f) if calls["n"] % 3 == 0 else (flag, x, f)  # every third DAQP solve "fails"
+
+    monkeypatch.setattr(lp, "_daqp_lp", flaky)
+    got = maso.enumerate_regions(net, _box(2))
+    assert len(got) == want and got.stats["lp_fallbacks"] > 0
+    monkeypatch.setattr(lp, "_daqp_lp", lambda *a: (-6, np.zeros(a[0].shape[0]), 0.0))
+    monkeypatch.setattr(lp, "_highs_lp", lambda *a: ("error", np.zeros(a[0].shape[0]), np.nan))
+    with pytest.raises(maso.SolverError, match="both DAQP"):
+        maso.enumerate_regions(net, _box(2))
