@@ -417,16 +417,31 @@ def _check_facets(net: Network, regions: Sequence[Region]) -> int:
 class _Cell:
     """A polytope with the codes of the layers handled so far fixed (mutable, internal)."""
 
-    __slots__ = ("G", "h", "labels", "code", "center", "radius", "wit")
+    __slots__ = ("G", "h", "labels", "code", "center", "radius", "wit", "lo", "hi")
 
-    def __init__(self, G, h, labels, code, center, radius, wit):
+    def __init__(self, G, h, labels, code, center, radius, wit, lo, hi):
         self.G, self.h, self.labels, self.code = G, h, labels, code
         self.center, self.radius, self.wit = center, radius, wit
+        self.lo, self.hi = lo, hi  # an outer bounding box (not tight)
 
     def add_row(self, n: np.ndarray, c: float, label: tuple[int, int]) -> "_Cell":
         G = np.vstack([self.G, n[None]])
         h = np.append(self.h, c)
-        return _Cell(G, h, self.labels + [[label]], self.code.copy(), None, 0.0, None)
+        lo, hi = _tighten(self.lo, self.hi, n, c)
+        return _Cell(G, h, self.labels + [[label]], self.code.copy(), None, 0.0, None, lo, hi)
+
+
+def _tighten(lo: np.ndarray, hi: np.ndarray, a: np.ndarray, c: float) -> tuple[np.ndarray, np.ndarray]:
+    """Shrink the box [lo, hi] with the half-space a.x <= c (one pass of bound propagation)."""
+    low = np.minimum(a * lo, a * hi)
+    rest = low.sum() - low
+    with np.errstate(divide="ignore", invalid="ignore"):
+        bound = (c - rest) / a
+    lo2, hi2 = lo.copy(), hi.copy()
+    pos, neg = a > 1e-12, a < -1e-12
+    hi2[pos] = np.minimum(hi[pos], bound[pos] + 1e-12)
+    lo2[neg] = np.maximum(lo[neg], bound[neg] - 1e-12)
+    return lo2, hi2
 
 
 class _Engine:
@@ -444,7 +459,8 @@ class _Engine:
         G, h = np.array(self.domain.A), np.array(self.domain.b)
         r, c = chebyshev(G, h, self.stats)
         code = np.full(self.net.n_units, -1, dtype=np.int16)
-        return _Cell(G, h, [[(-1, -1)] for _ in range(len(h))], code, c, r, c[None].copy())
+        lo, hi = _bounding_box(self.domain)
+        return _Cell(G, h, [[(-1, -1)] for _ in range(len(h))], code, c, r, c[None].copy(), lo - 1e-9, hi + 1e-9)
 
     def stage_scores(self, cells: list[_Cell], s: int) -> tuple[np.ndarray, np.ndarray]:
         """Piece scores of the units of stage ``s`` on every cell: ``(n, U, R, d)`` and ``(n, U, R)``."""
@@ -469,8 +485,27 @@ class _Engine:
     def split_stage(self, cell: _Cell, s: int, P: np.ndarray, Q: np.ndarray) -> list[_Cell]:
         g = self.groups[s]
         cells = [cell]
-        for u in range(g.size):
-            col = g.offset + u
+        todo = range(g.size)
+        if P.shape[1] == 2 and np.all(np.isfinite(Q)):
+            # Two-piece units, all at once: a unit whose hyperplane misses the cell's outer box (or whose
+            # pieces differ by a constant) is decided for the cell and every part of it, without an LP.
+            a = P[:, 1] - P[:, 0]
+            beta = Q[:, 1] - Q[:, 0]
+            norm = np.linalg.norm(a, axis=1)
+            flat = norm <= _SAME
+            with np.errstate(divide="ignore", invalid="ignore"):
+                nrm = np.where(flat[:, None], 0.0, a / norm[:, None])
+                t = np.where(flat, beta, beta / norm)
+            top = t + np.maximum(nrm * cell.lo, nrm * cell.hi).sum(axis=1)
+            bottom = t + np.minimum(nrm * cell.lo, nrm * cell.hi).sum(axis=1)
+            on = np.where(flat, beta > 0, bottom >= _EPS)
+            off = np.where(flat, beta <= 0, top <= -_EPS)
+            cols = g.offset + np.arange(g.size)
+            cell.code[cols[on]] = 1
+            cell.code[cols[off]] = 0
+            todo = np.nonzero(~(on | off))[0]
+        for u in todo:
+            col = g.offset + int(u)
             nxt: list[_Cell] = []
             for c in cells:
                 nxt.extend(self.split_unit(c, col, P[u], Q[u]))
@@ -499,6 +534,15 @@ class _Engine:
             c.code[col] = r1 if beta > 0 else r0
             return [c]
         n, t = a / norm, beta / norm  # f(x) = n.x + t > 0  <=>  piece r1
+        # Outer box bound: if f stays below numerical zero on the box (or above), no LP is needed.
+        top = t + np.maximum(n * c.lo, n * c.hi).sum()
+        bottom = t + np.minimum(n * c.lo, n * c.hi).sum()
+        if top <= -_EPS:
+            c.code[col] = r0
+            return [c]
+        if bottom >= _EPS:
+            c.code[col] = r1
+            return [c]
         fw = c.wit @ n + t
         fmax, xmax = (float(fw.max()), c.wit[int(fw.argmax())]) if fw.max() > self.tol else (None, None)
         fmin, xmin = (float(fw.min()), c.wit[int(fw.argmin())]) if fw.min() < -self.tol else (None, None)
@@ -572,7 +616,7 @@ class _Engine:
                     self.slivers.append(Sliver(col, r, float(radius), center, c.code.copy()))
                 continue
             if sub is c:
-                sub = _Cell(c.G, c.h, [list(x) for x in c.labels], c.code.copy(), None, 0.0, None)
+                sub = _Cell(c.G, c.h, [list(x) for x in c.labels], c.code.copy(), None, 0.0, None, c.lo, c.hi)
             sub.code[col] = r
             sub.center, sub.radius = center, radius
             w = c.wit
@@ -641,8 +685,21 @@ class _Engine:
         np.fill_diagonal(slack, np.inf)
         sure = np.all(slack > self.tol, axis=1)
         active = np.ones(m, dtype=bool)
+        if not sure.all():
+            # DAQP's minimal representation drops strictly redundant rows in one call; it keeps weakly
+            # redundant and duplicate rows, which the LPs below settle. Translate to the centre and rescale
+            # first: minrep has absolute tolerances.
+            import daqp
+
+            scale = max(float(s.min()), 1e-300)
+            try:
+                red = np.asarray(daqp.minrep(np.array(G, order="C"), np.array(s / scale))) == 1
+                self.stats.daqp += 1
+            except Exception:  # pragma: no cover - fall back to LPs for every row
+                red = np.zeros(m, dtype=bool)
+            active &= ~(red & ~sure)
         for i in range(m):
-            if sure[i]:
+            if sure[i] or not active[i]:
                 continue
             active[i] = False
             relaxed_h = h.copy()
@@ -671,11 +728,18 @@ def _fingerprint(net: Network, domain: Polytope, tol: float) -> str:
     return hsh.hexdigest()
 
 
-def _run_task(payload: tuple[Network, Polytope, float, _Cell, int]) -> tuple[list[Region], list[Sliver], LPStats]:
-    net, domain, tol, cell, stage = payload
+def _run_task(payload: tuple[Network, Polytope, float, list[_Cell], int]) -> tuple[list[Region], list[Sliver], LPStats]:
+    net, domain, tol, cells, stage = payload
     eng = _Engine(net, domain, tol)
-    cells = eng.expand([cell], stage)
+    cells = eng.expand(list(cells), stage)
     return eng.finalize(cells), eng.slivers, eng.stats
+
+
+def _chunks(cells: list[_Cell], n_tasks: int) -> list[list[_Cell]]:
+    """Group cells into ``n_tasks`` contiguous tasks (deterministic: checkpoints rely on it)."""
+    n_tasks = max(1, min(n_tasks, len(cells)))
+    bounds = np.linspace(0, len(cells), n_tasks + 1).round().astype(int)
+    return [cells[a:b] for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
 
 
 class _Checkpoint:
@@ -774,11 +838,11 @@ def iter_regions(net: Network, domain: Any, *, tol: float = DEFAULT_TOL, slivers
     8
     """
     eng, dom = _prepare(net, domain, tol, "iter_regions")
-    cells, stage = _plan(eng, 16)
+    cells, stage = _plan(eng, 64)
     if slivers is not None:
         slivers.extend(eng.slivers)
-    for cell in cells:
-        regions, sl, _ = _run_task((net, dom, tol, cell, stage))
+    for chunk in _chunks(cells, 16):
+        regions, sl, _ = _run_task((net, dom, tol, chunk, stage))
         if slivers is not None:
             slivers.extend(sl)
         yield from regions
@@ -816,7 +880,9 @@ def enumerate_regions(
     progress : bool, optional
         Show a progress bar (default: when stderr is a terminal).
     min_tasks : int, default=64
-        The domain is first split into at least this many independent tasks (when the network allows).
+        The domain is first split into at least this many independent cells (when the network allows), grouped
+        into tasks: one task in a single process without a checkpoint, and ``max(4 * workers, min_tasks // 4)``
+        otherwise (a task is the unit of work of a worker and of a checkpoint record).
 
     Returns
     -------
@@ -842,6 +908,10 @@ def enumerate_regions(
     fp = _fingerprint(net, dom, tol)
     ck = _Checkpoint(os.fspath(checkpoint), fp) if checkpoint is not None else None
     cells, stage = _plan(eng, min_tasks)
+    # Tasks: few when one process works without a checkpoint (less overhead), more otherwise.
+    n_par = workers if executor is None else max(workers, 4)
+    n_tasks = 1 if (checkpoint is None and executor is None and workers <= 1) else max(4 * n_par, min_tasks // 4)
+    cells = _chunks(cells, n_tasks)
     slivers_all = list(eng.slivers)
     stats = LPStats()
     stats.merge(eng.stats)
