@@ -1,4 +1,5 @@
-"""Command line: ``maso demo`` shows codes, regions and affine maps of an embedded toy network."""
+"""Command line: ``maso demo`` (codes, regions, maps and an exact enumeration of an embedded toy network) and
+``maso regions`` (certified enumeration of a toy MLP in a box)."""
 
 from __future__ import annotations
 
@@ -65,9 +66,43 @@ def _demo(args: argparse.Namespace) -> int:
           "(glyphs repeat after 72)", file=out)
     for r in range(H):
         print("  " + "".join(labels[r * W:(r + 1) * W]), file=out)
-    ok = worst_map < 1e-9 and worst_region == 0.0
+    # Exact enumeration of the same square, certified.
+    regions = maso.enumerate_regions(net, maso.Box([-1.0, -1.0], [1.0, 1.0]), progress=False)
+    report = regions.verify(rng=args.seed)
+    area = sum(r.volume() for r in regions)
+    print(f"\nexact enumeration of [-1, 1]^2: {len(regions)} regions (the grid above saw {len(keys)}), "
+          f"{len(regions.slivers)} slivers, total area {area:.12f}", file=out)
+    print(f"certificate: {report}", file=out)
+    ok = worst_map < 1e-9 and worst_region == 0.0 and report.ok and abs(area - 4.0) < 1e-9
     print(f"\nall checks passed: {ok}", file=out)
     return 0 if ok else 1
+
+
+def _regions(args: argparse.Namespace) -> int:
+    import time
+
+    import maso
+
+    widths = list(args.widths)
+    net = maso.mlp(widths, seed=args.seed, activation=args.activation)
+    d = widths[0]
+    box = maso.Box(-args.box * np.ones(d), args.box * np.ones(d))
+    t = time.perf_counter()
+    regions = maso.enumerate_regions(net, box, tol=args.tol, workers=args.workers, checkpoint=args.checkpoint,
+                                     progress=None if args.progress else False)
+    dt = time.perf_counter() - t
+    print(f"{activation_name(args.activation)} network {widths} (seed {args.seed}) on [-{args.box:g}, {args.box:g}]^{d}: "
+          f"{len(regions)} regions in {dt:.2f} s ({len(regions) / dt:.0f} regions/s), {len(regions.slivers)} slivers "
+          f"thinner than {args.tol:g}; LPs: {regions.stats}")
+    if args.verify:
+        report = regions.verify(n_points=args.verify_points, rng=args.seed)
+        print(f"certificate: {report}")
+        return 0 if report.ok else 1
+    return 0
+
+
+def activation_name(a: str) -> str:
+    return {"relu": "ReLU", "leaky_relu": "leaky-ReLU", "abs": "abs", "maxout": "maxout"}[a]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -87,9 +122,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     demo.add_argument("--hidden", type=int, nargs="+", default=[8, 8], help="hidden widths (default 8 8)")
     demo.add_argument("--points", type=int, default=3, help="number of inputs to show (default 3)")
     demo.add_argument("--width", type=int, default=64, help="width of the character map (default 64)")
+    reg = sub.add_parser("regions", help="exact enumeration of the regions of a toy MLP in a box, certified")
+    reg.add_argument("--widths", type=int, nargs="+", default=[3, 8, 8, 1], help="[d_in, hidden..., d_out]")
+    reg.add_argument("--seed", type=int, default=0)
+    reg.add_argument("--activation", default="relu", choices=["relu", "leaky_relu", "abs", "maxout"])
+    reg.add_argument("--box", type=float, default=1.0, help="half-width of the box [-b, b]^d (default 1)")
+    reg.add_argument("--tol", type=float, default=1e-9, help="sliver tolerance in input units (default 1e-9)")
+    reg.add_argument("--workers", type=int, default=1)
+    reg.add_argument("--checkpoint", default=None, help="file to record finished tasks in (resumable)")
+    reg.add_argument("--progress", action="store_true", help="show a progress bar")
+    reg.add_argument("--no-verify", dest="verify", action="store_false", help="skip the certificate")
+    reg.add_argument("--verify-points", type=int, default=1000)
     args = parser.parse_args(argv)
     if args.command == "demo":
         return _demo(args)
+    if args.command == "regions":
+        return _regions(args)
     return 2  # pragma: no cover
 
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import multiprocessing
 import os
 import pickle
 import struct
@@ -486,7 +487,8 @@ class _Engine:
         g = self.groups[s]
         cells = [cell]
         todo = range(g.size)
-        if P.shape[1] == 2 and np.all(np.isfinite(Q)):
+        two = P.shape[1] == 2 and bool(np.all(np.isfinite(Q)))
+        if two:
             # Two-piece units, all at once: a unit whose hyperplane misses the cell's outer box (or whose
             # pieces differ by a constant) is decided for the cell and every part of it, without an LP.
             a = P[:, 1] - P[:, 0]
@@ -508,7 +510,8 @@ class _Engine:
             col = g.offset + int(u)
             nxt: list[_Cell] = []
             for c in cells:
-                nxt.extend(self.split_unit(c, col, P[u], Q[u]))
+                # Two-piece units were screened above (equal pieces have a zero-norm difference).
+                nxt.extend(self._split_two(c, col, 0, 1, P[u], Q[u]) if two else self.split_unit(c, col, P[u], Q[u]))
             cells = nxt
         return cells
 
@@ -735,6 +738,11 @@ def _run_task(payload: tuple[Network, Polytope, float, list[_Cell], int]) -> tup
     return eng.finalize(cells), eng.slivers, eng.stats
 
 
+def _worker_init() -> None:
+    """Pool workers: one torch thread each (the pool supplies the parallelism)."""
+    torch.set_num_threads(1)
+
+
 def _chunks(cells: list[_Cell], n_tasks: int) -> list[list[_Cell]]:
     """Group cells into ``n_tasks`` contiguous tasks (deterministic: checkpoints rely on it)."""
     n_tasks = max(1, min(n_tasks, len(cells)))
@@ -925,7 +933,9 @@ def enumerate_regions(
         bar = tqdm(total=len(cells), initial=len(cells) - len(todo), desc="regions", unit="task")
     own = None
     if executor is None and workers > 1:
-        own = executor = ProcessPoolExecutor(max_workers=workers)
+        # "spawn": forking a process whose torch/OpenMP thread pool is running can deadlock the children.
+        own = executor = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
+                                             initializer=_worker_init)
     try:
         payloads = ((net, dom, tol, cells[i], stage) for i in todo)
         it: Iterable[Any] = executor.map(_run_task, payloads) if executor is not None else map(_run_task, payloads)

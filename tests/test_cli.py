@@ -12,3 +12,9 @@ def test_demo_runs_and_checks(capsys):
 
 def test_demo_other_widths(capsys):
     assert main(["demo", "--hidden", "5", "--seed", "3", "--points", "1", "--width", "20"]) == 0
+
+
+def test_regions_command_certifies(capsys):
+    assert main(["regions", "--widths", "3", "6", "6", "1", "--verify-points", "200"]) == 0
+    out = capsys.readouterr().out
+    assert "regions in" in out and "certificate: OK" in out
