@@ -53,6 +53,8 @@ DEFAULT_TOL = 1e-9
 _EPS = 1e-12
 #: Two pieces are identical when their slopes and offsets agree to this (duplicated units).
 _SAME = 1e-12
+#: ``method="auto"`` carries vertices up to this input dimension, and uses LPs above it.
+_VERTEX_MAX_DIM = 6
 #: Witness points kept per cell.
 _MAX_WITNESSES = 12
 
@@ -418,12 +420,13 @@ def _check_facets(net: Network, regions: Sequence[Region]) -> int:
 class _Cell:
     """A polytope with the codes of the layers handled so far fixed (mutable, internal)."""
 
-    __slots__ = ("G", "h", "labels", "code", "center", "radius", "wit", "lo", "hi")
+    __slots__ = ("G", "h", "labels", "code", "center", "radius", "wit", "lo", "hi", "V", "inc")
 
-    def __init__(self, G, h, labels, code, center, radius, wit, lo, hi):
+    def __init__(self, G, h, labels, code, center, radius, wit, lo, hi, V=None, inc=None):
         self.G, self.h, self.labels, self.code = G, h, labels, code
         self.center, self.radius, self.wit = center, radius, wit
         self.lo, self.hi = lo, hi  # an outer bounding box (not tight)
+        self.V, self.inc = V, inc  # vertex method: vertices (k, d) and which rows each is tight on (k, m)
 
     def add_row(self, n: np.ndarray, c: float, label: tuple[int, int]) -> "_Cell":
         G = np.vstack([self.G, n[None]])
@@ -446,9 +449,10 @@ def _tighten(lo: np.ndarray, hi: np.ndarray, a: np.ndarray, c: float) -> tuple[n
 
 
 class _Engine:
-    def __init__(self, net: Network, domain: Polytope, tol: float) -> None:
+    def __init__(self, net: Network, domain: Polytope, tol: float, method: str = "lp") -> None:
         self.net = net
         self.domain = domain
+        self.method = method
         self.tol = float(tol)
         self.d = net.input_dim
         self.groups = net.units
@@ -461,7 +465,18 @@ class _Engine:
         r, c = chebyshev(G, h, self.stats)
         code = np.full(self.net.n_units, -1, dtype=np.int16)
         lo, hi = _bounding_box(self.domain)
-        return _Cell(G, h, [[(-1, -1)] for _ in range(len(h))], code, c, r, c[None].copy(), lo - 1e-9, hi + 1e-9)
+        cell = _Cell(G, h, [[(-1, -1)] for _ in range(len(h))], code, c, r, c[None].copy(), lo - 1e-9, hi + 1e-9)
+        if self.method == "vertices":
+            if self.d == 1:
+                V = np.array([[lo[0]], [hi[0]]])
+            else:
+                from scipy.spatial import HalfspaceIntersection
+
+                hs = HalfspaceIntersection(np.hstack([G, -h[:, None]]), c)
+                V = np.unique(np.round(hs.intersections, 13), axis=0)
+            cell.V = V
+            cell.inc = np.abs(V @ G.T - h[None, :]) <= 1e-10 * (1 + np.abs(h))[None, :]
+        return cell
 
     def stage_scores(self, cells: list[_Cell], s: int) -> tuple[np.ndarray, np.ndarray]:
         """Piece scores of the units of stage ``s`` on every cell: ``(n, U, R, d)`` and ``(n, U, R)``."""
@@ -498,8 +513,12 @@ class _Engine:
             with np.errstate(divide="ignore", invalid="ignore"):
                 nrm = np.where(flat[:, None], 0.0, a / norm[:, None])
                 t = np.where(flat, beta, beta / norm)
-            top = t + np.maximum(nrm * cell.lo, nrm * cell.hi).sum(axis=1)
-            bottom = t + np.minimum(nrm * cell.lo, nrm * cell.hi).sum(axis=1)
+            if cell.V is not None:  # exact extents over the vertices
+                F = cell.V @ nrm.T + t
+                top, bottom = F.max(axis=0), F.min(axis=0)
+            else:
+                top = t + np.maximum(nrm * cell.lo, nrm * cell.hi).sum(axis=1)
+                bottom = t + np.minimum(nrm * cell.lo, nrm * cell.hi).sum(axis=1)
             on = np.where(flat, beta > 0, bottom >= _EPS)
             off = np.where(flat, beta <= 0, top <= -_EPS)
             cols = g.offset + np.arange(g.size)
@@ -511,7 +530,12 @@ class _Engine:
             nxt: list[_Cell] = []
             for c in cells:
                 # Two-piece units were screened above (equal pieces have a zero-norm difference).
-                nxt.extend(self._split_two(c, col, 0, 1, P[u], Q[u]) if two else self.split_unit(c, col, P[u], Q[u]))
+                if two and self.method == "vertices":
+                    nxt.extend(self._split_two_v(c, col, 0, 1, P[u], Q[u]))
+                elif two:
+                    nxt.extend(self._split_two(c, col, 0, 1, P[u], Q[u]))
+                else:
+                    nxt.extend(self.split_unit(c, col, P[u], Q[u]))
             cells = nxt
         return cells
 
@@ -526,7 +550,10 @@ class _Engine:
             c.code[col] = pieces[0]
             return [c]
         if len(pieces) == 2:
-            return self._split_two(c, col, pieces[0], pieces[1], P, Q)
+            split = self._split_two_v if self.method == "vertices" else self._split_two
+            return split(c, col, pieces[0], pieces[1], P, Q)
+        if self.method == "vertices":
+            return self._split_many_v(c, col, pieces, P, Q)
         return self._split_many(c, col, pieces, P, Q)
 
     def _split_two(self, c: _Cell, col: int, r0: int, r1: int, P: np.ndarray, Q: np.ndarray) -> list[_Cell]:
@@ -584,6 +611,114 @@ class _Engine:
             self._label_coincident(c, n, t, col, alt)
         c.wit = np.vstack([c.wit, xthin[None]])[:_MAX_WITNESSES] if xthin is not None else c.wit
         return [c]
+
+    # vertex method ---------------------------------------------------------------------------------------
+    def _cut(self, c: _Cell, n: np.ndarray, t: float, fv: np.ndarray, keep_pos: bool, label: tuple[int, int]
+             ) -> _Cell:
+        """The part of ``c`` where ``f = n.x + t`` is >= 0 (``keep_pos``) or <= 0, with its vertices.
+
+        New vertices lie on the edges that cross ``f = 0``; two vertices span an edge iff the rows tight on both
+        are tight on no other vertex (the double-description adjacency test, exact for degenerate polytopes).
+        """
+        side = fv > _EPS if keep_pos else fv < -_EPS
+        other = fv < -_EPS if keep_pos else fv > _EPS
+        zero = ~side & ~other
+        ia, ib = np.nonzero(side)[0], np.nonzero(other)[0]
+        inc = c.inc
+        common = inc[ia][:, None, :] & inc[ib][None, :, :]  # (a, b, m)
+        cand = np.argwhere(common.sum(axis=-1) >= self.d - 1)
+        new_V, new_inc = [], []
+        if len(cand):
+            C = common[cand[:, 0], cand[:, 1]]  # (P, m)
+            sup = ~np.any(C[:, None, :] & ~inc[None, :, :], axis=-1)  # (P, k): vertex w tight on all of C
+            sup[np.arange(len(cand)), ia[cand[:, 0]]] = False
+            sup[np.arange(len(cand)), ib[cand[:, 1]]] = False
+            adj = ~sup.any(axis=1)
+            i, j = ia[cand[adj, 0]], ib[cand[adj, 1]]
+            lam = fv[i] / (fv[i] - fv[j])
+            new_V = c.V[i] + lam[:, None] * (c.V[j] - c.V[i])
+            new_inc = C[adj]
+        keep = side | zero
+        V = np.vstack([c.V[keep], new_V]) if len(new_V) else c.V[keep]
+        old_inc = np.vstack([inc[keep], new_inc]) if len(new_V) else inc[keep]
+        tight = np.concatenate([zero[keep], np.ones(len(new_V), dtype=bool)])
+        sign = -1.0 if keep_pos else 1.0  # f >= 0  <=>  -n.x <= t ;  f <= 0  <=>  n.x <= -t
+        sub = c.add_row(sign * n, t if keep_pos else -t, label)
+        sub.V = V
+        sub.inc = np.hstack([old_inc, tight[:, None]])
+        sub.center = V.mean(axis=0)
+        return sub
+
+    def _split_two_v(self, c: _Cell, col: int, r0: int, r1: int, P: np.ndarray, Q: np.ndarray) -> list[_Cell]:
+        a = P[r1] - P[r0]
+        beta = Q[r1] - Q[r0]
+        norm = float(np.linalg.norm(a))
+        if norm <= _SAME:
+            c.code[col] = r1 if beta > 0 else r0
+            return [c]
+        n, t = a / norm, beta / norm
+        fv = c.V @ n + t
+        fmax, fmin = float(fv.max()), float(fv.min())
+        if fmax > self.tol and -fmin > self.tol:
+            out = []
+            for keep_pos, piece, other in ((True, r1, r0), (False, r0, r1)):
+                sub = self._cut(c, n, t, fv, keep_pos, (col, other))
+                sub.code[col] = piece
+                out.append(sub)
+            return out
+        if fmax > self.tol:
+            piece, thin, ithin, alt = r1, -fmin, int(fv.argmin()), r0
+        elif -fmin > self.tol:
+            piece, thin, ithin, alt = r0, fmax, int(fv.argmax()), r1
+        else:  # cannot happen for a full-dimensional cell
+            piece, thin, ithin, alt = (r1 if fmax >= -fmin else r0), max(fmax, -fmin), int(np.abs(fv).argmax()), r0
+        c.code[col] = piece
+        if thin > _EPS:
+            self.slivers.append(Sliver(col, alt, float(thin), c.V[ithin].copy(), c.code.copy()))
+        elif thin > -_EPS:
+            self._label_coincident(c, n, t, col, alt)
+        return [c]
+
+    def _split_many_v(self, c: _Cell, col: int, pieces: list[int], P: np.ndarray, Q: np.ndarray) -> list[_Cell]:
+        out = []
+        for r in pieces:
+            sub, ok, thin = c, True, None
+            for s in pieces:
+                if s == r:
+                    continue
+                a = P[s] - P[r]
+                beta = Q[s] - Q[r]
+                norm = float(np.linalg.norm(a))
+                if norm <= _SAME:
+                    if beta > 0 or (beta == 0 and s < r):
+                        ok = False
+                        break
+                    continue
+                n, t = a / norm, beta / norm  # piece s beats r where n.x + t > 0: keep f <= 0
+                fv = sub.V @ n + t
+                if fv.min() >= -self.tol:  # piece r never wins by more than tol here
+                    if fv.min() < -_EPS:
+                        thin = (float(-fv.min()), sub.V[int(fv.argmin())].copy())
+                    ok = False
+                    break
+                if fv.max() > _EPS:
+                    sub = self._cut(sub, n, t, fv, False, (col, s))
+            if not ok:
+                if thin is not None:
+                    self.slivers.append(Sliver(col, r, thin[0], thin[1], c.code.copy()))
+                continue
+            if sub is c:
+                sub = _Cell(c.G, c.h, [list(x) for x in c.labels], c.code.copy(), c.center, c.radius, c.wit,
+                            c.lo, c.hi, c.V, c.inc)
+            else:  # the intersection of several cuts can be thin although each cut reaches past tol
+                radius, center = chebyshev(sub.G, sub.h, self.stats)
+                if radius <= self.tol:
+                    if radius > _EPS:
+                        self.slivers.append(Sliver(col, r, float(radius), center, c.code.copy()))
+                    continue
+            sub.code[col] = r
+            out.append(sub)
+        return out
 
     def _label_coincident(self, c: _Cell, n: np.ndarray, t: float, col: int, piece: int) -> None:
         """The unit's hyperplane touches the cell: if it is one of the cell's rows, label that row with it too."""
@@ -667,7 +802,14 @@ class _Engine:
         code_dtype = np.uint8 if net._code_dtype == np.uint8 else np.int32
         regions = []
         for i, c in enumerate(cells):
-            keep = self.irredundant(c)
+            if self.method == "vertices":
+                keep = self.facets_from_vertices(c)
+                c.radius, c.center = chebyshev(c.G[keep], c.h[keep], self.stats)
+                if c.radius <= self.tol:  # thin although every cut reached past tol: a sliver, counted apart
+                    self.slivers.append(Sliver(-1, -1, max(float(c.radius), 0.0), c.center, c.code.copy()))
+                    continue
+            else:
+                keep = self.irredundant(c)
             labels = [c.labels[k] for k in keep]
             units = np.array([lab[0] for lab in labels], dtype=np.int64)
             facet_units = tuple(tuple(int(u) for u, _ in lab) for lab in labels)
@@ -675,6 +817,32 @@ class _Engine:
             regions.append(Region(readonly(c.code, code_dtype), poly, facet_units, readonly(c.center),
                                   float(c.radius), Affine._trusted(J[i].copy(), b[i].copy())))
         return regions
+
+    def facets_from_vertices(self, c: _Cell) -> list[int]:
+        """Facet rows, from vertex incidences alone.
+
+        In a full-dimensional polytope a row's tight-vertex set is a facet's vertex set iff it has at least d
+        vertices and no other row's set strictly contains it (every lower face lies in a facet, and the rows
+        include every facet). Rows with equal sets are coincident (duplicated units): the first is kept with
+        every label.
+        """
+        F = c.inc.T  # (m, k)
+        m = F.shape[0]
+        big = F.sum(axis=1) >= self.d
+        not_sub = np.any(F[:, None, :] & ~F[None, :, :], axis=-1)  # [i, j]: F_i has a vertex F_j lacks
+        subset = ~not_sub
+        equal = subset & subset.T
+        strict = subset & ~equal
+        facet = big & ~strict.any(axis=1)
+        keep: list[int] = []
+        for i in np.nonzero(facet)[0]:
+            first = int(np.argmax(equal[i] & facet))
+            if first != i:  # coincident with an earlier facet row: merge labels
+                c.labels[first] = c.labels[first] + [lab for lab in c.labels[i] if lab not in c.labels[first]]
+                continue
+            keep.append(int(i))
+        del m
+        return keep
 
     def irredundant(self, c: _Cell) -> list[int]:
         """Indices of the rows that are facets (slack above tol), duplicates and weak redundancy removed."""
@@ -715,8 +883,8 @@ class _Engine:
 
 
 # --------------------------------------------------------------------------------------- public driver
-def _fingerprint(net: Network, domain: Polytope, tol: float) -> str:
-    hsh = hashlib.sha256()
+def _fingerprint(net: Network, domain: Polytope, tol: float, method: str) -> str:
+    hsh = hashlib.sha256(method.encode())
     for node in net.nodes:
         hsh.update(node.name.encode())
         hsh.update(repr(node.shape).encode())
@@ -731,9 +899,10 @@ def _fingerprint(net: Network, domain: Polytope, tol: float) -> str:
     return hsh.hexdigest()
 
 
-def _run_task(payload: tuple[Network, Polytope, float, list[_Cell], int]) -> tuple[list[Region], list[Sliver], LPStats]:
-    net, domain, tol, cells, stage = payload
-    eng = _Engine(net, domain, tol)
+def _run_task(payload: tuple[Network, Polytope, float, list[_Cell], int, str]
+              ) -> tuple[list[Region], list[Sliver], LPStats]:
+    net, domain, tol, cells, stage, method = payload
+    eng = _Engine(net, domain, tol, method)
     cells = eng.expand(list(cells), stage)
     return eng.finalize(cells), eng.slivers, eng.stats
 
@@ -803,14 +972,18 @@ def _read_record(fh: Any) -> Any:
         return None
 
 
-def _prepare(net: Network, domain: Any, tol: float, caller: str) -> tuple[_Engine, Polytope]:
+def _prepare(net: Network, domain: Any, tol: float, caller: str, method: str = "auto") -> tuple[_Engine, Polytope]:
     if not isinstance(net, Network):
         raise ShapeError(f"{caller} needs a maso.Network. Got {type(net).__name__}.")
     if not (isinstance(tol, (int, float)) and _EPS <= tol < 1):
         raise ShapeError(f"The 'tol' parameter of {caller} must be a float in [{_EPS:g}, 1): distances below "
                          f"{_EPS:g} are numerical zero in float64. Got {tol!r}.")
+    if method not in ("auto", "vertices", "lp"):
+        raise ShapeError(f"The 'method' parameter of {caller} must be 'auto', 'vertices' or 'lp'. Got {method!r}.")
     dom = as_domain(domain, net.input_dim, caller=caller)
-    return _Engine(net, dom, tol), dom
+    if method == "auto":
+        method = "vertices" if net.input_dim <= _VERTEX_MAX_DIM else "lp"
+    return _Engine(net, dom, tol, method), dom
 
 
 def _plan(eng: _Engine, min_tasks: int) -> tuple[list[_Cell], int]:
@@ -823,8 +996,8 @@ def _plan(eng: _Engine, min_tasks: int) -> tuple[list[_Cell], int]:
     return cells, stage
 
 
-def iter_regions(net: Network, domain: Any, *, tol: float = DEFAULT_TOL, slivers: list | None = None
-                 ) -> Iterator[Region]:
+def iter_regions(net: Network, domain: Any, *, tol: float = DEFAULT_TOL, method: str = "auto",
+                 slivers: list | None = None) -> Iterator[Region]:
     """Stream the regions of ``net`` in ``domain``, one task at a time (memory: one task's cells).
 
     Parameters
@@ -845,12 +1018,12 @@ def iter_regions(net: Network, domain: Any, *, tol: float = DEFAULT_TOL, slivers
     >>> sum(1 for _ in maso.iter_regions(net, maso.Box([-1, -1], [1, 1])))
     8
     """
-    eng, dom = _prepare(net, domain, tol, "iter_regions")
+    eng, dom = _prepare(net, domain, tol, "iter_regions", method)
     cells, stage = _plan(eng, 64)
     if slivers is not None:
         slivers.extend(eng.slivers)
     for chunk in _chunks(cells, 16):
-        regions, sl, _ = _run_task((net, dom, tol, chunk, stage))
+        regions, sl, _ = _run_task((net, dom, tol, chunk, stage, eng.method))
         if slivers is not None:
             slivers.extend(sl)
         yield from regions
@@ -866,6 +1039,7 @@ def enumerate_regions(
     checkpoint: str | os.PathLike | None = None,
     progress: bool | None = None,
     min_tasks: int = 64,
+    method: str = "auto",
 ) -> RegionSet:
     """Every linear region of ``net`` that meets ``domain``, each exact and certified.
 
@@ -887,6 +1061,11 @@ def enumerate_regions(
         Append each finished task to this file; a run restarted with the same path skips finished tasks.
     progress : bool, optional
         Show a progress bar (default: when stderr is a terminal).
+    method : {"auto", "vertices", "lp"}, default="auto"
+        How cells are cut. ``"vertices"`` carries each cell's vertices and their incidences (double description):
+        cuts and facets are decided exactly from vertices, with one LP per region (its Chebyshev centre); fast in
+        low dimension. ``"lp"`` decides every cut and facet by LPs; its cost grows gently with the dimension.
+        ``"auto"``: vertices up to d = 6.
     min_tasks : int, default=64
         The domain is first split into at least this many independent cells (when the network allows), grouped
         into tasks: one task in a single process without a checkpoint, and ``max(4 * workers, min_tasks // 4)``
@@ -912,8 +1091,8 @@ def enumerate_regions(
     >>> len(regions), regions.verify().ok
     (33, True)
     """
-    eng, dom = _prepare(net, domain, tol, "enumerate_regions")
-    fp = _fingerprint(net, dom, tol)
+    eng, dom = _prepare(net, domain, tol, "enumerate_regions", method)
+    fp = _fingerprint(net, dom, tol, eng.method)
     ck = _Checkpoint(os.fspath(checkpoint), fp) if checkpoint is not None else None
     cells, stage = _plan(eng, min_tasks)
     # Tasks: few when one process works without a checkpoint (less overhead), more otherwise.
@@ -937,7 +1116,7 @@ def enumerate_regions(
         own = executor = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
                                              initializer=_worker_init)
     try:
-        payloads = ((net, dom, tol, cells[i], stage) for i in todo)
+        payloads = ((net, dom, tol, cells[i], stage, eng.method) for i in todo)
         it: Iterable[Any] = executor.map(_run_task, payloads) if executor is not None else map(_run_task, payloads)
         n_regions = sum(len(r) for r, _ in results.values())
         for i, (regions, sl, st) in zip(todo, it):
@@ -962,7 +1141,8 @@ def enumerate_regions(
     if slivers_all:
         warnings.warn(f"{len(slivers_all)} part(s) thinner than tol={tol:g} were not made regions; see "
                       "RegionSet.slivers.", NumericalWarning, stacklevel=2)
-    info = {"lp_daqp": stats.daqp, "lp_highs": stats.highs, "lp_fallbacks": stats.fallbacks, "tasks": len(cells)}
+    info = {"method": eng.method, "lp_daqp": stats.daqp, "lp_highs": stats.highs, "lp_fallbacks": stats.fallbacks,
+            "tasks": len(cells)}
     return RegionSet(net, dom, regions_all, slivers_all, tol, info)
 
 

@@ -55,7 +55,7 @@ def test_checkpoint_resume_after_kill(tmp_path):
     proc.wait()
     partial = maso.regions._Checkpoint(str(ck), maso.regions._fingerprint(
         maso.mlp([3, 10, 10, 1], seed=5), maso.domain.as_domain(maso.Box(-np.ones(3), np.ones(3)), 3, caller="t"),
-        maso.DEFAULT_TOL))
+        maso.DEFAULT_TOL, "vertices"))
     n_done = len(partial.done)
     net = maso.mlp([3, 10, 10, 1], seed=5)
     box = maso.Box(-np.ones(3), np.ones(3))
