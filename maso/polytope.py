@@ -42,6 +42,18 @@ class Polytope:
     b: np.ndarray
     units: np.ndarray | None = None
 
+    @classmethod
+    def _trusted(cls, A: np.ndarray, b: np.ndarray, units: np.ndarray | None = None) -> "Polytope":
+        """Wrap arrays maso has just made and checked (no copy, no validation); they become read-only."""
+        obj = cls.__new__(cls)
+        for arr in (A, b, units):
+            if arr is not None:
+                arr.setflags(write=False)
+        object.__setattr__(obj, "A", A)
+        object.__setattr__(obj, "b", b)
+        object.__setattr__(obj, "units", units)
+        return obj
+
     def __post_init__(self) -> None:
         A = readonly(self.A)
         b = readonly(self.b)

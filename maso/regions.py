@@ -428,11 +428,24 @@ class _Cell:
         self.lo, self.hi = lo, hi  # an outer bounding box (not tight)
         self.V, self.inc = V, inc  # vertex method: vertices (k, d) and which rows each is tight on (k, m)
 
-    def add_row(self, n: np.ndarray, c: float, label: tuple[int, int]) -> "_Cell":
+    def add_row(self, n: np.ndarray, c: float, label: tuple[int, int], box: bool = True) -> "_Cell":
         G = np.vstack([self.G, n[None]])
         h = np.append(self.h, c)
-        lo, hi = _tighten(self.lo, self.hi, n, c)
+        lo, hi = _tighten(self.lo, self.hi, n, c) if box else (self.lo, self.hi)
         return _Cell(G, h, self.labels + [[label]], self.code.copy(), None, 0.0, None, lo, hi)
+
+
+def _pack(inc: np.ndarray) -> np.ndarray:
+    """Bool incidences (k, m) to bit sets: (k, ceil(m / 64)) uint64, row r in word r // 64, bit r % 64."""
+    packed = np.packbits(inc, axis=1, bitorder="little")
+    out = np.zeros((inc.shape[0], -(-packed.shape[1] // 8) * 8), dtype=np.uint8)
+    out[:, : packed.shape[1]] = packed
+    return out.view(np.uint64)
+
+
+def _unpack(words: np.ndarray, m: int) -> np.ndarray:
+    """Inverse of :func:`_pack`: (k, m) bool."""
+    return np.unpackbits(words.view(np.uint8), axis=1, bitorder="little")[:, :m].astype(bool)
 
 
 def _tighten(lo: np.ndarray, hi: np.ndarray, a: np.ndarray, c: float) -> tuple[np.ndarray, np.ndarray]:
@@ -475,7 +488,7 @@ class _Engine:
                 hs = HalfspaceIntersection(np.hstack([G, -h[:, None]]), c)
                 V = np.unique(np.round(hs.intersections, 13), axis=0)
             cell.V = V
-            cell.inc = np.abs(V @ G.T - h[None, :]) <= 1e-10 * (1 + np.abs(h))[None, :]
+            cell.inc = _pack(np.abs(V @ G.T - h[None, :]) <= 1e-10 * (1 + np.abs(h))[None, :])
         return cell
 
     def stage_scores(self, cells: list[_Cell], s: int) -> tuple[np.ndarray, np.ndarray]:
@@ -613,41 +626,45 @@ class _Engine:
         return [c]
 
     # vertex method ---------------------------------------------------------------------------------------
-    def _cut(self, c: _Cell, n: np.ndarray, t: float, fv: np.ndarray, keep_pos: bool, label: tuple[int, int]
-             ) -> _Cell:
-        """The part of ``c`` where ``f = n.x + t`` is >= 0 (``keep_pos``) or <= 0, with its vertices.
+    def _split_both(self, c: _Cell, n: np.ndarray, t: float, fv: np.ndarray, label_pos: tuple[int, int],
+                    label_neg: tuple[int, int]) -> tuple[_Cell, _Cell]:
+        """Both parts of ``c`` cut by ``f = n.x + t = 0``: ``f >= 0`` and ``f <= 0``, with their vertices.
 
-        New vertices lie on the edges that cross ``f = 0``; two vertices span an edge iff the rows tight on both
-        are tight on no other vertex (the double-description adjacency test, exact for degenerate polytopes).
+        New vertices lie on the edges that cross ``f = 0``. Two vertices span an edge iff the rows tight on both
+        are tight on no other vertex (the double-description adjacency test; exact for degenerate polytopes).
+        Incidences are bit sets: ``c.inc`` holds one uint64 word per 64 rows.
         """
-        side = fv > _EPS if keep_pos else fv < -_EPS
-        other = fv < -_EPS if keep_pos else fv > _EPS
-        zero = ~side & ~other
-        ia, ib = np.nonzero(side)[0], np.nonzero(other)[0]
-        inc = c.inc
-        common = inc[ia][:, None, :] & inc[ib][None, :, :]  # (a, b, m)
-        cand = np.argwhere(common.sum(axis=-1) >= self.d - 1)
-        new_V, new_inc = [], []
-        if len(cand):
-            C = common[cand[:, 0], cand[:, 1]]  # (P, m)
-            sup = ~np.any(C[:, None, :] & ~inc[None, :, :], axis=-1)  # (P, k): vertex w tight on all of C
-            sup[np.arange(len(cand)), ia[cand[:, 0]]] = False
-            sup[np.arange(len(cand)), ib[cand[:, 1]]] = False
-            adj = ~sup.any(axis=1)
-            i, j = ia[cand[adj, 0]], ib[cand[adj, 1]]
-            lam = fv[i] / (fv[i] - fv[j])
-            new_V = c.V[i] + lam[:, None] * (c.V[j] - c.V[i])
-            new_inc = C[adj]
-        keep = side | zero
-        V = np.vstack([c.V[keep], new_V]) if len(new_V) else c.V[keep]
-        old_inc = np.vstack([inc[keep], new_inc]) if len(new_V) else inc[keep]
-        tight = np.concatenate([zero[keep], np.ones(len(new_V), dtype=bool)])
-        sign = -1.0 if keep_pos else 1.0  # f >= 0  <=>  -n.x <= t ;  f <= 0  <=>  n.x <= -t
-        sub = c.add_row(sign * n, t if keep_pos else -t, label)
-        sub.V = V
-        sub.inc = np.hstack([old_inc, tight[:, None]])
-        sub.center = V.mean(axis=0)
-        return sub
+        pos, neg = fv > _EPS, fv < -_EPS
+        zero = ~pos & ~neg
+        ia, ib = np.nonzero(pos)[0], np.nonzero(neg)[0]
+        words = c.inc
+        common = words[ia][:, None, :] & words[ib][None, :, :]  # (a, b, W)
+        cand = np.argwhere(np.bitwise_count(common).sum(axis=-1) >= self.d - 1)
+        C = common[cand[:, 0], cand[:, 1]]  # (P, W)
+        sup = np.all((C[:, None, :] & ~words[None, :, :]) == 0, axis=-1)  # (P, k): w tight on all of C
+        rows = np.arange(len(cand))
+        sup[rows, ia[cand[:, 0]]] = False
+        sup[rows, ib[cand[:, 1]]] = False
+        adj = ~sup.any(axis=1)
+        i, j = ia[cand[adj, 0]], ib[cand[adj, 1]]
+        lam = fv[i] / (fv[i] - fv[j])
+        new_V = c.V[i] + lam[:, None] * (c.V[j] - c.V[i])
+        new_inc = C[adj]
+        m = len(c.h)  # index of the new row
+        W = words.shape[1]
+        word, bit = divmod(m, 64)
+        out = []
+        for keep, sign, t_row, label in ((pos | zero, -1.0, t, label_pos), (neg | zero, 1.0, -t, label_neg)):
+            V = np.concatenate([c.V[keep], new_V])
+            inc = np.concatenate([words[keep], new_inc])
+            if word >= W:
+                inc = np.concatenate([inc, np.zeros((len(inc), 1), dtype=np.uint64)], axis=1)
+            tight = np.concatenate([zero[keep], np.ones(len(new_V), dtype=bool)])
+            inc[tight, word] |= np.uint64(1 << bit)
+            sub = c.add_row(sign * n, t_row, label, box=False)  # f >= 0 <=> -n.x <= t ; f <= 0 <=> n.x <= -t
+            sub.V, sub.inc, sub.center = V, inc, None
+            out.append(sub)
+        return out[0], out[1]
 
     def _split_two_v(self, c: _Cell, col: int, r0: int, r1: int, P: np.ndarray, Q: np.ndarray) -> list[_Cell]:
         a = P[r1] - P[r0]
@@ -660,12 +677,10 @@ class _Engine:
         fv = c.V @ n + t
         fmax, fmin = float(fv.max()), float(fv.min())
         if fmax > self.tol and -fmin > self.tol:
-            out = []
-            for keep_pos, piece, other in ((True, r1, r0), (False, r0, r1)):
-                sub = self._cut(c, n, t, fv, keep_pos, (col, other))
-                sub.code[col] = piece
-                out.append(sub)
-            return out
+            hi_part, lo_part = self._split_both(c, n, t, fv, (col, r0), (col, r1))
+            hi_part.code[col] = r1
+            lo_part.code[col] = r0
+            return [hi_part, lo_part]
         if fmax > self.tol:
             piece, thin, ithin, alt = r1, -fmin, int(fv.argmin()), r0
         elif -fmin > self.tol:
@@ -702,7 +717,7 @@ class _Engine:
                     ok = False
                     break
                 if fv.max() > _EPS:
-                    sub = self._cut(sub, n, t, fv, False, (col, s))
+                    sub = self._split_both(sub, n, t, fv, (col, r), (col, s))[1]
             if not ok:
                 if thin is not None:
                     self.slivers.append(Sliver(col, r, thin[0], thin[1], c.code.copy()))
@@ -813,7 +828,7 @@ class _Engine:
             labels = [c.labels[k] for k in keep]
             units = np.array([lab[0] for lab in labels], dtype=np.int64)
             facet_units = tuple(tuple(int(u) for u, _ in lab) for lab in labels)
-            poly = Polytope(c.G[keep], c.h[keep], units)
+            poly = Polytope._trusted(c.G[keep], c.h[keep], units)
             regions.append(Region(readonly(c.code, code_dtype), poly, facet_units, readonly(c.center),
                                   float(c.radius), Affine._trusted(J[i].copy(), b[i].copy())))
         return regions
@@ -826,7 +841,7 @@ class _Engine:
         include every facet). Rows with equal sets are coincident (duplicated units): the first is kept with
         every label.
         """
-        F = c.inc.T  # (m, k)
+        F = _unpack(c.inc, len(c.h)).T  # (m, k)
         m = F.shape[0]
         big = F.sum(axis=1) >= self.d
         not_sub = np.any(F[:, None, :] & ~F[None, :, :], axis=-1)  # [i, j]: F_i has a vertex F_j lacks
