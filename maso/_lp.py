@@ -84,11 +84,17 @@ def chebyshev(G: np.ndarray, h: np.ndarray, stats: LPStats | None = None) -> tup
     Returns ``(r, c)``; ``r < 0`` means the polytope is empty, ``r == 0`` that it is flat.
     """
     m, d = G.shape
-    A = np.hstack([G, np.ones((m, 1))])
+    A = np.empty((m, d + 1))
+    A[:, :d] = G
+    A[:, d] = 1.0
     f = np.zeros(d + 1)
     f[-1] = -1.0
-    bu = np.concatenate([np.full(d, _BIG), [_R_CAP], h])
-    bl = np.concatenate([np.full(d, -_BIG), [-_R_CAP], np.full(m, -_BIG)])
+    bu = np.empty(d + 1 + m)
+    bu[:d] = _BIG
+    bu[d] = _R_CAP
+    bu[d + 1:] = h
+    bl = np.full(d + 1 + m, -_BIG)
+    bl[d] = -_R_CAP
     flag, x, _ = _daqp_lp(f, A, bu, bl)
     if stats is not None:
         stats.daqp += 1
@@ -108,9 +114,9 @@ def chebyshev(G: np.ndarray, h: np.ndarray, stats: LPStats | None = None) -> tup
 
 def _certified(G: np.ndarray, h: np.ndarray, c: np.ndarray, r: float, tol: float = 1e-9) -> bool:
     """Primal check of a Chebyshev solution: the ball fits (up to ``tol``)."""
-    if not np.all(np.isfinite(c)) or not np.isfinite(r):
+    if not (np.isfinite(r) and np.isfinite(c).all()):
         return False
-    return bool(np.all(G @ c + r <= h + tol * (1.0 + np.abs(h))))
+    return bool((G @ c + r - h).max(initial=-1.0) <= tol * (1.0 + np.abs(h).max(initial=0.0)))
 
 
 def _free_bounds(m: int, d: int) -> tuple[np.ndarray, np.ndarray]:

@@ -849,15 +849,12 @@ class _Engine:
         equal = subset & subset.T
         strict = subset & ~equal
         facet = big & ~strict.any(axis=1)
-        keep: list[int] = []
-        for i in np.nonzero(facet)[0]:
-            first = int(np.argmax(equal[i] & facet))
-            if first != i:  # coincident with an earlier facet row: merge labels
-                c.labels[first] = c.labels[first] + [lab for lab in c.labels[i] if lab not in c.labels[first]]
-                continue
-            keep.append(int(i))
-        del m
-        return keep
+        first = np.argmax(equal & facet[None, :], axis=1)  # the first facet row with the same vertex set
+        idx = np.arange(m)
+        for i in np.nonzero(facet & (first != idx))[0]:  # coincident rows (duplicated units): merge labels
+            f = int(first[i])
+            c.labels[f] = c.labels[f] + [lab for lab in c.labels[i] if lab not in c.labels[f]]
+        return np.nonzero(facet & (first == idx))[0].tolist()
 
     def irredundant(self, c: _Cell) -> list[int]:
         """Indices of the rows that are facets (slack above tol), duplicates and weak redundancy removed."""
