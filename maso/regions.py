@@ -1,13 +1,14 @@
 r"""Exact enumeration of the linear regions of a network inside a bounded domain.
 
-Algorithm (layer-wise subdivision, certified by LPs). The spline layers are taken in topological order. A
-*cell* is a convex polytope on which the codes of the layers handled so far are fixed, so the next layer's
-units have piece scores that are affine in the input. Each unit splits each cell into the parts where each of
-its pieces wins. Whether a hyperplane cuts a cell is decided from witness points of the cell (its Chebyshev
-centre and LP optima) when two of them lie on opposite sides by more than ``tol``, and otherwise by an LP for
-the cell's extent on the other side. After the last layer every cell is one region: its rows are reduced to an
-irredundant H-representation, its Chebyshev centre is its interior point, and its affine map comes from a
-frozen pass through the network.
+Algorithm (layer-wise subdivision). The spline layers are taken in topological order. A *cell* is a convex
+polytope on which the codes of the layers handled so far are fixed, so the next layer's units have piece scores
+that are affine in the input. Each unit splits each cell into the parts where each of its pieces wins. After the
+last layer every cell is one region, with its affine map from a frozen pass through the network.
+
+Two exact ways to cut cells and find facets (``method``): ``"vertices"`` carries each cell's vertices and their
+row incidences (double description: exact decisions from vertex extents, edges by the combinatorial adjacency
+test, facets from incidences, one LP per region for its Chebyshev centre); ``"lp"`` decides cuts from witness
+points, outer bounding boxes and LPs, and reduces rows to facets with ``daqp.minrep`` plus LPs.
 
 Exactness policy (see the docs' "Exactness" page):
 
@@ -22,7 +23,6 @@ Exactness policy (see the docs' "Exactness" page):
 from __future__ import annotations
 
 import hashlib
-import math
 import multiprocessing
 import os
 import pickle
@@ -30,8 +30,8 @@ import struct
 import sys
 import warnings
 from concurrent.futures import Executor, ProcessPoolExecutor
-from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -39,7 +39,7 @@ import torch
 from maso._lp import LPStats, chebyshev, extreme
 from maso._validation import readonly
 from maso.affine import Affine
-from maso.domain import Box, as_domain
+from maso.domain import as_domain
 from maso.errors import CheckpointError, NumericalWarning, ShapeError
 from maso.network import Network
 from maso.polytope import Polytope
@@ -919,6 +919,19 @@ def _run_task(payload: tuple[Network, Polytope, float, list[_Cell], int, str]
     return eng.finalize(cells), eng.slivers, eng.stats
 
 
+def _pool_context() -> Any:
+    """Worker processes that start fast and safely.
+
+    Forking this process once torch's OpenMP thread pool runs can deadlock the children, so workers come from a
+    fork server (a clean process that has imported maso but run no torch kernel); "spawn" where there is none.
+    """
+    if "forkserver" in multiprocessing.get_all_start_methods():
+        ctx = multiprocessing.get_context("forkserver")
+        ctx.set_forkserver_preload(["maso"])
+        return ctx
+    return multiprocessing.get_context("spawn")
+
+
 def _worker_init() -> None:
     """Pool workers: one torch thread each (the pool supplies the parallelism)."""
     torch.set_num_threads(1)
@@ -1124,8 +1137,7 @@ def enumerate_regions(
         bar = tqdm(total=len(cells), initial=len(cells) - len(todo), desc="regions", unit="task")
     own = None
     if executor is None and workers > 1:
-        # "spawn": forking a process whose torch/OpenMP thread pool is running can deadlock the children.
-        own = executor = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
+        own = executor = ProcessPoolExecutor(max_workers=workers, mp_context=_pool_context(),
                                              initializer=_worker_init)
     try:
         payloads = ((net, dom, tol, cells[i], stage, eng.method) for i in todo)
@@ -1157,5 +1169,3 @@ def enumerate_regions(
             "tasks": len(cells)}
     return RegionSet(net, dom, regions_all, slivers_all, tol, info)
 
-
-del math, field, Callable, Box
