@@ -461,6 +461,27 @@ def _tighten(lo: np.ndarray, hi: np.ndarray, a: np.ndarray, c: float) -> tuple[n
     return lo2, hi2
 
 
+def _rivals(r: int, pieces: list[int], P: np.ndarray, Q: np.ndarray) -> list[tuple[int, np.ndarray, float]] | None:
+    """The hyperplanes ``n.x + t = 0`` past which each other piece ``s`` beats piece ``r`` (unit ``n``).
+
+    None if some piece beats ``r`` everywhere (a constant lead, or a tie that the lower index wins); pieces that
+    never beat ``r`` are left out.
+    """
+    out = []
+    for s in pieces:
+        if s == r:
+            continue
+        a = P[s] - P[r]
+        beta = Q[s] - Q[r]
+        norm = float(np.linalg.norm(a))
+        if norm <= _SAME:
+            if beta > 0 or (beta == 0 and s < r):
+                return None
+            continue
+        out.append((s, a / norm, beta / norm))
+    return out
+
+
 class _Engine:
     def __init__(self, net: Network, domain: Polytope, tol: float, method: str = "lp") -> None:
         self.net = net
@@ -697,19 +718,9 @@ class _Engine:
     def _split_many_v(self, c: _Cell, col: int, pieces: list[int], P: np.ndarray, Q: np.ndarray) -> list[_Cell]:
         out = []
         for r in pieces:
-            sub, ok, thin = c, True, None
-            for s in pieces:
-                if s == r:
-                    continue
-                a = P[s] - P[r]
-                beta = Q[s] - Q[r]
-                norm = float(np.linalg.norm(a))
-                if norm <= _SAME:
-                    if beta > 0 or (beta == 0 and s < r):
-                        ok = False
-                        break
-                    continue
-                n, t = a / norm, beta / norm  # piece s beats r where n.x + t > 0: keep f <= 0
+            rivals = _rivals(r, pieces, P, Q)
+            sub, ok, thin = c, rivals is not None, None
+            for s, n, t in rivals or ():  # piece s beats r where n.x + t > 0: keep f <= 0
                 fv = sub.V @ n + t
                 if fv.min() >= -self.tol:  # piece r never wins by more than tol here
                     if fv.min() < -_EPS:
@@ -747,22 +758,12 @@ class _Engine:
     def _split_many(self, c: _Cell, col: int, pieces: list[int], P: np.ndarray, Q: np.ndarray) -> list[_Cell]:
         out = []
         for r in pieces:
-            sub = c
-            ok = True
-            for s in pieces:
-                if s == r:
-                    continue
-                a = P[s] - P[r]
-                beta = Q[s] - Q[r]
-                norm = float(np.linalg.norm(a))
-                if norm <= _SAME:
-                    if beta > 0 or (beta == 0 and s < r):
-                        ok = False  # piece s always beats r here
-                        break
-                    continue
-                sub = sub.add_row(a / norm, -beta / norm, (col, s))
-            if not ok:
+            rivals = _rivals(r, pieces, P, Q)
+            if rivals is None:
                 continue
+            sub = c
+            for s, n, t in rivals:
+                sub = sub.add_row(n, -t, (col, s))
             radius, center = chebyshev(sub.G, sub.h, self.stats)
             if radius <= self.tol:
                 if radius > _EPS:

@@ -338,3 +338,19 @@ def test_vertex_and_lp_methods_agree(seed, d):
         assert sorted(map(tuple, np.round(np.c_[r.polytope.A, r.polytope.b], 8))) == \
             sorted(map(tuple, np.round(np.c_[other.polytope.A, other.polytope.b], 8)))
         assert r.inradius == pytest.approx(other.inradius, rel=1e-7, abs=1e-12)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_multi_piece_units_agree_across_methods(seed):
+    """Maxout (3 pieces) and max-pool (windows of 3) units: both algorithms give the same regions, verified."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        maxout = torch.nn.Sequential(torch.nn.Linear(3, 9), maso.nn.Maxout(3), torch.nn.Linear(3, 1))
+        pool = torch.nn.Sequential(torch.nn.Conv1d(1, 2, 2, padding=1), torch.nn.MaxPool1d(3, stride=1),
+                                   torch.nn.Flatten(), torch.nn.Linear(4, 1))
+    for module, shape in ((maxout, (3,)), (pool, (1, 3))):
+        net = maso.from_torch(module.double().eval(), torch.zeros(1, *shape, dtype=torch.float64))
+        a = maso.enumerate_regions(net, _box(3), method="vertices")
+        b = maso.enumerate_regions(net, _box(3), method="lp")
+        assert sorted(r.code.tobytes() for r in a) == sorted(r.code.tobytes() for r in b)
+        assert a.verify(rng=seed).ok and b.verify(rng=seed).ok
