@@ -147,9 +147,7 @@ def test_3d_to_5d_counts_equal_brute_force_over_codes(d, widths, seed):
 # ----------------------------------------------------------------------------------------- all layers
 def _random_small_model(seed):
     """Small models of every layer type with a 2-D or 3-D input."""
-    rng = np.random.default_rng(seed)
     kind = seed % 4
-    g = torch.Generator().manual_seed(seed)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         if kind == 0:  # maxout + leaky + abs
@@ -184,7 +182,6 @@ def _random_small_model(seed):
                     return self.c(torch.cat([torch.relu(self.a(x)), torch.nn.functional.hardtanh(self.b(x))], 1))
             m = Cat()
             shape = (3,)
-    del g, rng
     return m.double().eval(), shape
 
 

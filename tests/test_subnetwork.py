@@ -11,7 +11,6 @@ from archs import autograd_reference
 
 
 def _seq_model(seed: int) -> torch.nn.Sequential:
-    g = torch.Generator().manual_seed(seed)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = torch.nn.Sequential(
@@ -19,7 +18,6 @@ def _seq_model(seed: int) -> torch.nn.Sequential:
             torch.nn.Conv2d(3, 2, 3), torch.nn.LeakyReLU(0.1), torch.nn.Flatten(),
             torch.nn.Linear(2 * 2 * 2, 5), torch.nn.ReLU(), torch.nn.Linear(5, 3),
         ).double().eval()
-    del g
     return model
 
 
