@@ -659,15 +659,23 @@ class _Engine:
         zero = ~pos & ~neg
         ia, ib = np.nonzero(pos)[0], np.nonzero(neg)[0]
         words = c.inc
-        common = words[ia][:, None, :] & words[ib][None, :, :]  # (a, b, W)
-        cand = np.argwhere(np.bitwise_count(common).sum(axis=-1) >= self.d - 1)
-        C = common[cand[:, 0], cand[:, 1]]  # (P, W)
-        sup = np.all((C[:, None, :] & ~words[None, :, :]) == 0, axis=-1)  # (P, k): w tight on all of C
-        rows = np.arange(len(cand))
-        sup[rows, ia[cand[:, 0]]] = False
-        sup[rows, ib[cand[:, 1]]] = False
+        if words.shape[1] == 1:  # up to 64 rows: one word per vertex, 2-D bit operations
+            w = words[:, 0]
+            common1 = w[ia][:, None] & w[ib][None, :]  # (a, b)
+            ca, cb = np.nonzero(np.bitwise_count(common1) >= self.d - 1)
+            C1 = common1[ca, cb]  # (P,)
+            sup = (C1[:, None] & ~w[None, :]) == 0  # (P, k): vertex w tight on all of C
+            C = C1[:, None]
+        else:
+            common = words[ia][:, None, :] & words[ib][None, :, :]  # (a, b, W)
+            ca, cb = np.nonzero(np.bitwise_count(common).sum(axis=-1) >= self.d - 1)
+            C = common[ca, cb]  # (P, W)
+            sup = np.all((C[:, None, :] & ~words[None, :, :]) == 0, axis=-1)
+        rows = np.arange(len(ca))
+        sup[rows, ia[ca]] = False
+        sup[rows, ib[cb]] = False
         adj = ~sup.any(axis=1)
-        i, j = ia[cand[adj, 0]], ib[cand[adj, 1]]
+        i, j = ia[ca[adj]], ib[cb[adj]]
         lam = fv[i] / (fv[i] - fv[j])
         new_V = c.V[i] + lam[:, None] * (c.V[j] - c.V[i])
         new_inc = C[adj]
