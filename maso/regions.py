@@ -851,10 +851,14 @@ class _Engine:
         every label.
         """
         F = _unpack(c.inc, len(c.h)).T  # (m, k)
-        m = F.shape[0]
-        big = F.sum(axis=1) >= self.d
-        not_sub = np.any(F[:, None, :] & ~F[None, :, :], axis=-1)  # [i, j]: F_i has a vertex F_j lacks
-        subset = ~not_sub
+        m, k = F.shape
+        if k <= 64:  # each row's vertex set as one uint64 word: (m, m) subset tests
+            f = _pack(F)[:, 0]
+            big = np.bitwise_count(f) >= self.d
+            subset = (f[:, None] & ~f[None, :]) == 0  # [i, j]: F_i within F_j
+        else:
+            big = F.sum(axis=1) >= self.d
+            subset = ~np.any(F[:, None, :] & ~F[None, :, :], axis=-1)
         equal = subset & subset.T
         strict = subset & ~equal
         facet = big & ~strict.any(axis=1)
