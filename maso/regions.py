@@ -512,24 +512,31 @@ class _Engine:
             cell.inc = _pack(np.abs(V @ G.T - h[None, :]) <= 1e-10 * (1 + np.abs(h))[None, :])
         return cell
 
-    def stage_scores(self, cells: list[_Cell], s: int) -> tuple[np.ndarray, np.ndarray]:
-        """Piece scores of the units of stage ``s`` on every cell: ``(n, U, R, d)`` and ``(n, U, R)``."""
+    def _maps(self, cells: list[_Cell], n_groups: int, until: int | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Linear parts ``(n, d, ...)`` and offsets ``(n, 1, ...)`` of the input of node ``until`` (the output
+        if None) on each cell, from the codes of the first ``n_groups`` spline layers."""
         net = self.net
-        g = self.groups[s]
         n, d = len(cells), self.d
         codes = np.stack([c.code for c in cells])
         icodes = {}
-        for prev in self.groups[:s]:
-            layer = net.nodes[prev.node].layer
-            pub = torch.from_numpy(codes[:, prev.columns].astype(np.int64)).reshape(n, *prev.shape)
-            icodes[prev.node] = layer.internal_code(pub, net._input_shape_of(prev.node))
+        for g in self.groups[:n_groups]:
+            layer = net.nodes[g.node].layer
+            pub = torch.from_numpy(codes[:, g.columns].astype(np.int64)).reshape(n, *g.shape)
+            icodes[g.node] = layer.internal_code(pub, net._input_shape_of(g.node))
         shape = net.input_shape
         with torch.no_grad():
             eye = torch.eye(d, dtype=torch.float64).reshape(1, d, *shape).expand(n, d, *shape)
             zero = torch.zeros((n, 1, *shape), dtype=torch.float64)
-            G, _ = net._frozen(eye, icodes, bias=False, until=g.node)
-            o, _ = net._frozen(zero, icodes, bias=True, until=g.node)
-            P, Q = net.nodes[g.node].layer.scores(G, o[:, 0], net._input_shape_of(g.node))
+            G, _ = net._frozen(eye, icodes, bias=False, until=until)
+            o, _ = net._frozen(zero, icodes, bias=True, until=until)
+        return G, o
+
+    def stage_scores(self, cells: list[_Cell], s: int) -> tuple[np.ndarray, np.ndarray]:
+        """Piece scores of the units of stage ``s`` on every cell: ``(n, U, R, d)`` and ``(n, U, R)``."""
+        node = self.groups[s].node
+        G, o = self._maps(cells, s, node)
+        with torch.no_grad():
+            P, Q = self.net.nodes[node].layer.scores(G, o[:, 0], self.net._input_shape_of(node))
         return P.numpy(), Q.numpy()
 
     def split_stage(self, cell: _Cell, s: int, P: np.ndarray, Q: np.ndarray) -> list[_Cell]:
@@ -807,20 +814,9 @@ class _Engine:
             return []
         net = self.net
         n, d = len(cells), self.d
-        codes = np.stack([c.code for c in cells])
-        if np.any(codes < 0):
+        if any(np.any(c.code < 0) for c in cells):
             raise RuntimeError("internal: undecided units in a final cell")
-        icodes = {}
-        for g in self.groups:
-            layer = net.nodes[g.node].layer
-            pub = torch.from_numpy(codes[:, g.columns].astype(np.int64)).reshape(n, *g.shape)
-            icodes[g.node] = layer.internal_code(pub, net._input_shape_of(g.node))
-        shape = net.input_shape
-        with torch.no_grad():
-            eye = torch.eye(d, dtype=torch.float64).reshape(1, d, *shape).expand(n, d, *shape)
-            zero = torch.zeros((n, 1, *shape), dtype=torch.float64)
-            J, _ = net._frozen(eye, icodes, bias=False)
-            b, _ = net._frozen(zero, icodes, bias=True)
+        J, b = self._maps(cells, len(self.groups), None)
         J = J.reshape(n, d, -1).transpose(1, 2).numpy()
         b = b.reshape(n, -1).numpy()
         code_dtype = np.uint8 if net._code_dtype == np.uint8 else np.int32
