@@ -1149,7 +1149,7 @@ def enumerate_regions(
         own = executor = ProcessPoolExecutor(max_workers=workers, mp_context=_pool_context(),
                                              initializer=_worker_init)
     try:
-        payloads = ((net, dom, tol, cells[i], stage, eng.method) for i in todo)
+        payloads = [(net, dom, tol, cells[i], stage, eng.method) for i in todo]  # a list: Dask refuses iterators
         it: Iterable[Any] = executor.map(_run_task, payloads) if executor is not None else map(_run_task, payloads)
         n_regions = sum(len(r) for r, _ in results.values())
         for i, (regions, sl, st) in zip(todo, it):

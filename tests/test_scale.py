@@ -85,3 +85,20 @@ def test_truncated_checkpoint_tail_is_dropped(tmp_path):
     again = maso.enumerate_regions(net, box, checkpoint=ck)
     assert _codes(again) == _codes(full)
     assert os.path.getsize(ck) > 0
+
+
+class _ListOnlyExecutor(ThreadPoolExecutor):
+    """Like dask.distributed's executor: map refuses iterators (a generator argument raised TypeError there)."""
+
+    def map(self, fn, *iterables, **kwargs):
+        if any(not isinstance(it, (list, tuple)) for it in iterables):
+            raise TypeError("map over iterators is not supported")
+        return super().map(fn, *iterables, **kwargs)
+
+
+def test_executor_that_refuses_iterators():
+    net = maso.mlp([2, 6, 6, 1], seed=2)
+    box = maso.Box([-1, -1], [1, 1])
+    with _ListOnlyExecutor(2) as ex:
+        got = maso.enumerate_regions(net, box, executor=ex)
+    assert _codes(got) == _codes(maso.enumerate_regions(net, box))
