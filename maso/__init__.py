@@ -48,6 +48,8 @@ from maso.regions import iter_regions as iter_regions
 from maso.network import Network as Network
 from maso.network import Node as Node
 from maso.network import UnitGroup as UnitGroup
+from maso.paths import SegmentCrossings as SegmentCrossings
+from maso.paths import segment_crossings as segment_crossings
 from maso.polytope import Polytope as Polytope
 
 __version__ = "0.1.0"
@@ -60,11 +62,13 @@ __all__ = [
     "DomainError",
     "Region",
     "RegionSet",
+    "SegmentCrossings",
     "Sliver",
     "SolverError",
     "VerificationReport",
     "enumerate_regions",
     "iter_regions",
+    "segment_crossings",
     "AffineOperator",
     "ConversionError",
     "InvalidWeightsError",

@@ -721,6 +721,53 @@ class Network:
                               node.source))
         return Network(nodes, new_index[e])
 
+    def restrict(self, origin: Any, directions: Any) -> "Network":
+        """The network on the affine subspace ``y(s) = origin + s @ directions`` (coordinates ``s``, shape ``(k,)``).
+
+        The parametrisation becomes a new first layer (a ``Dense`` from ``k`` to ``input_dim``, reshaped to
+        :attr:`input_shape`), so codes, maps and regions of the result live in ``k`` dimensions and computing them
+        costs what a ``k``-dimensional input costs: no ``input_dim``-dimensional vertex is ever formed. Node names
+        are kept, so code columns match this network's.
+
+        Parameters
+        ----------
+        origin : array of shape input_shape (or input_dim,)
+        directions : array of shape (k, input_dim) (or (k, *input_shape))
+
+        Examples
+        --------
+        >>> net = maso.mlp([3, 4, 1], seed=0)
+        >>> line = net.restrict(np.zeros(3), np.array([[1.0, 2.0, 0.0]]))   # y(s) = s * (1, 2, 0)
+        >>> bool(np.allclose(line(np.array([0.5])), net(np.array([0.5, 1.0, 0.0]))))
+        True
+        """
+        o = np.asarray(origin, dtype=np.float64).reshape(-1)
+        U = np.asarray(directions, dtype=np.float64)
+        U = U.reshape(U.shape[0], -1) if U.ndim > 1 else U.reshape(1, -1)
+        if o.shape != (self.input_dim,) or U.shape[1] != self.input_dim:
+            raise ShapeError(
+                f"restrict needs origin with {self.input_dim} entries and directions of shape (k, {self.input_dim}). "
+                f"Got {np.shape(origin)} and {np.shape(directions)}."
+            )
+        if not (np.all(np.isfinite(o)) and np.all(np.isfinite(U))):
+            raise ShapeError("restrict needs finite origin and directions.")
+        from maso.layers import Dense, Reshape
+
+        k = U.shape[0]
+        names = {n.name for n in self._nodes}
+        base = "restrict"
+        while base in names or base + "/reshape" in names:
+            base = "_" + base
+        head = [Node(self._nodes[0].name, None, (), (k,), "subspace coordinates"),
+                Node(base, Dense(U.T, o), (0,), (self.input_dim,), "subspace parametrisation")]
+        shift = 1
+        if self.input_shape != (self.input_dim,):
+            head.append(Node(base + "/reshape", Reshape(self.input_shape), (1,), self.input_shape, "reshape"))
+            shift = 2
+        nodes = head + [Node(n.name, n.layer, tuple(j + shift if j else shift for j in n.inputs), n.shape, n.source)
+                        for n in self._nodes[1:]]
+        return Network(nodes, self._output + shift)
+
     # ---------------------------------------------------------------------------------- canonical form
     def maso_layers(self) -> tuple[MASOLayer, ...]:
         """The network as a chain of dense canonical MASO layers (theory: ``S[A^(l), B^(l)]``).

@@ -122,6 +122,9 @@ class Region:
         from scipy.spatial import HalfspaceIntersection
 
         P = self.polytope
+        if P.dim == 1:  # an interval: qhull needs d >= 2
+            a, b = P.A[:, 0], P.b
+            return np.array([[float(np.max(b[a < 0] / a[a < 0]))], [float(np.min(b[a > 0] / a[a > 0]))]])
         hs = HalfspaceIntersection(np.hstack([P.A, -P.b[:, None]]), self.interior_point)
         return np.unique(np.round(hs.intersections, 12), axis=0)
 
@@ -129,7 +132,10 @@ class Region:
         """Lebesgue volume (area in 2-D), from the vertices' convex hull."""
         from scipy.spatial import ConvexHull
 
-        return float(ConvexHull(self.vertices()).volume)
+        V = self.vertices()
+        if V.shape[1] == 1:
+            return float(V.max() - V.min())
+        return float(ConvexHull(V).volume)
 
     def distance_to_boundary(self, y: Any) -> float:
         """Distance from a point inside to the region's boundary (rows are unit-norm: the smallest slack)."""
