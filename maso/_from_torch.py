@@ -326,7 +326,7 @@ class _Converter:
                 src = self.val(node.args[0]) if node.args else ("c", None)
                 if src[0] != "t" or len(node.args) != 1 or node.kwargs:
                     raise ConversionError(f"Module {node.target!r} must be called on one activation.")
-                in_shape = self.shape_of_node(node.args[0])
+                in_shape = self.out_shape(node.args[0])
                 chain = _convert_module(m, str(node.target), in_shape, self.out_shape(node))
                 self.add_chain(node, chain, [src[1]], f"{node.target} ({type(m).__name__})")
             elif node.op in ("call_function", "call_method"):
@@ -340,9 +340,6 @@ class _Converter:
         if output_name is None:
             raise ConversionError("The traced module has no output.")
         return output_name
-
-    def shape_of_node(self, a: fx.Node) -> tuple[int, ...]:
-        return self.out_shape(a)
 
     def call(self, node: fx.Node) -> None:
         target = node.target
