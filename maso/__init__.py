@@ -49,7 +49,12 @@ from maso.network import Network as Network
 from maso.network import Node as Node
 from maso.network import UnitGroup as UnitGroup
 from maso.paths import SegmentCrossings as SegmentCrossings
+from maso.paths import ray_crossings as ray_crossings
 from maso.paths import segment_crossings as segment_crossings
+from maso.slices import Plane as Plane
+from maso.slices import SliceRegion as SliceRegion
+from maso.slices import SliceRegions as SliceRegions
+from maso.slices import slice_regions as slice_regions
 from maso.polytope import Polytope as Polytope
 
 __version__ = "0.1.0"
@@ -69,6 +74,11 @@ __all__ = [
     "enumerate_regions",
     "iter_regions",
     "segment_crossings",
+    "ray_crossings",
+    "Plane",
+    "SliceRegion",
+    "SliceRegions",
+    "slice_regions",
     "AffineOperator",
     "ConversionError",
     "InvalidWeightsError",

@@ -351,6 +351,53 @@ class Network:
                     del vals[j]
         return vals[self._output], icodes, kept
 
+    def _affine_frontier(self) -> tuple[int, ...]:
+        """Nodes computed before any spline layer (affine in the input) that a later node still reads.
+
+        Along a line or on a plane every such node is an affine function of the coordinates, so its values
+        follow from a few anchor points: walks and slices interpolate them instead of rerunning the head.
+        """
+        affine = {0}
+        for i, node in enumerate(self._nodes[1:], 1):
+            if not isinstance(node.layer, SplineLayer) and all(j in affine for j in node.inputs):
+                affine.add(i)
+        front = set()
+        for i, node in enumerate(self._nodes):
+            if i not in affine:
+                front.update(j for j in node.inputs if j in affine)
+        if self._output in affine:
+            front.add(self._output)
+        return tuple(sorted(front))
+
+    def _evaluate(
+        self, seeds: dict[int, torch.Tensor], stop: int, *, need_codes: bool = False
+    ) -> tuple[torch.Tensor, dict[int, torch.Tensor]]:
+        """Value of node ``stop`` given the values of some nodes (``seeds``, which must cut it off the input).
+
+        With ``need_codes``, every spline layer is run as well and its internal codes are returned.
+        """
+        need = {stop} | ({g.node for g in self._units} if need_codes else set())
+        for i in range(len(self._nodes) - 1, -1, -1):
+            if i in need and i not in seeds:
+                need.update(self._nodes[i].inputs)
+        x = next(iter(seeds.values()))
+        p = self._params(x.device, x.dtype)
+        vals = dict(seeds)
+        icodes: dict[int, torch.Tensor] = {}
+        for i in sorted(need):
+            if i in vals:
+                continue
+            node = self._nodes[i]
+            if node.layer is None:
+                raise SubnetworkError("_evaluate: the seeds do not cut the node off the input.")
+            if isinstance(node.layer, SplineLayer):
+                vals[i], c = node.layer.forward(vals[node.inputs[0]], p[i], need_codes)
+                if need_codes:
+                    icodes[i] = c
+            else:
+                vals[i] = node.layer.forward([vals[j] for j in node.inputs], p[i])
+        return vals[stop], icodes
+
     def _frozen(
         self, z: torch.Tensor, icodes: dict[int, torch.Tensor], *, bias: bool, record: Iterable[int] = (),
         until: int | None = None,

@@ -1,4 +1,4 @@
-"""Exact 1-D paths: where the code changes along segments between inputs."""
+"""Exact 1-D paths: where the code changes along segments and rays through the input space."""
 
 from __future__ import annotations
 
@@ -7,50 +7,107 @@ from typing import Any
 
 import numpy as np
 
+from maso._anchored import Anchored
+from maso._validation import readonly
 from maso.domain import Box
-from maso.errors import ShapeError
+from maso.errors import MasoError, ShapeError
 from maso.network import Network
 
-__all__ = ["SegmentCrossings", "segment_crossings"]
+__all__ = ["SegmentCrossings", "segment_crossings", "ray_crossings"]
 
 
 @dataclass(frozen=True, eq=False)
 class SegmentCrossings:
-    """The exact pieces of a network along the segment ``x0 + t (x1 - x0)``, ``t`` in ``[0, 1]``.
+    """The exact pieces of a network along the path ``origin + t * direction``, ``t`` in ``[lo, hi]``.
+
+    For a segment ``x0 -> x1``: ``origin = x0``, ``direction = x1 - x0``, ``[lo, hi] = [0, 1]``; for a ray
+    ``s * a``: ``origin = 0``, ``direction = a`` and ``t`` is the scale ``s``.
 
     Attributes
     ----------
     t : ndarray of shape (k,)
-        Sorted parameters in ``(0, 1)`` where the code changes.
+        Sorted parameters in ``(lo, hi)`` where the code changes.
     units : tuple of ndarray
         ``units[i]``: the code columns that change at ``t[i]``.
     codes : ndarray of shape (k + 1, n_units)
         The code on each piece, in order.
+    origin, direction : ndarray of shape (input_dim,)
+    lo, hi : float
     """
 
     t: np.ndarray
     units: tuple[np.ndarray, ...]
     codes: np.ndarray
+    origin: np.ndarray
+    direction: np.ndarray
+    lo: float = 0.0
+    hi: float = 1.0
 
     @property
     def n_pieces(self) -> int:
-        """Number of linear pieces along the segment."""
+        """Number of linear pieces along the path."""
         return len(self.t) + 1
 
+    @property
+    def length(self) -> float:
+        """Euclidean length of the path in input space."""
+        return float(np.linalg.norm(self.direction) * (self.hi - self.lo))
 
-def segment_crossings(net: Network, x0: Any, x1: Any, *, tol: float = 1e-12) -> Any:
-    """Where the spline code changes along the segment from ``x0`` to ``x1``: exact, not sampled.
+    def points(self) -> np.ndarray:
+        """The crossing points in the (flattened) input space, ``(k, input_dim)``."""
+        return self.origin + self.t[:, None] * self.direction
 
-    The network is restricted to the line (:meth:`Network.restrict`, so the cost is that of a 1-D input) and its
-    pieces on ``[0, 1]`` are enumerated exactly (:func:`maso.enumerate_regions`); crossings are the ends of the
-    pieces.
+    def hamming(self) -> np.ndarray:
+        """Number of units that flip at each crossing, ``(k,)``."""
+        return np.array([len(u) for u in self.units], dtype=np.int64)
+
+    def density(self) -> float:
+        """Crossings per unit of input-space length (the polytope density along the path)."""
+        return len(self.t) / self.length if self.length > 0 else 0.0
+
+
+def _check_pair(net: Network, a: Any, b: Any, what: str) -> tuple[np.ndarray, np.ndarray, bool]:
+    if not isinstance(net, Network):
+        raise ShapeError(f"{what} needs a maso.Network; got {type(net).__name__}.")
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    shape = net.input_shape
+    single = a.shape == shape
+    if single:
+        a, b = a[None], b[None]
+    if a.shape != b.shape or a.shape[1:] != shape:
+        raise ShapeError(f"{what} needs points of shape {shape} or (n, *{shape}), the same for both. "
+                         f"Got {np.shape(a if not single else a[0])} and {np.shape(b if not single else b[0])}.")
+    a, b = a.reshape(len(a), -1), b.reshape(len(b), -1)
+    if not (np.all(np.isfinite(a)) and np.all(np.isfinite(b))):
+        raise ShapeError(f"{what} needs finite points.")
+    return a, b, single
+
+
+def _check_tol(tol: Any) -> float:
+    if not (isinstance(tol, (float, int)) and 0 <= tol < 1e-3):
+        raise ShapeError(f"tol must be a float in [0, 1e-3). Got {tol!r}.")
+    return float(tol)
+
+
+def segment_crossings(net: Network, x0: Any, x1: Any, *, tol: float = 1e-12, method: str = "walk") -> Any:
+    """Where the spline code changes along the segments from ``x0`` to ``x1``: exact, not sampled.
+
+    With ``method="walk"`` (default) all segments are walked at once, layer by layer: the breakpoints found so
+    far cut each segment into intervals on which the next layer's pre-activations are affine, so each unit's
+    zero crossings are interpolated exactly; the layers before the first nonlinearity are evaluated at the two
+    ends only. Breakpoints where the code does not actually change (a max-pool candidate that never wins) are
+    dropped at the end by comparing the codes of neighbouring pieces. ``method="lp"`` restricts the network to
+    each line and enumerates its pieces with :func:`maso.enumerate_regions` (slower; a cross-check).
 
     Parameters
     ----------
     net : Network
     x0, x1 : array of shape input_shape, or (n, *input_shape) for n segments
     tol : float, default=1e-12
-        Pieces shorter than ``tol`` (in units of ``t``) are not resolved (see the enumeration's sliver policy).
+        Pre-activations within ``tol`` times their largest value on the segment of zero count as zero, and
+        breakpoints closer than ``tol`` (in units of ``t``) are one crossing, listing all units that flip there.
+    method : {"walk", "lp"}
 
     Returns
     -------
@@ -63,28 +120,153 @@ def segment_crossings(net: Network, x0: Any, x1: Any, *, tol: float = 1e-12) -> 
     >>> sc.n_pieces == len(sc.t) + 1 and bool(np.all(np.diff(sc.t) > 0))
     True
     """
+    a, b, single = _check_pair(net, x0, x1, "segment_crossings")
+    tol = _check_tol(tol)
+    n = len(a)
+    out = _paths(net, a, b - a, np.zeros(n), np.ones(n), tol, method)
+    return out[0] if single else out
+
+
+def ray_crossings(
+    net: Network, direction: Any, s_min: float = 0.0, s_max: float = 1.0, *, origin: Any = None,
+    tol: float = 1e-12, method: str = "walk",
+) -> Any:
+    """Where the code changes along the rays ``origin + s * direction`` for ``s`` in ``[s_min, s_max]``.
+
+    With the default ``origin = 0`` this is the scaling path ``s * a`` of an activation ``a``; ``t`` of the
+    result is the scale ``s``. Same exactness and tolerances as :func:`segment_crossings`.
+
+    Examples
+    --------
+    >>> net = maso.mlp([2, 3, 1], seed=0)
+    >>> rc = maso.ray_crossings(net, np.array([0.5, 1.0]), 0.0, 4.0)
+    >>> bool(np.all((rc.t > 0) & (rc.t < 4)))
+    True
+    """
+    d = np.asarray(direction, dtype=np.float64)
+    o = np.zeros_like(d) if origin is None else np.broadcast_to(np.asarray(origin, dtype=np.float64), d.shape)
+    a, u, single = _check_pair(net, o, d, "ray_crossings")
+    tol = _check_tol(tol)
+    if not (np.isfinite(s_min) and np.isfinite(s_max) and s_min < s_max):
+        raise ShapeError(f"ray_crossings needs finite s_min < s_max. Got {s_min}, {s_max}.")
+    n = len(a)
+    out = _paths(net, a, u, np.full(n, float(s_min)), np.full(n, float(s_max)), tol, method)
+    return out[0] if single else out
+
+
+def _paths(net: Network, origin: np.ndarray, direction: np.ndarray, lo: np.ndarray, hi: np.ndarray, tol: float,
+           method: str) -> list[SegmentCrossings]:
+    if method == "walk":
+        return _walk(net, origin, direction, lo, hi, tol)
+    if method == "lp":
+        return [_lp_path(net, o, u, float(a), float(b), tol) for o, u, a, b in zip(origin, direction, lo, hi)]
+    raise MasoError(f"method must be 'walk' or 'lp'. Got {method!r}.")
+
+
+def _lp_path(net: Network, o: np.ndarray, u: np.ndarray, lo: float, hi: float, tol: float) -> SegmentCrossings:
     from maso.regions import enumerate_regions
 
-    a = np.asarray(x0, dtype=np.float64)
-    b = np.asarray(x1, dtype=np.float64)
-    shape = net.input_shape
-    single = a.shape == shape
-    if single:
-        a, b = a[None], b[None]
-    if a.shape != b.shape or a.shape[1:] != shape:
-        raise ShapeError(f"segment_crossings needs x0 and x1 of shape {shape} or (n, *{shape}), the same for both. "
-                         f"Got {np.shape(x0)} and {np.shape(x1)}.")
+    if not np.any(u):
+        code = np.asarray(net.codes(o.reshape(net.input_shape)))[None]
+        return SegmentCrossings(readonly(np.zeros(0)), (), readonly(code), readonly(o), readonly(u), lo, hi)
+    line = net.restrict(o, u[None])
+    regions = enumerate_regions(line, Box([lo], [hi]), tol=max(tol, 1e-12), method="vertices", progress=False)
+    order = np.argsort([r.interior_point[0] for r in regions])
+    pieces = [regions[i] for i in order]
+    ts = np.array([float(np.max(r.vertices())) for r in pieces[:-1]])
+    codes = np.stack([r.code for r in pieces])
+    units = tuple(np.flatnonzero(codes[i] != codes[i + 1]) for i in range(len(pieces) - 1))
+    return SegmentCrossings(readonly(ts), units, readonly(codes), readonly(o), readonly(u), lo, hi)
+
+
+# ------------------------------------------------------------------------------------------------ the walk
+def _snap(d: np.ndarray, seg: np.ndarray, starts: np.ndarray, tol: float) -> np.ndarray:
+    """Zero the values within ``tol`` times the largest ``|d|`` of their (segment, unit) of zero."""
+    mag = np.abs(np.where(np.isfinite(d), d, 0.0))
+    scale = np.maximum.reduceat(mag, starts, axis=0)[np.searchsorted(starts, np.arange(len(seg)), "right") - 1]
+    return np.where(np.abs(d) <= tol * scale, 0.0, d)
+
+
+def _zeros(seg: np.ndarray, t: np.ndarray, d: np.ndarray):
+    """Interior zero crossings of the columns of ``d`` (affine between consecutive points of a segment)."""
+    k = np.flatnonzero(seg[:-1] == seg[1:])
+    sa, sb = np.sign(d[k]), np.sign(d[k + 1])
+    ki, ui = np.nonzero(sa * sb < 0)
+    kk = k[ki]
+    da, db = d[kk, ui], d[kk + 1, ui]
+    tau = da / (da - db)
+    return kk, tau
+
+
+def _insert(seg, t, end, new_seg, new_t, extra=None, new_extra=None):
+    seg = np.concatenate([seg, new_seg])
+    t = np.concatenate([t, new_t])
+    end = np.concatenate([end, np.zeros(len(new_t), dtype=bool)])
+    order = np.lexsort((t, seg))
+    if extra is not None:
+        extra = np.concatenate([extra, new_extra])[order]
+    return seg[order], t[order], end[order], extra
+
+
+def _dedupe(seg, t, end, span, tol):
+    """One point per cluster of points closer than ``tol * span``; the segment ends always stay."""
+    close = (seg[1:] == seg[:-1]) & (np.diff(t) <= tol * span[seg[1:]])
+    if not close.any():
+        return seg, t, end
+    drop = np.zeros(len(t), dtype=bool)
+    i = np.flatnonzero(close)
+    drop[i + 1] = ~end[i + 1]
+    drop[i] |= end[i + 1] & ~end[i]
+    keep = ~drop
+    return seg[keep], t[keep], end[keep]
+
+
+def _walk(net: Network, origin: np.ndarray, direction: np.ndarray, lo: np.ndarray, hi: np.ndarray,
+          tol: float) -> list[SegmentCrossings]:
+    n = len(origin)
+    anch = Anchored(net, origin, direction[:, None, :])
+    seg = np.repeat(np.arange(n), 2)
+    t = np.stack([lo, hi], axis=1).ravel()
+    end = np.ones(2 * n, dtype=bool)
+    span = hi - lo
+    for g in net.units:
+        Q = anch.scores(seg, t[:, None], g.node)  # (N, U, R)
+        R = Q.shape[2]
+        missing = ~np.isfinite(Q[0])
+        starts = np.flatnonzero(np.r_[True, seg[1:] != seg[:-1]])
+        if R == 2 and not missing.any():
+            d = _snap(Q[:, :, 1] - Q[:, :, 0], seg, starts, tol)
+            kk, tau = _zeros(seg, t, d)
+            seg, t, end, _ = _insert(seg, t, end, seg[kk], t[kk] + tau * (t[kk + 1] - t[kk]))
+        else:
+            # piece by piece: where piece r overtakes the best of the pieces before it; values at new points
+            # are interpolated (the scores are affine between consecutive points)
+            Qz = np.where(missing[None], 0.0, Q)
+            for r in range(1, R):
+                best = np.where(missing[None, :, :r], -np.inf, Qz[:, :, :r]).max(axis=2)
+                d = np.where(missing[None, :, r] | ~np.isfinite(best), -1.0, Qz[:, :, r] - best)
+                d = _snap(d, seg, starts, tol)
+                kk, tau = _zeros(seg, t, d)
+                if not len(kk):
+                    continue
+                newQ = Qz[kk] + tau[:, None, None] * (Qz[kk + 1] - Qz[kk])
+                seg, t, end, Qz = _insert(seg, t, end, seg[kk], t[kk] + tau * (t[kk + 1] - t[kk]), Qz, newQ)
+                starts = np.flatnonzero(np.r_[True, seg[1:] != seg[:-1]])
+        seg, t, end = _dedupe(seg, t, end, span, tol)
+    # the code on every interval; keep the breakpoints where it changes
+    k = np.flatnonzero(seg[:-1] == seg[1:])
+    mid = 0.5 * (t[k] + t[k + 1])
+    codes = anch.codes(seg[k], mid[:, None])
+    kseg = seg[k]
+    bounds = np.searchsorted(kseg, np.arange(n + 1))
     out = []
-    for p, q in zip(a.reshape(len(a), -1), b.reshape(len(b), -1)):
-        if np.array_equal(p, q):
-            out.append(SegmentCrossings(np.zeros(0), (), np.asarray(net.codes(p.reshape(shape)))[None]))
-            continue
-        line = net.restrict(p, (q - p)[None])
-        regions = enumerate_regions(line, Box([0.0], [1.0]), tol=tol, method="vertices", progress=False)
-        order = np.argsort([r.interior_point[0] for r in regions])
-        pieces = [regions[i] for i in order]
-        ts = np.array([float(np.max(r.vertices())) for r in pieces[:-1]])
-        codes = np.stack([r.code for r in pieces])
-        units = tuple(np.nonzero(codes[i] != codes[i + 1])[0] for i in range(len(pieces) - 1))
-        out.append(SegmentCrossings(ts, units, codes))
-    return out[0] if single else out
+    for i in range(n):
+        a, b = bounds[i], bounds[i + 1]
+        C = codes[a:b]
+        change = np.flatnonzero((C[1:] != C[:-1]).any(axis=1))
+        ts = t[k[a:b][change] + 1]
+        pieces = C[np.r_[0, change + 1]]
+        units = tuple(np.flatnonzero(C[j] != C[j + 1]) for j in change)
+        out.append(SegmentCrossings(readonly(ts), units, readonly(pieces), readonly(origin[i]),
+                                    readonly(direction[i]), float(lo[i]), float(hi[i])))
+    return out

@@ -1,0 +1,207 @@
+"""A planar mesh of convex faces, refined by the zero sets of vertex functions (the fast 2-D slice path).
+
+Vertices carry plane coordinates and the values of the functions still to be cut along (one column per unit of
+the current layer). Faces are not stored as vertex cycles: an edge knows its two endpoints and its two faces
+(``-1`` outside), which is all that splitting and merging need, and keeps every step a few array passes.
+
+Splitting a face by a function ``d`` that is affine on it: edges whose endpoint signs are opposite get a new
+vertex at the interpolated zero; a face with a positive and a negative vertex then has exactly two vertices on
+``d = 0`` (it is convex), which become the ends of a new edge; its edges on the negative side go to a new face.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
+
+
+class MeshDegeneracy(Exception):
+    """A face met the zero set in other than two points: float rounding broke convexity."""
+
+
+def _grow(a: np.ndarray, n: int) -> np.ndarray:
+    if n <= len(a):
+        return a
+    out = np.empty((max(n, 2 * len(a)), *a.shape[1:]), dtype=a.dtype)
+    out[:len(a)] = a
+    return out
+
+
+class Mesh:
+    """Mutable planar mesh over the rectangle ``[lo[0], hi[0]] x [lo[1], hi[1]]``."""
+
+    def __init__(self, lo: np.ndarray, hi: np.ndarray) -> None:
+        self._P = np.array([[lo[0], lo[1]], [hi[0], lo[1]], [hi[0], hi[1]], [lo[0], hi[1]]], dtype=np.float64)
+        self._E = np.array([[0, 1], [1, 2], [2, 3], [3, 0]], dtype=np.int64)
+        self._EF = np.array([[0, -1]] * 4, dtype=np.int64)
+        self.nV, self.nE, self.nF = 4, 4, 1
+        self._Z = np.zeros((4, 0))
+        self.parent = np.zeros(1, dtype=np.int64)
+        self.codes = np.zeros((1, 0), dtype=np.uint8)  # per face: the code columns known so far
+        self.snapped = 0
+
+    # views ---------------------------------------------------------------------------------------------
+    @property
+    def P(self) -> np.ndarray:
+        return self._P[:self.nV]
+
+    @property
+    def E(self) -> np.ndarray:
+        return self._E[:self.nE]
+
+    @property
+    def EF(self) -> np.ndarray:
+        return self._EF[:self.nE]
+
+    @property
+    def Z(self) -> np.ndarray:
+        return self._Z[:self.nV]
+
+    def set_values(self, Z: np.ndarray) -> None:
+        """Replace the vertex values (one row per vertex)."""
+        self._Z = np.ascontiguousarray(Z.reshape(self.nV, -1), dtype=np.float64)
+
+    def copy(self) -> "Mesh":
+        m = Mesh.__new__(Mesh)
+        m._P, m._E, m._EF, m._Z = self.P.copy(), self.E.copy(), self.EF.copy(), self.Z.copy()
+        m.nV, m.nE, m.nF = self.nV, self.nE, self.nF
+        m.parent, m.snapped, m.codes = self.parent.copy(), self.snapped, self.codes.copy()
+        return m
+
+    # refinement ----------------------------------------------------------------------------------------
+    def snap(self, d: np.ndarray, tol: float) -> np.ndarray:
+        """Values within ``tol`` times the largest ``|d|`` of zero become exactly zero (counted in ``snapped``)."""
+        finite = np.isfinite(d)
+        scale = float(np.max(np.abs(d[finite]))) if finite.any() else 0.0
+        small = np.abs(d) <= tol * scale
+        self.snapped += int(np.count_nonzero(small & (d != 0)))
+        return np.where(small, 0.0, d)
+
+    def split(self, d: np.ndarray) -> int:
+        """Cut every face on which ``d`` (vertex values, affine on each face, zeros exact) changes sign.
+
+        Returns the number of faces cut. The vertex values ``Z`` are interpolated onto new vertices.
+        """
+        s = np.sign(d).astype(np.int8)
+        E, EF, F = self.E, self.EF, self.nF
+        s0, s1 = s[E[:, 0]], s[E[:, 1]]
+        cand = np.flatnonzero(s0 != s1)
+        if not cand.size:
+            return 0
+        c0, c1 = s0[cand], s1[cand]
+        ef = EF[cand]
+        has_pos = np.zeros(F + 1, dtype=bool)  # slot F collects the outside (-1)
+        has_neg = np.zeros(F + 1, dtype=bool)
+        has_pos[ef[(c0 > 0) | (c1 > 0)].ravel()] = True
+        has_neg[ef[(c0 < 0) | (c1 < 0)].ravel()] = True
+        cut = has_pos & has_neg
+        cut[F] = False
+        cut_faces = np.flatnonzero(cut)
+        if not cut_faces.size:
+            return 0
+        # new vertices where edges cross zero
+        cross = cand[c0.astype(np.int16) * c1 < 0]
+        a, b = E[cross, 0].copy(), E[cross, 1].copy()
+        da, db = d[a], d[b]
+        t = (da / (da - db))[:, None]
+        n_new, V, nE = len(cross), self.nV, self.nE
+        self._P = _grow(self._P, V + n_new)
+        self._Z = _grow(self._Z, V + n_new)
+        self._P[V:V + n_new] = self._P[a] + t * (self._P[b] - self._P[a])
+        self._Z[V:V + n_new] = self._Z[a] + t * (self._Z[b] - self._Z[a])
+        new_v = np.arange(V, V + n_new)
+        self.nV = V + n_new
+        s = np.concatenate([s, np.zeros(n_new, dtype=np.int8)])
+        # each crossing edge (a, b) becomes (a, new) and (new, b), both with the old faces
+        self._E = _grow(self._E, nE + n_new + len(cut_faces))
+        self._EF = _grow(self._EF, nE + n_new + len(cut_faces))
+        self._E[cross, 1] = new_v
+        self._E[nE:nE + n_new, 0] = new_v
+        self._E[nE:nE + n_new, 1] = b
+        self._EF[nE:nE + n_new] = self._EF[cross]
+        self.nE = nE + n_new
+        # the two zero vertices of every cut face
+        idx = np.concatenate([cand, np.arange(nE, nE + n_new)])
+        ee, ff = self._E[idx], self._EF[idx]
+        keys = []
+        Vt = self.nV
+        for j in (0, 1):
+            fj = ff[:, j]
+            inside = cut[fj]
+            for k in (0, 1):
+                m = inside & (s[ee[:, k]] == 0)
+                keys.append(fj[m] * Vt + ee[m, k])
+        keys = np.unique(np.concatenate(keys))
+        zf, zv = keys // Vt, keys % Vt
+        if len(zf) != 2 * len(cut_faces) or np.any(zf[0::2] != cut_faces) or np.any(zf[1::2] != cut_faces):
+            raise MeshDegeneracy("a face meets a cut line in other than two points")
+        new_f = np.full(F + 1, -1, dtype=np.int64)
+        new_f[cut_faces] = F + np.arange(len(cut_faces))
+        # edges of cut faces on the negative side move to the new face
+        E, EF = self.E, self.EF
+        neg = (s[E[:, 0]] < 0) | (s[E[:, 1]] < 0)
+        for j in (0, 1):
+            m = neg & cut[EF[:, j]]
+            EF[m, j] = new_f[EF[m, j]]
+        k = len(cut_faces)
+        self._E[self.nE:self.nE + k, 0] = zv[0::2]
+        self._E[self.nE:self.nE + k, 1] = zv[1::2]
+        self._EF[self.nE:self.nE + k, 0] = cut_faces
+        self._EF[self.nE:self.nE + k, 1] = new_f[cut_faces]
+        self.nE += k
+        self.nF = F + k
+        self.parent = np.concatenate([self.parent, self.parent[cut_faces]])
+        self.codes = np.concatenate([self.codes, self.codes[cut_faces]])
+        return k
+
+    # faces ---------------------------------------------------------------------------------------------
+    def face_means(self, X: np.ndarray) -> np.ndarray:
+        """Mean of the vertex rows ``X`` over each face's vertices: the value at its vertex centroid."""
+        E, EF = self.E, self.EF
+        rows, cols = [], []
+        for j in (0, 1):
+            m = EF[:, j] >= 0
+            for k in (0, 1):  # every vertex of a face is on two of its edges: weights cancel in the mean
+                rows.append(EF[m, j])
+                cols.append(E[m, k])
+        rows, cols = np.concatenate(rows), np.concatenate(cols)
+        inc = coo_matrix((np.ones(len(rows)), (rows, cols)), shape=(self.nF, self.nV)).tocsr()
+        counts = np.asarray(inc.sum(axis=1)).ravel()
+        return (inc @ X) / counts[:, None]
+
+    def merge(self, same: np.ndarray) -> int:
+        """Merge the faces joined by the edges where ``same`` is True; returns the number of faces removed."""
+        E, EF = self.E, self.EF
+        join = same & (EF[:, 0] >= 0) & (EF[:, 1] >= 0)
+        if not join.any():
+            return 0
+        g = coo_matrix((np.ones(int(join.sum())), (EF[join, 0], EF[join, 1])), shape=(self.nF, self.nF))
+        n, comp = connected_components(g, directed=False)
+        keep = ~join
+        self._E = E[keep].copy()
+        ef = EF[keep]
+        self._EF = np.where(ef >= 0, comp[np.maximum(ef, 0)], -1)
+        self.nE = len(self._E)
+        parent = np.zeros(n, dtype=np.int64)
+        parent[comp] = self.parent
+        self.parent = parent
+        codes = np.empty((n, self.codes.shape[1]), dtype=self.codes.dtype)
+        codes[comp] = self.codes
+        self.codes = codes
+        removed = self.nF - n
+        self.nF = n
+        return removed
+
+    def compact(self) -> None:
+        """Drop vertices that no edge uses (left inside merged faces)."""
+        used = np.zeros(self.nV, dtype=bool)
+        used[self.E.ravel()] = True
+        if used.all():
+            return
+        new = np.cumsum(used) - 1
+        self._P = self.P[used].copy()
+        self._Z = self.Z[used].copy()
+        self._E = new[self.E]
+        self._EF = self.EF.copy()
+        self.nV = int(used.sum())

@@ -1,0 +1,547 @@
+"""Exact 2-D slices: a plane through the input space and the network's regions on it, as polygons."""
+
+from __future__ import annotations
+
+import functools
+import time
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from maso._anchored import Anchored
+from maso._mesh import Mesh, MeshDegeneracy
+from maso._validation import readonly
+from maso.affine import Affine
+from maso.errors import DomainError, MasoError, NumericalWarning, ShapeError
+from maso.network import Network
+
+__all__ = ["Plane", "SliceRegion", "SliceRegions", "slice_regions", "DEFAULT_SLICE_TOL"]
+
+DEFAULT_SLICE_TOL = 1e-12
+"""Default relative snapping tolerance of the mesh path (see :func:`slice_regions`)."""
+
+
+@dataclass(frozen=True, eq=False)
+class Plane:
+    """The affine plane ``(s, t) -> origin + s * u + t * v`` in a network's input space.
+
+    Parameters
+    ----------
+    origin, u, v : array, all of one shape (the network's input shape, or flattened)
+        ``u`` and ``v`` must be linearly independent.
+
+    Examples
+    --------
+    >>> import numpy as np, maso
+    >>> plane = maso.Plane.through_points(np.zeros(3), np.array([1.0, 0, 0]), np.array([0, 2.0, 0]))
+    >>> plane(np.array([0.5, 0.5]))
+    array([0.5, 1. , 0. ])
+    >>> plane.coordinates(np.array([0.5, 1.0, 0.0]))
+    array([0.5, 0.5])
+    """
+
+    origin: Any
+    u: Any
+    v: Any
+
+    def __post_init__(self) -> None:
+        o, u, v = (readonly(a, dtype=np.float64) for a in (self.origin, self.u, self.v))
+        if not (o.shape == u.shape == v.shape) or o.size == 0:
+            raise ShapeError(f"Plane needs origin, u and v of one non-empty shape. Got {o.shape}, {u.shape}, {v.shape}.")
+        if not (np.all(np.isfinite(o)) and np.all(np.isfinite(u)) and np.all(np.isfinite(v))):
+            raise ShapeError("Plane needs finite origin, u and v.")
+        uu, vv, uv = float(u.ravel() @ u.ravel()), float(v.ravel() @ v.ravel()), float(u.ravel() @ v.ravel())
+        if uu * vv - uv * uv <= 1e-12 * uu * vv or uu == 0 or vv == 0:
+            raise DomainError("Plane needs linearly independent directions u and v (they are parallel or zero).")
+        object.__setattr__(self, "origin", o)
+        object.__setattr__(self, "u", u)
+        object.__setattr__(self, "v", v)
+
+    @classmethod
+    def through_points(cls, a: Any, b: Any, c: Any) -> "Plane":
+        """The plane through three inputs, with ``a``, ``b``, ``c`` at ``(0, 0)``, ``(1, 0)`` and ``(0, 1)``.
+
+        Examples
+        --------
+        >>> plane = maso.Plane.through_points(np.zeros(2), np.array([2.0, 0]), np.array([0, 3.0]))
+        >>> plane(np.array([[1.0, 0.0], [0.0, 1.0]]))
+        array([[2., 0.],
+               [0., 3.]])
+        """
+        a, b, c = (np.asarray(x, dtype=np.float64) for x in (a, b, c))
+        if not (a.shape == b.shape == c.shape):
+            raise ShapeError(f"through_points needs three points of one shape. Got {a.shape}, {b.shape}, {c.shape}.")
+        return cls(a, b - a, c - a)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """Shape of a point of the plane (the network's input shape)."""
+        return tuple(self.origin.shape)
+
+    @property
+    def directions(self) -> np.ndarray:
+        """``(2, D)``: ``u`` and ``v`` flattened."""
+        return np.stack([self.u.ravel(), self.v.ravel()])
+
+    def __call__(self, coords: Any) -> np.ndarray:
+        """Points of the plane: ``coords`` of shape ``(..., 2)`` to ``(..., *shape)``."""
+        st = np.asarray(coords, dtype=np.float64)
+        if st.shape[-1:] != (2,):
+            raise ShapeError(f"Plane coordinates need a last axis of length 2. Got shape {st.shape}.")
+        flat = self.origin.ravel() + st @ self.directions
+        return flat.reshape(*st.shape[:-1], *self.shape)
+
+    def coordinates(self, x: Any) -> np.ndarray:
+        """Plane coordinates of the orthogonal projections of points ``x`` (``(*shape)`` or ``(n, *shape)``)."""
+        x = np.asarray(x, dtype=np.float64)
+        single = x.shape == self.shape
+        flat = x.reshape(1 if single else -1, self.origin.size)
+        if flat.shape[1] != self.origin.size or (not single and x.shape[1:] != self.shape):
+            raise ShapeError(f"coordinates needs points of shape {self.shape} or (n, *{self.shape}). Got {x.shape}.")
+        U = self.directions
+        st = np.linalg.solve(U @ U.T, U @ (flat - self.origin.ravel()).T).T
+        return st[0] if single else st
+
+
+@dataclass(frozen=True, eq=False)
+class SliceRegion:
+    """One region of a slice.
+
+    Attributes
+    ----------
+    index : int
+    code : ndarray of shape (n_units,)
+    polygon : ndarray of shape (k, 2)
+        Vertices in plane coordinates, counter-clockwise.
+    area : float
+    interior_point : ndarray of shape (2,)
+    affine : Affine
+        The network on the region as a map of the plane coordinates: ``A`` ``(output_dim, 2)``, ``b``.
+    neighbours : tuple of int
+        Regions sharing an edge with this one.
+    """
+
+    index: int
+    code: np.ndarray
+    polygon: np.ndarray
+    area: float
+    interior_point: np.ndarray
+    affine: Affine
+    neighbours: tuple[int, ...]
+
+
+@dataclass(frozen=True, eq=False)
+class SliceRegions:
+    """The regions of a network on a rectangle of a plane.
+
+    Attributes
+    ----------
+    plane : Plane
+    lo, hi : ndarray of shape (2,)
+        The rectangle, in plane coordinates.
+    vertices : ndarray of shape (V, 2)
+        Polygon vertices in plane coordinates (shared between neighbouring polygons in the mesh method).
+    polygon_offsets : ndarray of shape (n + 1,)
+    polygon_vertices : ndarray
+        Region ``i``'s polygon is ``vertices[polygon_vertices[polygon_offsets[i]:polygon_offsets[i + 1]]]``,
+        counter-clockwise, without collinear vertices.
+    codes : ndarray of shape (n, n_units)
+    areas : ndarray of shape (n,)
+    interior_points : ndarray of shape (n, 2)
+    affine : Affine
+        Batched: ``A`` ``(n, output_dim, 2)``, ``b`` ``(n, output_dim)``, in plane coordinates (computed on
+        first use).
+    adjacency : ndarray of shape (k, 2)
+        Pairs ``i < j`` of regions sharing an edge.
+    method : str
+        ``"mesh"`` or ``"lp"``.
+    stats : dict
+        Counts and timings: ``snapped`` (vertex values set to exactly zero by the tolerance), ``merged``
+        (faces merged because they had the same code: spurious max-unit cuts, or rounding), ``min_area``...
+    """
+
+    plane: Plane
+    lo: np.ndarray
+    hi: np.ndarray
+    vertices: np.ndarray
+    polygon_offsets: np.ndarray
+    polygon_vertices: np.ndarray
+    codes: np.ndarray
+    areas: np.ndarray
+    interior_points: np.ndarray
+    adjacency: np.ndarray
+    method: str
+    stats: dict = field(default_factory=dict)
+    _net: Network | None = field(default=None, repr=False)
+    _mesh: Mesh | None = field(default=None, repr=False)
+    _tol: float = DEFAULT_SLICE_TOL
+
+    def __len__(self) -> int:
+        return len(self.codes)
+
+    @functools.cached_property
+    def affine(self) -> Affine:
+        """The network on every region as a map of plane coordinates (batched; see the class docstring)."""
+        return _maps(self._network(), self.interior_points)
+
+    def __iter__(self):
+        return (self[i] for i in range(len(self)))
+
+    def __getitem__(self, i: int) -> SliceRegion:
+        n = len(self)
+        if not -n <= i < n:
+            raise IndexError(f"region {i} out of range ({n} regions)")
+        i %= n
+        nb = np.concatenate([self.adjacency[self.adjacency[:, 0] == i, 1], self.adjacency[self.adjacency[:, 1] == i, 0]])
+        return SliceRegion(i, self.codes[i], self.polygon(i), float(self.areas[i]), self.interior_points[i],
+                           Affine(self.affine.A[i], self.affine.b[i]), tuple(sorted(int(j) for j in nb)))
+
+    def polygon(self, i: int) -> np.ndarray:
+        """Vertices ``(k, 2)`` of region ``i``, counter-clockwise."""
+        return self.vertices[self.polygon_vertices[self.polygon_offsets[i]:self.polygon_offsets[i + 1]]]
+
+    def polygons(self) -> list[np.ndarray]:
+        """All polygons (as :meth:`polygon` gives them)."""
+        return [self.polygon(i) for i in range(len(self))]
+
+    def find(self, coords: Any) -> np.ndarray:
+        """Index of the region holding each point (plane coordinates ``(n, 2)``), ``-1`` outside the rectangle.
+
+        A point on an edge gets one of the regions it touches.
+        """
+        st = np.atleast_2d(np.asarray(coords, dtype=np.float64))
+        if st.shape[-1] != 2:
+            raise ShapeError(f"find needs plane coordinates of shape (n, 2). Got {np.shape(coords)}.")
+        out = np.full(len(st), -1, dtype=np.int64)
+        inside = np.all((st >= self.lo) & (st <= self.hi), axis=1)
+        if inside.any():
+            index = {c.tobytes(): i for i, c in enumerate(self.codes)}
+            codes = np.asarray(self._network().codes(st[inside]))
+            out[inside] = [index.get(c.tobytes(), -1) for c in codes]
+        return out
+
+    def _network(self) -> Network:
+        assert self._net is not None
+        return self._net
+
+    def graph(self):
+        """Regions as nodes (attributes ``code``, ``area``), adjacency as edges with the flipped code columns.
+
+        Examples
+        --------
+        >>> sl = maso.slice_regions(maso.mlp([2, 4, 1], seed=0), lo=(-1, -1), hi=(1, 1))
+        >>> sl.graph().number_of_nodes() == len(sl)
+        True
+        """
+        import networkx as nx
+
+        g = nx.Graph()
+        for i in range(len(self)):
+            g.add_node(i, code=self.codes[i], area=float(self.areas[i]))
+        for i, j in self.adjacency:
+            g.add_edge(int(i), int(j), units=np.flatnonzero(self.codes[i] != self.codes[j]))
+        return g
+
+    def decision_boundary(self, output: int | None = None) -> np.ndarray:
+        """The exact decision boundary on the rectangle as segments ``(k, 2, 2)`` in plane coordinates.
+
+        Parameters
+        ----------
+        output : int, optional
+            Give the zero level set of this output. By default: where the argmax of the outputs changes, or,
+            for a single output, its zero level set.
+
+        Examples
+        --------
+        >>> net = maso.mlp([2, 8, 3], seed=1)
+        >>> segs = maso.slice_regions(net, lo=(-2, -2), hi=(2, 2)).decision_boundary()
+        >>> segs.shape[1:]
+        (2, 2)
+        """
+        net = self._network()
+        m = net.output_dim
+        if output is not None and not (isinstance(output, (int, np.integer)) and 0 <= output < m):
+            raise ShapeError(f"output must be an int in [0, {m}). Got {output!r}.")
+        mesh = self._mesh
+        if mesh is None:
+            mesh, _ = _partition(net, self.lo, self.hi, self._tol)
+        mesh = mesh.copy()
+        anch = Anchored(net, np.zeros((1, 2)), np.eye(2)[None])
+        y = anch.value(None, mesh.P, net._output).reshape(mesh.nV, -1)
+        mesh.set_values(y)
+        if output is None and m > 1:
+            for r in range(1, m):
+                d = mesh.snap(mesh.Z[:, r] - mesh.Z[:, :r].max(axis=1), self._tol)
+                if (d < 0).any() and (d > 0).any():
+                    mesh.split(d)
+            label = np.argmax(mesh.face_means(mesh.Z), axis=1)
+        else:
+            j = 0 if output is None else int(output)
+            d = mesh.snap(mesh.Z[:, j].copy(), self._tol)
+            mesh.Z[:, j] = d
+            if (d < 0).any() and (d > 0).any():
+                mesh.split(d)
+            label = np.sign(mesh.face_means(mesh.Z)[:, j])
+        E, EF = mesh.E, mesh.EF
+        inner = (EF >= 0).all(axis=1)
+        edge = inner & (label[EF[:, 0]] != label[EF[:, 1]])
+        return mesh.P[E[edge]]
+
+    def plot(self, **kwargs: Any):
+        """Draw the slice; see :func:`maso.plotting.plot_slice` for the options. Returns the figure."""
+        from maso.plotting import plot_slice
+
+        return plot_slice(self, **kwargs)
+
+
+# ----------------------------------------------------------------------------------------------- the mesh path
+def _partition(net: Network, lo: np.ndarray, hi: np.ndarray, tol: float) -> tuple[Mesh, dict]:
+    """Refine a mesh of the rectangle by every unit of ``net`` (a 2-D input network), layer by layer.
+
+    Faces carry their codes: a new face inherits its parent's, and when a layer is done each face gets that
+    layer's columns from the unit values at its vertex centroid (exact: they are affine on the face).
+    """
+    anch = Anchored(net, np.zeros((1, 2)), np.eye(2)[None])
+    mesh = Mesh(lo, hi)
+    mesh.codes = np.zeros((1, net.n_units), dtype=net._code_dtype)
+    stats = {"splits": 0, "merged": 0}
+    for g in net.units:
+        Q = anch.scores(None, mesh.P, g.node)  # (V, U, R)
+        V, U, R = Q.shape
+        cols = mesh.codes[:, g.columns]
+        missing = ~np.isfinite(Q[0])  # pieces a unit lacks (-inf everywhere)
+        if R == 2 and not missing.any():
+            D = Q[:, :, 1] - Q[:, :, 0]
+            active = np.flatnonzero((D.min(axis=0) < 0) & (D.max(axis=0) > 0))
+            constant = (D.max(axis=0) > 0).astype(mesh.codes.dtype)
+            mesh.set_values(D[:, active])
+            for c in range(len(active)):
+                d = mesh.snap(mesh.Z[:, c], tol)
+                if (d < 0).any() and (d > 0).any():
+                    stats["splits"] += mesh.split(d)
+            cols = np.broadcast_to(constant, (mesh.nF, U)).copy()
+            if len(active):
+                cols[:, active] = mesh.face_means(mesh.Z) > 0
+            mesh.codes[:, g.columns] = cols
+            continue
+        # units with more pieces: cut where piece r overtakes the best of pieces < r, then merge the faces
+        # that these cuts separated but that have the same winner (the cut was not a boundary of the max)
+        Qf = np.where(missing[None], -np.inf, Q)
+        win = Qf.argmax(axis=2)
+        active = np.flatnonzero((win != win[:1]).any(axis=0))
+        mesh.codes[:, g.columns] = win[0]
+        if not active.size:
+            continue
+        mesh.parent = np.arange(mesh.nF)
+        mesh.set_values(np.where(missing[None, active], 0.0, Q[:, active]).reshape(V, -1))
+        for c, k in enumerate(active):
+            pieces = np.flatnonzero(~missing[k])
+            for i in range(1, len(pieces)):
+                Zc = mesh.Z[:, c * R:(c + 1) * R]
+                d = mesh.snap(Zc[:, pieces[i]] - Zc[:, pieces[:i]].max(axis=1), tol)
+                if (d < 0).any() and (d > 0).any():
+                    stats["splits"] += mesh.split(d)
+        means = mesh.face_means(mesh.Z).reshape(mesh.nF, len(active), R)
+        means[:, missing[active]] = -np.inf
+        fcode = means.argmax(axis=2)
+        mesh.codes[:, g.offset + active] = fcode
+        EF = mesh.EF
+        f0, f1 = EF[:, 0], EF[:, 1]
+        same = (mesh.parent[f0] == mesh.parent[f1]) & (fcode[f0] == fcode[f1]).all(axis=1)
+        mesh.merge(same)
+        mesh.compact()
+    mesh.compact()
+    # faces with one code on both sides of an edge: only rounding can leave them apart
+    EF = mesh.EF
+    same = (mesh.codes[EF[:, 0]] == mesh.codes[EF[:, 1]]).all(axis=1)
+    stats["merged"] = mesh.merge(same)
+    mesh.compact()
+    return mesh, stats
+
+
+def _polygons(P: np.ndarray, E: np.ndarray, EF: np.ndarray, F: int):
+    """Counter-clockwise vertex lists of the faces (CSR), without collinear vertices; areas; centroids."""
+    pairs = []
+    for j in (0, 1):
+        m = EF[:, j] >= 0
+        for k in (0, 1):
+            pairs.append(EF[m, j] * len(P) + E[m, k])
+    keys = np.unique(np.concatenate(pairs))
+    f, v = keys // len(P), keys % len(P)
+    counts = np.bincount(f, minlength=F)
+    cen = np.stack([np.bincount(f, P[v, 0], F), np.bincount(f, P[v, 1], F)], axis=1) / counts[:, None]
+    ang = np.arctan2(P[v, 1] - cen[f, 1], P[v, 0] - cen[f, 0])
+    order = np.lexsort((ang, f))
+    f, v = f[order], v[order]
+    start = np.concatenate([[0], np.cumsum(counts)])[:-1]
+    pos = np.arange(len(f)) - start[f]
+    prev = start[f] + (pos - 1) % counts[f]
+    nxt = start[f] + (pos + 1) % counts[f]
+    a = P[v] - P[v[prev]]
+    b = P[v[nxt]] - P[v]
+    cross = a[:, 0] * b[:, 1] - a[:, 1] * b[:, 0]
+    keep = np.abs(cross) > 1e-12 * np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
+    kept = np.bincount(f[keep], minlength=F)
+    keep |= (kept < 3)[f]  # never reduce a (numerically flat) face below a triangle
+    f, v = f[keep], v[keep]
+    counts = np.bincount(f, minlength=F)
+    offsets = np.concatenate([[0], np.cumsum(counts)])
+    start = offsets[:-1]
+    pos = np.arange(len(f)) - start[f]
+    nxt = start[f] + (pos + 1) % counts[f]
+    x, y = P[v, 0], P[v, 1]
+    areas = 0.5 * np.bincount(f, x * y[nxt] - x[nxt] * y, F)
+    inner = np.stack([np.bincount(f, x, F), np.bincount(f, y, F)], axis=1) / counts[:, None]
+    return offsets, v, areas, inner
+
+
+def _check_rectangle(lo: Any, hi: Any) -> tuple[np.ndarray, np.ndarray]:
+    lo = np.asarray(lo, dtype=np.float64).reshape(-1)
+    hi = np.asarray(hi, dtype=np.float64).reshape(-1)
+    if lo.shape != (2,) or hi.shape != (2,):
+        raise DomainError(f"lo and hi must be plane coordinates (s, t). Got shapes {lo.shape} and {hi.shape}.")
+    if not (np.all(np.isfinite(lo)) and np.all(np.isfinite(hi))) or np.any(hi <= lo):
+        raise DomainError(f"The rectangle needs finite lo < hi in both coordinates. Got lo={lo}, hi={hi}.")
+    return lo, hi
+
+
+def slice_regions(
+    net: Network,
+    plane: Plane | None = None,
+    lo: Any = (-0.5, -0.5),
+    hi: Any = (1.5, 1.5),
+    *,
+    tol: float = DEFAULT_SLICE_TOL,
+    method: str = "mesh",
+) -> SliceRegions:
+    """The exact regions of ``net`` on the rectangle ``[lo, hi]`` of a plane, as polygons.
+
+    The plane is folded into the network's first layer (:meth:`Network.restrict`), so a slice of a
+    40,000-dimensional input costs what a 2-D network costs. With ``method="mesh"`` (default) a planar mesh is
+    refined unit by unit: edges are split where a unit's pre-activation changes sign, faces between the two
+    new vertices; max-pool and maxout units are cut piece by piece and the faces a non-boundary cut separated are
+    merged again. No LP is solved. ``method="lp"`` runs :func:`maso.enumerate_regions` on the restricted network
+    instead (slower, for cross-checks).
+
+    Exactness: the mesh computes in float64. Vertex values within ``tol`` times the unit's largest value over
+    the mesh of zero are taken to be exactly zero, so boundaries through a vertex, duplicated units and lines
+    through a corner give exact counts instead of zero-area slivers; the number of values snapped is in
+    ``stats["snapped"]``. Faces that end up with identical codes on both sides of an edge are merged (counted
+    in ``stats["merged"]``). If rounding ever breaks a face's convexity the slice is recomputed with the LP
+    method and a :class:`NumericalWarning` says so.
+
+    Parameters
+    ----------
+    net : Network
+    plane : Plane, optional
+        Required unless the network's input is 2-D (then the plane is the input space itself).
+    lo, hi : pair of float
+        The rectangle in plane coordinates. The defaults frame :meth:`Plane.through_points`' three points.
+    tol : float, default=1e-12
+        Relative snapping tolerance of the mesh method (``tol`` of the LP enumerator for ``method="lp"``,
+        then in plane units).
+    method : {"mesh", "lp"}
+
+    Returns
+    -------
+    SliceRegions
+
+    Examples
+    --------
+    >>> import numpy as np, maso
+    >>> net = maso.mlp([2, 16, 16, 1], seed=0)
+    >>> sl = maso.slice_regions(net, lo=(-1, -1), hi=(1, 1))
+    >>> bool(np.isclose(sl.areas.sum(), 4.0))
+    True
+    >>> sl.find([[0.1, 0.2]])[0] >= 0
+    True
+    """
+    start = time.perf_counter()
+    if not isinstance(net, Network):
+        raise ShapeError(f"slice_regions needs a maso.Network; got {type(net).__name__}.")
+    if plane is None:
+        if net.input_dim != 2:
+            raise ShapeError(f"slice_regions needs a Plane for a {net.input_dim}-dimensional input.")
+        plane = Plane(np.zeros(net.input_shape), np.eye(2)[0].reshape(net.input_shape),
+                      np.eye(2)[1].reshape(net.input_shape))
+    if not isinstance(plane, Plane):
+        raise ShapeError(f"plane must be a maso.Plane; got {type(plane).__name__}.")
+    if plane.origin.size != net.input_dim:
+        raise ShapeError(f"The plane lives in {plane.origin.size} dimensions; the network's input has {net.input_dim}.")
+    lo, hi = _check_rectangle(lo, hi)
+    if not (isinstance(tol, (float, int)) and 0 <= tol < 1e-3):
+        raise ShapeError(f"tol must be a float in [0, 1e-3). Got {tol!r}.")
+    if method not in ("mesh", "lp"):
+        raise MasoError(f"method must be 'mesh' or 'lp'. Got {method!r}.")
+    flat = net.restrict(plane.origin.ravel(), plane.directions)
+    if method == "mesh":
+        try:
+            result = _from_mesh(flat, plane, lo, hi, tol)
+        except MeshDegeneracy:
+            warnings.warn("Rounding broke a face of the slice mesh; recomputing with the LP enumerator.",
+                          NumericalWarning, stacklevel=2)
+            result = _from_lp(flat, plane, lo, hi, None)
+    else:
+        result = _from_lp(flat, plane, lo, hi, tol or None)
+    result.stats["seconds"] = time.perf_counter() - start
+    return result
+
+
+def _maps(net: Network, points: np.ndarray) -> Affine:
+    if not len(points):
+        return Affine(np.zeros((0, net.output_dim, 2)), np.zeros((0, net.output_dim)))
+    return net.affine_at(points)
+
+
+def _adjacency(EF: np.ndarray, F: int) -> np.ndarray:
+    inner = (EF >= 0).all(axis=1) & (EF[:, 0] != EF[:, 1])
+    keys = np.unique(EF[inner].min(axis=1) * F + EF[inner].max(axis=1))
+    return np.stack([keys // F, keys % F], axis=1) if len(keys) else np.zeros((0, 2), dtype=np.int64)
+
+
+def _n_unique_rows(codes: np.ndarray) -> int:
+    return len({c.tobytes() for c in np.ascontiguousarray(codes)})
+
+
+def _from_mesh(net: Network, plane: Plane, lo: np.ndarray, hi: np.ndarray, tol: float) -> SliceRegions:
+    mesh, stats = _partition(net, lo, hi, tol)
+    codes = mesh.codes
+    if stats["merged"]:
+        warnings.warn(f"{stats['merged']} slice faces had the same code as a neighbour (rounding at a near-degenerate "
+                      "vertex) and were merged; compare with method='lp'.", NumericalWarning, stacklevel=3)
+    offsets, pv, areas, inner = _polygons(mesh.P, mesh.E, mesh.EF, mesh.nF)
+    unique = _n_unique_rows(codes)
+    stats.update(snapped=mesh.snapped, vertices=mesh.nV, edges=mesh.nE,
+                 min_area=float(areas.min()) if len(areas) else 0.0, duplicate_codes=len(codes) - unique)
+    if unique != len(codes):
+        warnings.warn(f"{len(codes) - unique} slice regions share a code with another region (rounding at a "
+                      "near-degenerate vertex); compare with method='lp'.", NumericalWarning, stacklevel=3)
+    return SliceRegions(plane, readonly(lo), readonly(hi), readonly(mesh.P.copy()), readonly(offsets), readonly(pv),
+                        readonly(codes), readonly(areas), readonly(inner),
+                        readonly(_adjacency(mesh.EF, mesh.nF)), "mesh", stats, net, mesh, tol)
+
+
+def _from_lp(net: Network, plane: Plane, lo: np.ndarray, hi: np.ndarray, tol: float | None) -> SliceRegions:
+    from maso.domain import Box
+    from maso.regions import DEFAULT_TOL, enumerate_regions
+
+    regions = enumerate_regions(net, Box(lo, hi), tol=tol or DEFAULT_TOL, method="vertices", progress=False)
+    polys, offsets = [], [0]
+    for r in regions:
+        V = np.asarray(r.vertices())
+        c = V.mean(axis=0)
+        V = V[np.argsort(np.arctan2(V[:, 1] - c[1], V[:, 0] - c[0]))]
+        polys.append(V)
+        offsets.append(offsets[-1] + len(V))
+    verts = np.concatenate(polys) if polys else np.zeros((0, 2))
+    areas = np.array([r.volume() for r in regions])
+    inner = np.array([r.interior_point for r in regions]).reshape(-1, 2)
+    codes = np.array([r.code for r in regions]).reshape(len(regions), net.n_units)
+    g = regions.graph()
+    adj = np.array(sorted((min(i, j), max(i, j)) for i, j in g.edges()), dtype=np.int64).reshape(-1, 2)
+    stats = {"slivers": len(regions.slivers), "min_area": float(areas.min()) if len(areas) else 0.0}
+    return SliceRegions(plane, readonly(lo), readonly(hi), readonly(verts), readonly(np.array(offsets)),
+                        readonly(np.arange(len(verts))), readonly(codes), readonly(areas), readonly(inner),
+                        readonly(adj), "lp", stats, net, None, DEFAULT_SLICE_TOL)
