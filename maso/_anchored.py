@@ -13,9 +13,56 @@ import math
 import numpy as np
 import torch
 
+from maso.layers import Elementwise, SplineLayer, _pieces_per_unit
 from maso.network import Network
 
 _CHUNK_ELEMENTS = 1 << 25
+
+
+def _two_piece(net: Network, node: int) -> bool:
+    layer = net.nodes[node].layer
+    return isinstance(layer, Elementwise) and layer.n_pieces == 2
+
+
+def piece_scores(net: Network, node: int, x: np.ndarray) -> np.ndarray:
+    """Piece scores ``(N, U, R)`` of spline node ``node`` given its input values ``x`` ``(N, *in_shape)``."""
+    in_shape = net.nodes[net.nodes[node].inputs[0]].shape
+    layer = net.nodes[node].layer
+    if isinstance(layer, Elementwise):  # direct: the generic path also forms slopes we do not need
+        X = x.reshape(len(x), -1)
+        S = _pieces_per_unit(layer.slopes, in_shape)  # (R, U)
+        C = _pieces_per_unit(layer.intercepts, in_shape)
+        sg = _pieces_per_unit(layer.sign[None], in_shape)[0]
+        return sg[None, :, None] * (X[:, :, None] * S.T[None] + C.T[None])
+    xt = torch.from_numpy(np.ascontiguousarray(x))
+    with torch.no_grad():
+        _, Q = layer.scores(torch.zeros((xt.shape[0], 1, *in_shape), dtype=xt.dtype), xt, in_shape)
+    return Q.numpy()
+
+
+def breakpoints(net: Network, node: int) -> np.ndarray:
+    """For a two-piece elementwise layer: the input value ``(U,)`` where each unit changes piece."""
+    in_shape = net.nodes[net.nodes[node].inputs[0]].shape
+    layer = net.nodes[node].layer
+    if layer._kind in ("relu", "leaky", "abs"):
+        return np.zeros(math.prod(in_shape))
+    S = _pieces_per_unit(layer.slopes, in_shape)
+    C = _pieces_per_unit(layer.intercepts, in_shape)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(S[1] != S[0], -(C[1] - C[0]) / (S[1] - S[0]), 0.0)
+
+
+def piece_gap(net: Network, node: int, x: np.ndarray) -> np.ndarray:
+    """For a two-piece elementwise layer: ``score_1 - score_0`` per unit ``(N, U)`` (code 1 where > 0)."""
+    in_shape = net.nodes[net.nodes[node].inputs[0]].shape
+    layer = net.nodes[node].layer
+    X = x.reshape(len(x), -1)
+    if layer._kind in ("relu", "leaky", "abs"):  # max(a u, u) with a < 1: the gap is (1 - a) u
+        return X
+    S = _pieces_per_unit(layer.slopes, in_shape)
+    C = _pieces_per_unit(layer.intercepts, in_shape)
+    sg = _pieces_per_unit(layer.sign[None], in_shape)[0]
+    return sg * ((S[1] - S[0]) * X + (C[1] - C[0]))
 
 
 class Anchored:
@@ -53,7 +100,9 @@ class Anchored:
                 out[j] = b + torch.tensordot(c, g[0], dims=([1], [0]))
             else:
                 w = torch.from_numpy(which)
-                out[j] = b[w] + torch.einsum("nk,nk...->n...", c, g[w])
+                gw = g[w]
+                shape = (-1, *([1] * (gw.dim() - 2)))
+                out[j] = b[w] + sum(c[:, i].reshape(shape) * gw[:, i] for i in range(self.k))
         return out
 
     def _chunks(self, n: int) -> list[slice]:
@@ -73,14 +122,15 @@ class Anchored:
 
     def scores(self, which: np.ndarray | None, coords: np.ndarray, node: int) -> np.ndarray:
         """Piece scores ``(N, U, R)`` of spline node ``node`` at the points (code = argmax, lowest on ties)."""
-        net = self.net
-        src = net.nodes[node].inputs[0]
-        in_shape = net.nodes[src].shape
-        x = torch.from_numpy(self.value(which, coords, src))
-        layer = net.nodes[node].layer
-        with torch.no_grad():
-            _, Q = layer.scores(torch.zeros((x.shape[0], 1, *in_shape), dtype=x.dtype), x, in_shape)
-        return Q.numpy()
+        src = self.net.nodes[node].inputs[0]
+        return piece_scores(self.net, node, self.value(which, coords, src))
+
+    def gap(self, which: np.ndarray | None, coords: np.ndarray, node: int) -> np.ndarray | None:
+        """See :func:`piece_gap`."""
+        if not _two_piece(self.net, node):
+            return None
+        src = self.net.nodes[node].inputs[0]
+        return piece_gap(self.net, node, self.value(which, coords, src))
 
     def codes(self, which: np.ndarray | None, coords: np.ndarray) -> np.ndarray:
         """Code rows ``(N, n_units)`` at the points, as :meth:`Network.codes` gives them."""
@@ -95,3 +145,95 @@ class Anchored:
                 for g in net.units:
                     out[sl, g.columns] = net._public(g, icodes).reshape(sl.stop - sl.start, -1).numpy()
         return out
+
+
+class Incremental:
+    """Node values at a growing set of points, each node computed once.
+
+    Points are added by interpolating between two existing points (:meth:`interpolate`), which is exact for
+    every value held: they are affine between points as long as the points already include every breakpoint
+    of the spline layers computed so far. :meth:`advance` computes the nodes up to a given one at all points.
+
+    Parameters
+    ----------
+    anch : Anchored
+    which : ndarray of int or None
+        Family of each point (``None``: one family).
+    coords : ndarray of shape (N, k)
+    """
+
+    def __init__(self, anch: Anchored, which: np.ndarray | None, coords: np.ndarray) -> None:
+        net = anch.net
+        self.net = net
+        self.vals: dict[int, np.ndarray] = {j: v.numpy() for j, v in anch._seeds(which, coords).items()}
+        self.done = set(self.vals)
+        readers: dict[int, set[int]] = {i: set() for i in range(len(net.nodes))}
+        for i, node in enumerate(net.nodes):
+            for j in node.inputs:
+                readers[j].add(i)
+        self.readers = readers
+        need = {net._output} | {g.node for g in net.units}
+        for i in range(len(net.nodes) - 1, -1, -1):
+            if i in need and i not in self.done:
+                need.update(net.nodes[i].inputs)
+        self.need = need
+        self.last = 0
+
+    def interpolate(self, a: np.ndarray, b: np.ndarray, tau: np.ndarray, order: np.ndarray,
+                    exact: tuple[int, np.ndarray, np.ndarray] | None = None) -> None:
+        """Append points ``(1 - tau) * point[a] + tau * point[b]``, then permute all points by ``order``.
+
+        ``exact = (node, units, values)``: set those (flat) entries of the new points of ``node`` exactly (a
+        unit's breakpoint at its crossing, instead of a value that rounding moved off it).
+        """
+        for j, v in self.vals.items():
+            va = v[a]
+            w = tau.reshape(-1, *([1] * (v.ndim - 1)))
+            new = va + w * (v[b] - va)
+            if exact is not None and exact[0] == j and len(new):
+                new.reshape(len(new), -1)[np.arange(len(new)), exact[1]] = exact[2]
+            self.vals[j] = np.concatenate([v, new])[order]
+
+    def select(self, idx: np.ndarray) -> None:
+        """Keep (or permute) the points ``idx``."""
+        for j in self.vals:
+            self.vals[j] = self.vals[j][idx]
+
+    def advance(self, stop: int) -> np.ndarray:
+        """Value of node ``stop`` at all points (computing the needed nodes up to it)."""
+        net = self.net
+        p = net._params("cpu", torch.float64)
+        with torch.no_grad():
+            for i in range(self.last + 1, stop + 1):
+                if i not in self.need or i in self.done:
+                    continue
+                node = net.nodes[i]
+                ins = [torch.from_numpy(self.vals[j]) for j in node.inputs]
+                if isinstance(node.layer, SplineLayer):
+                    y = node.layer.forward(ins[0], p[i], False)[0]
+                else:
+                    y = node.layer.forward(ins, p[i])
+                self.vals[i] = y.numpy()
+                self.done.add(i)
+                for j in set(node.inputs):
+                    if self.readers[j] <= self.done and j != net._output:
+                        self.vals.pop(j, None)
+            self.last = max(self.last, stop)
+        return self.vals[stop]
+
+
+def interval_codes(net: Network, node: int, x: np.ndarray, k: np.ndarray) -> np.ndarray:
+    """Codes ``(len(k), U)`` of spline node ``node`` on the intervals between points ``k`` and ``k + 1``.
+
+    ``x`` holds the layer's input at the points; it is affine on each interval (the points hold every
+    breakpoint of the earlier layers), so its value at the midpoint is the mean of the two ends.
+    """
+    layer = net.nodes[node].layer
+    src = net.nodes[node].inputs[0]
+    if _two_piece(net, node):
+        g = piece_gap(net, node, x)
+        return (np.add(g[:-1], g[1:]) > 0)[k].astype(net._code_dtype)  # slices: no float gathers
+    mid = torch.from_numpy(0.5 * (x[k] + x[k + 1]))
+    with torch.no_grad():
+        _, icode = layer.forward(mid, net._params("cpu", torch.float64)[node], True)
+        return layer.public_code(icode, net.nodes[src].shape).reshape(len(k), -1).numpy().astype(net._code_dtype)

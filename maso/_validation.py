@@ -84,3 +84,10 @@ def readonly(a: Any, dtype: Any = np.float64) -> np.ndarray:
     arr = np.array(a, dtype=dtype, copy=True)
     arr.setflags(write=False)
     return arr
+
+
+def sealed(a: np.ndarray) -> np.ndarray:
+    """``a`` (an array maso has just made) marked read-only, keeping its dtype and without copying."""
+    a = np.asarray(a)
+    a.setflags(write=False)
+    return a

@@ -7,8 +7,8 @@ from typing import Any
 
 import numpy as np
 
-from maso._anchored import Anchored
-from maso._validation import readonly
+from maso._anchored import Anchored, Incremental, _two_piece, breakpoints, interval_codes, piece_gap, piece_scores
+from maso._validation import sealed
 from maso.domain import Box
 from maso.errors import MasoError, ShapeError
 from maso.network import Network
@@ -27,21 +27,29 @@ class SegmentCrossings:
     ----------
     t : ndarray of shape (k,)
         Sorted parameters in ``(lo, hi)`` where the code changes.
-    units : tuple of ndarray
-        ``units[i]``: the code columns that change at ``t[i]``.
     codes : ndarray of shape (k + 1, n_units)
         The code on each piece, in order.
     origin, direction : ndarray of shape (input_dim,)
     lo, hi : float
+    flip_units, flip_offsets : ndarray
+        The code columns that change at ``t[i]`` are ``flip_units[flip_offsets[i]:flip_offsets[i + 1]]``
+        (see :attr:`units`).
     """
 
     t: np.ndarray
-    units: tuple[np.ndarray, ...]
     codes: np.ndarray
     origin: np.ndarray
     direction: np.ndarray
-    lo: float = 0.0
-    hi: float = 1.0
+    lo: float
+    hi: float
+    flip_units: np.ndarray
+    flip_offsets: np.ndarray
+
+    @property
+    def units(self) -> tuple[np.ndarray, ...]:
+        """``units[i]``: the code columns that change at ``t[i]``."""
+        o = self.flip_offsets
+        return tuple(self.flip_units[o[i]:o[i + 1]] for i in range(len(self.t)))
 
     @property
     def n_pieces(self) -> int:
@@ -59,7 +67,7 @@ class SegmentCrossings:
 
     def hamming(self) -> np.ndarray:
         """Number of units that flip at each crossing, ``(k,)``."""
-        return np.array([len(u) for u in self.units], dtype=np.int64)
+        return np.diff(self.flip_offsets)
 
     def density(self) -> float:
         """Crossings per unit of input-space length (the polytope density along the path)."""
@@ -168,57 +176,58 @@ def _lp_path(net: Network, o: np.ndarray, u: np.ndarray, lo: float, hi: float, t
 
     if not np.any(u):
         code = np.asarray(net.codes(o.reshape(net.input_shape)))[None]
-        return SegmentCrossings(readonly(np.zeros(0)), (), readonly(code), readonly(o), readonly(u), lo, hi)
+        return _crossings(np.zeros(0), code, o, u, lo, hi)
     line = net.restrict(o, u[None])
     regions = enumerate_regions(line, Box([lo], [hi]), tol=max(tol, 1e-12), method="vertices", progress=False)
     order = np.argsort([r.interior_point[0] for r in regions])
     pieces = [regions[i] for i in order]
     ts = np.array([float(np.max(r.vertices())) for r in pieces[:-1]])
     codes = np.stack([r.code for r in pieces])
-    units = tuple(np.flatnonzero(codes[i] != codes[i + 1]) for i in range(len(pieces) - 1))
-    return SegmentCrossings(readonly(ts), units, readonly(codes), readonly(o), readonly(u), lo, hi)
+    return _crossings(ts, codes, o, u, lo, hi)
+
+
+def _crossings(ts, codes, o, u, lo, hi, flips=None, offsets=None) -> SegmentCrossings:
+    if flips is None:
+        rows, flips = np.nonzero(codes[1:] != codes[:-1])
+        offsets = np.searchsorted(rows, np.arange(len(ts) + 1))
+    return SegmentCrossings(sealed(np.asarray(ts, dtype=np.float64)), sealed(codes), sealed(o), sealed(u),
+                            float(lo), float(hi), sealed(flips), sealed(np.asarray(offsets, dtype=np.int64)))
 
 
 # ------------------------------------------------------------------------------------------------ the walk
-def _snap(d: np.ndarray, seg: np.ndarray, starts: np.ndarray, tol: float) -> np.ndarray:
-    """Zero the values within ``tol`` times the largest ``|d|`` of their (segment, unit) of zero."""
-    mag = np.abs(np.where(np.isfinite(d), d, 0.0))
-    scale = np.maximum.reduceat(mag, starts, axis=0)[np.searchsorted(starts, np.arange(len(seg)), "right") - 1]
-    return np.where(np.abs(d) <= tol * scale, 0.0, d)
-
-
 def _zeros(seg: np.ndarray, t: np.ndarray, d: np.ndarray):
-    """Interior zero crossings of the columns of ``d`` (affine between consecutive points of a segment)."""
-    k = np.flatnonzero(seg[:-1] == seg[1:])
-    sa, sb = np.sign(d[k]), np.sign(d[k + 1])
-    ki, ui = np.nonzero(sa * sb < 0)
-    kk = k[ki]
+    """Interior zero crossings of the columns of ``d`` (affine between consecutive points of a segment).
+
+    A value that rounding moved off an exact zero at a point gives a crossing next to that point, which
+    :func:`_dedupe` merges into it.
+    """
+    kk, ui = np.nonzero(d[:-1] * d[1:] < 0)
+    same = seg[kk] == seg[kk + 1]
+    kk, ui = kk[same], ui[same]
     da, db = d[kk, ui], d[kk + 1, ui]
     tau = da / (da - db)
-    return kk, tau
+    return kk, ui, tau
 
 
-def _insert(seg, t, end, new_seg, new_t, extra=None, new_extra=None):
+def _insert(seg, t, end, new_seg, new_t):
+    """Add points; returns the sorted arrays and the permutation applied to old + new points."""
     seg = np.concatenate([seg, new_seg])
     t = np.concatenate([t, new_t])
     end = np.concatenate([end, np.zeros(len(new_t), dtype=bool)])
     order = np.lexsort((t, seg))
-    if extra is not None:
-        extra = np.concatenate([extra, new_extra])[order]
-    return seg[order], t[order], end[order], extra
+    return seg[order], t[order], end[order], order
 
 
 def _dedupe(seg, t, end, span, tol):
     """One point per cluster of points closer than ``tol * span``; the segment ends always stay."""
     close = (seg[1:] == seg[:-1]) & (np.diff(t) <= tol * span[seg[1:]])
     if not close.any():
-        return seg, t, end
+        return None
     drop = np.zeros(len(t), dtype=bool)
     i = np.flatnonzero(close)
     drop[i + 1] = ~end[i + 1]
     drop[i] |= end[i + 1] & ~end[i]
-    keep = ~drop
-    return seg[keep], t[keep], end[keep]
+    return np.flatnonzero(~drop)
 
 
 def _walk(net: Network, origin: np.ndarray, direction: np.ndarray, lo: np.ndarray, hi: np.ndarray,
@@ -229,44 +238,59 @@ def _walk(net: Network, origin: np.ndarray, direction: np.ndarray, lo: np.ndarra
     t = np.stack([lo, hi], axis=1).ravel()
     end = np.ones(2 * n, dtype=bool)
     span = hi - lo
+    inc = Incremental(anch, seg, t[:, None])
+    # row i: the code on the interval from point i to point i + 1 (layers done so far); a point added inside
+    # an interval starts a piece of it, so it copies the row of the point before it
+    codes = np.zeros((len(t), net.n_units), dtype=net._code_dtype)
     for g in net.units:
-        Q = anch.scores(seg, t[:, None], g.node)  # (N, U, R)
-        R = Q.shape[2]
-        missing = ~np.isfinite(Q[0])
-        starts = np.flatnonzero(np.r_[True, seg[1:] != seg[:-1]])
-        if R == 2 and not missing.any():
-            d = _snap(Q[:, :, 1] - Q[:, :, 0], seg, starts, tol)
-            kk, tau = _zeros(seg, t, d)
-            seg, t, end, _ = _insert(seg, t, end, seg[kk], t[kk] + tau * (t[kk + 1] - t[kk]))
+        X = inc.advance(net.nodes[g.node].inputs[0])
+        if _two_piece(net, g.node):
+            d = piece_gap(net, g.node, X)
+            kk, ui, tau = _zeros(seg, t, d)
+            seg, t, end, order = _insert(seg, t, end, seg[kk], t[kk] + tau * (t[kk + 1] - t[kk]))
+            inc.interpolate(kk, kk + 1, tau, order, (net.nodes[g.node].inputs[0], ui, breakpoints(net, g.node)[ui]))
+            codes = np.concatenate([codes, codes[kk]])[order]
         else:
+            Q = piece_scores(net, g.node, X)  # (N, U, R)
+            R = Q.shape[2]
+            missing = ~np.isfinite(Q[0])
             # piece by piece: where piece r overtakes the best of the pieces before it; values at new points
             # are interpolated (the scores are affine between consecutive points)
             Qz = np.where(missing[None], 0.0, Q)
             for r in range(1, R):
                 best = np.where(missing[None, :, :r], -np.inf, Qz[:, :, :r]).max(axis=2)
                 d = np.where(missing[None, :, r] | ~np.isfinite(best), -1.0, Qz[:, :, r] - best)
-                d = _snap(d, seg, starts, tol)
-                kk, tau = _zeros(seg, t, d)
+                kk, _, tau = _zeros(seg, t, d)
                 if not len(kk):
                     continue
                 newQ = Qz[kk] + tau[:, None, None] * (Qz[kk + 1] - Qz[kk])
-                seg, t, end, Qz = _insert(seg, t, end, seg[kk], t[kk] + tau * (t[kk + 1] - t[kk]), Qz, newQ)
-                starts = np.flatnonzero(np.r_[True, seg[1:] != seg[:-1]])
-        seg, t, end = _dedupe(seg, t, end, span, tol)
+                seg, t, end, order = _insert(seg, t, end, seg[kk], t[kk] + tau * (t[kk + 1] - t[kk]))
+                Qz = np.concatenate([Qz, newQ])[order]
+                inc.interpolate(kk, kk + 1, tau, order)
+                codes = np.concatenate([codes, codes[kk]])[order]
+        keep = _dedupe(seg, t, end, span, tol)
+        if keep is not None:
+            seg, t, end, codes = seg[keep], t[keep], end[keep], codes[keep]
+            inc.select(keep)
+        k = np.flatnonzero(seg[:-1] == seg[1:])
+        codes[k, g.columns] = interval_codes(net, g.node, inc.vals[net.nodes[g.node].inputs[0]], k)
     # the code on every interval; keep the breakpoints where it changes
     k = np.flatnonzero(seg[:-1] == seg[1:])
-    mid = 0.5 * (t[k] + t[k + 1])
-    codes = anch.codes(seg[k], mid[:, None])
+    codes = codes[k]
     kseg = seg[k]
     bounds = np.searchsorted(kseg, np.arange(n + 1))
+    flips = (codes[1:] != codes[:-1]) & (kseg[1:] == kseg[:-1])[:, None]  # row j: between intervals j, j+1
+    rows, cols = np.nonzero(flips)
+    changed = np.unique(rows)
+    flip_start = np.searchsorted(rows, changed)  # where each change's columns start in cols
+    change_at = np.searchsorted(changed, bounds)
     out = []
     for i in range(n):
-        a, b = bounds[i], bounds[i + 1]
-        C = codes[a:b]
-        change = np.flatnonzero((C[1:] != C[:-1]).any(axis=1))
-        ts = t[k[a:b][change] + 1]
-        pieces = C[np.r_[0, change + 1]]
-        units = tuple(np.flatnonzero(C[j] != C[j + 1]) for j in change)
-        out.append(SegmentCrossings(readonly(ts), units, readonly(pieces), readonly(origin[i]),
-                                    readonly(direction[i]), float(lo[i]), float(hi[i])))
+        a = bounds[i]
+        c0, c1 = change_at[i], change_at[i + 1]
+        change = changed[c0:c1]
+        f0 = flip_start[c0] if c0 < len(changed) else len(cols)
+        f1 = flip_start[c1] if c1 < len(changed) else len(cols)
+        out.append(_crossings(t[k[change] + 1], codes[np.r_[a, change + 1]], origin[i], direction[i], lo[i], hi[i],
+                              cols[f0:f1], np.r_[flip_start[c0:c1], f1] - f0))
     return out

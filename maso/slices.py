@@ -12,7 +12,7 @@ import numpy as np
 
 from maso._anchored import Anchored
 from maso._mesh import Mesh, MeshDegeneracy
-from maso._validation import readonly
+from maso._validation import readonly, sealed
 from maso.affine import Affine
 from maso.errors import DomainError, MasoError, NumericalWarning, ShapeError
 from maso.network import Network
@@ -345,7 +345,11 @@ def _partition(net: Network, lo: np.ndarray, hi: np.ndarray, tol: float) -> tupl
                     stats["splits"] += mesh.split(d)
         means = mesh.face_means(mesh.Z).reshape(mesh.nF, len(active), R)
         means[:, missing[active]] = -np.inf
-        fcode = means.argmax(axis=2)
+        # pieces within the tolerance of the best are tied (rounding at vertices on earlier boundaries turns
+        # exact ties, e.g. a pooling window of zeros, into 1e-17 differences): lowest index wins
+        scale = np.abs(mesh.Z).reshape(mesh.nV, len(active), R).max(axis=(0, 2))
+        top = means.max(axis=2, keepdims=True)
+        fcode = (means >= top - tol * scale[None, :, None]).argmax(axis=2)
         mesh.codes[:, g.offset + active] = fcode
         EF = mesh.EF
         f0, f1 = EF[:, 0], EF[:, 1]
@@ -518,9 +522,9 @@ def _from_mesh(net: Network, plane: Plane, lo: np.ndarray, hi: np.ndarray, tol: 
     if unique != len(codes):
         warnings.warn(f"{len(codes) - unique} slice regions share a code with another region (rounding at a "
                       "near-degenerate vertex); compare with method='lp'.", NumericalWarning, stacklevel=3)
-    return SliceRegions(plane, readonly(lo), readonly(hi), readonly(mesh.P.copy()), readonly(offsets), readonly(pv),
-                        readonly(codes), readonly(areas), readonly(inner),
-                        readonly(_adjacency(mesh.EF, mesh.nF)), "mesh", stats, net, mesh, tol)
+    return SliceRegions(plane, readonly(lo), readonly(hi), readonly(mesh.P), sealed(offsets), sealed(pv),
+                        sealed(codes.copy()), sealed(areas), sealed(inner),
+                        sealed(_adjacency(mesh.EF, mesh.nF)), "mesh", stats, net, mesh, tol)
 
 
 def _from_lp(net: Network, plane: Plane, lo: np.ndarray, hi: np.ndarray, tol: float | None) -> SliceRegions:
@@ -542,6 +546,6 @@ def _from_lp(net: Network, plane: Plane, lo: np.ndarray, hi: np.ndarray, tol: fl
     g = regions.graph()
     adj = np.array(sorted((min(i, j), max(i, j)) for i, j in g.edges()), dtype=np.int64).reshape(-1, 2)
     stats = {"slivers": len(regions.slivers), "min_area": float(areas.min()) if len(areas) else 0.0}
-    return SliceRegions(plane, readonly(lo), readonly(hi), readonly(verts), readonly(np.array(offsets)),
-                        readonly(np.arange(len(verts))), readonly(codes), readonly(areas), readonly(inner),
-                        readonly(adj), "lp", stats, net, None, DEFAULT_SLICE_TOL)
+    return SliceRegions(plane, readonly(lo), readonly(hi), readonly(verts), sealed(np.array(offsets)),
+                        sealed(np.arange(len(verts))), sealed(codes), sealed(areas), sealed(inner),
+                        sealed(adj), "lp", stats, net, None, DEFAULT_SLICE_TOL)
