@@ -18,6 +18,7 @@ Examples
 
 from maso import layers as layers
 from maso import nn as nn
+from maso import plotting as plotting
 from maso._from_torch import SUPPORTED as SUPPORTED
 from maso._from_torch import from_torch as from_torch
 from maso._from_torch import mlp as mlp
@@ -98,4 +99,5 @@ __all__ = [
     "layers",
     "mlp",
     "nn",
+    "plotting",
 ]

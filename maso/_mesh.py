@@ -135,7 +135,9 @@ class Mesh:
         keys = np.unique(np.concatenate(keys))
         zf, zv = keys // Vt, keys % Vt
         if len(zf) != 2 * len(cut_faces) or np.any(zf[0::2] != cut_faces) or np.any(zf[1::2] != cut_faces):
-            raise MeshDegeneracy("a face meets a cut line in other than two points")
+            counts = np.bincount(zf, minlength=F)[cut_faces]
+            raise MeshDegeneracy(f"faces {cut_faces[counts != 2][:5].tolist()} meet a cut line in "
+                                 f"{counts[counts != 2][:5].tolist()} points instead of 2")
         new_f = np.full(F + 1, -1, dtype=np.int64)
         new_f[cut_faces] = F + np.arange(len(cut_faces))
         # edges of cut faces on the negative side move to the new face
@@ -178,6 +180,7 @@ class Mesh:
             return 0
         g = coo_matrix((np.ones(int(join.sum())), (EF[join, 0], EF[join, 1])), shape=(self.nF, self.nF))
         n, comp = connected_components(g, directed=False)
+        comp = comp.astype(np.int64)  # face * vertex keys overflow int32
         keep = ~join
         self._E = E[keep].copy()
         ef = EF[keep]

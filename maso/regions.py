@@ -292,16 +292,33 @@ class RegionSet(Sequence[Region]):
         for i, r in enumerate(self._regions):
             for gi, end in enumerate(ends):
                 prefix[gi].setdefault(r.code[:end].tobytes(), []).append(i)
+        all_codes = None
         for i, r in enumerate(self._regions):
             P = r.polytope
             for f, units in enumerate(r.facet_units):
                 if units[0] < 0:
                     continue
-                gi = int(col_group[units[0]])
+                # units of coincident boundaries can sit in several layers: every unit not listed keeps its
+                # piece across the facet, so the neighbour's code is known up to the last listed layer
+                gi = int(col_group[list(units)].max())
                 target = r.code[: ends[gi]].copy()
-                for (u, piece) in [(u, _competing_piece(r, f, u)) for u in units]:
-                    target[u] = piece
-                for j in prefix[gi].get(target.tobytes(), []):
+                unknown = []
+                for u in units:
+                    piece = _competing_piece(r, f, u, groups[int(col_group[u])].n_pieces)
+                    if piece is None:
+                        unknown.append(u)
+                    else:
+                        target[u] = piece
+                if unknown:  # e.g. a max-pool window of zeros whose winner changes where one input turns on
+                    if all_codes is None:
+                        all_codes = np.array([q.code for q in self._regions])
+                    known = np.ones(ends[gi], dtype=bool)
+                    known[unknown] = False
+                    hits = np.all(all_codes[:, : ends[gi]][:, known] == target[known], axis=1)
+                    candidates = np.flatnonzero(hits).tolist()
+                else:
+                    candidates = prefix[gi].get(target.tobytes(), [])
+                for j in candidates:
                     if j <= i or g.has_edge(i, j):
                         continue
                     if _share_facet(P.A, P.b, f, self._regions[j].polytope, self.tol):
@@ -357,12 +374,15 @@ class RegionSet(Sequence[Region]):
         return VerificationReport(n, mism, err, facet_err, len(pts), unc, multi, ok)
 
 
-def _competing_piece(r: Region, f: int, u: int) -> int:
+def _competing_piece(r: Region, f: int, u: int, n_pieces: int) -> int | None:
+    """The piece unit ``u`` takes across facet ``f``; ``None`` if the facet does not say (a unit with more than
+    two pieces whose boundary coincides with the facet's own unit)."""
     units = r.polytope.units
     if units is not None and units[f, 0] == u:
         return int(units[f, 1])
-    # a coincident duplicate unit: two-piece units flip
-    return int(1 - r.code[u])
+    if n_pieces == 2:  # a coincident duplicate unit: two-piece units flip
+        return int(1 - r.code[u])
+    return None
 
 
 def _bounding_box(P: Polytope) -> tuple[np.ndarray, np.ndarray]:
@@ -740,7 +760,7 @@ class _Engine:
         out = []
         for r in pieces:
             rivals = _rivals(r, pieces, P, Q)
-            sub, ok, thin = c, rivals is not None, None
+            sub, ok, thin, touching = c, rivals is not None, None, []
             for s, n, t in rivals or ():  # piece s beats r where n.x + t > 0: keep f <= 0
                 fv = sub.V @ n + t
                 if fv.min() >= -self.tol:  # piece r never wins by more than tol here
@@ -750,6 +770,8 @@ class _Engine:
                     break
                 if fv.max() > _EPS:
                     sub = self._split_both(sub, n, t, fv, (col, r), (col, s))[1]
+                elif fv.max() > -_EPS:  # r's boundary with s runs along the cell: maybe one of its facets
+                    touching.append((n, t, s))
             if not ok:
                 if thin is not None:
                     self.slivers.append(Sliver(col, r, thin[0], thin[1], c.code.copy()))
@@ -764,6 +786,8 @@ class _Engine:
                         self.slivers.append(Sliver(col, r, float(radius), center, c.code.copy()))
                     continue
             sub.code[col] = r
+            for n, t, s in touching:
+                self._label_coincident(sub, n, t, col, s)
             out.append(sub)
         return out
 

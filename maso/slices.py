@@ -322,8 +322,9 @@ def _partition(net: Network, lo: np.ndarray, hi: np.ndarray, tol: float) -> tupl
                 if (d < 0).any() and (d > 0).any():
                     stats["splits"] += mesh.split(d)
             cols = np.broadcast_to(constant, (mesh.nF, U)).copy()
-            if len(active):
-                cols[:, active] = mesh.face_means(mesh.Z) > 0
+            if len(active):  # values within the snapping tolerance of 0 are ties: lowest piece
+                scale = np.abs(mesh.Z).max(axis=0)
+                cols[:, active] = mesh.face_means(mesh.Z) > tol * scale
             mesh.codes[:, g.columns] = cols
             continue
         # units with more pieces: cut where piece r overtakes the best of pieces < r, then merge the faces

@@ -1,0 +1,202 @@
+"""Figures of slices and paths (matplotlib, an optional dependency: ``pip install "maso[plot]"``)."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from maso.errors import MasoError
+
+__all__ = ["plot_slice", "plot_crossings", "code_colors"]
+
+
+def _pyplot():
+    try:
+        import matplotlib.pyplot as plt  # picks a non-interactive backend by itself when there is no display
+    except ImportError as e:  # pragma: no cover - depends on the environment
+        raise MasoError('Plotting needs matplotlib: pip install "maso[plot]".') from e
+    return plt
+
+
+def code_colors(codes: np.ndarray, *, saturation: float = 0.55, value: float = 0.95) -> np.ndarray:
+    """A stable colour per code row: the hue comes from a hash of the code's bytes, so a region keeps its colour
+    across runs, slices and machines.
+
+    Parameters
+    ----------
+    codes : ndarray of shape (n, n_units)
+
+    Returns
+    -------
+    ndarray of shape (n, 3)
+        RGB in [0, 1].
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from maso.plotting import code_colors
+    >>> c = code_colors(np.array([[0, 1], [1, 0], [0, 1]], dtype=np.uint8))
+    >>> c.shape, bool(np.all(c[0] == c[2])), bool(np.any(c[0] != c[1]))
+    ((3, 3), True, True)
+    """
+    from matplotlib.colors import hsv_to_rgb
+
+    codes = np.ascontiguousarray(codes)
+    hues = np.array([int.from_bytes(hashlib.blake2b(c.tobytes(), digest_size=4).digest(), "little") / 2**32
+                     for c in codes]).reshape(-1)
+    hsv = np.stack([hues, np.full_like(hues, saturation), np.full_like(hues, value)], axis=1)
+    return hsv_to_rgb(hsv) if len(hsv) else np.zeros((0, 3))
+
+
+def _save(fig: Any, path: str | Path | None) -> None:
+    if path is not None:
+        fig.savefig(path, bbox_inches="tight", dpi=150)
+
+
+def plot_slice(
+    slice_regions: Any,
+    *,
+    color: str = "code",
+    output: int | None = None,
+    edges: bool = True,
+    decision_boundary: bool = True,
+    points: Any = None,
+    labels: Sequence[Any] | None = None,
+    ax: Any = None,
+    path: str | Path | None = None,
+    cmap: str = "viridis",
+) -> Any:
+    """Draw a :class:`maso.SliceRegions`: regions, their edges, the decision boundary and data points.
+
+    Parameters
+    ----------
+    slice_regions : SliceRegions
+    color : {"code", "output", "argmax", "none"}
+        ``"code"``: a stable hash colour per region (see :func:`code_colors`); ``"output"``: the value of
+        ``output`` (default 0) at each region's interior point; ``"argmax"``: the winning output.
+    output : int, optional
+    edges, decision_boundary : bool
+        Draw region edges (thin) and the exact decision boundary (thick; see
+        :meth:`SliceRegions.decision_boundary`).
+    points : array, optional
+        Points to overlay: plane coordinates ``(n, 2)``, or inputs ``(n, *input_shape)`` that are projected onto
+        the plane.
+    labels : sequence, optional
+        Text labels of the points.
+    ax : matplotlib Axes, optional
+    path : str or Path, optional
+        Also save the figure there (PNG, SVG, PDF... by the suffix).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Examples
+    --------
+    >>> net = maso.mlp([2, 8, 8, 3], seed=0)
+    >>> fig = maso.slice_regions(net, lo=(-2, -2), hi=(2, 2)).plot(color="argmax")
+    >>> len(fig.axes)
+    1
+    """
+    plt = _pyplot()
+    from matplotlib.collections import LineCollection, PolyCollection
+
+    sl = slice_regions
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(6, 6))
+    else:
+        fig = ax.figure
+    polys = sl.polygons()
+    if color == "code":
+        face = code_colors(sl.codes)
+    elif color in ("output", "argmax"):
+        net = sl._network()
+        y = np.asarray(net(sl.interior_points)).reshape(len(sl), -1)
+        if color == "argmax":
+            vals = y.argmax(axis=1).astype(float)
+            vals = vals / max(1.0, float(y.shape[1] - 1))
+        else:
+            j = 0 if output is None else int(output)
+            if not 0 <= j < y.shape[1]:
+                raise MasoError(f"output must be in [0, {y.shape[1]}). Got {output}.")
+            v = y[:, j]
+            vals = (v - v.min()) / (np.ptp(v) or 1.0)
+        face = plt.get_cmap(cmap)(vals)[:, :3]
+    elif color == "none":
+        face = np.ones((len(sl), 3))
+    else:
+        raise MasoError(f"color must be 'code', 'output', 'argmax' or 'none'. Got {color!r}.")
+    ax.add_collection(PolyCollection(polys, facecolors=face, edgecolors="k" if edges else "none",
+                                     linewidths=0.3 if edges else 0.0))
+    if decision_boundary:
+        segs = sl.decision_boundary(output if color == "output" else None)
+        if len(segs):
+            ax.add_collection(LineCollection(segs, colors="k", linewidths=2.0))
+    if points is not None:
+        pts = np.asarray(points, dtype=np.float64)
+        if pts.ndim != 2 or pts.shape[1] != 2:
+            pts = sl.plane.coordinates(pts)
+            pts = np.atleast_2d(pts)
+        ax.scatter(pts[:, 0], pts[:, 1], c="w", edgecolors="k", s=40, zorder=3)
+        for p, lab in zip(pts, labels or []):
+            ax.annotate(str(lab), p, xytext=(4, 4), textcoords="offset points")
+    ax.set_xlim(sl.lo[0], sl.hi[0])
+    ax.set_ylim(sl.lo[1], sl.hi[1])
+    ax.set_aspect("equal")
+    ax.set_title(f"{len(sl)} regions")
+    _save(fig, path)
+    return fig
+
+
+def plot_crossings(
+    crossings: Any, *, ax: Any = None, path: str | Path | None = None, bins: int = 50,
+) -> Any:
+    """Draw where the code changes along paths: one row of ticks per path (marker size = units flipping) and,
+    for several paths, a histogram of the crossing density along the path parameter.
+
+    Parameters
+    ----------
+    crossings : SegmentCrossings or list of them
+    ax : matplotlib Axes, optional
+    path : str or Path, optional
+        Also save the figure there.
+    bins : int
+        Histogram bins for several paths.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Examples
+    --------
+    >>> net = maso.mlp([2, 8, 8, 1], seed=0)
+    >>> sc = maso.segment_crossings(net, np.array([-2.0, -2.0]), np.array([2.0, 2.0]))
+    >>> fig = maso.plotting.plot_crossings(sc)
+    >>> len(fig.axes)
+    1
+    """
+    plt = _pyplot()
+    many = isinstance(crossings, (list, tuple))
+    items = list(crossings) if many else [crossings]
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(7, 2.5 if len(items) < 4 else 4))
+    else:
+        fig = ax.figure
+    if len(items) <= 20:
+        for row, sc in enumerate(items):
+            ax.hlines(row, sc.lo, sc.hi, colors="0.7", linewidth=1)
+            ax.scatter(sc.t, np.full(len(sc.t), row), s=8 + 6 * sc.hamming(), marker="|", c="k")
+        ax.set_yticks(range(len(items)))
+        ax.set_ylabel("path")
+        ax.set_title("code changes along the path" + ("s" if many else ""))
+    else:
+        allt = np.concatenate([(sc.t - sc.lo) / (sc.hi - sc.lo) for sc in items])
+        ax.hist(allt, bins=bins, weights=np.full(len(allt), bins / len(items)), color="0.3")
+        ax.set_ylabel("crossings per unit t, per path")
+        ax.set_title(f"crossing density over {len(items)} paths")
+    ax.set_xlabel("t")
+    _save(fig, path)
+    return fig

@@ -1,0 +1,270 @@
+"""Exact 2-D slices: against exact rational polygon splitting, the LP enumerator on the same plane, dense
+sampling, degenerate planes and arrangements, decision boundaries, plots and typed errors."""
+
+from __future__ import annotations
+
+import warnings
+from fractions import Fraction
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import exact2d
+import maso
+from archs import random_inputs, random_model
+from maso.layers import Dense, absolute, leaky_relu, relu
+from test_regions import _degenerate_nets, _hidden, _mlp
+
+
+def _code_set(codes: np.ndarray) -> set[bytes]:
+    return {np.asarray(c, dtype=np.uint8).tobytes() for c in codes}
+
+
+def _by_code(sl: maso.SliceRegions) -> dict[bytes, int]:
+    return {np.asarray(c, dtype=np.uint8).tobytes(): i for i, c in enumerate(sl.codes)}
+
+
+# --------------------------------------------------------------------------------- exact references
+@settings(max_examples=30)
+@given(seed=st.integers(0, 2**20), depth=st.integers(1, 3), act=st.sampled_from(["relu", "leaky", "abs"]))
+def test_slice_equals_exact_rational_reference(seed, depth, act):
+    """Property: regions, codes and areas equal exact polygon splitting in rational arithmetic."""
+    rng = np.random.default_rng(seed)
+    widths = [2] + [int(w) for w in rng.integers(2, 8, size=depth)]
+    hidden = _hidden(widths, rng)
+    slopes = {"relu": (0.0, 1.0), "leaky": (0.1, 1.0), "abs": (-1.0, 1.0)}[act]
+    make = {"relu": relu, "leaky": lambda: leaky_relu(0.1), "abs": absolute}[act]
+    net = _mlp(hidden + [(rng.normal(size=(1, widths[-1])), np.zeros(1))], make)
+    ref = exact2d.regions([(W, b, slopes) for W, b in hidden], -1, 1)
+    sl = maso.slice_regions(net, lo=(-1, -1), hi=(1, 1))
+    assert len(sl) == len(ref)
+    ref_area = {np.array(c, dtype=np.uint8).tobytes(): exact2d.area(p) for p, c in ref}
+    assert _code_set(sl.codes) == set(ref_area)
+    for key, i in _by_code(sl).items():
+        assert sl.areas[i] == pytest.approx(float(ref_area[key]), rel=1e-9, abs=1e-12)
+    assert sl.areas.sum() == pytest.approx(4.0, rel=1e-12)
+
+
+@pytest.mark.parametrize("name, hidden", list(_degenerate_nets()), ids=[n for n, _ in _degenerate_nets()])
+def test_degenerate_arrangements_exact(name, hidden):
+    """Duplicated, zero-weight, dead units, zero biases, concurrent lines and a line through a corner of the
+    rectangle give the exact rational counts, with nothing merged by rounding."""
+    rng = np.random.default_rng(0)
+    net = _mlp(hidden + [(rng.normal(size=(1, hidden[-1][0].shape[0])), np.zeros(1))])
+    ref = exact2d.regions([(W, b, (0.0, 1.0)) for W, b in hidden], -1, 1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", maso.NumericalWarning)
+        sl = maso.slice_regions(net, lo=(-1, -1), hi=(1, 1))
+    assert len(sl) == len(ref), name
+    assert _code_set(sl.codes) == {np.array(c, dtype=np.uint8).tobytes() for _, c in ref}
+    assert sl.stats["merged"] == 0 and sl.stats["duplicate_codes"] == 0
+    assert sl.areas.sum() == pytest.approx(4.0, rel=1e-12)
+
+
+def test_plane_containing_a_boundary():
+    """A plane inside a unit's hyperplane: that unit is zero on the whole slice and cuts nothing; the slice
+    equals the LP enumerator's on the same plane."""
+    rng = np.random.default_rng(3)
+    W1, b1 = rng.normal(size=(6, 3)), rng.normal(size=6) * 0.3
+    W1[0] = [0.0, 0.0, 1.0]
+    b1[0] = -0.25  # unit 0 is zero on the plane x3 = 0.25
+    W2, b2 = rng.normal(size=(5, 6)), rng.normal(size=5) * 0.3
+    net = _mlp([(W1, b1), (W2, b2), (rng.normal(size=(1, 5)), np.zeros(1))])
+    plane = maso.Plane(np.array([0.0, 0.0, 0.25]), np.array([1.0, 0, 0]), np.array([0, 1.0, 0]))
+    sl = maso.slice_regions(net, plane, lo=(-1, -1), hi=(1, 1))
+    lp = maso.slice_regions(net, plane, lo=(-1, -1), hi=(1, 1), method="lp")
+    assert len(sl) == len(lp) and _code_set(sl.codes) == _code_set(lp.codes)
+    assert np.all(sl.codes[:, 0] == 0)  # on its boundary the unit sits on its lowest piece
+
+
+# ------------------------------------------------------------------------------------ mesh == LP
+@pytest.mark.parametrize("seed", range(10))
+def test_mesh_equals_lp_enumerator_on_random_models(seed):
+    """Property: on a plane through three random inputs of random models of every kind (max-pool, maxout,
+    residual, concat, leaky, abs, PReLU...), the mesh gives the LP enumerator's regions: codes, areas, neighbours."""
+    module, shape, kind = random_model(seed)
+    net = maso.from_torch(module, torch.zeros(1, *shape, dtype=torch.float64))
+    plane = maso.Plane.through_points(*random_inputs(seed, shape, 3))
+    sl = maso.slice_regions(net, plane)
+    lp = maso.slice_regions(net, plane, method="lp")
+    assert len(sl) == len(lp), kind
+    assert _code_set(sl.codes) == _code_set(lp.codes), kind
+    area_lp = {k: lp.areas[i] for k, i in _by_code(lp).items()}
+    for k, i in _by_code(sl).items():
+        assert sl.areas[i] == pytest.approx(area_lp[k], rel=1e-7, abs=1e-9)
+    assert sl.areas.sum() == pytest.approx(4.0, rel=1e-10)
+    to_lp = {i: _by_code(lp)[k] for k, i in _by_code(sl).items()}
+    assert {tuple(sorted((to_lp[int(i)], to_lp[int(j)]))) for i, j in sl.adjacency} == \
+        {tuple(p) for p in lp.adjacency.tolist()}
+
+
+def test_regions_hold_their_codes_and_maps():
+    """Every region's interior point has the region's code; dense samples in a region share its code and its
+    affine map (in plane coordinates) reproduces the network on them."""
+    net = maso.mlp([5, 12, 12, 3], seed=4)
+    plane = maso.Plane.through_points(*np.random.default_rng(4).normal(size=(3, 5)))
+    sl = maso.slice_regions(net, plane)
+    np.testing.assert_array_equal(sl.codes, net.codes(plane(sl.interior_points)))
+    rng = np.random.default_rng(0)
+    st_ = rng.uniform(sl.lo, sl.hi, size=(4000, 2))
+    idx = sl.find(st_)
+    assert np.all(idx >= 0)
+    np.testing.assert_array_equal(sl.codes[idx], net.codes(plane(st_)))
+    f = sl.affine
+    y = np.einsum("nij,nj->ni", f.A[idx], st_) + f.b[idx]
+    np.testing.assert_allclose(y, net(plane(st_)), rtol=1e-9, atol=1e-9)
+    # the plane map is the chain rule of the full-space map
+    full = net.affine_at(plane(sl.interior_points[0]))
+    np.testing.assert_allclose(f.A[0], full.A @ plane.directions.T, atol=1e-10)
+    r = sl[0]
+    assert r.area > 0 and r.polygon.shape[1] == 2 and r.affine.A.shape == (3, 2)
+    for j in r.neighbours:
+        assert 0 in sl[j].neighbours
+
+
+def test_polygons_are_convex_ccw_and_graph_flips():
+    net = maso.mlp([2, 16, 16, 1], seed=2)
+    sl = maso.slice_regions(net, lo=(-2, -2), hi=(2, 2))
+    for i in range(len(sl)):
+        P = sl.polygon(i)
+        e = np.roll(P, -1, axis=0) - P
+        cross = e[:, 0] * np.roll(e[:, 1], -1) - e[:, 1] * np.roll(e[:, 0], -1)
+        assert np.all(cross > 0)  # strictly convex, counter-clockwise (collinear vertices removed)
+    g = sl.graph()
+    assert g.number_of_edges() == len(sl.adjacency)
+    for i, j, data in g.edges(data=True):
+        np.testing.assert_array_equal(data["units"], np.flatnonzero(sl.codes[i] != sl.codes[j]))
+
+
+def test_subnetwork_slice_matches_lp():
+    """A slice of the input space of layer L, with the boundaries of layers L..K only."""
+    net = maso.mlp([3, 10, 10, 10, 2], seed=5)
+    tail = net.subnetwork(start="1")
+    h = net.activations(np.random.default_rng(5).normal(size=(3, 3)), ["1"])["1"]
+    plane = maso.Plane.through_points(*h)
+    sl = maso.slice_regions(tail, plane)
+    lp = maso.slice_regions(tail, plane, method="lp")
+    assert len(sl) == len(lp) and _code_set(sl.codes) == _code_set(lp.codes)
+    assert sl.codes.shape[1] == tail.n_units == 20
+
+
+def test_one_generic_layer_closed_form():
+    """n lines in general position whose crossings all lie inside the rectangle: 1 + n + C(n, 2) regions."""
+    rng = np.random.default_rng(11)
+    n = 9
+    W, b = rng.normal(size=(n, 2)), rng.normal(size=n)
+    pts = [np.linalg.solve(W[[i, j]], -b[[i, j]]) for i in range(n) for j in range(i + 1, n)]
+    h = 1.5 * float(np.max(np.abs(pts)))
+    net = maso.Network.sequential((2,), [Dense(W, b), relu()])
+    assert len(maso.slice_regions(net, lo=(-h, -h), hi=(h, h))) == 1 + n + n * (n - 1) // 2
+
+
+# ------------------------------------------------------------------------------- decision boundary
+def test_decision_boundary_argmax_is_exact():
+    net = maso.mlp([2, 10, 10, 3], seed=6)
+    sl = maso.slice_regions(net, lo=(-3, -3), hi=(3, 3))
+    segs = sl.decision_boundary()
+    assert len(segs)
+    # every segment is a tie of the two largest outputs, all along it
+    for w in (0.0, 0.3, 1.0):
+        y = np.sort(net(segs[:, 0] + w * (segs[:, 1] - segs[:, 0])), axis=1)
+        np.testing.assert_allclose(y[:, -1], y[:, -2], atol=1e-9)
+    # wherever the sampled argmax changes between grid neighbours, a segment passes between them
+    g = np.linspace(-3, 3, 161)
+    X, Y = np.meshgrid(g, g)
+    lab = net(np.stack([X.ravel(), Y.ravel()], 1)).argmax(1).reshape(X.shape)
+    change = np.argwhere(lab[:, 1:] != lab[:, :-1])
+    mids = np.stack([0.5 * (X[change[:, 0], change[:, 1]] + X[change[:, 0], change[:, 1] + 1]),
+                     Y[change[:, 0], change[:, 1]]], 1)
+    a, b = segs[:, 0], segs[:, 1]
+    ab = b - a
+    tt = np.clip(np.einsum("mnk,nk->mn", mids[:, None] - a[None], ab) / np.einsum("nk,nk->n", ab, ab), 0, 1)
+    dist = np.linalg.norm(mids[:, None] - (a[None] + tt[..., None] * ab[None]), axis=2).min(1)
+    assert np.all(dist <= g[1] - g[0])
+
+
+def test_decision_boundary_of_one_output_is_its_zero_set():
+    net = maso.mlp([2, 12, 12, 1], seed=7)
+    sl = maso.slice_regions(net, lo=(-4, -4), hi=(4, 4))
+    segs = sl.decision_boundary()
+    assert len(segs)
+    np.testing.assert_allclose(net(segs.reshape(-1, 2)), 0.0, atol=1e-9)
+    net3 = maso.mlp([2, 6, 3], seed=1)
+    sl3 = maso.slice_regions(net3, lo=(-4, -4), hi=(4, 4))
+    s1 = sl3.decision_boundary(output=1)
+    np.testing.assert_allclose(net3(s1.reshape(-1, 2))[:, 1], 0.0, atol=1e-9)
+    with pytest.raises(maso.ShapeError, match="output"):
+        sl3.decision_boundary(output=3)
+
+
+def test_linear_model_boundary_length():
+    """A linear 2-class model: the boundary is one line; its length inside the square is known."""
+    W = np.array([[1.0, 2.0], [0.0, 0.0]])
+    net = maso.Network.sequential((2,), [Dense(W, np.array([0.5, 0.0]))])
+    sl = maso.slice_regions(net, lo=(-1, -1), hi=(1, 1))
+    assert len(sl) == 1
+    segs = sl.decision_boundary()
+    length = np.linalg.norm(segs[:, 1] - segs[:, 0], axis=1).sum()
+    # x + 2y + 0.5 = 0 from (-1, 0.25) to (1, -0.75)
+    assert length == pytest.approx(np.hypot(2.0, 1.0), rel=1e-12)
+
+
+# ---------------------------------------------------------------------------------- planes, errors
+def test_plane_geometry():
+    a, b, c = np.array([1.0, 0, 0]), np.array([0, 1.0, 0]), np.array([0, 0, 1.0])
+    plane = maso.Plane.through_points(a, b, c)
+    np.testing.assert_allclose(plane(np.array([[0, 0], [1, 0], [0, 1]])), np.stack([a, b, c]))
+    np.testing.assert_allclose(plane.coordinates(np.stack([a, b, c])), [[0, 0], [1, 0], [0, 1]], atol=1e-12)
+    img = maso.Plane(np.zeros((1, 2, 2)), np.ones((1, 2, 2)), np.eye(2)[None])
+    assert img(np.array([1.0, 1.0])).shape == (1, 2, 2)
+
+
+def test_slice_errors():
+    net = maso.mlp([3, 4, 1], seed=0)
+    with pytest.raises(maso.DomainError, match="linearly independent"):
+        maso.Plane(np.zeros(3), np.ones(3), 2 * np.ones(3))
+    with pytest.raises(maso.ShapeError, match="one non-empty shape"):
+        maso.Plane(np.zeros(3), np.ones(3), np.ones(2))
+    with pytest.raises(maso.ShapeError, match="needs a Plane"):
+        maso.slice_regions(net)
+    plane = maso.Plane(np.zeros(4), np.eye(4)[0], np.eye(4)[1])
+    with pytest.raises(maso.ShapeError, match="4 dimensions"):
+        maso.slice_regions(net, plane)
+    good = maso.Plane(np.zeros(3), np.eye(3)[0], np.eye(3)[1])
+    with pytest.raises(maso.DomainError, match="lo < hi"):
+        maso.slice_regions(net, good, lo=(1, 0), hi=(0, 1))
+    with pytest.raises(maso.DomainError, match="lo and hi"):
+        maso.slice_regions(net, good, lo=(0, 0, 0), hi=(1, 1, 1))
+    with pytest.raises(maso.MasoError, match="method"):
+        maso.slice_regions(net, good, method="fast")
+    with pytest.raises(maso.ShapeError, match="tol"):
+        maso.slice_regions(net, good, tol=-1.0)
+    with pytest.raises(maso.ShapeError, match="maso.Network"):
+        maso.slice_regions(object(), good)
+
+
+# -------------------------------------------------------------------------------------------- plots
+def test_plots_are_returned_and_saved(tmp_path):
+    pytest.importorskip("matplotlib")
+    net = maso.mlp([4, 8, 8, 3], seed=0)
+    pts = np.random.default_rng(0).normal(size=(3, 4))
+    sl = maso.slice_regions(net, maso.Plane.through_points(*pts))
+    for color in ("code", "output", "argmax", "none"):
+        fig = sl.plot(color=color, points=pts, labels=["a", "b", "c"], path=tmp_path / f"s_{color}.png")
+        assert (tmp_path / f"s_{color}.png").stat().st_size > 1000
+        assert len(fig.axes) == 1
+    sl.plot(path=tmp_path / "s.svg")
+    assert (tmp_path / "s.svg").read_text().startswith("<?xml")
+    sc = maso.segment_crossings(net, pts[0], pts[1])
+    maso.plotting.plot_crossings(sc, path=tmp_path / "c.png")
+    many = maso.segment_crossings(net, np.repeat(pts[:1], 30, 0), np.random.default_rng(1).normal(size=(30, 4)))
+    maso.plotting.plot_crossings(many, path=tmp_path / "d.png")
+    assert (tmp_path / "c.png").exists() and (tmp_path / "d.png").exists()
+    with pytest.raises(maso.MasoError, match="color"):
+        sl.plot(color="rainbow")
+    import matplotlib.pyplot as plt
+
+    plt.close("all")
