@@ -73,3 +73,77 @@ def test_restrict_and_batches_and_errors():
         maso.segment_crossings(net, np.zeros(4), np.zeros(3))
     with pytest.raises(maso.ShapeError, match="restrict needs"):
         net.restrict(np.zeros(3), np.zeros((1, 4)))
+
+
+@pytest.mark.parametrize("seed", range(8, 16))
+def test_walk_equals_lp_on_random_models(seed):
+    """The batched walk and the per-segment LP enumeration give the same crossings and flipping units."""
+    module, shape, _ = random_model(seed)
+    net = maso.from_torch(module, torch.zeros(1, *shape, dtype=torch.float64))
+    x0, x1 = random_inputs(seed, shape, 2)
+    walk = maso.segment_crossings(net, x0, x1)
+    lp = maso.segment_crossings(net, x0, x1, method="lp")
+    np.testing.assert_allclose(walk.t, lp.t, rtol=0, atol=1e-9)
+    np.testing.assert_array_equal(walk.codes, lp.codes)
+    assert [u.tolist() for u in walk.units] == [u.tolist() for u in lp.units]
+
+
+def test_crossings_equal_a_million_samples():
+    """On 10^6 samples of a segment through a 784-[64]x3 MLP: the sampled code changes are exactly the
+    crossings (none closer together than the sample spacing here), and the pieces' codes match."""
+    net = maso.mlp([784, 64, 64, 64, 10], seed=3)
+    rng = np.random.default_rng(3)
+    x0, x1 = rng.random(784), rng.random(784)
+    sc = maso.segment_crossings(net, x0, x1)
+    n = 1_000_000
+    ts = (np.arange(n) + 0.5) / n
+    change = []
+    for s in range(0, n, 100_000):  # chunks keep memory small
+        t = ts[s:s + 100_001]
+        c = net.codes(x0 + t[:, None] * (x1 - x0))
+        change.extend((s + np.flatnonzero(np.any(c[1:] != c[:-1], axis=1))).tolist())
+    change = np.unique(change)
+    assert np.min(np.diff(sc.t)) > 2.0 / n
+    assert len(change) == len(sc.t)
+    assert np.all((ts[change] < sc.t) & (sc.t < ts[change + 1]))
+
+
+def test_rays_and_scaling_density():
+    """Rays: t is the scale s; a bias-free ReLU net is positively homogeneous, so no code changes along s * a
+    for s > 0 (zero scaling density), while the same net with biases has crossings."""
+    rng = np.random.default_rng(2)
+    hidden = [(rng.normal(size=(8, 3)), np.zeros(8)), (rng.normal(size=(8, 8)), np.zeros(8))]
+    layers = []
+    for W, b in hidden:
+        layers += [maso.layers.Dense(W, b), maso.layers.relu()]
+    net = maso.Network.sequential((3,), layers)
+    a = rng.normal(size=(20, 3))
+    for rc in maso.ray_crossings(net, a, 0.01, 50.0):
+        assert rc.n_pieces == 1 and rc.density() == 0.0
+    biased = maso.mlp([3, 8, 8, 1], seed=2)
+    rays = maso.ray_crossings(biased, a, 0.5, 4.0)
+    segs = maso.segment_crossings(biased, 0.5 * a, 4.0 * a)
+    for r, s in zip(rays, segs):
+        np.testing.assert_allclose(r.t, 0.5 + 3.5 * s.t, atol=1e-9)
+        assert r.length == pytest.approx(3.5 * np.linalg.norm(r.direction))
+        np.testing.assert_allclose(r.points(), biased_points(r), atol=1e-12)
+    assert sum(r.n_pieces for r in rays) > len(rays)
+    with pytest.raises(maso.ShapeError, match="s_min < s_max"):
+        maso.ray_crossings(biased, a[0], 1.0, 1.0)
+
+
+def biased_points(r):
+    return r.origin + r.t[:, None] * r.direction
+
+
+def test_concurrent_crossings_are_one_event():
+    """Duplicated units (and a max-pool window turning on with them) flip at one t, listed together."""
+    W = np.array([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]])
+    net = maso.Network.sequential((2,), [maso.layers.Dense(W, np.array([-0.3, -0.3, 0.2])), maso.layers.relu()])
+    sc = maso.segment_crossings(net, np.array([-1.0, 0.0]), np.array([1.0, 0.0]))
+    np.testing.assert_allclose(sc.t, [0.65], atol=1e-12)
+    assert sc.units[0].tolist() == [0, 1] and sc.hamming().tolist() == [2]
+    with pytest.raises(maso.MasoError, match="method"):
+        maso.segment_crossings(net, np.zeros(2), np.ones(2), method="fast")
+    with pytest.raises(maso.ShapeError, match="tol"):
+        maso.segment_crossings(net, np.zeros(2), np.ones(2), tol=1.0)
