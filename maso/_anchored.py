@@ -84,8 +84,10 @@ class Anchored:
         o = torch.from_numpy(np.ascontiguousarray(origins, dtype=np.float64))
         u = torch.from_numpy(np.ascontiguousarray(directions, dtype=np.float64))
         pts = torch.cat([o] + [o + u[:, j] for j in range(k)]).reshape(n * (k + 1), *shape)
-        with torch.no_grad():
-            _, _, kept = net._forward(pts, keep=front)
+        with torch.no_grad():  # only the head: the nodes up to the frontier
+            kept = {}
+            for j in front:
+                kept[j] = net._evaluate({0: pts}, j)[0] if j else pts
         self.base = {j: kept[j][:n] for j in front}
         self.slopes = {j: torch.stack([kept[j][n * (c + 1):n * (c + 2)] - kept[j][:n] for c in range(k)], dim=1)
                        for j in front}

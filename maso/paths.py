@@ -291,6 +291,10 @@ def _walk(net: Network, origin: np.ndarray, direction: np.ndarray, lo: np.ndarra
         change = changed[c0:c1]
         f0 = flip_start[c0] if c0 < len(changed) else len(cols)
         f1 = flip_start[c1] if c1 < len(changed) else len(cols)
-        out.append(_crossings(t[k[change] + 1], codes[np.r_[a, change + 1]], origin[i], direction[i], lo[i], hi[i],
-                              cols[f0:f1], np.r_[flip_start[c0:c1], f1] - f0))
+        rows = np.empty(len(change) + 1, dtype=np.int64)
+        rows[0], rows[1:] = a, change + 1
+        offs = np.empty(len(change) + 1, dtype=np.int64)
+        offs[:-1], offs[-1] = flip_start[c0:c1], f1
+        out.append(_crossings(t[k[change] + 1], codes[rows], origin[i], direction[i], lo[i], hi[i],
+                              cols[f0:f1], offs - f0))
     return out
