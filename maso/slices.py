@@ -460,7 +460,7 @@ def slice_regions(
     >>> sl = maso.slice_regions(net, lo=(-1, -1), hi=(1, 1))
     >>> bool(np.isclose(sl.areas.sum(), 4.0))
     True
-    >>> sl.find([[0.1, 0.2]])[0] >= 0
+    >>> bool(sl.find([[0.1, 0.2]])[0] >= 0)
     True
     """
     start = time.perf_counter()
