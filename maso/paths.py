@@ -282,19 +282,23 @@ def _walk(net: Network, origin: np.ndarray, direction: np.ndarray, lo: np.ndarra
     flips = (codes[1:] != codes[:-1]) & (kseg[1:] == kseg[:-1])[:, None]  # row j: between intervals j, j+1
     rows, cols = np.nonzero(flips)
     changed = np.unique(rows)
-    flip_start = np.searchsorted(rows, changed)  # where each change's columns start in cols
     change_at = np.searchsorted(changed, bounds)
+    # everything for all segments at once; each result holds read-only views of these arrays
+    fo = sealed(np.append(np.searchsorted(rows, changed), len(cols)))
+    ts = sealed(t[k[changed] + 1])
+    first = change_at[:-1] + np.arange(n)  # where segment i's first piece sits among all pieces
+    piece_rows = np.empty(n + len(changed), dtype=np.int64)
+    is_first = np.zeros(len(piece_rows), dtype=bool)
+    is_first[first] = True
+    piece_rows[first] = bounds[:-1]
+    piece_rows[~is_first] = changed + 1
+    pieces = sealed(codes[piece_rows])
+    cols, origin, direction = sealed(cols), sealed(origin), sealed(direction)
     out = []
     for i in range(n):
-        a = bounds[i]
-        c0, c1 = change_at[i], change_at[i + 1]
-        change = changed[c0:c1]
-        f0 = flip_start[c0] if c0 < len(changed) else len(cols)
-        f1 = flip_start[c1] if c1 < len(changed) else len(cols)
-        rows = np.empty(len(change) + 1, dtype=np.int64)
-        rows[0], rows[1:] = a, change + 1
-        offs = np.empty(len(change) + 1, dtype=np.int64)
-        offs[:-1], offs[-1] = flip_start[c0:c1], f1
-        out.append(_crossings(t[k[change] + 1], codes[rows], origin[i], direction[i], lo[i], hi[i],
-                              cols[f0:f1], offs - f0))
+        c0, c1 = int(change_at[i]), int(change_at[i + 1])
+        offs = fo[c0:c1 + 1] - fo[c0]
+        offs.setflags(write=False)
+        out.append(SegmentCrossings(ts[c0:c1], pieces[c0 + i:c1 + i + 1], origin[i], direction[i], float(lo[i]),
+                                    float(hi[i]), cols[fo[c0]:fo[c1]], offs))
     return out
