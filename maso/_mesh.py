@@ -62,7 +62,7 @@ class Mesh:
         """Replace the vertex values (one row per vertex)."""
         self._Z = np.ascontiguousarray(Z.reshape(self.nV, -1), dtype=np.float64)
 
-    def copy(self) -> "Mesh":
+    def copy(self) -> Mesh:
         m = Mesh.__new__(Mesh)
         m._P, m._E, m._EF, m._Z = self.P.copy(), self.E.copy(), self.EF.copy(), self.Z.copy()
         m.nV, m.nE, m.nF = self.nV, self.nE, self.nF

@@ -7,13 +7,21 @@ from typing import Any
 
 import numpy as np
 
-from maso._anchored import Anchored, Incremental, _two_piece, breakpoints, interval_codes, piece_gap, piece_scores
+from maso._anchored import (
+    Anchored,
+    Incremental,
+    _two_piece,
+    breakpoints,
+    interval_codes,
+    piece_gap,
+    piece_scores,
+)
 from maso._validation import sealed
 from maso.domain import Box
 from maso.errors import MasoError, ShapeError
 from maso.network import Network
 
-__all__ = ["SegmentCrossings", "segment_crossings", "ray_crossings"]
+__all__ = ["SegmentCrossings", "ray_crossings", "segment_crossings"]
 
 
 @dataclass(frozen=True, eq=False)

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
 from maso.errors import MasoError
 
-__all__ = ["plot_slice", "plot_crossings", "code_colors"]
+__all__ = ["code_colors", "plot_crossings", "plot_slice"]
 
 
 def _pyplot():

@@ -17,7 +17,7 @@ from maso.affine import Affine
 from maso.errors import DomainError, MasoError, NumericalWarning, ShapeError
 from maso.network import Network
 
-__all__ = ["Plane", "SliceRegion", "SliceRegions", "slice_regions", "DEFAULT_SLICE_TOL"]
+__all__ = ["DEFAULT_SLICE_TOL", "Plane", "SliceRegion", "SliceRegions", "slice_regions"]
 
 DEFAULT_SLICE_TOL = 1e-12
 """Default relative snapping tolerance of the mesh path (see :func:`slice_regions`)."""
@@ -60,7 +60,7 @@ class Plane:
         object.__setattr__(self, "v", v)
 
     @classmethod
-    def through_points(cls, a: Any, b: Any, c: Any) -> "Plane":
+    def through_points(cls, a: Any, b: Any, c: Any) -> Plane:
         """The plane through three inputs, with ``a``, ``b``, ``c`` at ``(0, 0)``, ``(1, 0)`` and ``(0, 1)``.
 
         Examples

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from archs import random_inputs, random_model
 
 import maso
-from archs import random_inputs, random_model
 
 
 @pytest.mark.parametrize("seed", range(8))
@@ -36,7 +36,7 @@ def test_crossings_equal_dense_sampling(seed):
     mids = np.concatenate([[0.0], sc.t, [1.0]])
     for k in range(sc.n_pieces):
         m = 0.5 * (mids[k] + mids[k + 1])
-        np.testing.assert_array_equal(sc.codes[k], net.codes((x0 + m * (x1 - x0))))
+        np.testing.assert_array_equal(sc.codes[k], net.codes(x0 + m * (x1 - x0)))
 
 
 def test_one_layer_crossings_hit_the_hyperplanes():

@@ -51,17 +51,22 @@ def test_one_generic_layer_equals_zaslavsky(d, n):
     assert not regions.slivers
 
 
-@settings(max_examples=25)
-@given(seed=st.integers(0, 2**20), depth=st.integers(1, 3), act=st.sampled_from(["relu", "leaky", "abs"]))
-def test_2d_counts_equal_exact_rational_reference(seed, depth, act):
-    """Property: 2-D counts and codes equal exact convex-polygon splitting in rational arithmetic."""
+def random_2d_case(seed: int, depth: int, act: str, max_width: int):
+    """A random 2-D MLP of ReLU, leaky-ReLU or abs units and its exact rational regions on [-1, 1]^2."""
     rng = np.random.default_rng(seed)
-    widths = [2] + [int(w) for w in rng.integers(2, 7, size=depth)]
+    widths = [2] + [int(w) for w in rng.integers(2, max_width + 1, size=depth)]
     hidden = _hidden(widths, rng)
     slopes = {"relu": (0.0, 1.0), "leaky": (0.1, 1.0), "abs": (-1.0, 1.0)}[act]
     make = {"relu": relu, "leaky": lambda: leaky_relu(0.1), "abs": absolute}[act]
     net = _mlp(hidden + [(rng.normal(size=(1, widths[-1])), np.zeros(1))], make)
-    ref = exact2d.regions([(W, b, slopes) for W, b in hidden], -1, 1)
+    return net, exact2d.regions([(W, b, slopes) for W, b in hidden], -1, 1)
+
+
+@settings(max_examples=25)
+@given(seed=st.integers(0, 2**20), depth=st.integers(1, 3), act=st.sampled_from(["relu", "leaky", "abs"]))
+def test_2d_counts_equal_exact_rational_reference(seed, depth, act):
+    """Property: 2-D counts and codes equal exact convex-polygon splitting in rational arithmetic."""
+    net, ref = random_2d_case(seed, depth, act, max_width=6)
     got = maso.enumerate_regions(net, _box(2))
     assert len(got) == len(ref)
     assert {r.code.tobytes() for r in got} == {np.array(c, dtype=np.uint8).tobytes() for _, c in ref}

@@ -4,19 +4,18 @@ sampling, degenerate planes and arrangements, decision boundaries, plots and typ
 from __future__ import annotations
 
 import warnings
-from fractions import Fraction
 
+import exact2d
 import numpy as np
 import pytest
 import torch
+from archs import random_inputs, random_model
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from test_regions import _degenerate_nets, _mlp, random_2d_case
 
-import exact2d
 import maso
-from archs import random_inputs, random_model
-from maso.layers import Dense, absolute, leaky_relu, relu
-from test_regions import _degenerate_nets, _hidden, _mlp
+from maso.layers import Dense, relu
 
 
 def _code_set(codes: np.ndarray) -> set[bytes]:
@@ -32,13 +31,7 @@ def _by_code(sl: maso.SliceRegions) -> dict[bytes, int]:
 @given(seed=st.integers(0, 2**20), depth=st.integers(1, 3), act=st.sampled_from(["relu", "leaky", "abs"]))
 def test_slice_equals_exact_rational_reference(seed, depth, act):
     """Property: regions, codes and areas equal exact polygon splitting in rational arithmetic."""
-    rng = np.random.default_rng(seed)
-    widths = [2] + [int(w) for w in rng.integers(2, 8, size=depth)]
-    hidden = _hidden(widths, rng)
-    slopes = {"relu": (0.0, 1.0), "leaky": (0.1, 1.0), "abs": (-1.0, 1.0)}[act]
-    make = {"relu": relu, "leaky": lambda: leaky_relu(0.1), "abs": absolute}[act]
-    net = _mlp(hidden + [(rng.normal(size=(1, widths[-1])), np.zeros(1))], make)
-    ref = exact2d.regions([(W, b, slopes) for W, b in hidden], -1, 1)
+    net, ref = random_2d_case(seed, depth, act, max_width=7)
     sl = maso.slice_regions(net, lo=(-1, -1), hi=(1, 1))
     assert len(sl) == len(ref)
     ref_area = {np.array(c, dtype=np.uint8).tobytes(): exact2d.area(p) for p, c in ref}
