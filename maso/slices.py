@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import sys
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -297,7 +298,7 @@ class SliceRegions:
 
 
 # ----------------------------------------------------------------------------------------------- the mesh path
-def _partition(net: Network, lo: np.ndarray, hi: np.ndarray, tol: float) -> tuple[Mesh, dict]:
+def _partition(net: Network, lo: np.ndarray, hi: np.ndarray, tol: float, progress: bool = False) -> tuple[Mesh, dict]:
     """Refine a mesh of the rectangle by every unit of ``net`` (a 2-D input network), layer by layer.
 
     Faces carry their codes: a new face inherits its parent's, and when a layer is done each face gets that
@@ -307,7 +308,15 @@ def _partition(net: Network, lo: np.ndarray, hi: np.ndarray, tol: float) -> tupl
     mesh = Mesh(lo, hi)
     mesh.codes = np.zeros((1, net.n_units), dtype=net._code_dtype)
     stats = {"splits": 0, "merged": 0}
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=net.n_units, desc="slice", unit="unit")
     for g in net.units:
+        if bar is not None:
+            bar.set_postfix(faces=mesh.nF, refresh=False)
+            bar.update(g.size)
         Q = anch.scores(None, mesh.P, g.node)  # (V, U, R)
         V, U, R = Q.shape
         cols = mesh.codes[:, g.columns]
@@ -358,6 +367,8 @@ def _partition(net: Network, lo: np.ndarray, hi: np.ndarray, tol: float) -> tupl
         mesh.merge(same)
         mesh.compact()
     mesh.compact()
+    if bar is not None:
+        bar.close()
     # faces with one code on both sides of an edge: only rounding can leave them apart
     EF = mesh.EF
     same = (mesh.codes[EF[:, 0]] == mesh.codes[EF[:, 1]]).all(axis=1)
@@ -420,6 +431,7 @@ def slice_regions(
     *,
     tol: float = DEFAULT_SLICE_TOL,
     method: str = "mesh",
+    progress: bool | None = None,
 ) -> SliceRegions:
     """The exact regions of ``net`` on the rectangle ``[lo, hi]`` of a plane, as polygons.
 
@@ -448,6 +460,9 @@ def slice_regions(
         Relative snapping tolerance of the mesh method (``tol`` of the LP enumerator for ``method="lp"``,
         then in plane units).
     method : {"mesh", "lp"}
+    progress : bool, optional
+        Show a progress bar over the units (default: when stderr is a terminal and the network has at least
+        1,000 units).
 
     Returns
     -------
@@ -483,7 +498,8 @@ def slice_regions(
     flat = net.restrict(plane.origin.ravel(), plane.directions)
     if method == "mesh":
         try:
-            result = _from_mesh(flat, plane, lo, hi, tol)
+            show = progress if progress is not None else (sys.stderr.isatty() and net.n_units >= 1000)
+            result = _from_mesh(flat, plane, lo, hi, tol, bool(show))
         except MeshDegeneracy:
             warnings.warn("Rounding broke a face of the slice mesh; recomputing with the LP enumerator.",
                           NumericalWarning, stacklevel=2)
@@ -510,8 +526,9 @@ def _n_unique_rows(codes: np.ndarray) -> int:
     return len({c.tobytes() for c in np.ascontiguousarray(codes)})
 
 
-def _from_mesh(net: Network, plane: Plane, lo: np.ndarray, hi: np.ndarray, tol: float) -> SliceRegions:
-    mesh, stats = _partition(net, lo, hi, tol)
+def _from_mesh(net: Network, plane: Plane, lo: np.ndarray, hi: np.ndarray, tol: float,
+               progress: bool = False) -> SliceRegions:
+    mesh, stats = _partition(net, lo, hi, tol, progress)
     codes = mesh.codes
     if stats["merged"]:
         warnings.warn(f"{stats['merged']} slice faces had the same code as a neighbour (rounding at a near-degenerate "

@@ -266,3 +266,11 @@ def test_plots_are_returned_and_saved(tmp_path):
     import matplotlib.pyplot as plt
 
     plt.close("all")
+
+
+def test_progress_bar(capsys):
+    net = maso.mlp([2, 8, 8, 1], seed=0)
+    quiet = maso.slice_regions(net, lo=(-1, -1), hi=(1, 1), progress=False)
+    shown = maso.slice_regions(net, lo=(-1, -1), hi=(1, 1), progress=True)
+    assert "slice" in capsys.readouterr().err
+    assert len(quiet) == len(shown)
