@@ -127,27 +127,6 @@ class Anchored:
         src = self.net.nodes[node].inputs[0]
         return piece_scores(self.net, node, self.value(which, coords, src))
 
-    def gap(self, which: np.ndarray | None, coords: np.ndarray, node: int) -> np.ndarray | None:
-        """See :func:`piece_gap`."""
-        if not _two_piece(self.net, node):
-            return None
-        src = self.net.nodes[node].inputs[0]
-        return piece_gap(self.net, node, self.value(which, coords, src))
-
-    def codes(self, which: np.ndarray | None, coords: np.ndarray) -> np.ndarray:
-        """Code rows ``(N, n_units)`` at the points, as :meth:`Network.codes` gives them."""
-        net = self.net
-        out = np.zeros((len(coords), net.n_units), dtype=net._code_dtype)
-        if not net.n_units:
-            return out
-        with torch.no_grad():
-            for sl in self._chunks(len(coords)):
-                w = None if which is None else which[sl]
-                _, icodes = net._evaluate(self._seeds(w, coords[sl]), net.units[-1].node, need_codes=True)
-                for g in net.units:
-                    out[sl, g.columns] = net._public(g, icodes).reshape(sl.stop - sl.start, -1).numpy()
-        return out
-
 
 class Incremental:
     """Node values at a growing set of points, each node computed once.
