@@ -317,55 +317,51 @@ def _partition(net: Network, lo: np.ndarray, hi: np.ndarray, tol: float, progres
         if bar is not None:
             bar.set_postfix(faces=mesh.nF, refresh=False)
             bar.update(g.size)
-        Q = anch.scores(None, mesh.P, g.node)  # (V, U, R)
-        V, U, R = Q.shape
-        cols = mesh.codes[:, g.columns]
-        missing = ~np.isfinite(Q[0])  # pieces a unit lacks (-inf everywhere)
+        U, R = g.size, g.n_pieces
+        missing, lo_, hi_, win0, varies = _unit_survey(anch, mesh.P, g.node)
         if R == 2 and not missing.any():
-            D = Q[:, :, 1] - Q[:, :, 0]
-            active = np.flatnonzero((D.min(axis=0) < 0) & (D.max(axis=0) > 0))
-            constant = (D.max(axis=0) > 0).astype(mesh.codes.dtype)
-            mesh.set_values(D[:, active])
-            for c in range(len(active)):
-                d = mesh.snap(mesh.Z[:, c], tol)
-                if (d < 0).any() and (d > 0).any():
-                    stats["splits"] += mesh.split(d)
-            cols = np.broadcast_to(constant, (mesh.nF, U)).copy()
-            if len(active):  # values within the snapping tolerance of 0 are ties: lowest piece
+            active = np.flatnonzero((lo_ < 0) & (hi_ > 0))
+            mesh.codes[:, g.columns] = (hi_ > 0).astype(mesh.codes.dtype)  # units that cut nothing
+            for part in _column_chunks(active, mesh.nV, 2):  # bounded memory on wide layers
+                Q = _scores_of(anch, mesh.P, g.node, part)
+                mesh.set_values(Q[:, :, 1] - Q[:, :, 0])
+                for c in range(len(part)):
+                    d = mesh.snap(mesh.Z[:, c], tol)
+                    if (d < 0).any() and (d > 0).any():
+                        stats["splits"] += mesh.split(d)
+                # values within the snapping tolerance of 0 are ties: lowest piece
                 scale = np.abs(mesh.Z).max(axis=0)
-                cols[:, active] = mesh.face_means(mesh.Z) > tol * scale
-            mesh.codes[:, g.columns] = cols
+                mesh.codes[:, g.offset + part] = mesh.face_means(mesh.Z) > tol * scale
             continue
         # units with more pieces: cut where piece r overtakes the best of pieces < r, then merge the faces
         # that these cuts separated but that have the same winner (the cut was not a boundary of the max)
-        Qf = np.where(missing[None], -np.inf, Q)
-        win = Qf.argmax(axis=2)
-        active = np.flatnonzero((win != win[:1]).any(axis=0))
-        mesh.codes[:, g.columns] = win[0]
-        if not active.size:
-            continue
-        mesh.parent = np.arange(mesh.nF)
-        mesh.set_values(np.where(missing[None, active], 0.0, Q[:, active]).reshape(V, -1))
-        for c, k in enumerate(active):
-            pieces = np.flatnonzero(~missing[k])
-            for i in range(1, len(pieces)):
-                Zc = mesh.Z[:, c * R:(c + 1) * R]
-                d = mesh.snap(Zc[:, pieces[i]] - Zc[:, pieces[:i]].max(axis=1), tol)
-                if (d < 0).any() and (d > 0).any():
-                    stats["splits"] += mesh.split(d)
-        means = mesh.face_means(mesh.Z).reshape(mesh.nF, len(active), R)
-        means[:, missing[active]] = -np.inf
-        # pieces within the tolerance of the best are tied (rounding at vertices on earlier boundaries turns
-        # exact ties, e.g. a pooling window of zeros, into 1e-17 differences): lowest index wins
-        scale = np.abs(mesh.Z).reshape(mesh.nV, len(active), R).max(axis=(0, 2))
-        top = means.max(axis=2, keepdims=True)
-        fcode = (means >= top - tol * scale[None, :, None]).argmax(axis=2)
-        mesh.codes[:, g.offset + active] = fcode
-        EF = mesh.EF
-        f0, f1 = EF[:, 0], EF[:, 1]
-        same = (mesh.parent[f0] == mesh.parent[f1]) & (fcode[f0] == fcode[f1]).all(axis=1)
-        mesh.merge(same)
-        mesh.compact()
+        mesh.codes[:, g.columns] = win0
+        active = np.flatnonzero(varies)
+        for part in _column_chunks(active, mesh.nV, R):
+            mesh.parent = np.arange(mesh.nF)
+            Q = _scores_of(anch, mesh.P, g.node, part)
+            V = mesh.nV
+            mesh.set_values(np.where(missing[None, part], 0.0, Q).reshape(V, -1))
+            for c, k in enumerate(part):
+                pieces = np.flatnonzero(~missing[k])
+                for i in range(1, len(pieces)):
+                    Zc = mesh.Z[:, c * R:(c + 1) * R]
+                    d = mesh.snap(Zc[:, pieces[i]] - Zc[:, pieces[:i]].max(axis=1), tol)
+                    if (d < 0).any() and (d > 0).any():
+                        stats["splits"] += mesh.split(d)
+            means = mesh.face_means(mesh.Z).reshape(mesh.nF, len(part), R)
+            means[:, missing[part]] = -np.inf
+            # pieces within the tolerance of the best are tied (rounding at vertices on earlier boundaries turns
+            # exact ties, e.g. a pooling window of zeros, into 1e-17 differences): lowest index wins
+            scale = np.abs(mesh.Z).reshape(mesh.nV, len(part), R).max(axis=(0, 2))
+            top = means.max(axis=2, keepdims=True)
+            fcode = (means >= top - tol * scale[None, :, None]).argmax(axis=2)
+            mesh.codes[:, g.offset + part] = fcode
+            EF = mesh.EF
+            f0, f1 = EF[:, 0], EF[:, 1]
+            same = (mesh.parent[f0] == mesh.parent[f1]) & (fcode[f0] == fcode[f1]).all(axis=1)
+            mesh.merge(same)
+            mesh.compact()
     mesh.compact()
     if bar is not None:
         bar.close()
@@ -375,6 +371,48 @@ def _partition(net: Network, lo: np.ndarray, hi: np.ndarray, tol: float, progres
     stats["merged"] = mesh.merge(same)
     mesh.compact()
     return mesh, stats
+
+
+_BLOCK = 1 << 23  # floats per block of vertex values (64 MiB): keeps wide layers in bounded memory
+
+
+def _row_chunks(n: int, per_row: int) -> list[slice]:
+    size = max(1, _BLOCK // max(1, per_row))
+    return [slice(s, min(n, s + size)) for s in range(0, n, size)]
+
+
+def _column_chunks(units: np.ndarray, n_vertices: int, R: int) -> list[np.ndarray]:
+    size = max(1, _BLOCK // max(1, n_vertices * R))
+    return [units[s:s + size] for s in range(0, len(units), size)]
+
+
+def _scores_of(anch: Anchored, P: np.ndarray, node: int, units: np.ndarray) -> np.ndarray:
+    """Piece scores ``(V, len(units), R)`` of some units at the vertices, computed in row blocks."""
+    net = anch.net
+    width = net.nodes[net.nodes[node].inputs[0]].shape
+    per_row = int(np.prod(width)) + len(units) * net.nodes[node].layer.n_pieces
+    return np.concatenate([anch.scores(None, P[sl], node)[:, units] for sl in _row_chunks(len(P), 3 * per_row)])
+
+
+def _unit_survey(anch: Anchored, P: np.ndarray, node: int):
+    """Per unit, over all vertices: missing pieces, range of the two-piece gap, the winner at vertex 0 and
+    whether the winner varies (a unit that never changes piece over a face's vertices cuts nothing)."""
+    net = anch.net
+    width = int(np.prod(net.nodes[net.nodes[node].inputs[0]].shape))
+    lo = hi = win0 = varies = missing = None
+    for sl in _row_chunks(len(P), 3 * width * max(2, net.nodes[node].layer.n_pieces)):
+        Q = anch.scores(None, P[sl], node)
+        if missing is None:
+            missing = ~np.isfinite(Q[0])
+            win0 = np.where(missing[None], -np.inf, Q[:1]).argmax(axis=2)[0]
+            U = Q.shape[1]
+            lo, hi, varies = np.full(U, np.inf), np.full(U, -np.inf), np.zeros(U, dtype=bool)
+        if Q.shape[2] == 2:
+            D = Q[:, :, 1] - Q[:, :, 0]
+            lo, hi = np.minimum(lo, D.min(axis=0)), np.maximum(hi, D.max(axis=0))
+        win = np.where(missing[None], -np.inf, Q).argmax(axis=2)
+        varies |= (win != win0).any(axis=0)
+    return missing, lo, hi, win0, varies
 
 
 def _polygons(P: np.ndarray, E: np.ndarray, EF: np.ndarray, F: int):
