@@ -318,12 +318,14 @@ def _partition(net: Network, lo: np.ndarray, hi: np.ndarray, tol: float, progres
             bar.set_postfix(faces=mesh.nF, refresh=False)
             bar.update(g.size)
         U, R = g.size, g.n_pieces
-        missing, lo_, hi_, win0, varies = _unit_survey(anch, mesh.P, g.node)
+        missing, lo_, hi_, win0, varies, Q_all = _unit_survey(anch, mesh.P, g.node)
         if R == 2 and not missing.any():
             active = np.flatnonzero((lo_ < 0) & (hi_ > 0))
             mesh.codes[:, g.columns] = (hi_ > 0).astype(mesh.codes.dtype)  # units that cut nothing
-            for part in _column_chunks(active, mesh.nV, 2):  # bounded memory on wide layers
-                Q = _scores_of(anch, mesh.P, g.node, part)
+            parts = _column_chunks(active, mesh.nV, 2)  # bounded memory on wide layers
+            for i, part in enumerate(parts):
+                # the survey's scores are still those of the mesh's vertices before its first cut
+                Q = Q_all[:, part] if i == 0 and Q_all is not None else _scores_of(anch, mesh.P, g.node, part)
                 mesh.set_values(Q[:, :, 1] - Q[:, :, 0])
                 for c in range(len(part)):
                     d = mesh.snap(mesh.Z[:, c], tol)
@@ -400,7 +402,8 @@ def _unit_survey(anch: Anchored, P: np.ndarray, node: int):
     net = anch.net
     width = int(np.prod(net.nodes[net.nodes[node].inputs[0]].shape))
     lo = hi = win0 = varies = missing = None
-    for sl in _row_chunks(len(P), 3 * width * max(2, net.nodes[node].layer.n_pieces)):
+    chunks = _row_chunks(len(P), 3 * width * max(2, net.nodes[node].layer.n_pieces))
+    for sl in chunks:
         Q = anch.scores(None, P[sl], node)
         if missing is None:
             missing = ~np.isfinite(Q[0])
@@ -412,7 +415,7 @@ def _unit_survey(anch: Anchored, P: np.ndarray, node: int):
             lo, hi = np.minimum(lo, D.min(axis=0)), np.maximum(hi, D.max(axis=0))
         win = np.where(missing[None], -np.inf, Q).argmax(axis=2)
         varies |= (win != win0).any(axis=0)
-    return missing, lo, hi, win0, varies
+    return missing, lo, hi, win0, varies, (Q if len(chunks) == 1 else None)
 
 
 def _polygons(P: np.ndarray, E: np.ndarray, EF: np.ndarray, F: int):
