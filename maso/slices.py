@@ -298,7 +298,8 @@ class SliceRegions:
 
 
 # ----------------------------------------------------------------------------------------------- the mesh path
-def _partition(net: Network, lo: np.ndarray, hi: np.ndarray, tol: float, progress: bool = False) -> tuple[Mesh, dict]:
+def _partition(net: Network, lo: np.ndarray, hi: np.ndarray, tol: float, progress: bool = False,
+               max_regions: int | None = None) -> tuple[Mesh, dict]:
     """Refine a mesh of the rectangle by every unit of ``net`` (a 2-D input network), layer by layer.
 
     Faces carry their codes: a new face inherits its parent's, and when a layer is done each face gets that
@@ -331,6 +332,7 @@ def _partition(net: Network, lo: np.ndarray, hi: np.ndarray, tol: float, progres
                     d = mesh.snap(mesh.Z[:, c], tol)
                     if (d < 0).any() and (d > 0).any():
                         stats["splits"] += mesh.split(d)
+                        _check_budget(mesh, max_regions)
                 # values within the snapping tolerance of 0 are ties: lowest piece
                 scale = np.abs(mesh.Z).max(axis=0)
                 mesh.codes[:, g.offset + part] = mesh.face_means(mesh.Z) > tol * scale
@@ -351,6 +353,7 @@ def _partition(net: Network, lo: np.ndarray, hi: np.ndarray, tol: float, progres
                     d = mesh.snap(Zc[:, pieces[i]] - Zc[:, pieces[:i]].max(axis=1), tol)
                     if (d < 0).any() and (d > 0).any():
                         stats["splits"] += mesh.split(d)
+                        _check_budget(mesh, 4 * max_regions if max_regions else None)  # before merging
             means = mesh.face_means(mesh.Z).reshape(mesh.nF, len(part), R)
             means[:, missing[part]] = -np.inf
             # pieces within the tolerance of the best are tied (rounding at vertices on earlier boundaries turns
@@ -373,6 +376,12 @@ def _partition(net: Network, lo: np.ndarray, hi: np.ndarray, tol: float, progres
     stats["merged"] = mesh.merge(same)
     mesh.compact()
     return mesh, stats
+
+
+def _check_budget(mesh: Mesh, limit: int | None) -> None:
+    if limit is not None and mesh.nF > limit:
+        raise DomainError(f"The slice has more than {limit:,} faces so far; memory grows with them. Use a smaller "
+                          "window (lo, hi) or raise max_regions.")
 
 
 _BLOCK = 1 << 23  # floats per block of vertex values (64 MiB): keeps wide layers in bounded memory
@@ -473,6 +482,7 @@ def slice_regions(
     tol: float = DEFAULT_SLICE_TOL,
     method: str = "mesh",
     progress: bool | None = None,
+    max_regions: int | None = 2_000_000,
 ) -> SliceRegions:
     """The exact regions of ``net`` on the rectangle ``[lo, hi]`` of a plane, as polygons.
 
@@ -504,6 +514,9 @@ def slice_regions(
     progress : bool, optional
         Show a progress bar over the units (default: when stderr is a terminal and the network has at least
         1,000 units).
+    max_regions : int or None, default=2,000,000
+        Stop with a :class:`DomainError` once the mesh has more faces than this (memory grows with them);
+        ``None`` for no limit.
 
     Returns
     -------
@@ -540,7 +553,7 @@ def slice_regions(
     if method == "mesh":
         try:
             show = progress if progress is not None else (sys.stderr.isatty() and net.n_units >= 1000)
-            result = _from_mesh(flat, plane, lo, hi, tol, bool(show))
+            result = _from_mesh(flat, plane, lo, hi, tol, bool(show), max_regions)
         except MeshDegeneracy:
             warnings.warn("Rounding broke a face of the slice mesh; recomputing with the LP enumerator.",
                           NumericalWarning, stacklevel=2)
@@ -568,8 +581,8 @@ def _n_unique_rows(codes: np.ndarray) -> int:
 
 
 def _from_mesh(net: Network, plane: Plane, lo: np.ndarray, hi: np.ndarray, tol: float,
-               progress: bool = False) -> SliceRegions:
-    mesh, stats = _partition(net, lo, hi, tol, progress)
+               progress: bool = False, max_regions: int | None = None) -> SliceRegions:
+    mesh, stats = _partition(net, lo, hi, tol, progress, max_regions)
     codes = mesh.codes
     if stats["merged"]:
         warnings.warn(f"{stats['merged']} slice faces had the same code as a neighbour (rounding at a near-degenerate "

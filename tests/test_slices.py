@@ -274,3 +274,10 @@ def test_progress_bar(capsys):
     shown = maso.slice_regions(net, lo=(-1, -1), hi=(1, 1), progress=True)
     assert "slice" in capsys.readouterr().err
     assert len(quiet) == len(shown)
+
+
+def test_region_budget_is_a_clear_error():
+    net = maso.mlp([2, 16, 16, 1], seed=0)
+    with pytest.raises(maso.DomainError, match="smaller window"):
+        maso.slice_regions(net, lo=(-1, -1), hi=(1, 1), max_regions=10)
+    assert len(maso.slice_regions(net, lo=(-1, -1), hi=(1, 1), max_regions=None)) > 10
