@@ -16,8 +16,6 @@ import torch
 from maso.layers import Elementwise, SplineLayer, _pieces_per_unit
 from maso.network import Network
 
-_CHUNK_ELEMENTS = 1 << 25
-
 
 def _two_piece(net: Network, node: int) -> bool:
     layer = net.nodes[node].layer
@@ -87,7 +85,7 @@ class Anchored:
         with torch.no_grad():  # only the head: the nodes up to the frontier
             kept = {}
             for j in front:
-                kept[j] = net._evaluate({0: pts}, j)[0] if j else pts
+                kept[j] = net._evaluate({0: pts}, j) if j else pts
         self.base = {j: kept[j][:n] for j in front}
         self.slopes = {j: torch.stack([kept[j][n * (c + 1):n * (c + 2)] - kept[j][:n] for c in range(k)], dim=1)
                        for j in front}
@@ -107,17 +105,13 @@ class Anchored:
                 out[j] = b[w] + sum(c[:, i].reshape(shape) * gw[:, i] for i in range(self.k))
         return out
 
-    def _chunks(self, n: int) -> list[slice]:
-        size = max(1, _CHUNK_ELEMENTS // self._per_sample)
-        return [slice(s, min(n, s + size)) for s in range(0, n, size)]
-
     def value(self, which: np.ndarray | None, coords: np.ndarray, node: int) -> np.ndarray:
         """Values of ``node`` at the points, shape ``(N, *node_shape)``."""
         parts = []
         with torch.no_grad():
-            for sl in self._chunks(len(coords)):
+            for sl in self.net._chunks(len(coords), self._per_sample):
                 w = None if which is None else which[sl]
-                parts.append(self.net._evaluate(self._seeds(w, coords[sl]), node)[0].numpy())
+                parts.append(self.net._evaluate(self._seeds(w, coords[sl]), node).numpy())
         if not parts:
             return np.zeros((0, *self.net.nodes[node].shape))
         return np.concatenate(parts)

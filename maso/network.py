@@ -369,21 +369,15 @@ class Network:
             front.add(self._output)
         return tuple(sorted(front))
 
-    def _evaluate(
-        self, seeds: dict[int, torch.Tensor], stop: int, *, need_codes: bool = False
-    ) -> tuple[torch.Tensor, dict[int, torch.Tensor]]:
-        """Value of node ``stop`` given the values of some nodes (``seeds``, which must cut it off the input).
-
-        With ``need_codes``, every spline layer is run as well and its internal codes are returned.
-        """
-        need = {stop} | ({g.node for g in self._units} if need_codes else set())
-        for i in range(len(self._nodes) - 1, -1, -1):
+    def _evaluate(self, seeds: dict[int, torch.Tensor], stop: int) -> torch.Tensor:
+        """Value of node ``stop`` given the values of some nodes (``seeds``, which must cut it off the input)."""
+        need = {stop}
+        for i in range(stop, -1, -1):
             if i in need and i not in seeds:
                 need.update(self._nodes[i].inputs)
         x = next(iter(seeds.values()))
         p = self._params(x.device, x.dtype)
         vals = dict(seeds)
-        icodes: dict[int, torch.Tensor] = {}
         for i in sorted(need):
             if i in vals:
                 continue
@@ -391,12 +385,10 @@ class Network:
             if node.layer is None:
                 raise SubnetworkError("_evaluate: the seeds do not cut the node off the input.")
             if isinstance(node.layer, SplineLayer):
-                vals[i], c = node.layer.forward(vals[node.inputs[0]], p[i], need_codes)
-                if need_codes:
-                    icodes[i] = c
+                vals[i] = node.layer.forward(vals[node.inputs[0]], p[i], False)[0]
             else:
                 vals[i] = node.layer.forward([vals[j] for j in node.inputs], p[i])
-        return vals[stop], icodes
+        return vals[stop]
 
     def _frozen(
         self, z: torch.Tensor, icodes: dict[int, torch.Tensor], *, bias: bool, record: Iterable[int] = (),

@@ -52,6 +52,12 @@ def code_colors(codes: np.ndarray, *, saturation: float = 0.55, value: float = 0
     return hsv_to_rgb(hsv) if len(hsv) else np.zeros((0, 3))
 
 
+def _figure(ax: Any, figsize: tuple[float, float]) -> tuple[Any, Any]:
+    if ax is None:
+        return _pyplot().subplots(figsize=figsize)
+    return ax.figure, ax
+
+
 def _save(fig: Any, path: str | Path | None) -> None:
     if path is not None:
         fig.savefig(path, bbox_inches="tight", dpi=150)
@@ -106,10 +112,7 @@ def plot_slice(
     from matplotlib.collections import LineCollection, PolyCollection
 
     sl = slice_regions
-    if ax is None:
-        fig, ax = plt.subplots(figsize=(6, 6))
-    else:
-        fig = ax.figure
+    fig, ax = _figure(ax, (6, 6))
     polys = sl.polygons()
     if color == "code":
         face = code_colors(sl.codes)
@@ -179,13 +182,9 @@ def plot_crossings(
     >>> len(fig.axes)
     1
     """
-    plt = _pyplot()
     many = isinstance(crossings, (list, tuple))
     items = list(crossings) if many else [crossings]
-    if ax is None:
-        fig, ax = plt.subplots(figsize=(7, 2.5 if len(items) < 4 else 4))
-    else:
-        fig = ax.figure
+    fig, ax = _figure(ax, (7, 2.5 if len(items) < 4 else 4))
     if len(items) <= 20:
         for row, sc in enumerate(items):
             ax.hlines(row, sc.lo, sc.hi, colors="0.7", linewidth=1)
