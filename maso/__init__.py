@@ -19,6 +19,7 @@ Examples
 from maso import layers as layers
 from maso import nn as nn
 from maso import plotting as plotting
+from maso import soft as soft
 from maso._from_torch import SUPPORTED as SUPPORTED
 from maso._from_torch import from_torch as from_torch
 from maso._from_torch import mlp as mlp
@@ -31,6 +32,7 @@ from maso.errors import (
     InvalidWeightsError as InvalidWeightsError,
     MasoError as MasoError,
     NumericalWarning as NumericalWarning,
+    ParameterError as ParameterError,
     ShapeError as ShapeError,
     SolverError as SolverError,
     SubnetworkError as SubnetworkError,
@@ -88,6 +90,7 @@ __all__ = [
     "Network",
     "Node",
     "NumericalWarning",
+    "ParameterError",
     "Polytope",
     "SUPPORTED",
     "ShapeError",
@@ -100,4 +103,5 @@ __all__ = [
     "mlp",
     "nn",
     "plotting",
+    "soft",
 ]

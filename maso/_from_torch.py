@@ -12,6 +12,7 @@ from torch.fx.passes.shape_prop import ShapeProp
 
 from maso import layers as L
 from maso import nn as mnn
+from maso import soft as S
 from maso.errors import (
     ConversionError,
     InvalidWeightsError,
@@ -30,13 +31,34 @@ SUPPORTED = (
     "AdaptiveAvgPool1d/2d/3d, Flatten, Unflatten, Dropout and Identity (eval), maso.nn.Abs, maso.nn.Maxout; "
     "functions: + - (of two activations or a constant), * and / by a constant, cat, flatten/view/reshape/"
     "squeeze/unsqueeze, slicing, mean over non-batch axes, relu, leaky_relu, abs, clamp/clip, hardtanh, "
-    "relu6, maximum/minimum of two activations, max_pool, avg_pool, adaptive_avg_pool, linear, conv"
+    "relu6, maximum/minimum of two activations, max_pool, avg_pool, adaptive_avg_pool, linear, conv; "
+    "as soft spline codes (maso.soft): GELU (erf and tanh), SiLU, Sigmoid, Tanh, transformers' NewGELU/"
+    "FastGELU/GELU/QuickGELU/SiLU activation modules, and the functions gelu, silu, sigmoid, tanh"
 )
 
+#: Smooth units maso converts as soft spline layers (exact per-unit identity), by module class name: this also
+#: covers activation classes of libraries maso does not import (transformers), checked by from_torch's final
+#: comparison with the module.
+_SOFT_MODULES: dict[str, Callable[[], L.Layer]] = {
+    "SiLU": S.silu, "SiLUActivation": S.silu, "Swish": S.silu,
+    "Sigmoid": S.sigmoid, "Tanh": S.tanh,
+    "NewGELUActivation": lambda: S.gelu("tanh"), "FastGELUActivation": lambda: S.gelu("tanh"),
+    "GELUTanh": lambda: S.gelu("tanh"), "PytorchGELUTanh": lambda: S.gelu("tanh"),
+    "GELUActivation": S.gelu,
+    "QuickGELUActivation": lambda: S.Soft(L.relu(), "logistic", 1 / 1.702),
+}
+
+
+def _soft_module(m: nn.Module) -> L.Layer | None:
+    if isinstance(m, nn.GELU):
+        return S.gelu(m.approximate)
+    make = _SOFT_MODULES.get(type(m).__name__)
+    return None if make is None else make()
+
 _SMOOTH = {
-    "GELU", "SiLU", "Sigmoid", "Tanh", "Softplus", "ELU", "SELU", "CELU", "Mish", "Hardswish", "Softmax",
+    "Softplus", "ELU", "SELU", "CELU", "Mish", "Hardswish", "Softmax",
     "LogSoftmax", "Softmin", "Softsign", "Tanhshrink", "LogSigmoid", "GLU",
-    "gelu", "silu", "sigmoid", "tanh", "softplus", "elu", "selu", "celu", "mish", "hardswish", "softmax",
+    "softplus", "elu", "selu", "celu", "mish", "hardswish", "softmax",
     "log_softmax", "softmin", "softsign", "logsigmoid", "glu", "exp", "log", "sqrt", "rsqrt", "pow", "sin",
     "cos", "erf", "reciprocal", "square",
 }
@@ -57,9 +79,10 @@ _PA_NOT_YET = {"ConvTranspose1d", "ConvTranspose2d", "ConvTranspose3d", "Adaptiv
 def _unsupported(kind: str, path: str) -> UnsupportedLayerError:
     where = f"{kind} at {path!r}"
     if kind in _SMOOTH:
-        why = (f"{where} is a smooth function, not piecewise affine, so it has no exact spline code. Replace it "
-               "with a piecewise-linear unit (nn.ReLU, nn.LeakyReLU, nn.Hardtanh) for an exact analysis, or "
-               "convert the part of the model before it (stop the traced module there).")
+        why = (f"{where} is a smooth function, not piecewise affine, and not one of the soft units maso reads as "
+               "a probabilistic spline code (GELU, SiLU, Sigmoid, Tanh). Replace it with one of those or with a "
+               "piecewise-linear unit (nn.ReLU, nn.LeakyReLU, nn.Hardtanh), or convert the part of the model "
+               "before it (stop the traced module there).")
     elif kind in _NORMS:
         why = (f"{where} divides by a statistic of its own input, so it is not piecewise affine. Convert the "
                "part of the model after it (feed its outputs as inputs) or before it, or replace it by a fixed "
@@ -183,6 +206,9 @@ def _convert_module(m: nn.Module, path: str, in_shape: tuple[int, ...], out_shap
         return [L.Maxout(m.pieces)]
     if isinstance(m, mnn.Abs):
         return [L.absolute()]
+    soft = _soft_module(m)
+    if soft is not None:
+        return [soft]
     raise _unsupported(kind, path)
 
 
@@ -199,7 +225,7 @@ def _prescan(gm: fx.GraphModule) -> None:
     for node in gm.graph.nodes:
         if node.op == "call_module":
             m = gm.get_submodule(str(node.target))
-            if not isinstance(m, _MODULE_TYPES):
+            if not isinstance(m, _MODULE_TYPES) and _soft_module(m) is None:
                 raise _unsupported(type(m).__name__, str(node.target))
         elif node.op in ("call_function", "call_method"):
             name = node.target if isinstance(node.target, str) else getattr(node.target, "__name__", "")
@@ -212,7 +238,7 @@ def _prescan(gm: fx.GraphModule) -> None:
 
 class _Tracer(fx.Tracer):
     def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
-        if isinstance(m, (mnn.Maxout, mnn.Abs)):
+        if isinstance(m, (mnn.Maxout, mnn.Abs)) or _soft_module(m) is not None:
             return True
         return super().is_leaf_module(m, qualname)
 
@@ -395,7 +421,7 @@ class _Converter:
         return arr
 
 
-_INPLACE_OK = {"relu", "add", "sub", "mul", "div", "clamp", "abs", "neg", "hardtanh", "leaky_relu", "relu6",
+_INPLACE_OK = {"relu", "add", "sub", "mul", "div", "clamp", "abs", "neg", "hardtanh", "leaky_relu", "relu6", "sigmoid", "tanh", "silu",
                "clip"}
 
 
@@ -450,6 +476,11 @@ def _h_dropout(cv, node, vals, kw):
 
 def _h_relu(cv, node, vals, kw):
     return [L.relu()], [cv.tensor_arg(node, vals)]
+
+
+def _h_gelu(cv, node, vals, kw):
+    approximate = kw.get("approximate", vals[1][1] if len(vals) > 1 else "none")
+    return [S.gelu(str(approximate))], [cv.tensor_arg(node, vals)]
 
 
 def _h_abs(cv, node, vals, kw):
@@ -611,6 +642,9 @@ _FUNCTIONS: dict[str, Callable[..., Any]] = {
     "dropout": _h_dropout, "dropout1d": _h_dropout, "dropout2d": _h_dropout, "dropout3d": _h_dropout,
     "relu": _h_relu, "abs": _h_abs, "leaky_relu": _h_leaky, "clamp": _h_clamp, "clip": _h_clamp,
     "hardtanh": _h_hardtanh, "relu6": _h_relu6,
+    "gelu": _h_gelu, "silu": lambda cv, n, v, k: ([S.silu()], [cv.tensor_arg(n, v)]),
+    "sigmoid": lambda cv, n, v, k: ([S.sigmoid()], [cv.tensor_arg(n, v)]),
+    "tanh": lambda cv, n, v, k: ([S.tanh()], [cv.tensor_arg(n, v)]),
     "maximum": _h_maximum, "max": _h_maximum, "fmax": _h_maximum,
     "minimum": lambda cv, n, v, k: _h_maximum(cv, n, v, k, minimum=True),
     "min": lambda cv, n, v, k: _h_maximum(cv, n, v, k, minimum=True),
@@ -705,8 +739,8 @@ def from_torch(module: nn.Module, example_input: Any, *, rtol: float = 1e-4) -> 
     Raises
     ------
     UnsupportedLayerError
-        A module or function that is not piecewise affine (GELU, LayerNorm, softmax, attention...), with its
-        path in the model and what to do instead.
+        A module or function that is neither piecewise affine nor a supported soft unit (LayerNorm, softmax,
+        attention, Softplus...), with its path in the model and what to do instead.
     TrainingModeError
         Batch normalisation or dropout in training mode.
     InvalidWeightsError

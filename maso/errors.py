@@ -18,6 +18,7 @@ __all__ = [
     "SolverError",
     "DomainError",
     "CheckpointError",
+    "ParameterError",
 ]
 
 
@@ -76,3 +77,7 @@ class DomainError(MasoError, ValueError):
 
 class CheckpointError(MasoError, ValueError):
     """A checkpoint file belongs to another run (network, domain or settings) or is unreadable."""
+
+
+class ParameterError(MasoError, ValueError):
+    """A numeric parameter is out of its valid range (a temperature, β, a radius, a number of steps...)."""

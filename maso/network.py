@@ -251,6 +251,31 @@ class Network:
         return self._n_units
 
     @property
+    def is_piecewise_linear(self) -> bool:
+        """False if the network has soft (smooth) spline layers (GELU, SiLU, sigmoid, tanh, β-VQ).
+
+        Exact geometry (:meth:`affine_at`, :meth:`region_at`, region enumeration, slices, exact paths) needs a
+        piecewise-linear network; soft networks have :meth:`soft_codes` and :meth:`expected_affine_at`.
+
+        Examples
+        --------
+        >>> maso.mlp([2, 3, 1], seed=0).is_piecewise_linear
+        True
+        """
+        return not any(hasattr(n.layer, "soft_forward") for n in self._nodes)
+
+    def _require_piecewise_linear(self, caller: str) -> None:
+        for node in self._nodes:
+            if hasattr(node.layer, "soft_forward"):
+                from maso.errors import UnsupportedLayerError
+
+                raise UnsupportedLayerError(
+                    f"{caller} is exact geometry of a piecewise-linear network, but node {node.name!r} is a soft "
+                    f"spline layer ({node.layer!r}): the network is smooth and has no polytopes. Use "
+                    "maso.soft.harden(net) for its hard (temperature -> 0) limit, or Network.soft_codes and "
+                    "Network.expected_affine_at for the soft view.", kind="Soft", path=node.name)
+
+    @property
     def input_shape(self) -> Shape:
         """Per-sample input shape."""
         return self._nodes[0].shape
@@ -325,8 +350,10 @@ class Network:
         return p
 
     def _forward(
-        self, x: torch.Tensor, *, need_codes: bool = False, keep: Iterable[int] = ()
+        self, x: torch.Tensor, *, need_codes: bool = False, keep: Iterable[int] = (), soft: bool = False
     ) -> tuple[torch.Tensor, dict[int, torch.Tensor], dict[int, torch.Tensor]]:
+        """Forward pass; with ``need_codes`` the internal codes of spline nodes, where ``soft`` gives soft
+        layers' piece probabilities ``(n, U, R)`` instead of their hard codes (what their ``frozen`` takes)."""
         keep = set(keep)
         p = self._params(x.device, x.dtype)
         vals: dict[int, torch.Tensor] = {0: x}
@@ -338,7 +365,10 @@ class Network:
             node = self._nodes[i]
             layer = node.layer
             if isinstance(layer, SplineLayer):
-                y, c = layer.forward(vals[node.inputs[0]], p[i], need_codes)
+                if soft and need_codes and hasattr(layer, "soft_forward"):
+                    y, c = layer.soft_forward(vals[node.inputs[0]], p[i])
+                else:
+                    y, c = layer.forward(vals[node.inputs[0]], p[i], need_codes)
                 if need_codes:
                     icodes[i] = c
             else:
@@ -580,11 +610,92 @@ class Network:
         >>> f.A.shape, bool(np.allclose(f(x), net(x)))
         ((2, 2, 3), True)
         """
-        batch = self._batch(x, "Network.affine_at")
+        self._require_piecewise_linear("Network.affine_at")
+        return self._affine_map(self._batch(x, "Network.affine_at"), dense, with_codes, soft=False)
+
+    def expected_affine_at(self, x: Any, *, dense: bool = True) -> Any:
+        """The soft-code-weighted affine map at ``x``: every unit frozen on its expected piece.
+
+        Each unit is replaced by the affine map ``sum_r t_r l_r`` (its pieces weighted by its soft code at
+        ``x``, see :meth:`soft_codes`) and these are composed. Exact identity: the map reproduces the network
+        at ``x`` (``f(x) == net(x)``), and it equals the expectation of the hard region maps when each unit's
+        piece is drawn independently from its soft code. It is not the Jacobian (the gates' derivatives are left
+        out) and it holds at ``x`` only. For a piecewise-linear network it is :meth:`affine_at`.
+
+        Parameters
+        ----------
+        x : array or tensor of shape input_shape or (n, *input_shape)
+        dense : bool, default=True
+            If False, return an :class:`AffineOperator` (Jacobian-vector products, nothing formed).
+
+        Returns
+        -------
+        Affine or AffineOperator
+
+        Examples
+        --------
+        >>> net = maso.soft.soften(maso.mlp([2, 4, 1], seed=0), beta=0.5)   # a SiLU network
+        >>> x = np.array([0.4, -0.3])
+        >>> f = net.expected_affine_at(x)
+        >>> bool(np.allclose(f(x), net(x)))
+        True
+        """
+        return self._affine_map(self._batch(x, "Network.expected_affine_at"), dense, False, soft=True)
+
+    def soft_codes(self, x: Any, *, by_layer: bool = False) -> Any:
+        """Soft spline codes: each unit's probability of being on each of its pieces.
+
+        Soft layers (GELU, SiLU, β-VQ...) give their gate's probabilities; hard layers give one-hot rows (the
+        hard code). Hard codes are the most probable pieces: ``codes(x) == soft_codes(x).argmax(-1)`` up to ties.
+
+        Parameters
+        ----------
+        x : array or tensor of shape input_shape or (n, *input_shape)
+        by_layer : bool, default=False
+            Return ``{layer name: (n, *unit_shape, R_layer)}`` instead.
+
+        Returns
+        -------
+        array or tensor of shape (n, n_units, R)
+            Columns follow :attr:`units` as in :meth:`codes`; ``R`` is the largest number of pieces of a unit
+            and a unit's missing pieces have probability 0. For two-piece units ``[..., 1]`` is
+            ``P(active)``. Float, in the input's precision.
+
+        Examples
+        --------
+        >>> net = maso.soft.soften(maso.mlp([2, 3, 1], seed=0), beta=0.5)
+        >>> p = net.soft_codes(np.zeros((5, 2)))
+        >>> p.shape, bool(np.allclose(p.sum(-1), 1))
+        ((5, 3, 2), True)
+        """
+        batch = self._batch(x, "Network.soft_codes")
+        n = batch.tensor.shape[0]
+        with torch.no_grad():
+            _, icodes, _ = self._forward(batch.tensor, need_codes=True, soft=True)
+            per_layer = {}
+            for g in self._units:
+                layer = self._nodes[g.node].layer
+                ic = icodes[g.node]
+                if hasattr(layer, "soft_forward"):
+                    probs = ic.reshape(n, g.size, -1)
+                else:
+                    code = self._public(g, icodes).reshape(n, g.size).long()
+                    probs = torch.nn.functional.one_hot(code, g.n_pieces).to(batch.tensor.dtype)
+                per_layer[g.name] = probs
+            if by_layer:
+                return {g.name: batch.out(per_layer[g.name].reshape(n, *g.shape, -1)) for g in self._units}
+            R = max((g.n_pieces for g in self._units), default=1)
+            out = torch.zeros((n, self._n_units, R), dtype=batch.tensor.dtype, device=batch.tensor.device)
+            for g in self._units:
+                pr = per_layer[g.name]
+                out[:, g.columns, :pr.shape[-1]] = pr
+        return batch.out(out)
+
+    def _affine_map(self, batch: Batch, dense: bool, with_codes: bool, *, soft: bool) -> Any:
         t = batch.tensor
         n, m, d = t.shape[0], self.output_dim, self.input_dim
         with torch.no_grad():
-            _, icodes, _ = self._forward(t, need_codes=True)
+            _, icodes, _ = self._forward(t, need_codes=True, soft=soft)
         codes = self._code_rows(icodes, batch) if with_codes else None
         if not dense:
             op = self._operator(batch, icodes)
@@ -670,6 +781,7 @@ class Network:
         >>> P.n_constraints, bool(P.contains(x))
         (8, True)
         """
+        self._require_piecewise_linear("Network.region_at")
         batch = self._batch(x, "Network.region_at")
         t = batch.tensor.to(torch.float64)
         d = self.input_dim
@@ -829,6 +941,7 @@ class Network:
         >>> bool(np.allclose(chain(np.ones(2)), net(np.ones(2))))
         True
         """
+        self._require_piecewise_linear("Network.maso_layers")
         for i, node in enumerate(self._nodes[1:], 1):
             if node.inputs != (i - 1,):
                 raise SubnetworkError(f"maso_layers needs a chain of layers; node {node.name!r} is not one.")

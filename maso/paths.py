@@ -85,6 +85,7 @@ class SegmentCrossings:
 def _check_pair(net: Network, a: Any, b: Any, what: str) -> tuple[np.ndarray, np.ndarray, bool]:
     if not isinstance(net, Network):
         raise ShapeError(f"{what} needs a maso.Network; got {type(net).__name__}.")
+    net._require_piecewise_linear(what)
     a = np.asarray(a, dtype=np.float64)
     b = np.asarray(b, dtype=np.float64)
     shape = net.input_shape

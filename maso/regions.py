@@ -1039,6 +1039,7 @@ def _read_record(fh: Any) -> Any:
 def _prepare(net: Network, domain: Any, tol: float, caller: str, method: str = "auto") -> tuple[_Engine, Polytope]:
     if not isinstance(net, Network):
         raise ShapeError(f"{caller} needs a maso.Network. Got {type(net).__name__}.")
+    net._require_piecewise_linear(caller)
     if not (isinstance(tol, (int, float)) and _EPS <= tol < 1):
         raise ShapeError(f"The 'tol' parameter of {caller} must be a float in [{_EPS:g}, 1): distances below "
                          f"{_EPS:g} are numerical zero in float64. Got {tol!r}.")

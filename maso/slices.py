@@ -535,6 +535,7 @@ def slice_regions(
     start = time.perf_counter()
     if not isinstance(net, Network):
         raise ShapeError(f"slice_regions needs a maso.Network; got {type(net).__name__}.")
+    net._require_piecewise_linear("slice_regions")
     if plane is None:
         if net.input_dim != 2:
             raise ShapeError(f"slice_regions needs a Plane for a {net.input_dim}-dimensional input.")
