@@ -324,7 +324,8 @@ def silu(beta: float = 0.5) -> Soft:
     Examples
     --------
     >>> net = maso.Network.sequential((1,), [maso.soft.silu()])
-    >>> float(net(np.array([1.0]))[0]) == 1.0 / (1.0 + np.exp(-1.0))
+    >>> u = torch.tensor([-2.0, 1.0], dtype=torch.float64)
+    >>> bool(torch.allclose(net(u), torch.nn.functional.silu(u), rtol=1e-15, atol=0))
     True
     """
     return beta_vq(relu(), beta)
