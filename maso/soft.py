@@ -323,7 +323,7 @@ def silu(beta: float = 0.5) -> Soft:
 
     Examples
     --------
-    >>> net = maso.Network.sequential((1,), [maso.soft.silu()])
+    >>> net = maso.Network.sequential((2,), [maso.soft.silu()])
     >>> u = torch.tensor([-2.0, 1.0], dtype=torch.float64)
     >>> bool(torch.allclose(net(u), torch.nn.functional.silu(u), rtol=1e-15, atol=0))
     True
