@@ -16,7 +16,9 @@ Examples
 (True, True)
 """
 
+from maso import bounds as bounds
 from maso import layers as layers
+from maso import measures as measures
 from maso import nn as nn
 from maso import plotting as plotting
 from maso import soft as soft
@@ -99,7 +101,9 @@ __all__ = [
     "UnitGroup",
     "UnsupportedLayerError",
     "from_torch",
+    "bounds",
     "layers",
+    "measures",
     "mlp",
     "nn",
     "plotting",
