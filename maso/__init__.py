@@ -17,6 +17,7 @@ Examples
 """
 
 from maso import bounds as bounds
+from maso import exact as exact
 from maso import layers as layers
 from maso import measures as measures
 from maso import nn as nn
@@ -102,6 +103,7 @@ __all__ = [
     "UnsupportedLayerError",
     "from_torch",
     "bounds",
+    "exact",
     "layers",
     "measures",
     "mlp",
