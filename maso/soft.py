@@ -267,6 +267,8 @@ class Soft(SplineLayer):
 
     def frozen_vjp(self, cot, icode, p, in_shape):
         n, m = cot.shape[:2]
+        if self.readout is not None:  # constant pieces: no linear part
+            return torch.zeros((n, m, *in_shape), dtype=cot.dtype, device=cot.device)
         x = torch.zeros((n, m, *in_shape), dtype=cot.dtype, device=cot.device, requires_grad=True)
         with torch.enable_grad():
             y = self.frozen(x, icode, p, in_shape, False)
