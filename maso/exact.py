@@ -89,8 +89,8 @@ class ExactReport:
         Largest difference between a region's float affine map and its exact one.
     distinct_codes : bool
     area_sum, domain_area : sympy.Rational or None
-        2-D only: exact sum of the regions' areas (each region = the box cut by its exact inequalities) and the
-        box's area.
+        2-D only: exact sum of the regions' areas (each region = the domain cut by its exact inequalities) and
+        the domain's area (its float inequalities read as exact rationals).
     problems : tuple of str
     """
 
@@ -286,14 +286,15 @@ class ExactNetwork:
         Per region, with its interior point converted to a rational exactly: the point satisfies every
         inequality of the code's exact H-representation strictly (else an exact LP, sympy's simplex, looks
         for a strictly interior point), its exact code is the region's code, and the float affine map is
-        compared to the exact one. Codes must be distinct. For a 2-D box domain, each region's exact polygon
-        (the box cut by its exact inequalities) is formed and the exact areas must sum to the box's area:
-        with distinct codes and non-empty interiors this proves the regions partition the box.
+        compared to the exact one. Codes must be distinct. For a 2-D domain, each region's exact polygon (the
+        domain cut by its exact inequalities) is formed and the exact areas must sum to the domain's area: with
+        distinct codes and non-empty interiors this proves the regions partition the domain. In 3-D and up,
+        coverage is not checked exactly (use :meth:`maso.RegionSet.verify` for sampled coverage).
 
         Parameters
         ----------
         regions : RegionSet or sequence of Region
-        domain : Box, optional
+        domain : Box or Polytope, optional
             Defaults to ``regions.domain`` when given a RegionSet.
 
         Returns
@@ -312,9 +313,8 @@ class ExactNetwork:
         max_err = 0.0
         area_sum = None
         box = None
-        if domain is not None and self.input_dim == 2 and hasattr(domain, "lo"):
-            lo, hi = [rational(v) for v in domain.lo], [rational(v) for v in domain.hi]
-            box = [(lo[0], lo[1]), (hi[0], lo[1]), (hi[0], hi[1]), (lo[0], hi[1])]
+        if domain is not None and self.input_dim == 2:
+            box = _domain_polygon(domain)
             area_sum = sp.Integer(0)
         for i, r in enumerate(regs):
             H, h = self.region(r.code)
@@ -342,7 +342,7 @@ class ExactNetwork:
                 area_sum += _area(poly)
         dom_area = None
         if box is not None:
-            dom_area = (box[1][0] - box[0][0]) * (box[2][1] - box[1][1])
+            dom_area = _area(box)
             if area_sum != dom_area:
                 problems.append(f"exact areas sum to {area_sum}, the box has {dom_area}")
         return ExactReport(len(regs), ok, max_err, distinct, area_sum, dom_area, tuple(problems))
@@ -364,7 +364,9 @@ class ExactNetwork:
 
 
 def _strictly_inside(H: sp.Matrix, h: sp.Matrix, p: sp.Matrix) -> bool:
-    return all((H.row(j) * p)[0] < h[j] for j in range(H.rows))
+    """Strictly inside every non-zero row; all-zero rows (a unit tied with a rival on the whole region, which
+    keeps its lowest piece) need ``0 <= h`` only."""
+    return all((H.row(j) * p)[0] < h[j] if any(H.row(j)) else h[j] >= 0 for j in range(H.rows))
 
 
 def _interior_point(H: sp.Matrix, h: sp.Matrix) -> sp.Matrix | None:
@@ -372,24 +374,38 @@ def _interior_point(H: sp.Matrix, h: sp.Matrix) -> sp.Matrix | None:
 
     Maximises ``s`` subject to ``H y + s <= h`` (rows that are not all zero), ``s <= 1``, ``y`` free.
     """
-    from sympy.solvers.simplex import linprog
+    from sympy.solvers.simplex import InfeasibleLPError, lpmax
 
     keep = [j for j in range(H.rows) if any(H.row(j))]
-    if any(h[j] <= 0 for j in range(H.rows) if j not in keep):
+    if any(h[j] < 0 for j in range(H.rows) if j not in keep):
         return None
     d = H.cols
     if not keep:
         return sp.zeros(d, 1)
-    Hk = sp.Matrix([list(H.row(j)) + [1] for j in keep] + [[0] * d + [1]])
-    hk = sp.Matrix([h[j] for j in keep] + [1])
-    c = sp.Matrix([0] * d + [-1])
+    ys = sp.symbols(f"y0:{d}", real=True)
+    s = sp.Symbol("s", real=True)
+    yv = sp.Matrix(ys)
+    constraints = [(H.row(j) * yv)[0] + s <= h[j] for j in keep] + [s <= 1]
     try:
-        value, sol = linprog(c, Hk, hk, bounds=[(None, None)] * (d + 1))
-    except Exception:  # sympy raises InfeasibleLPError when no y satisfies H y <= h - s for any s
+        value, sol = lpmax(s, constraints)
+    except InfeasibleLPError:
         return None
-    if not -value > 0:
+    if not value > 0:
         return None
-    return sp.Matrix(sol[:d])
+    return sp.Matrix([sol.get(y, 0) for y in ys])
+
+
+def _domain_polygon(domain: Any) -> list:
+    """The exact polygon of a 2-D Box or Polytope (its float inequalities read as exact rationals)."""
+    if hasattr(domain, "lo") and hasattr(domain, "hi"):
+        lo, hi = [rational(float(v)) for v in domain.lo], [rational(float(v)) for v in domain.hi]
+        return [(lo[0], lo[1]), (hi[0], lo[1]), (hi[0], hi[1]), (lo[0], hi[1])]
+    A, b = np.asarray(domain.A, dtype=np.float64), np.asarray(domain.b, dtype=np.float64)
+    big = sp.Integer(2) ** 80  # far outside any float-described bounded domain
+    poly = [(-big, -big), (big, -big), (big, big), (-big, big)]
+    for row, c in zip(A, b):
+        poly = _clip(poly, [rational(float(v)) for v in row], rational(float(c)))
+    return poly
 
 
 def _clip(poly: list, a: Any, c: Any) -> list:
