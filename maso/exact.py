@@ -349,8 +349,16 @@ class ExactNetwork:
 
     # ------------------------------------------------------------------------------------------ floats
     def to_network(self) -> Any:
-        """The float64 :class:`maso.Network` of these weights (a chain of :class:`maso.MASOLayer`)."""
-        from maso.layers import MASOLayer
+        """The float64 :class:`maso.Network` of these weights (:class:`maso.MASOLayer` and ``Dense`` layers).
+
+        Examples
+        --------
+        >>> en = maso.exact.from_weights([([[1, -1]], [0]), ([[2]], [1])])
+        >>> net = en.to_network()
+        >>> net(np.array([2.0, 0.5])), net.n_units == en.n_units
+        (array([4.]), True)
+        """
+        from maso.layers import Dense, MASOLayer
         from maso.network import Network
 
         layers = []
@@ -359,7 +367,8 @@ class ExactNetwork:
             A = np.stack([np.array(lay.A[r].tolist(), dtype=np.float64) for r in range(R)], axis=1)
             B = np.stack([np.array(lay.B[r].T.tolist()[0], dtype=np.float64) for r in range(R)], axis=1)
             B[~lay.present] = -np.inf
-            layers.append(MASOLayer(A, B))
+            # one-piece layers are affine: no units, as in the code layout of this network
+            layers.append(Dense(A[:, 0], B[:, 0]) if R == 1 else MASOLayer(A, B))
         return Network.sequential((self.input_dim,), layers)
 
 

@@ -62,6 +62,9 @@ def test_rational_weights_and_symbolic_forms():
         assert pw.subs(vals) == expr.subs(vals) == en(list(vals.values()))[0]
     net = en.to_network()
     assert np.isclose(net(np.array([0.75, 0.25]))[0], 1.0)
+    regions = maso.enumerate_regions(net, maso.Box([-2, -2], [2, 2]), progress=False)
+    assert len(regions) == 4 and en.verify(regions).area_sum == 16
+    assert np.array_equal(en.code([1, "1/4"]), net.codes(np.array([1.0, 0.25])))
     lk = exact.from_weights([([[1]], [0]), ([[1]], [0])], activation="leaky_relu", negative_slope="1/10")
     assert lk([-3])[0] == sp.Rational(-3, 10)
 
