@@ -17,7 +17,6 @@ Examples
 """
 
 from maso import bounds as bounds
-from maso import exact as exact
 from maso import layers as layers
 from maso import measures as measures
 from maso import nn as nn
@@ -64,6 +63,15 @@ from maso.slices import slice_regions as slice_regions
 from maso.polytope import Polytope as Polytope
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    # maso.exact pulls in sympy (~0.4 s); import it on first use only.
+    if name == "exact":
+        import importlib
+
+        return importlib.import_module("maso.exact")
+    raise AttributeError(f"module 'maso' has no attribute {name!r}")
 
 __all__ = [
     "Affine",
