@@ -4,7 +4,8 @@ Run: ``python benchmarks/bench_core.py [--n 10000] [--device cpu|cuda] [--repeat
 
 Prints, for each workload, the median wall time of the torch forward (the baseline, measured in the same
 process) and of maso's computation, and their ratio. Goals (issue 2): codes + affine maps of a 784-256-256-10
-MLP on 10,000 inputs, and codes of an Inception-style CNN, within 1.5x of the torch forward.
+MLP on 10,000 inputs, and codes of an Inception-style CNN, within 1.5x of the torch forward. Issue 5 adds a
+GPT-2 MLP block with soft codes (no stated goal; reported for reference).
 """
 
 from __future__ import annotations
@@ -85,15 +86,33 @@ def bench_cnn(n: int, repeat: int, device: str) -> None:
     timer.row("maso codes by layer", lambda: net.codes(x, by_layer=True))
 
 
+def bench_gpt2_mlp(n: int, repeat: int, device: str) -> None:
+    """Soft codes (issue 5): a GPT-2-small MLP block (768 -> 3072 gelu_new -> 768) on n token activations."""
+    torch.manual_seed(0)
+    module = torch.nn.Sequential(torch.nn.Linear(768, 3072), torch.nn.GELU(approximate="tanh"),
+                                 torch.nn.Linear(3072, 768)).to(device).eval()
+    net = maso.from_torch(module, torch.zeros(1, 768, device=device))
+    x = torch.randn(n, 768, generator=torch.Generator().manual_seed(0)).to(device)
+    print(f"GPT-2 MLP block 768-3072(gelu_new)-768, {n} tokens, float32, {device}")
+    with torch.no_grad():
+        timer = Timer(lambda: module(x), repeat, device)
+    timer.row("maso forward", lambda: net(x))
+    timer.row("maso hard codes (pre-activation > 0)", lambda: net.codes(x))
+    timer.row("maso soft codes (n x 3072 x 2)", lambda: net.soft_codes(x))
+    timer.row("maso expected affine maps (operator) + b", lambda: net.expected_affine_at(x, dense=False).b)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=10_000, help="MLP batch size (default 10000)")
     parser.add_argument("--n-images", type=int, default=256, help="CNN batch size (default 256)")
+    parser.add_argument("--n-tokens", type=int, default=2048, help="GPT-2 MLP batch (default 2048)")
     parser.add_argument("--repeat", type=int, default=15)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args()
     bench_mlp(args.n, args.repeat, args.device)
     bench_cnn(args.n_images, args.repeat, args.device)
+    bench_gpt2_mlp(args.n_tokens, args.repeat, args.device)
 
 
 if __name__ == "__main__":

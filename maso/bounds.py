@@ -23,18 +23,19 @@ Examples
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from math import comb
-from typing import Any, Sequence
+from typing import Any
 
 from maso.errors import ParameterError
 
 __all__ = [
-    "zaslavsky",
+    "layer_widths",
     "montufar2014_lower",
     "montufar2017_upper",
     "serra2018_upper",
     "trivial_upper",
-    "layer_widths",
+    "zaslavsky",
 ]
 
 

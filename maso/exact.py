@@ -22,8 +22,9 @@ Matrix([[3/2]])
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import sympy as sp
@@ -363,7 +364,7 @@ class ExactNetwork:
 
         layers = []
         for lay in self._layers:
-            K, R = lay.present.shape
+            R = lay.present.shape[1]
             A = np.stack([np.array(lay.A[r].tolist(), dtype=np.float64) for r in range(R)], axis=1)
             B = np.stack([np.array(lay.B[r].T.tolist()[0], dtype=np.float64) for r in range(R)], axis=1)
             B[~lay.present] = -np.inf

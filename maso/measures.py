@@ -35,13 +35,13 @@ from maso.errors import NumericalWarning, ParameterError, ShapeError
 from maso.network import Network
 
 __all__ = [
-    "hamming",
-    "soft_distance",
-    "independent_mismatch",
-    "PathDensity",
-    "path_density",
     "LocalComplexity",
+    "PathDensity",
+    "hamming",
+    "independent_mismatch",
     "local_complexity",
+    "path_density",
+    "soft_distance",
 ]
 
 

@@ -45,19 +45,19 @@ import numpy as np
 import torch
 
 from maso.errors import ParameterError, ShapeError, UnsupportedLayerError
-from maso.layers import Elementwise, MaxPool, Maxout, SplineLayer, _maxpool_out_spatial, absolute, relu
+from maso.layers import Elementwise, Maxout, MaxPool, SplineLayer, _maxpool_out_spatial, absolute, relu
 
 __all__ = [
     "GATES",
     "Soft",
-    "temperature_of",
     "beta_vq",
     "gelu",
-    "silu",
-    "sigmoid",
-    "tanh",
-    "soften",
     "harden",
+    "sigmoid",
+    "silu",
+    "soften",
+    "tanh",
+    "temperature_of",
 ]
 
 Tensor = torch.Tensor
@@ -112,6 +112,22 @@ def _gate_probability(gate: str, d: Tensor) -> tuple[Tensor, Tensor]:
         return torch.special.ndtr(-d), torch.special.ndtr(d)
     z = torch.tanh(_SQRT_2_OVER_PI * (d + _GELU_NEW_CUBIC * d * d * d))
     return 0.5 * (1.0 - z), 0.5 * (1.0 + z)
+
+
+_FUSED = {
+    "logistic": torch.nn.functional.silu,
+    "probit": torch.nn.functional.gelu,
+    "tanh": lambda x: torch.nn.functional.gelu(x, approximate="tanh"),
+}
+
+
+def _upper_probability(gate: str, d: Tensor) -> Tensor:
+    """Probability of piece 1 alone (the forward pass needs no more)."""
+    if gate == "logistic":
+        return torch.sigmoid(d)
+    if gate == "probit":
+        return torch.special.ndtr(d)
+    return 0.5 * (1.0 + torch.tanh(_SQRT_2_OVER_PI * (d + _GELU_NEW_CUBIC * d * d * d)))
 
 
 @dataclass(frozen=True, repr=False, eq=False)
@@ -238,9 +254,52 @@ class Soft(SplineLayer):
         L = torch.where(t > 0, L, torch.zeros_like(L))  # absent pieces (-inf) have probability 0
         return (t * L).sum(-1)
 
+    # -- two-piece elementwise units: the hot path (GELU/SiLU MLPs), no (n, U, R) stacks ---------------------
+    def _two_piece(self) -> bool:
+        return isinstance(self.base, Elementwise) and self.base.n_pieces == 2
+
+    def _gap_and_output(self, x: Tensor, p: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
+        """Tempered score gap ``d = sign (l_1 - l_0) / tau`` and the output ``l_0 + P(piece 1) (l_1 - l_0)``."""
+        base = self.base
+        if base._kind == "relu":
+            l0, l1, d = None, x, x
+        else:
+            s, c, sg = base._pieces(p, x.dim() - 1)
+            l0, l1 = s[0] * x + c[0], s[1] * x + c[1]
+            d = sg * (l1 - l0)
+        if self.temperature != 1.0:
+            d = d / self.temperature
+        p1 = _upper_probability(self.gate, d)
+        if self.readout is not None:
+            v0, v1 = float(self.readout[0]), float(self.readout[1])
+            y = p1 if (v0, v1) == (0.0, 1.0) else v0 + (v1 - v0) * p1
+        elif l0 is None:
+            y = x * p1  # ReLU pieces {0, u}: u * p(u), the form torch uses for SiLU and GELU
+        else:
+            y = l0 + p1 * (l1 - l0)
+        return d, y
+
+    def _expected_piece(self, t: Tensor, p: dict[str, Tensor], in_shape: Shape) -> tuple[Tensor, Tensor]:
+        """Expected slope and intercept ``(n, *in_shape)`` of elementwise units with probabilities ``t``."""
+        tt = t.reshape(t.shape[0], *in_shape, t.shape[-1])
+        if self.readout is not None:
+            v = torch.as_tensor(np.array(self.readout), dtype=t.dtype, device=t.device)
+            return torch.zeros_like(tt[..., 0]), (tt * v).sum(-1)
+        s, c, _ = self.base._pieces(p, len(in_shape))
+        slope = sum(tt[..., r] * s[r] for r in range(len(s)))
+        icpt = sum(tt[..., r] * c[r] for r in range(len(c)))
+        return slope, icpt
+
     # -- SplineLayer interface -----------------------------------------------------------------------------
     def forward(self, x, p, need_code):
         in_shape = tuple(x.shape[1:])
+        fused = _FUSED.get(self.gate) if (getattr(self.base, "_kind", "") == "relu" and self.temperature == 1.0
+                                           and self.readout is None) else None
+        if fused is not None:  # torch's own kernel for u * p(u): same function, one pass
+            return fused(x), (x > 0 if need_code else None)
+        if self._two_piece():
+            d, y = self._gap_and_output(x, p)
+            return y, (d > 0 if need_code else None)
         t = self.probabilities(x, in_shape)
         y = self._mix(x, t, in_shape, True).reshape(x.shape[0], *self._out_shape(in_shape))
         code = self.base.forward(x, p, True)[1] if need_code else None
@@ -249,6 +308,10 @@ class Soft(SplineLayer):
     def soft_forward(self, x: Tensor, p: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
         """Output and piece probabilities ``(n, U, R)``."""
         in_shape = tuple(x.shape[1:])
+        if self._two_piece():
+            d, y = self._gap_and_output(x, p)
+            t0, t1 = _gate_probability(self.gate, d)
+            return y, torch.stack([t0, t1], dim=-1).reshape(x.shape[0], -1, 2)
         t = self.probabilities(x, in_shape)
         return self._mix(x, t, in_shape, True).reshape(x.shape[0], *self._out_shape(in_shape)), t
 
@@ -260,6 +323,10 @@ class Soft(SplineLayer):
 
     def frozen(self, x, icode, p, in_shape, bias):
         # icode: piece probabilities (n, U, R); every unit is frozen on its expected affine piece.
+        if isinstance(self.base, Elementwise):
+            slope, icpt = self._expected_piece(icode, p, in_shape)
+            y = x * slope.unsqueeze(1)
+            return y + icpt.unsqueeze(1) if bias else y
         n, T = x.shape[:2]
         X = x.reshape(n * T, *in_shape)
         t = icode.repeat_interleave(T, dim=0)
@@ -267,8 +334,8 @@ class Soft(SplineLayer):
 
     def frozen_vjp(self, cot, icode, p, in_shape):
         n, m = cot.shape[:2]
-        if self.readout is not None:  # constant pieces: no linear part
-            return torch.zeros((n, m, *in_shape), dtype=cot.dtype, device=cot.device)
+        if isinstance(self.base, Elementwise):
+            return cot * self._expected_piece(icode, p, in_shape)[0].unsqueeze(1)
         x = torch.zeros((n, m, *in_shape), dtype=cot.dtype, device=cot.device, requires_grad=True)
         with torch.enable_grad():
             y = self.frozen(x, icode, p, in_shape, False)

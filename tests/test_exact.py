@@ -9,10 +9,10 @@ from fractions import Fraction
 import numpy as np
 import pytest
 import sympy as sp
+from test_regions import _degenerate_nets, _mlp
 
 import maso
 from maso import exact
-from test_regions import _degenerate_nets, _mlp
 
 
 def _box(d, b=1.0):

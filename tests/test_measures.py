@@ -142,7 +142,7 @@ def test_sampled_density_never_decreases_under_refinement_and_warns_when_unconve
         warnings.simplefilter("ignore", maso.NumericalWarning)
         totals = [measures.path_density(net, a, b, method="sampled", n_steps=n, max_steps=n).total
                   for n in (4, 8, 16, 64, 256, 4096)]
-    assert all(x <= y for x, y in zip(totals, totals[1:]))
+    assert all(x <= y for x, y in itertools.pairwise(totals))
     assert totals[-1] <= exact.total
     with pytest.warns(maso.NumericalWarning, match="did not converge"):
         r = measures.path_density(net, a, b, method="sampled", n_steps=2, max_steps=4)

@@ -35,7 +35,7 @@ def networks(draw, max_in=3, max_width=6, max_depth=3, acts=("relu", "leaky", "a
     act = draw(st.sampled_from(acts))
     rng = np.random.default_rng(seed)
     layers = []
-    for a, b in zip(widths[:-1], widths[1:]):
+    for a, b in itertools.pairwise(widths):
         k = 2 if act == "maxout" else 1
         W = rng.normal(size=(b * k, a)) / math.sqrt(a)
         layers += [Dense(W, rng.normal(size=b * k) * 0.5 if bias else np.zeros(b * k))]
@@ -109,7 +109,7 @@ FINITE = st.floats(-30, 30, allow_nan=False)
 @given(u=st.lists(FINITE, min_size=1, max_size=32), beta=st.floats(0.02, 0.98))
 def test_silu_gelu_sigmoid_tanh_identities_exactly(u, beta):
     t = torch.tensor(u, dtype=DT)
-    run = lambda layer: maso.Network.sequential((len(u),), [layer])(t)  # noqa: E731
+    run = lambda layer: maso.Network.sequential((len(u),), [layer])(t)
     c = beta / (1 - beta)
     torch.testing.assert_close(run(soft.silu(beta)), t * torch.sigmoid(c * t), rtol=1e-14, atol=1e-15)
     torch.testing.assert_close(run(soft.silu()), F.silu(t), rtol=1e-14, atol=1e-15)

@@ -13,7 +13,7 @@ from torch import nn
 
 import maso
 from maso import soft
-from maso.layers import Dense, MaxPool, Maxout, absolute, leaky_relu, relu
+from maso.layers import Dense, Maxout, MaxPool, absolute, leaky_relu, relu
 
 DT = torch.float64
 U = torch.linspace(-12, 12, 20001, dtype=DT)
