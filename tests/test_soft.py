@@ -286,3 +286,25 @@ def test_typed_errors():
         soft.harden(net)
     with pytest.raises(maso.ShapeError):
         net.soft_codes(np.zeros(4))
+
+
+def test_expected_maps_through_soft_pooling_maxout_and_residuals():
+    torch.manual_seed(6)
+    conv = maso.layers.Conv(np.random.default_rng(0).normal(size=(4, 1, 3, 3)), np.zeros(4), stride=1, padding=1)
+    spec = [("conv", conv, ["input"]), ("act", soft.gelu(), ["conv"]),
+            ("pool", soft.Soft(MaxPool(2, 2, 2), "logistic", 0.5), ["act"]),
+            ("flat", maso.layers.Reshape((64,)), ["pool"]),
+            ("fc", Dense(np.random.default_rng(1).normal(size=(6, 64)), np.zeros(6)), ["flat"]),
+            ("mo", soft.Soft(Maxout(3), "logistic", 0.3), ["fc"]),
+            ("fc2", Dense(np.random.default_rng(2).normal(size=(2, 2)), np.ones(2)), ["mo"]),
+            ("res", maso.layers.Sum((1.0, 1.0)), ["fc2", "mo"])]
+    net = maso.Network.from_graph((1, 8, 8), spec)
+    x = np.random.default_rng(3).normal(size=(3, 1, 8, 8))
+    f = net.expected_affine_at(x)
+    np.testing.assert_allclose(np.einsum("nmd,nd->nm", f.A, x.reshape(3, -1)) + f.b, net(x), rtol=1e-11, atol=1e-12)
+    op = net.expected_affine_at(x, dense=False)
+    v = np.random.default_rng(4).normal(size=(3, 64))
+    np.testing.assert_allclose(op.jvp(v), np.einsum("nmd,nd->nm", f.A, v), rtol=1e-11, atol=1e-12)
+    p = net.soft_codes(x, by_layer=True)
+    assert p["pool"].shape == (3, 4, 4, 4, 4) and p["mo"].shape == (3, 2, 3)
+    assert np.allclose(p["pool"].sum(-1), 1) and np.allclose(p["mo"].sum(-1), 1)
