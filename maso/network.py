@@ -12,7 +12,7 @@ import torch
 from maso._validation import Batch, as_batch
 from maso.affine import Affine, AffineOperator
 from maso.errors import ShapeError, SubnetworkError
-from maso.layers import AffineLayer, Layer, MASOLayer, SplineLayer
+from maso.layers import AffineLayer, Elementwise, Layer, MASOLayer, MaxPool, Maxout, SplineLayer
 from maso.polytope import Polytope
 
 __all__ = ["Network", "Node", "UnitGroup"]
@@ -642,7 +642,7 @@ class Network:
         """
         return self._affine_map(self._batch(x, "Network.expected_affine_at"), dense, False, soft=True)
 
-    def soft_codes(self, x: Any, *, by_layer: bool = False) -> Any:
+    def soft_codes(self, x: Any, *, temperature: float | None = None, by_layer: bool = False) -> Any:
         """Soft spline codes: each unit's probability of being on each of its pieces.
 
         Soft layers (GELU, SiLU, β-VQ...) give their gate's probabilities; hard layers give one-hot rows (the
@@ -651,6 +651,10 @@ class Network:
         Parameters
         ----------
         x : array or tensor of shape input_shape or (n, *input_shape)
+        temperature : float > 0, optional
+            Evaluate every layer's gate at this temperature instead, on the network's own pre-activations (the
+            network is not changed): GELU units give ``Phi(u / temperature)``, hard layers the softmax of their
+            piece scores over ``temperature``. ``-> 0`` gives the hard code, 1 the network's own soft code.
         by_layer : bool, default=False
             Return ``{layer name: (n, *unit_shape, R_layer)}`` instead.
 
@@ -667,21 +671,40 @@ class Network:
         >>> p = net.soft_codes(np.zeros((5, 2)))
         >>> p.shape, bool(np.allclose(p.sum(-1), 1))
         ((5, 3, 2), True)
+        >>> cold = maso.mlp([2, 3, 1], seed=0).soft_codes(np.ones(2), temperature=1e-9)
+        >>> bool(np.array_equal(cold.argmax(-1), maso.mlp([2, 3, 1], seed=0).codes(np.ones(2))))
+        True
         """
+        from maso import soft
+
+        if temperature is not None:
+            temperature = soft._check_temperature(temperature)
         batch = self._batch(x, "Network.soft_codes")
         n = batch.tensor.shape[0]
+        inputs = {g.node: self._nodes[g.node].inputs[0] for g in self._units}
         with torch.no_grad():
-            _, icodes, _ = self._forward(batch.tensor, need_codes=True, soft=True)
+            _, _, kept = self._forward(batch.tensor, keep=set(inputs.values()))
             per_layer = {}
             for g in self._units:
                 layer = self._nodes[g.node].layer
-                ic = icodes[g.node]
-                if hasattr(layer, "soft_forward"):
-                    probs = ic.reshape(n, g.size, -1)
+                z = kept[inputs[g.node]]
+                p = self._params(z.device, z.dtype)[g.node]
+                if temperature is not None:
+                    base = layer.base if isinstance(layer, soft.Soft) else layer
+                    gate = layer.gate if isinstance(layer, soft.Soft) else "logistic"
+                    if not isinstance(base, (Elementwise, MaxPool, Maxout)):
+                        from maso.errors import UnsupportedLayerError
+
+                        raise UnsupportedLayerError(
+                            f"soft_codes(temperature=...) has no gate for layer {g.name!r} "
+                            f"({type(layer).__name__}).", kind=type(layer).__name__, path=g.name)
+                    probs = soft.Soft(base, gate, temperature).soft_forward(z, p)[1]
+                elif isinstance(layer, soft.Soft):
+                    probs = layer.soft_forward(z, p)[1]
                 else:
-                    code = self._public(g, icodes).reshape(n, g.size).long()
-                    probs = torch.nn.functional.one_hot(code, g.n_pieces).to(batch.tensor.dtype)
-                per_layer[g.name] = probs
+                    code = layer.public_code(layer.forward(z, p, True)[1], self._input_shape_of(g.node))
+                    probs = torch.nn.functional.one_hot(code.reshape(n, g.size).long(), g.n_pieces)
+                per_layer[g.name] = probs.reshape(n, g.size, -1).to(batch.tensor.dtype)
             if by_layer:
                 return {g.name: batch.out(per_layer[g.name].reshape(n, *g.shape, -1)) for g in self._units}
             R = max((g.n_pieces for g in self._units), default=1)

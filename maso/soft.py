@@ -67,6 +67,7 @@ Shape = tuple[int, ...]
 GATES = ("logistic", "probit", "tanh")
 
 _SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
+_SQRT_HALF = math.sqrt(0.5)
 _GELU_NEW_CUBIC = 0.044715
 
 
@@ -101,6 +102,11 @@ def _check_temperature(tau: Any) -> float:
     return float(tau)
 
 
+def _ndtr(d: Tensor) -> Tensor:
+    # torch.special.ndtr goes through 1 + erf and loses the lower tail (ndtr(-10) == 0); erfc keeps it.
+    return 0.5 * torch.special.erfc(-d * _SQRT_HALF)
+
+
 def _gate_probability(gate: str, d: Tensor) -> tuple[Tensor, Tensor]:
     """Probabilities of pieces 0 and 1 of a two-piece unit from its (tempered) score gap ``d = l_1 - l_0``.
 
@@ -109,7 +115,7 @@ def _gate_probability(gate: str, d: Tensor) -> tuple[Tensor, Tensor]:
     if gate == "logistic":
         return torch.sigmoid(-d), torch.sigmoid(d)
     if gate == "probit":
-        return torch.special.ndtr(-d), torch.special.ndtr(d)
+        return _ndtr(-d), _ndtr(d)
     z = torch.tanh(_SQRT_2_OVER_PI * (d + _GELU_NEW_CUBIC * d * d * d))
     return 0.5 * (1.0 - z), 0.5 * (1.0 + z)
 
@@ -126,7 +132,7 @@ def _upper_probability(gate: str, d: Tensor) -> Tensor:
     if gate == "logistic":
         return torch.sigmoid(d)
     if gate == "probit":
-        return torch.special.ndtr(d)
+        return _ndtr(d)
     return 0.5 * (1.0 + torch.tanh(_SQRT_2_OVER_PI * (d + _GELU_NEW_CUBIC * d * d * d)))
 
 

@@ -308,3 +308,37 @@ def test_expected_maps_through_soft_pooling_maxout_and_residuals():
     p = net.soft_codes(x, by_layer=True)
     assert p["pool"].shape == (3, 4, 4, 4, 4) and p["mo"].shape == (3, 2, 3)
     assert np.allclose(p["pool"].sum(-1), 1) and np.allclose(p["mo"].sum(-1), 1)
+
+
+def test_soft_codes_at_a_temperature_on_the_networks_own_preactivations():
+    """The temperature family p_tau(u) = Phi(u / tau) of a GELU network: the network is unchanged, tau = 1 is its
+    own code, tau -> 0 the hard code; for a hard network, tau gives the softmax of its piece scores."""
+    net = maso.from_torch(_gelu_mlp(7), torch.zeros(1, 3, dtype=DT))
+    x = np.random.default_rng(5).normal(size=(25, 3)) * 2
+    np.testing.assert_array_equal(net.soft_codes(x, temperature=1.0), net.soft_codes(x))
+    acts = net.activations(x)
+    u1 = acts[net.nodes[net.nodes[net.units[0].node].inputs[0]].name]
+    from scipy.special import ndtr
+
+    p = net.soft_codes(x, temperature=0.3, by_layer=True)[net.units[0].name]
+    np.testing.assert_allclose(p[..., 1], ndtr(u1 / 0.3), rtol=1e-13, atol=1e-300)
+    cold = net.soft_codes(x, temperature=1e-12)
+    np.testing.assert_array_equal(cold.argmax(-1), net.codes(x))
+    hard = maso.mlp([3, 6, 6, 1], seed=3)
+    pre = hard.activations(x)
+    ph = hard.soft_codes(x, temperature=0.5, by_layer=True)["3"]
+    z = pre["2"]  # input of the second ReLU layer
+    np.testing.assert_allclose(ph[..., 1], 1 / (1 + np.exp(-z / 0.5)), rtol=1e-12)
+    with pytest.raises(maso.ParameterError, match="temperature"):
+        net.soft_codes(x, temperature=0)
+
+
+def test_tiny_probabilities_keep_full_precision():
+    """Probit and logistic gates in the far tails: each side computed directly (torch.special.ndtr(-10) is 0)."""
+    from scipy.special import expit, ndtr
+
+    u = torch.tensor([-40.0, -20.0, -10.0, -6.0, 6.0, 10.0, 20.0], dtype=DT)
+    for layer, ref in ((soft.gelu(), ndtr), (soft.silu(), expit)):
+        p = maso.Network.sequential((7,), [layer]).soft_codes(u)
+        np.testing.assert_allclose(p[:, 1].numpy(), ref(u.numpy()), rtol=1e-13, atol=0)
+        np.testing.assert_allclose(p[:, 0].numpy(), ref(-u.numpy()), rtol=1e-13, atol=0)
