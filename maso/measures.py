@@ -139,13 +139,13 @@ class PathDensity:
 def path_density(
     net: Network, x0: Any, x1: Any, *, codes: str = "hard", method: str = "auto", n_steps: int = 200,
     rtol: float = 1e-3, max_steps: int = 1 << 16,
-) -> PathDensity:
+) -> Any:
     """Polytope density along the segment ``x0 -> x1``: total code change and change per unit length.
 
     Parameters
     ----------
     net : Network
-    x0, x1 : array of shape input_shape
+    x0, x1 : array of shape input_shape, or (n, *input_shape) for n paths
     codes : {"hard", "soft"}, default="hard"
         Hard codes count units that flip (:func:`hamming`); soft codes sum :func:`soft_distance` between steps.
     method : {"auto", "exact", "sampled"}, default="auto"
@@ -162,7 +162,7 @@ def path_density(
 
     Returns
     -------
-    PathDensity
+    PathDensity, or a list of them for a batch (the exact walk runs once for the whole batch)
 
     Examples
     --------
@@ -185,22 +185,34 @@ def path_density(
         raise ParameterError(f"rtol must be a number in [0, 1); got {rtol!r}.")
     a = np.asarray(x0, dtype=np.float64)
     b = np.asarray(x1, dtype=np.float64)
-    if a.shape != net.input_shape or b.shape != net.input_shape:
-        raise ShapeError(f"path_density needs two points of shape {net.input_shape}; got {a.shape} and {b.shape}.")
+    single = a.shape == net.input_shape
+    if a.shape != b.shape or a.shape[int(not single):] != net.input_shape or a.ndim > len(net.input_shape) + 1:
+        raise ShapeError(f"path_density needs two points of shape {net.input_shape}, or two batches (n, "
+                         f"*{net.input_shape}); got {a.shape} and {b.shape}.")
     if not (np.all(np.isfinite(a)) and np.all(np.isfinite(b))):
         raise ShapeError("path_density needs finite points.")
-    length = float(np.linalg.norm((b - a).ravel()))
     can_walk = codes == "hard" and net.is_piecewise_linear
     if method == "exact" and not can_walk:
         raise ParameterError("method='exact' needs hard codes of a piecewise-linear network; use "
                              "method='sampled' for soft codes or smooth networks.")
+    A, B = (a[None], b[None]) if single else (a, b)
+    lengths = np.linalg.norm((B - A).reshape(len(A), -1), axis=1)
     if method != "sampled" and can_walk:
         from maso.paths import segment_crossings
 
-        sc = segment_crossings(net, a, b)
-        dist = sc.hamming().astype(np.float64)
-        return PathDensity(sealed(sc.t.copy()), sealed(dist), float(dist.sum()), length, True, True, ())
+        out = []
+        for sc, length in zip(segment_crossings(net, A, B), lengths):  # one batched walk for all paths
+            dist = sc.hamming().astype(np.float64)
+            out.append(PathDensity(sealed(sc.t.copy()), sealed(dist), float(dist.sum()), float(length), True,
+                                   True, ()))
+    else:
+        out = [_sampled_density(net, pa, pb, float(length), codes, int(n_steps), float(rtol), int(max_steps))
+               for pa, pb, length in zip(A, B, lengths)]
+    return out[0] if single else out
 
+
+def _sampled_density(net: Network, a: np.ndarray, b: np.ndarray, length: float, codes: str, n_steps: int,
+                     rtol: float, max_steps: int) -> PathDensity:
     history: list[tuple[int, float]] = []
     n = int(n_steps)
     prev = None
@@ -220,7 +232,7 @@ def path_density(
         if 2 * n > max_steps:
             warnings.warn(f"path_density: the sampled total did not converge (last grids {history[-2:]}); "
                           "increase max_steps or use the exact walk for piecewise-linear networks.",
-                          NumericalWarning, stacklevel=2)
+                          NumericalWarning, stacklevel=3)
             return PathDensity(sealed(t), sealed(dist), total, length, False, False, tuple(history))
         prev = total
         n *= 2

@@ -225,3 +225,18 @@ def test_local_complexity_errors_and_explicit_frames():
     lc = measures.local_complexity(net, np.zeros(3), 1.0, directions=[[2.0, 0, 0], [1.0, 1.0, 0]])
     assert np.allclose(lc.directions @ lc.directions.T, np.eye(2))
     assert lc.total.shape == (1,)
+
+
+def test_path_density_batches_equal_single_paths():
+    net = maso.mlp([3, 12, 12, 2], seed=9)
+    rng = np.random.default_rng(9)
+    A, B = rng.normal(size=(6, 3)) * 2, rng.normal(size=(6, 3)) * 2
+    for method in ("exact", "sampled"):
+        batch = measures.path_density(net, A, B, method=method, n_steps=64)
+        assert len(batch) == 6
+        for pd, a, b in zip(batch, A, B):
+            one = measures.path_density(net, a, b, method=method, n_steps=64)
+            assert pd.total == one.total and np.isclose(pd.length, np.linalg.norm(b - a))
+            assert pd.exact == (method == "exact")
+    with pytest.raises(maso.ShapeError):
+        measures.path_density(net, A, B[:5])
