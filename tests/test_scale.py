@@ -102,3 +102,29 @@ def test_executor_that_refuses_iterators():
     with _ListOnlyExecutor(2) as ex:
         got = maso.enumerate_regions(net, box, executor=ex)
     assert _codes(got) == _codes(maso.enumerate_regions(net, box))
+
+
+def test_regions_cross_processes_packed_and_unchanged():
+    """Workers and checkpoints move regions as a few concatenated arrays; every field comes back equal and
+    read-only, including multi-unit facets of duplicated units and an empty task."""
+    import pickle
+
+    from maso.regions import _pack_regions, _unpack_regions
+
+    rng = np.random.default_rng(3)
+    W, b = rng.normal(size=(5, 2)), rng.normal(size=5) * 0.5
+    W, b = np.vstack([W, W[:2]]), np.concatenate([b, b[:2]])  # duplicated units: facets listing two units
+    net = maso.Network.sequential((2,), [maso.layers.Dense(W, b), maso.layers.relu(),
+                                         maso.layers.Dense(rng.normal(size=(2, 7)), np.zeros(2))])
+    regions = list(maso.enumerate_regions(net, maso.Box([-2, -2], [2, 2]), progress=False))
+    back = _unpack_regions(pickle.loads(pickle.dumps(_pack_regions(regions))))
+    assert any(len(f) == 2 for r in regions for f in r.facet_units)
+    assert len(back) == len(regions)
+    for r, s in zip(regions, back):
+        assert r.code.dtype == s.code.dtype and np.array_equal(r.code, s.code)
+        for x, y in ((r.polytope.A, s.polytope.A), (r.polytope.b, s.polytope.b), (r.polytope.units, s.polytope.units),
+                     (r.interior_point, s.interior_point), (r.affine.A, s.affine.A), (r.affine.b, s.affine.b)):
+            assert np.array_equal(x, y) and not y.flags.writeable
+        assert r.facet_units == s.facet_units and r.inradius == s.inradius
+    assert _unpack_regions(_pack_regions([])) == []
+    assert _unpack_regions(regions) is regions  # records written before packing load as they are
