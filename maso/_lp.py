@@ -9,6 +9,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from maso import _kernels
+
 from maso.errors import SolverError
 
 __all__ = ["chebyshev", "extreme", "LPStats"]
@@ -114,6 +116,8 @@ def chebyshev(G: np.ndarray, h: np.ndarray, stats: LPStats | None = None) -> tup
 
 def _certified(G: np.ndarray, h: np.ndarray, c: np.ndarray, r: float, tol: float = 1e-9) -> bool:
     """Primal check of a Chebyshev solution: the ball fits (up to ``tol``)."""
+    if _kernels.certified is not None and G.flags.c_contiguous:
+        return bool(_kernels.certified(G, h, c, float(r), tol))
     if not (np.isfinite(r) and np.isfinite(c).all()):
         return False
     return bool((G @ c + r - h).max(initial=-1.0) <= tol * (1.0 + np.abs(h).max(initial=0.0)))

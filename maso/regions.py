@@ -37,6 +37,7 @@ from typing import Any, Iterable, Iterator, Sequence
 import numpy as np
 import torch
 
+from maso import _kernels
 from maso._lp import LPStats, chebyshev, extreme
 from maso._validation import readonly
 from maso.affine import Affine
@@ -690,6 +691,13 @@ class _Engine:
         are tight on no other vertex (the double-description adjacency test; exact for degenerate polytopes).
         Incidences are bit sets: ``c.inc`` holds one uint64 word per 64 rows.
         """
+        if _kernels.split_vertices is not None:  # compiled: same arithmetic, no per-call NumPy overhead
+            V, inc, k = _kernels.split_vertices(c.V, c.inc, fv, self.d, _EPS, len(c.h))
+            hi_part = c.add_row(-n, t, label_pos, box=False)
+            hi_part.V, hi_part.inc, hi_part.center = V[:k], inc[:k], None
+            lo_part = c.add_row(n, -t, label_neg, box=False)
+            lo_part.V, lo_part.inc, lo_part.center = V[k:], inc[k:], None
+            return hi_part, lo_part
         pos, neg = fv > _EPS, fv < -_EPS
         zero = ~pos & ~neg
         ia, ib = np.nonzero(pos)[0], np.nonzero(neg)[0]
@@ -849,7 +857,7 @@ class _Engine:
             return []
         net = self.net
         n, d = len(cells), self.d
-        if any(np.any(c.code < 0) for c in cells):
+        if min(int(c.code.min(initial=0)) for c in cells) < 0:
             raise RuntimeError("internal: undecided units in a final cell")
         J, b = self._maps(cells, len(self.groups), None)
         J = J.reshape(n, d, -1).transpose(1, 2).numpy()
@@ -867,7 +875,7 @@ class _Engine:
                 keep = self.irredundant(c)
             labels = [c.labels[k] for k in keep]
             units = np.array([lab[0] for lab in labels], dtype=np.int64)
-            facet_units = tuple(tuple(int(u) for u, _ in lab) for lab in labels)
+            facet_units = tuple([tuple([int(u) for u, _ in lab]) for lab in labels])
             poly = Polytope._trusted(c.G[keep], c.h[keep], units)
             regions.append(Region(readonly(c.code, code_dtype), poly, facet_units, readonly(c.center),
                                   float(c.radius), Affine._trusted(J[i].copy(), b[i].copy())))
@@ -881,19 +889,26 @@ class _Engine:
         include every facet). Rows with equal sets are coincident (duplicated units): the first is kept with
         every label.
         """
-        F = _unpack(c.inc, len(c.h)).T  # (m, k)
-        m, k = F.shape
-        if k <= 64:  # each row's vertex set as one uint64 word: (m, m) subset tests
-            f = _pack(F)[:, 0]
-            big = np.bitwise_count(f) >= self.d
-            subset = (f[:, None] & ~f[None, :]) == 0  # [i, j]: F_i within F_j
+        m = len(c.h)
+        if _kernels.facet_rows is not None:
+            out = _kernels.facet_rows(c.inc, m, self.d).tolist()
+            n_keep = out[0]
+            for i, f in zip(out[1 + n_keep::2], out[2 + n_keep::2]):  # coincident rows: merge labels
+                c.labels[f] = c.labels[f] + [lab for lab in c.labels[i] if lab not in c.labels[f]]
+            return out[1:1 + n_keep]
         else:
-            big = F.sum(axis=1) >= self.d
-            subset = ~np.any(F[:, None, :] & ~F[None, :, :], axis=-1)
-        equal = subset & subset.T
-        strict = subset & ~equal
-        facet = big & ~strict.any(axis=1)
-        first = np.argmax(equal & facet[None, :], axis=1)  # the first facet row with the same vertex set
+            F = _unpack(c.inc, m).T  # (m, k)
+            if F.shape[1] <= 64:  # each row's vertex set as one uint64 word: (m, m) subset tests
+                f = _pack(F)[:, 0]
+                big = np.bitwise_count(f) >= self.d
+                subset = (f[:, None] & ~f[None, :]) == 0  # [i, j]: F_i within F_j
+            else:
+                big = F.sum(axis=1) >= self.d
+                subset = ~np.any(F[:, None, :] & ~F[None, :, :], axis=-1)
+            equal = subset & subset.T
+            strict = subset & ~equal
+            facet = big & ~strict.any(axis=1)
+            first = np.argmax(equal & facet[None, :], axis=1)  # the first facet row with the same vertex set
         idx = np.arange(m)
         for i in np.nonzero(facet & (first != idx))[0]:  # coincident rows (duplicated units): merge labels
             f = int(first[i])
