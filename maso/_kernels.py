@@ -14,12 +14,13 @@ import os
 
 import numpy as np
 
-__all__ = ["AVAILABLE", "certified", "facet_rows", "split_vertices"]
+__all__ = ["AVAILABLE", "certified", "facet_rows", "screen", "split_vertices"]
 
 AVAILABLE = False
 split_vertices = None
 facet_rows = None
 certified = None
+screen = None
 
 if not os.environ.get("MASO_NO_KERNELS"):
     try:
@@ -196,6 +197,45 @@ if not os.environ.get("MASO_NO_KERNELS"):
                             n_pairs += 1
                             break
             return out[:1 + n_keep + 2 * n_pairs]
+
+        @_njit
+        def screen(P, Q, V, same, eps):  # pragma: no cover - compiled
+            """Two-piece units of a stage against a cell's vertices: 1 on, 0 off, -1 cuts (or too close to say).
+
+            ``P (U, 2, d)``, ``Q (U, 2)``: the pieces' slopes and offsets; the unit's gap ``a.x + beta`` is
+            normalised to ``n.x + t`` and evaluated at the vertices, with the sums in NumPy's order.
+            """
+            U = P.shape[0]
+            k, d = V.shape
+            status = np.empty(U, np.int8)
+            nrm = np.empty(d)
+            for u in range(U):
+                beta = Q[u, 1] - Q[u, 0]
+                ss = 0.0
+                for j in range(d):
+                    a = P[u, 1, j] - P[u, 0, j]
+                    nrm[j] = a
+                    ss += a * a
+                norm = np.sqrt(ss)
+                if norm <= same:  # constant gap: decided by its sign
+                    status[u] = 1 if beta > 0 else 0
+                    continue
+                for j in range(d):
+                    nrm[j] = nrm[j] / norm
+                t = beta / norm
+                top = -np.inf
+                bottom = np.inf
+                for v in range(k):
+                    f = 0.0
+                    for j in range(d):
+                        f += V[v, j] * nrm[j]
+                    f = f + t
+                    if f > top:
+                        top = f
+                    if f < bottom:
+                        bottom = f
+                status[u] = 1 if bottom >= eps else (0 if top <= -eps else -1)
+            return status
 
         @_njit
         def certified(G, h, c, r, tol):  # pragma: no cover - compiled

@@ -572,19 +572,26 @@ class _Engine:
         cells = [cell]
         todo = range(g.size)
         two = P.shape[1] == 2 and bool(np.all(np.isfinite(Q)))
-        if two:
+        if two and cell.V is not None and _kernels.screen is not None:
+            status = _kernels.screen(P, Q, cell.V, _SAME, _EPS)
+            cols = g.offset + np.arange(g.size)
+            on, off = status == 1, status == 0
+            cell.code[cols[on]] = 1
+            cell.code[cols[off]] = 0
+            todo = np.flatnonzero(status < 0)
+        elif two:
             # Two-piece units, all at once: a unit whose hyperplane misses the cell's outer box (or whose
             # pieces differ by a constant) is decided for the cell and every part of it, without an LP.
             a = P[:, 1] - P[:, 0]
             beta = Q[:, 1] - Q[:, 0]
-            norm = np.sqrt(np.einsum("ij,ij->i", a, a))
+            norm = np.sqrt((a * a).sum(axis=1))  # sums in the order of the compiled screen (identical results)
             flat = norm <= _SAME
             safe = np.where(flat, 1.0, norm)  # no 0/0 for flat units (their rows are zeroed)
             nrm = a / safe[:, None]
             nrm[flat] = 0.0
             t = np.where(flat, beta, beta / safe)
             if cell.V is not None:  # exact extents over the vertices
-                F = cell.V @ nrm.T + t
+                F = (cell.V[:, None, :] * nrm[None, :, :]).sum(axis=2) + t
                 top, bottom = F.max(axis=0), F.min(axis=0)
             else:
                 top = t + np.maximum(nrm * cell.lo, nrm * cell.hi).sum(axis=1)
