@@ -25,10 +25,14 @@ screen = None
 if not os.environ.get("MASO_NO_KERNELS"):
     try:
         import numba
-    except ImportError:  # the optional extra is not installed: NumPy code paths
+    except Exception:  # not installed (or broken against this NumPy): the NumPy code paths run
         numba = None
     if numba is not None:
-        _njit = numba.njit(cache=True, nogil=True)
+        def _njit(fn):
+            try:
+                return numba.njit(cache=True, nogil=True)(fn)
+            except RuntimeError:  # no writable cache location: compile once per process instead
+                return numba.njit(nogil=True)(fn)
 
         @_njit
         def _popcount(x):
