@@ -263,3 +263,19 @@ if not os.environ.get("MASO_NO_KERNELS"):
             return worst <= tol * (1.0 + hmax)
 
         AVAILABLE = True
+
+
+def warm() -> None:
+    """Load (or compile) the kernels for the argument types enumeration uses, so that processes forked later
+    (enumeration workers come from a fork server that calls this) inherit them ready."""
+    if not AVAILABLE:
+        return
+    V = np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0]])
+    words = np.array([[5], [3], [6]], dtype=np.uint64)  # triangle: rows {0, 2}, {0, 1}, {1, 2}
+    fv = V @ np.array([1.0, 0.0]) - 0.5
+    split_vertices(V, words, fv, 2, 1e-12, 3)
+    facet_rows(words, 3, 2)
+    G = np.array([[-1.0, 0.0], [0.0, -1.0], [0.70710678, 0.70710678]])
+    certified(G, np.array([0.0, 0.0, 0.7]), np.array([0.2, 0.2]), 0.1, 1e-9)
+    screen(np.zeros((1, 2, 2)), np.array([[0.0, 1.0]]), V, 1e-12, 1e-12)
+

@@ -1045,7 +1045,7 @@ def _pool_context() -> Any:
     """
     if "forkserver" in multiprocessing.get_all_start_methods():
         ctx = multiprocessing.get_context("forkserver")
-        ctx.set_forkserver_preload(["maso"])
+        ctx.set_forkserver_preload(["maso", "maso._warm"])  # workers fork with maso and its kernels loaded
         return ctx
     return multiprocessing.get_context("spawn")
 
