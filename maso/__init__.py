@@ -40,6 +40,7 @@ from maso.errors import (
     SubnetworkError as SubnetworkError,
     TrainingModeError as TrainingModeError,
     UnsupportedLayerError as UnsupportedLayerError,
+    WorkerError as WorkerError,
 )
 from maso.domain import Box as Box
 from maso.layers import MASOLayer as MASOLayer
@@ -109,6 +110,7 @@ __all__ = [
     "TrainingModeError",
     "UnitGroup",
     "UnsupportedLayerError",
+    "WorkerError",
     "from_torch",
     "bounds",
     "exact",

@@ -19,6 +19,7 @@ __all__ = [
     "DomainError",
     "CheckpointError",
     "ParameterError",
+    "WorkerError",
 ]
 
 
@@ -81,3 +82,8 @@ class CheckpointError(MasoError, ValueError):
 
 class ParameterError(MasoError, ValueError):
     """A numeric parameter is out of its valid range (a temperature, β, a radius, a number of steps...)."""
+
+
+class WorkerError(MasoError, RuntimeError):
+    """A worker process died before returning its task (the script has no ``if __name__ == "__main__":`` guard,
+    or a worker ran out of memory)."""

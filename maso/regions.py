@@ -31,6 +31,7 @@ import struct
 import sys
 import warnings
 from concurrent.futures import Executor, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from typing import Any, Iterable, Iterator, Sequence
 
@@ -42,7 +43,7 @@ from maso._lp import LPStats, chebyshev, extreme
 from maso._validation import readonly
 from maso.affine import Affine
 from maso.domain import as_domain
-from maso.errors import CheckpointError, NumericalWarning, ShapeError
+from maso.errors import CheckpointError, NumericalWarning, ShapeError, WorkerError
 from maso.network import Network
 from maso.polytope import Polytope
 
@@ -1274,6 +1275,13 @@ def enumerate_regions(
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix(regions=n_regions)
+    except BrokenProcessPool as exc:
+        kept = f"; the {len(results)} finished task(s) are kept in {checkpoint!s}" if ck is not None else ""
+        raise WorkerError(
+            f"a worker process of enumerate_regions(workers={workers}) died before returning its task{kept}. "
+            "Workers start by importing the main module, so a script must call enumerate_regions under "
+            "'if __name__ == \"__main__\":'; otherwise a worker may have run out of memory (try fewer workers)."
+        ) from exc
     finally:
         if bar is not None:
             bar.close()

@@ -128,3 +128,20 @@ def test_regions_cross_processes_packed_and_unchanged():
         assert r.facet_units == s.facet_units and r.inradius == s.inradius
     assert _unpack_regions(_pack_regions([])) == []
     assert _unpack_regions(regions) is regions  # records written before packing load as they are
+
+
+def test_script_without_main_guard_gets_a_worker_error(tmp_path):
+    """Workers import the main module; without the guard they die, and the caller learns why (no raw pool error)."""
+    script = tmp_path / "unguarded.py"
+    script.write_text(textwrap.dedent("""
+        import numpy as np, maso
+        net = maso.mlp([3, 8, 8, 1], seed=1)
+        try:
+            maso.enumerate_regions(net, maso.Box(-np.ones(3), np.ones(3)), workers=2)
+        except maso.WorkerError as e:
+            print("WORKER_ERROR", e)
+    """))
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120,
+                         cwd=tmp_path)
+    assert "WORKER_ERROR" in out.stdout, out.stdout + out.stderr
+    assert "__main__" in out.stdout
