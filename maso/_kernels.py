@@ -14,13 +14,17 @@ import os
 
 import numpy as np
 
-__all__ = ["AVAILABLE", "certified", "facet_rows", "screen", "split_vertices"]
+__all__ = ["AVAILABLE", "certified", "face_means", "facet_rows", "mesh_cut_columns", "mesh_split", "screen",
+           "split_vertices"]
 
 AVAILABLE = False
 split_vertices = None
 facet_rows = None
 certified = None
 screen = None
+mesh_split = None
+mesh_cut_columns = None
+face_means = None
 
 if not os.environ.get("MASO_NO_KERNELS"):
     try:
@@ -261,6 +265,195 @@ if not os.environ.get("MASO_NO_KERNELS"):
                 if abs(h[i]) > hmax:
                     hmax = abs(h[i])
             return worst <= tol * (1.0 + hmax)
+
+        @_njit
+        def mesh_split(P, Z, E, EF, parent, codes, nV, nE, nF, d):  # pragma: no cover - compiled
+            """``Mesh.split`` in place on arrays with room for the result (see ``Mesh._reserve``).
+
+            Returns ``(n_new_vertices, n_cut_faces)``, or ``(-1, -1)`` before changing anything when a cut face
+            does not meet ``d = 0`` in exactly two points (the caller re-runs the NumPy split, which raises).
+            """
+            s = np.zeros(nV, dtype=np.int8)
+            for v in range(nV):
+                if d[v] > 0:
+                    s[v] = 1
+                elif d[v] < 0:
+                    s[v] = -1
+            has_pos = np.zeros(nF, dtype=np.bool_)
+            has_neg = np.zeros(nF, dtype=np.bool_)
+            n_new = 0
+            for e in range(nE):
+                c0 = s[E[e, 0]]
+                c1 = s[E[e, 1]]
+                if c0 == c1:
+                    continue
+                if c0 * c1 < 0:
+                    n_new += 1
+                for j in range(2):
+                    f = EF[e, j]
+                    if f >= 0:
+                        if c0 > 0 or c1 > 0:
+                            has_pos[f] = True
+                        if c0 < 0 or c1 < 0:
+                            has_neg[f] = True
+            new_f = np.full(nF, -1, dtype=np.int64)
+            k = 0
+            for f in range(nF):
+                if has_pos[f] and has_neg[f]:
+                    new_f[f] = nF + k
+                    k += 1
+            if k == 0:
+                return 0, 0
+            # the two points of every cut face on d = 0: zero vertices, and the new vertices on crossing edges
+            # (numbered nV, nV + 1, ... in edge order), found before anything changes
+            z0 = np.full(nF, -1, dtype=np.int64)
+            z1 = np.full(nF, -1, dtype=np.int64)
+            new_id = nV
+            for e in range(nE):
+                c0 = s[E[e, 0]]
+                c1 = s[E[e, 1]]
+                if c0 == c1:
+                    continue
+                crossing = c0 * c1 < 0
+                for j in range(2):
+                    f = EF[e, j]
+                    if f < 0 or new_f[f] < 0:
+                        continue
+                    for q in range(3):
+                        if q < 2:
+                            v = E[e, q]
+                            if s[v] != 0:
+                                continue
+                        elif crossing:
+                            v = new_id
+                        else:
+                            continue
+                        if z0[f] == v or z1[f] == v:
+                            continue
+                        if z0[f] < 0:
+                            z0[f] = v
+                        elif z1[f] < 0:
+                            z1[f] = v
+                        else:
+                            return -1, -1
+                if crossing:
+                    new_id += 1
+            for f in range(nF):
+                if new_f[f] >= 0 and z1[f] < 0:
+                    return -1, -1
+            # new vertices; each crossing edge (a, b) becomes (a, new) and (new, b), both with the old faces
+            i = 0
+            for e in range(nE):
+                a = E[e, 0]
+                b = E[e, 1]
+                if s[a] * s[b] >= 0:
+                    continue
+                t = d[a] / (d[a] - d[b])
+                w = nV + i
+                for q in range(P.shape[1]):
+                    P[w, q] = P[a, q] + t * (P[b, q] - P[a, q])
+                for q in range(Z.shape[1]):
+                    Z[w, q] = Z[a, q] + t * (Z[b, q] - Z[a, q])
+                E[e, 1] = w
+                E[nE + i, 0] = w
+                E[nE + i, 1] = b
+                EF[nE + i, 0] = EF[e, 0]
+                EF[nE + i, 1] = EF[e, 1]
+                i += 1
+            nE2 = nE + n_new
+            # edges of cut faces on the negative side move to the new face (new vertices have sign 0)
+            for e in range(nE2):
+                a = E[e, 0]
+                b = E[e, 1]
+                neg = (a < nV and s[a] < 0) or (b < nV and s[b] < 0)
+                if not neg:
+                    continue
+                for j in range(2):
+                    f = EF[e, j]
+                    if f >= 0 and new_f[f] >= 0:
+                        EF[e, j] = new_f[f]
+            for f in range(nF):
+                g = new_f[f]
+                if g < 0:
+                    continue
+                r = nE2 + g - nF
+                E[r, 0] = min(z0[f], z1[f])
+                E[r, 1] = max(z0[f], z1[f])
+                EF[r, 0] = f
+                EF[r, 1] = g
+                parent[g] = parent[f]
+                for q in range(codes.shape[1]):
+                    codes[g, q] = codes[f, q]
+            return n_new, k
+
+        @_njit
+        def mesh_cut_columns(P, Z, E, EF, parent, codes, nV, nE, nF, c0, c1, tol, max_faces):  # pragma: no cover
+            """Snap and split by the columns ``c0, c1 - 1`` of ``Z`` in turn (the two-piece loop of a layer).
+
+            Returns ``(status, column, nV, nE, nF, snapped, faces_cut)`` with status 0 (done), 1 (arrays full:
+            grow them and resume at ``column``), 2 (the cut by ``column`` is degenerate: nothing of it was
+            done) or 3 (more than ``max_faces`` faces after ``column``).
+            """
+            snapped = 0
+            cut_total = 0
+            d = np.empty(Z.shape[0])
+            for c in range(c0, c1):
+                if P.shape[0] < nV + nE or Z.shape[0] < nV + nE or E.shape[0] < 2 * nE + nF or parent.shape[0] < 2 * nF:
+                    return 1, c, nV, nE, nF, snapped, cut_total
+                scale = 0.0
+                for v in range(nV):
+                    x = Z[v, c]
+                    if np.isfinite(x) and abs(x) > scale:
+                        scale = abs(x)
+                lim = tol * scale
+                pos = False
+                neg = False
+                n_small = 0
+                for v in range(nV):
+                    x = Z[v, c]
+                    if abs(x) <= lim:
+                        if x != 0:
+                            n_small += 1
+                        x = 0.0
+                    d[v] = x
+                    if x > 0:
+                        pos = True
+                    elif x < 0:
+                        neg = True
+                if not (pos and neg):
+                    snapped += n_small
+                    continue
+                n_new, k = mesh_split(P, Z, E, EF, parent, codes, nV, nE, nF, d[:nV])
+                if k < 0:
+                    return 2, c, nV, nE, nF, snapped, cut_total
+                snapped += n_small
+                nV += n_new
+                nE += n_new + k
+                nF += k
+                cut_total += k
+                if nF > max_faces:
+                    return 3, c, nV, nE, nF, snapped, cut_total
+            return 0, c1, nV, nE, nF, snapped, cut_total
+
+        @_njit
+        def face_means(E, EF, nF, X):  # pragma: no cover - compiled
+            """``Mesh.face_means``: vertex rows ``X`` averaged over each face, summed in edge order."""
+            out = np.zeros((nF, X.shape[1]))
+            count = np.zeros(nF)
+            for j in range(2):
+                for k in range(2):
+                    for e in range(E.shape[0]):
+                        f = EF[e, j]
+                        if f < 0:
+                            continue
+                        v = E[e, k]
+                        for q in range(X.shape[1]):
+                            out[f, q] += X[v, q]
+                        count[f] += 1.0
+            for f in range(nF):
+                for q in range(X.shape[1]):
+                    out[f, q] = out[f, q] / count[f]
+            return out
 
         AVAILABLE = True
 

@@ -328,11 +328,10 @@ def _partition(net: Network, lo: np.ndarray, hi: np.ndarray, tol: float, progres
                 # the survey's scores are still those of the mesh's vertices before its first cut
                 Q = Q_all[:, part] if i == 0 and Q_all is not None else _scores_of(anch, mesh.P, g.node, part)
                 mesh.set_values(Q[:, :, 1] - Q[:, :, 0])
-                for c in range(len(part)):
-                    d = mesh.snap(mesh.Z[:, c], tol)
-                    if (d < 0).any() and (d > 0).any():
-                        stats["splits"] += mesh.split(d)
-                        _check_budget(mesh, max_regions)
+                cut, over = mesh.cut_columns(tol, max_regions)
+                stats["splits"] += cut
+                if over:
+                    _check_budget(mesh, max_regions)
                 # values within the snapping tolerance of 0 are ties: lowest piece
                 scale = np.abs(mesh.Z).max(axis=0)
                 mesh.codes[:, g.offset + part] = mesh.face_means(mesh.Z) > tol * scale

@@ -73,3 +73,49 @@ def test_certificate_kernel_matches_numpy(monkeypatch):
     _without_kernels(monkeypatch)
     slow = [_certified(*case) for case in cases]
     assert fast == slow and 0 < sum(fast) < len(fast)
+
+
+def _slice_cases():
+    rng = np.random.default_rng(3)
+    yield "2-[16]x3 +-10", maso.mlp([2, 16, 16, 16, 1], seed=0), 10.0
+    yield "leaky 2-[12]x2", maso.mlp([2, 12, 12, 3], seed=1, activation="leaky_relu", negative_slope=0.1), 2.0
+    yield "maxout 2-[6]x2", maso.mlp([2, 6, 6, 2], seed=2, activation="maxout", pieces=3), 2.0
+    W = rng.normal(size=(5, 2))  # duplicated, constant and bias-free units: cuts through vertices, concurrent lines
+    yield "degenerate", maso.Network.sequential((2,), [Dense(np.vstack([W, W[:2], np.zeros((1, 2))]),
+                                                             np.concatenate([np.zeros(5), [0.0, 0.0], [0.5]])),
+                                                       relu(), Dense(rng.normal(size=(4, 8)), np.zeros(4)), relu(),
+                                                       Dense(rng.normal(size=(3, 4)), rng.normal(size=3))]), 1.0
+
+
+@pytest.mark.parametrize("name, net, half", list(_slice_cases()), ids=[c[0] for c in _slice_cases()])
+def test_mesh_kernel_and_numpy_give_identical_slices(monkeypatch, name, net, half):
+    def run():
+        s = maso.slice_regions(net, lo=(-half, -half), hi=(half, half), progress=False)
+        return s, s.decision_boundary()
+
+    fast, fast_db = run()
+    monkeypatch.setattr(_kernels, "mesh_split", None)
+    slow, slow_db = run()
+    assert len(fast) == len(slow) > 1
+    for key in ("vertices", "polygon_offsets", "polygon_vertices", "codes", "areas", "interior_points",
+                "adjacency"):
+        assert np.array_equal(getattr(fast, key), getattr(slow, key)), (name, key)
+    assert np.array_equal(fast_db, slow_db)
+    assert len(fast_db) > 0 or name.startswith(("2-[16]", "leaky"))  # their outputs keep one sign/argmax here
+    assert fast.stats["snapped"] == slow.stats["snapped"] and fast.stats["merged"] == slow.stats["merged"]
+
+
+def test_mesh_kernel_defers_degenerate_cuts_to_numpy():
+    """A cut meeting a face in three points leaves the mesh untouched and the NumPy path raises."""
+    from maso._mesh import Mesh, MeshDegeneracy
+
+    mesh = Mesh(np.array([0.0, 0.0]), np.array([1.0, 1.0]))
+    mesh.codes = np.zeros((1, 1), dtype=np.uint8)
+    before = (mesh.P.copy(), mesh.E.copy(), mesh.EF.copy())
+    d = np.array([1.0, -1.0, 1.0, -1.0])  # not affine on the square: four crossings
+    mesh._reserve()
+    assert _kernels.mesh_split(mesh._P, mesh._Z, mesh._E, mesh._EF, mesh._parent, mesh._codes,
+                               mesh.nV, mesh.nE, mesh.nF, d) == (-1, -1)
+    assert all(np.array_equal(a, b) for a, b in zip(before, (mesh.P, mesh.E, mesh.EF)))
+    with pytest.raises(MeshDegeneracy):
+        mesh.split(d)
