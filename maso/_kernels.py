@@ -1,11 +1,12 @@
-"""Compiled kernels for the vertex method of region enumeration (optional: ``pip install "maso[fast]"``).
+"""Compiled kernels for region enumeration's vertex method and the slice mesh (``pip install "maso[fast]"``).
 
 With numba installed, the two steps that run once per cell cut and once per region, and that cost dozens of
 small NumPy calls each, run as compiled loops: :func:`split_vertices` (the vertices and incidences of both
 parts of a cut cell) and :func:`facet_rows` (facets from incidences). They compute exactly what the NumPy
 code in :mod:`maso.regions` computes, with the same floating-point operations in the same order, so results
 are bit-identical (tested). Without numba, or with ``MASO_NO_KERNELS=1`` in the environment, the NumPy code
-runs.
+runs. The slice mesh's kernels (:func:`mesh_split`, :func:`mesh_cut_columns`, :func:`face_means`) likewise
+replace :meth:`maso._mesh.Mesh.split` and its per-unit loop operation for operation.
 """
 
 from __future__ import annotations
