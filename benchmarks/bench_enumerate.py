@@ -61,8 +61,7 @@ def main() -> None:
     parser.add_argument("--relucent-timeout", type=float, default=120.0)
     parser.add_argument("--no-relucent", action="store_true")
     parser.add_argument("--min-regions-for-workers", type=int, default=5000,
-                        help="time 2 worker processes only on nets with at least this many regions (spawned workers "
-                             "take ~1.5 s to start)")
+                        help="time 2 worker processes only on nets with at least this many regions")
     args = parser.parse_args()
     try:
         import relucent  # noqa: F401
@@ -73,6 +72,10 @@ def main() -> None:
         print("relucent not installed (pip install -e '.[anchors]'): maso only")
     _, warm = build(2, 4, 0)  # warm-up: imports, LP solver, torch kernels
     maso.enumerate_regions(warm, maso.Box(-np.ones(2), np.ones(2)), progress=False)
+    t = time.perf_counter()  # the first pooled call of a session starts the fork server (imports maso, torch)
+    maso.enumerate_regions(warm, maso.Box(-np.ones(2), np.ones(2)), progress=False, workers=2)
+    print(f"worker pool start-up (first pooled call of a session, not in the times below): "
+          f"{time.perf_counter() - t:.2f} s")
     print(f"{'net':<16s} {'seed':>4s} {'maso':>8s} {'s':>8s} {'reg/s':>8s} {'2 workers s':>11s} {'speed-up':>8s} "
           f"{'relucent':>9s} {'s':>8s} {'maso/rel':>8s} {'agree':>5s}  nnenum (anchors, seed 0)")
     for d in args.dims:
