@@ -15,8 +15,8 @@ import os
 
 import numpy as np
 
-__all__ = ["AVAILABLE", "certified", "face_means", "facet_rows", "mesh_cut_columns", "mesh_split", "screen",
-           "split_vertices"]
+__all__ = ["AVAILABLE", "certified", "face_means", "facet_rows", "mesh_cut_columns", "mesh_split", "polygons",
+           "screen", "split_vertices"]
 
 AVAILABLE = False
 split_vertices = None
@@ -26,6 +26,7 @@ screen = None
 mesh_split = None
 mesh_cut_columns = None
 face_means = None
+polygons = None
 
 if not os.environ.get("MASO_NO_KERNELS"):
     try:
@@ -271,8 +272,9 @@ if not os.environ.get("MASO_NO_KERNELS"):
         def mesh_split(P, Z, E, EF, parent, codes, nV, nE, nF, d):  # pragma: no cover - compiled
             """``Mesh.split`` in place on arrays with room for the result (see ``Mesh._reserve``).
 
-            Returns ``(n_new_vertices, n_cut_faces)``, or ``(-1, -1)`` before changing anything when a cut face
-            does not meet ``d = 0`` in exactly two points (the caller re-runs the NumPy split, which raises).
+            Returns ``(n_new_vertices, n_cut_faces)``; before changing anything, ``(-2, -2)`` when the arrays
+            have no room for the result, and ``(-1, -1)`` when a cut face does not meet ``d = 0`` in exactly two
+            points (the caller re-runs the NumPy split, which raises).
             """
             s = np.zeros(nV, dtype=np.int8)
             for v in range(nV):
@@ -305,6 +307,9 @@ if not os.environ.get("MASO_NO_KERNELS"):
                     k += 1
             if k == 0:
                 return 0, 0
+            if (P.shape[0] < nV + n_new or Z.shape[0] < nV + n_new or E.shape[0] < nE + n_new + k
+                    or EF.shape[0] < nE + n_new + k or parent.shape[0] < nF + k or codes.shape[0] < nF + k):
+                return -2, -2  # no room: the caller grows the arrays and calls again
             # the two points of every cut face on d = 0: zero vertices, and the new vertices on crossing edges
             # (numbered nV, nV + 1, ... in edge order), found before anything changes
             z0 = np.full(nF, -1, dtype=np.int64)
@@ -399,8 +404,6 @@ if not os.environ.get("MASO_NO_KERNELS"):
             cut_total = 0
             d = np.empty(Z.shape[0])
             for c in range(c0, c1):
-                if P.shape[0] < nV + nE or Z.shape[0] < nV + nE or E.shape[0] < 2 * nE + nF or parent.shape[0] < 2 * nF:
-                    return 1, c, nV, nE, nF, snapped, cut_total
                 scale = 0.0
                 for v in range(nV):
                     x = Z[v, c]
@@ -425,6 +428,8 @@ if not os.environ.get("MASO_NO_KERNELS"):
                     snapped += n_small
                     continue
                 n_new, k = mesh_split(P, Z, E, EF, parent, codes, nV, nE, nF, d[:nV])
+                if k == -2:
+                    return 1, c, nV, nE, nF, snapped, cut_total
                 if k < 0:
                     return 2, c, nV, nE, nF, snapped, cut_total
                 snapped += n_small
@@ -455,6 +460,97 @@ if not os.environ.get("MASO_NO_KERNELS"):
                 for q in range(X.shape[1]):
                     out[f, q] = out[f, q] / count[f]
             return out
+
+        @_njit
+        def polygons(P, E, EF, F):  # pragma: no cover - compiled
+            """``slices._polygons`` by walking each face's boundary (no sorting): counter-clockwise cycles from
+            the smallest kept vertex index, collinear vertices dropped; returns offsets, vertices, areas, means.
+            """
+            nE = E.shape[0]
+            ptr = np.zeros(F + 1, dtype=np.int64)
+            for e in range(nE):
+                for j in range(2):
+                    if EF[e, j] >= 0:
+                        ptr[EF[e, j] + 1] += 1
+            for f in range(F):
+                ptr[f + 1] += ptr[f]
+            fill = ptr[:-1].copy()
+            fe = np.empty(ptr[F], dtype=np.int64)
+            for e in range(nE):
+                for j in range(2):
+                    f = EF[e, j]
+                    if f >= 0:
+                        fe[fill[f]] = e
+                        fill[f] += 1
+            out_v = np.empty(ptr[F], dtype=np.int64)
+            offsets = np.zeros(F + 1, dtype=np.int64)
+            areas = np.zeros(F)
+            inner = np.zeros((F, 2))
+            n_out = 0
+            for f in range(F):
+                a0, m = ptr[f], ptr[f + 1] - ptr[f]
+                cyc = np.empty(m, dtype=np.int64)
+                used = np.zeros(m, dtype=np.bool_)
+                cyc[0] = E[fe[a0], 0]
+                cyc[1] = E[fe[a0], 1]
+                used[0] = True
+                for i in range(2, m):  # the face's other edge at the current vertex
+                    cur = cyc[i - 1]
+                    for q in range(1, m):
+                        if used[q]:
+                            continue
+                        e = fe[a0 + q]
+                        if E[e, 0] == cur:
+                            cyc[i] = E[e, 1]
+                            used[q] = True
+                            break
+                        if E[e, 1] == cur:
+                            cyc[i] = E[e, 0]
+                            used[q] = True
+                            break
+                twice = 0.0
+                for i in range(m):
+                    u, w = cyc[i], cyc[(i + 1) % m]
+                    twice += P[u, 0] * P[w, 1] - P[w, 0] * P[u, 1]
+                if twice < 0:  # walked clockwise
+                    cyc = cyc[::-1].copy()
+                keep = np.zeros(m, dtype=np.bool_)
+                n_keep = 0
+                for i in range(m):
+                    v, pv, nv = cyc[i], cyc[(i - 1) % m], cyc[(i + 1) % m]
+                    ax, ay = P[v, 0] - P[pv, 0], P[v, 1] - P[pv, 1]
+                    bx, by = P[nv, 0] - P[v, 0], P[nv, 1] - P[v, 1]
+                    cross = ax * by - ay * bx
+                    keep[i] = abs(cross) > 1e-12 * np.sqrt(ax * ax + ay * ay) * np.sqrt(bx * bx + by * by)
+                    if keep[i]:
+                        n_keep += 1
+                if n_keep < 3:  # never reduce a (numerically flat) face below a triangle
+                    keep[:] = True
+                    n_keep = m
+                first, best = -1, -1
+                for i in range(m):
+                    if keep[i] and (best < 0 or cyc[i] < best):
+                        first, best = i, cyc[i]
+                start = n_out
+                for r in range(m):
+                    i = (first + r) % m
+                    if keep[i]:
+                        out_v[n_out] = cyc[i]
+                        n_out += 1
+                k = n_out - start
+                twice = 0.0
+                sx = 0.0
+                sy = 0.0
+                for r in range(k):
+                    u, w = out_v[start + r], out_v[start + (r + 1) % k]
+                    twice += P[u, 0] * P[w, 1] - P[w, 0] * P[u, 1]
+                    sx += P[u, 0]
+                    sy += P[u, 1]
+                areas[f] = 0.5 * twice
+                inner[f, 0] = sx / k
+                inner[f, 1] = sy / k
+                offsets[f + 1] = n_out
+            return offsets, out_v[:n_out].copy(), areas, inner
 
         AVAILABLE = True
 

@@ -103,9 +103,13 @@ class Mesh:
         Returns the number of faces cut. The vertex values ``Z`` are interpolated onto new vertices.
         """
         if _kernels.mesh_split is not None:  # compiled: the same arithmetic without ~40 NumPy calls per cut
-            self._reserve()
-            n_new, k = _kernels.mesh_split(self._P, self._Z, self._E, self._EF, self._parent, self._codes,
-                                           self.nV, self.nE, self.nF, np.ascontiguousarray(d, dtype=np.float64))
+            d = np.ascontiguousarray(d, dtype=np.float64)
+            args = (self.nV, self.nE, self.nF, d)
+            n_new, k = _kernels.mesh_split(self._P, self._Z, self._E, self._EF, self._parent, self._codes, *args)
+            if k == -2:
+                self._reserve()
+                n_new, k = _kernels.mesh_split(self._P, self._Z, self._E, self._EF, self._parent, self._codes,
+                                               *args)
             if k >= 0:
                 self.nV += n_new
                 self.nE += n_new + k
