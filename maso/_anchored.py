@@ -9,6 +9,7 @@ Only the layers after that head are run at the many points of a walk or a mesh, 
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import torch
@@ -154,9 +155,9 @@ class Incremental:
         self.need = need
         self.last = 0
 
-    def interpolate(self, a: np.ndarray, b: np.ndarray, tau: np.ndarray, order: np.ndarray,
+    def interpolate(self, a: np.ndarray, b: np.ndarray, tau: np.ndarray, merge: Any,
                     exact: tuple[int, np.ndarray, np.ndarray] | None = None) -> None:
-        """Append points ``(1 - tau) * point[a] + tau * point[b]``, then permute all points by ``order``.
+        """Add points ``(1 - tau) * point[a] + tau * point[b]``, placed by ``merge.apply(old, new)``.
 
         ``exact = (node, units, values)``: set those (flat) entries of the new points of ``node`` exactly (a
         unit's breakpoint at its crossing, instead of a value that rounding moved off it).
@@ -167,7 +168,7 @@ class Incremental:
             new = va + w * (v[b] - va)
             if exact is not None and exact[0] == j and len(new):
                 new.reshape(len(new), -1)[np.arange(len(new)), exact[1]] = exact[2]
-            self.vals[j] = np.concatenate([v, new])[order]
+            self.vals[j] = merge.apply(v, new)
 
     def select(self, idx: np.ndarray) -> None:
         """Keep (or permute) the points ``idx``."""
