@@ -147,3 +147,29 @@ def test_concurrent_crossings_are_one_event():
         maso.segment_crossings(net, np.zeros(2), np.ones(2), method="fast")
     with pytest.raises(maso.ShapeError, match="tol"):
         maso.segment_crossings(net, np.zeros(2), np.ones(2), tol=1.0)
+
+
+def test_merging_new_points_equals_a_stable_sort():
+    """The walk inserts points without re-sorting; the result must be the stable (segment, t) sort, ties included."""
+    from maso.paths import _insert
+
+    rng = np.random.default_rng(5)
+    for _ in range(200):
+        n_seg = int(rng.integers(1, 5))
+        seg = np.sort(rng.integers(0, n_seg, size=int(rng.integers(2, 12))))
+        grid = [0.0, 0.25, 0.5, 1.0]  # repeated values: old points tied with each other (tol=0)
+        t = np.concatenate([np.sort(rng.choice(grid, size=(seg == s).sum())) for s in np.unique(seg)])
+        end = rng.random(len(t)) < 0.3
+        ok = np.flatnonzero(seg[:-1] == seg[1:])
+        if not len(ok):
+            continue
+        kk = np.sort(rng.choice(ok, size=int(rng.integers(1, 6))))
+        tau = rng.choice([0.0, 0.5, 1.0, rng.random()], size=len(kk))  # 0 and 1: ties with the interval's ends
+        new_t = t[kk] + tau * (t[kk + 1] - t[kk])
+        order = np.lexsort((np.concatenate([t, new_t]), np.concatenate([seg, seg[kk]])))
+        s2, t2, e2, merge = _insert(seg, t, end, kk, new_t)
+        ids = merge.apply(np.arange(len(t)), len(t) + np.arange(len(kk)))
+        assert np.array_equal(ids, order)
+        assert np.array_equal(t2, np.concatenate([t, new_t])[order])
+        assert np.array_equal(s2, np.concatenate([seg, seg[kk]])[order])
+        assert not e2[merge.pos_new].any() and np.array_equal(e2[merge.pos_old], end)
