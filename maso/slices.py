@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from maso import _kernels
-from maso._anchored import Anchored
+from maso._anchored import Anchored, _two_piece, piece_scores
 from maso._mesh import Mesh, MeshDegeneracy
 from maso._validation import readonly, sealed
 from maso.affine import Affine
@@ -320,15 +320,15 @@ def _partition(net: Network, lo: np.ndarray, hi: np.ndarray, tol: float, progres
             bar.set_postfix(faces=mesh.nF, refresh=False)
             bar.update(g.size)
         U, R = g.size, g.n_pieces
-        missing, lo_, hi_, win0, varies, Q_all = _unit_survey(anch, mesh.P, g.node)
+        missing, lo_, hi_, win0, varies, D_all = _unit_survey(anch, mesh.P, g.node)
         if R == 2 and not missing.any():
             active = np.flatnonzero((lo_ < 0) & (hi_ > 0))
             mesh.codes[:, g.columns] = (hi_ > 0).astype(mesh.codes.dtype)  # units that cut nothing
             parts = _column_chunks(active, mesh.nV, 2)  # bounded memory on wide layers
             for i, part in enumerate(parts):
                 # the survey's scores are still those of the mesh's vertices before its first cut
-                Q = Q_all[:, part] if i == 0 and Q_all is not None else _scores_of(anch, mesh.P, g.node, part)
-                mesh.set_values(Q[:, :, 1] - Q[:, :, 0])
+                D = D_all[:, part] if i == 0 and D_all is not None else _gaps_of(anch, mesh.P, g.node, part)
+                mesh.set_values(D)
                 cut, over = mesh.cut_columns(tol, max_regions)
                 stats["splits"] += cut
                 if over:
@@ -405,11 +405,47 @@ def _scores_of(anch: Anchored, P: np.ndarray, node: int, units: np.ndarray) -> n
     return np.concatenate([anch.scores(None, P[sl], node)[:, units] for sl in _row_chunks(len(P), 3 * per_row)])
 
 
+def _gap(net: Network, node: int, x: np.ndarray) -> np.ndarray:
+    """Two-piece units: ``score_1 - score_0`` ``(V, U)`` from the layer's input (ReLU: the input itself)."""
+    layer = net.nodes[node].layer
+    if _two_piece(net, node) and layer._kind == "relu":
+        return np.ascontiguousarray(x.reshape(len(x), -1))
+    Q = piece_scores(net, node, x)
+    return Q[:, :, 1] - Q[:, :, 0]
+
+
+def _gaps_of(anch: Anchored, P: np.ndarray, node: int, units: np.ndarray) -> np.ndarray:
+    """Gaps ``score_1 - score_0`` ``(V, len(units))`` of two-piece units at the vertices, in row blocks."""
+    net = anch.net
+    width = net.nodes[net.nodes[node].inputs[0]].shape
+    src = net.nodes[node].inputs[0]
+    per_row = int(np.prod(width)) + 2 * len(units)
+    return np.concatenate([_gap(net, node, anch.value(None, P[sl], src))[:, units]
+                           for sl in _row_chunks(len(P), 3 * per_row)])
+
+
 def _unit_survey(anch: Anchored, P: np.ndarray, node: int):
     """Per unit, over all vertices: missing pieces, range of the two-piece gap, the winner at vertex 0 and
-    whether the winner varies (a unit that never changes piece over a face's vertices cuts nothing)."""
+    whether the winner varies (a unit that never changes piece over a face's vertices cuts nothing).
+
+    The last value is, for two-piece units, their gaps at all vertices when one block held them (else None).
+    """
     net = anch.net
     width = int(np.prod(net.nodes[net.nodes[node].inputs[0]].shape))
+    if net.nodes[node].layer.n_pieces == 2 and _two_piece(net, node):  # no piece is ever missing: gaps suffice
+        src = net.nodes[node].inputs[0]
+        chunks = _row_chunks(len(P), 3 * width * 2)
+        lo = hi = D = None
+        for sl in chunks:
+            D = _gap(net, node, anch.value(None, P[sl], src))
+            if lo is None:
+                lo, hi = D.min(axis=0), D.max(axis=0)
+                win0 = D[0] > 0  # ties go to the lower piece
+            else:
+                lo, hi = np.minimum(lo, D.min(axis=0)), np.maximum(hi, D.max(axis=0))
+        varies = ~((hi <= 0) | (lo > 0))  # some vertex on each side of the tie-breaking rule
+        return (np.zeros((len(lo), 2), dtype=bool), lo, hi, win0.astype(np.int64), varies,
+                D if len(chunks) == 1 else None)
     lo = hi = win0 = varies = missing = None
     chunks = _row_chunks(len(P), 3 * width * max(2, net.nodes[node].layer.n_pieces))
     for sl in chunks:
@@ -424,7 +460,8 @@ def _unit_survey(anch: Anchored, P: np.ndarray, node: int):
             lo, hi = np.minimum(lo, D.min(axis=0)), np.maximum(hi, D.max(axis=0))
         win = np.where(missing[None], -np.inf, Q).argmax(axis=2)
         varies |= (win != win0).any(axis=0)
-    return missing, lo, hi, win0, varies, (Q if len(chunks) == 1 else None)
+    gaps = Q[:, :, 1] - Q[:, :, 0] if len(chunks) == 1 and Q.shape[2] == 2 else None
+    return missing, lo, hi, win0, varies, gaps
 
 
 def _polygons(P: np.ndarray, E: np.ndarray, EF: np.ndarray, F: int):
