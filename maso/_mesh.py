@@ -137,7 +137,8 @@ class Mesh:
                 if status == 3:
                     return total, True
                 if status == 1:
-                    self._reserve()
+                    # small meshes: room for several cuts (a return to Python costs more than the memory)
+                    self._reserve(4 if self.nE < 4096 else 1)
                     continue
                 # status 2: a degenerate cut; the NumPy path does this column (and raises MeshDegeneracy)
                 total += self._cut_column(c, tol)
@@ -157,9 +158,10 @@ class Mesh:
             return self.split(d)
         return 0
 
-    def _reserve(self) -> None:
-        """Room for the largest possible cut: a vertex per edge, an edge per edge and face, a face per face."""
-        V, E, F = self.nV, self.nE, self.nF
+    def _reserve(self, factor: int = 1) -> None:
+        """Room for ``factor`` of the largest possible cut: a vertex per edge, an edge per edge and face, a face
+        per face."""
+        V, E, F = self.nV, factor * self.nE, factor * self.nF
         self._P, self._Z = _grow(self._P, V + E), _grow(self._Z, V + E)
         self._E, self._EF = _grow(self._E, 2 * E + F), _grow(self._EF, 2 * E + F)
         self._parent, self._codes = _grow(self._parent, 2 * F), _grow(self._codes, 2 * F)
