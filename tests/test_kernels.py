@@ -120,3 +120,17 @@ def test_mesh_kernel_defers_degenerate_cuts_to_numpy():
     assert all(np.array_equal(a, b) for a, b in zip(before, (mesh.P, mesh.E, mesh.EF)))
     with pytest.raises(MeshDegeneracy):
         mesh.split(d)
+
+
+def test_layer_loop_hands_a_degenerate_cut_to_numpy():
+    """In the compiled per-layer loop, a column whose cut is degenerate goes to the NumPy split, which raises."""
+    from maso._mesh import Mesh, MeshDegeneracy
+
+    mesh = Mesh(np.array([0.0, 0.0]), np.array([1.0, 1.0]))
+    mesh.codes = np.zeros((1, 1), dtype=np.uint8)
+    ok = np.array([1.0, 1.0, -1.0, -1.0])  # the line y = 1/2: a proper cut
+    bad = np.array([1.0, -1.0, 1.0, -1.0])  # four sign changes around a face: not affine on it
+    mesh.set_values(np.stack([ok, bad], axis=1))
+    with pytest.raises(MeshDegeneracy):
+        mesh.cut_columns(1e-12)
+    assert mesh.nF == 2  # the first column's cut was made before the second failed
