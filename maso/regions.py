@@ -1277,10 +1277,11 @@ def enumerate_regions(
                 bar.set_postfix(regions=n_regions)
     except BrokenProcessPool as exc:
         kept = f"; the {len(results)} finished task(s) are kept in {checkpoint!s}" if ck is not None else ""
+        who = f"enumerate_regions(workers={workers})" if own is not None else "the executor passed in"
         raise WorkerError(
-            f"a worker process of enumerate_regions(workers={workers}) died before returning its task{kept}. "
-            "Workers start by importing the main module, so a script must call enumerate_regions under "
-            "'if __name__ == \"__main__\":'; otherwise a worker may have run out of memory (try fewer workers)."
+            f"a worker process of {who} died before returning its task{kept}. Workers start by importing the "
+            "main module, so a script must call enumerate_regions under 'if __name__ == \"__main__\":'; "
+            "otherwise a worker may have run out of memory (try fewer workers)."
         ) from exc
     finally:
         if bar is not None:

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from maso import _kernels
-from maso._anchored import Anchored, _two_piece, piece_scores
+from maso._anchored import Anchored, _two_piece, piece_gap, piece_scores
 from maso._mesh import Mesh, MeshDegeneracy
 from maso._validation import readonly, sealed
 from maso.affine import Affine
@@ -406,10 +406,10 @@ def _scores_of(anch: Anchored, P: np.ndarray, node: int, units: np.ndarray) -> n
 
 
 def _gap(net: Network, node: int, x: np.ndarray) -> np.ndarray:
-    """Two-piece units: ``score_1 - score_0`` ``(V, U)`` from the layer's input (ReLU: the input itself)."""
-    layer = net.nodes[node].layer
-    if _two_piece(net, node) and layer._kind == "relu":
-        return np.ascontiguousarray(x.reshape(len(x), -1))
+    """Two-piece units: a gap ``(V, U)`` with the sign of ``score_1 - score_0``, from the layer's input (for
+    ReLU, leaky ReLU and abs the input itself; see :func:`piece_gap`)."""
+    if _two_piece(net, node):
+        return np.ascontiguousarray(piece_gap(net, node, x))
     Q = piece_scores(net, node, x)
     return Q[:, :, 1] - Q[:, :, 0]
 
@@ -432,7 +432,7 @@ def _unit_survey(anch: Anchored, P: np.ndarray, node: int):
     """
     net = anch.net
     width = int(np.prod(net.nodes[net.nodes[node].inputs[0]].shape))
-    if net.nodes[node].layer.n_pieces == 2 and _two_piece(net, node):  # no piece is ever missing: gaps suffice
+    if _two_piece(net, node):  # no piece is ever missing: gaps suffice
         src = net.nodes[node].inputs[0]
         chunks = _row_chunks(len(P), 3 * width * 2)
         lo = hi = D = None
