@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from maso.layers import Elementwise, SplineLayer, _pieces_per_unit
+from maso.layers import Dense, Elementwise, Reshape, SplineLayer, _pieces_per_unit
 from maso.network import Network
 
 
@@ -121,6 +121,86 @@ class Anchored:
         """Piece scores ``(N, U, R)`` of spline node ``node`` at the points (code = argmax, lowest on ties)."""
         src = self.net.nodes[node].inputs[0]
         return piece_scores(self.net, node, self.value(which, coords, src))
+
+
+class DenseChain:
+    """NumPy values of a chain network at points of its input: what :class:`Anchored` gives for one family.
+
+    For chains of ``Dense`` and ``Reshape`` layers and two-piece elementwise units (MLPs, and their
+    restrictions to a plane), where torch's cost per call dominates the small meshes of 2-D slices. The affine
+    head (everything before the first spline layer, e.g. a plane's parametrisation and the first ``Dense``) is
+    composed into one map once, so no input-dimensional value is formed. Build one with :meth:`of`.
+    """
+
+    def __init__(self, net: Network, head: int, W: np.ndarray, b: np.ndarray) -> None:
+        self.net = net
+        self._head, self._W, self._b = head, W, b
+        self._ops: dict[int, Any] = {}
+        for i in range(head + 1, len(net.nodes)):
+            layer = net.nodes[i].layer
+            if isinstance(layer, Dense):
+                self._ops[i] = (np.asarray(layer.weight, dtype=np.float64).T,
+                                np.asarray(layer.bias, dtype=np.float64))
+            elif isinstance(layer, Elementwise):
+                self._ops[i] = layer
+
+    @classmethod
+    def of(cls, net: Network) -> DenseChain | None:
+        """The evaluator for ``net``, or None if it is not such a chain."""
+        W = b = None  # the head's map so far; None: the identity (never formed for a wide input)
+        head, in_head = 0, True
+        for i, node in enumerate(net.nodes[1:], 1):
+            layer = node.layer
+            spline = isinstance(layer, Elementwise) and layer.n_pieces == 2
+            if node.inputs != (i - 1,) or not (spline or isinstance(layer, (Dense, Reshape))):
+                return None
+            in_head &= not spline
+            if in_head:
+                head = i
+                if isinstance(layer, Dense):
+                    w = np.asarray(layer.weight, dtype=np.float64)
+                    bias = np.asarray(layer.bias, dtype=np.float64)
+                    W, b = (w, bias) if W is None else (w @ W, w @ b + bias)
+        return cls(net, head, None if W is None else np.ascontiguousarray(W.T), b)
+
+    def value(self, which: None, coords: np.ndarray, node: int) -> np.ndarray:
+        """Values of ``node`` at the points ``coords`` ``(N, input_dim)``, shape ``(N, *node_shape)``."""
+        net = self.net
+        x = np.asarray(coords, dtype=np.float64).reshape(len(coords), -1)
+        if node == 0:
+            return x.reshape(len(x), *net.input_shape)
+        if node < self._head:
+            raise ValueError("DenseChain.value: nodes inside the composed head have no separate value.")
+        if self._W is not None:
+            x = x @ self._W + self._b
+        for i in range(self._head + 1, node + 1):
+            op = self._ops.get(i)
+            if op is None:  # a reshape: the flat values are the same
+                continue
+            if isinstance(op, tuple):
+                x = x @ op[0] + op[1]
+            else:
+                x = _elementwise(op, x, net.nodes[net.nodes[i].inputs[0]].shape)
+        return x.reshape(len(x), *net.nodes[node].shape)
+
+    def scores(self, which: None, coords: np.ndarray, node: int) -> np.ndarray:
+        """Piece scores ``(N, U, R)`` of spline node ``node`` at the points."""
+        return piece_scores(self.net, node, self.value(which, coords, self.net.nodes[node].inputs[0]))
+
+
+def _elementwise(layer: Elementwise, x: np.ndarray, in_shape: tuple[int, ...]) -> np.ndarray:
+    """A two-piece ``Elementwise`` on flat values ``(N, U)``, as its torch ``forward`` computes it."""
+    if layer._kind == "relu":
+        return np.maximum(x, 0.0)
+    if layer._kind == "abs":
+        return np.abs(x)
+    S = _pieces_per_unit(layer.slopes, in_shape)
+    C = _pieces_per_unit(layer.intercepts, in_shape)
+    if layer._kind == "leaky":
+        return np.where(x > 0, x, S[0] * x)
+    sg = _pieces_per_unit(layer.sign[None], in_shape)[0]
+    l0, l1 = S[0] * x + C[0], S[1] * x + C[1]
+    return np.where(sg * (l1 - l0) > 0, l1, l0)
 
 
 class Incremental:

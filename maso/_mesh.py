@@ -30,6 +30,13 @@ def _grow(a: np.ndarray, n: int) -> np.ndarray:
     return out
 
 
+def _with_room(a: np.ndarray, rows: int) -> np.ndarray:
+    """``a`` at the top of a C-contiguous array of at least ``rows`` rows (the rest uninitialised)."""
+    out = np.empty((max(rows, len(a)), *a.shape[1:]), dtype=a.dtype)
+    out[:len(a)] = a
+    return out
+
+
 class Mesh:
     """Mutable planar mesh over the rectangle ``[lo[0], hi[0]] x [lo[1], hi[1]]``."""
 
@@ -42,6 +49,7 @@ class Mesh:
         self._parent = np.zeros(1, dtype=np.int64)
         self._codes = np.zeros((1, 0), dtype=np.uint8)  # per face: the code columns known so far
         self.snapped = 0
+        self._reserve(64)  # small slices then never stop to grow their arrays
 
     # views ---------------------------------------------------------------------------------------------
     @property
@@ -67,7 +75,7 @@ class Mesh:
 
     @parent.setter
     def parent(self, value: np.ndarray) -> None:
-        self._parent = np.ascontiguousarray(value, dtype=np.int64)
+        self._parent = _with_room(np.asarray(value, dtype=np.int64), len(self._parent))
 
     @property
     def codes(self) -> np.ndarray:
@@ -75,17 +83,17 @@ class Mesh:
 
     @codes.setter
     def codes(self, value: np.ndarray) -> None:
-        self._codes = np.ascontiguousarray(value)
+        self._codes = _with_room(np.asarray(value), len(self._codes))
 
     def set_values(self, Z: np.ndarray) -> None:
-        """Replace the vertex values (one row per vertex)."""
-        self._Z = np.ascontiguousarray(Z.reshape(self.nV, -1), dtype=np.float64)
+        """Replace the vertex values (one row per vertex), with room for as many vertices as ``P`` has."""
+        self._Z = _with_room(np.asarray(Z, dtype=np.float64).reshape(self.nV, -1), len(self._P))
 
     def copy(self) -> Mesh:
         m = Mesh.__new__(Mesh)
         m._P, m._E, m._EF, m._Z = self.P.copy(), self.E.copy(), self.EF.copy(), self.Z.copy()
         m.nV, m.nE, m.nF = self.nV, self.nE, self.nF
-        m.parent, m.snapped, m.codes = self.parent.copy(), self.snapped, self.codes.copy()
+        m._parent, m.snapped, m._codes = self.parent.copy(), self.snapped, self.codes.copy()
         return m
 
     # refinement ----------------------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import math
 import sys
 import time
 import warnings
@@ -12,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from maso import _kernels
-from maso._anchored import Anchored, _two_piece, piece_gap, piece_scores
+from maso._anchored import Anchored, DenseChain, _two_piece, piece_gap, piece_scores
 from maso._mesh import Mesh, MeshDegeneracy
 from maso._validation import readonly, sealed
 from maso.affine import Affine
@@ -156,7 +157,7 @@ class SliceRegions:
         Batched: ``A`` ``(n, output_dim, 2)``, ``b`` ``(n, output_dim)``, in plane coordinates (computed on
         first use).
     adjacency : ndarray of shape (k, 2)
-        Pairs ``i < j`` of regions sharing an edge.
+        Pairs ``i < j`` of regions sharing an edge (computed on first use).
     method : str
         ``"mesh"`` or ``"lp"``.
     stats : dict
@@ -173,12 +174,12 @@ class SliceRegions:
     codes: np.ndarray
     areas: np.ndarray
     interior_points: np.ndarray
-    adjacency: np.ndarray
     method: str
     stats: dict = field(default_factory=dict)
     _net: Network | None = field(default=None, repr=False)
     _mesh: Mesh | None = field(default=None, repr=False)
     _tol: float = DEFAULT_SLICE_TOL
+    _adjacency: np.ndarray | None = field(default=None, repr=False)
 
     def __len__(self) -> int:
         return len(self.codes)
@@ -187,6 +188,14 @@ class SliceRegions:
     def affine(self) -> Affine:
         """The network on every region as a map of plane coordinates (batched; see the class docstring)."""
         return _maps(self._network(), self.interior_points)
+
+    @functools.cached_property
+    def adjacency(self) -> np.ndarray:
+        """Pairs ``(k, 2)`` of regions sharing an edge (see the class docstring)."""
+        if self._adjacency is not None:
+            return self._adjacency
+        assert self._mesh is not None
+        return sealed(_adjacency(self._mesh.EF, self._mesh.nF))
 
     def __iter__(self):
         return (self[i] for i in range(len(self)))
@@ -306,7 +315,7 @@ def _partition(net: Network, lo: np.ndarray, hi: np.ndarray, tol: float, progres
     Faces carry their codes: a new face inherits its parent's, and when a layer is done each face gets that
     layer's columns from the unit values at its vertex centroid (exact: they are affine on the face).
     """
-    anch = Anchored(net, np.zeros((1, 2)), np.eye(2)[None])
+    anch = DenseChain.of(net) or Anchored(net, np.zeros((1, 2)), np.eye(2)[None])
     mesh = Mesh(lo, hi)
     mesh.codes = np.zeros((1, net.n_units), dtype=net._code_dtype)
     stats = {"splits": 0, "merged": 0}
@@ -431,7 +440,7 @@ def _unit_survey(anch: Anchored, P: np.ndarray, node: int):
     The last value is, for two-piece units, their gaps at all vertices when one block held them (else None).
     """
     net = anch.net
-    width = int(np.prod(net.nodes[net.nodes[node].inputs[0]].shape))
+    width = math.prod(net.nodes[net.nodes[node].inputs[0]].shape)
     if _two_piece(net, node):  # no piece is ever missing: gaps suffice
         src = net.nodes[node].inputs[0]
         chunks = _row_chunks(len(P), 3 * width * 2)
@@ -589,8 +598,7 @@ def slice_regions(
     if plane is None:
         if net.input_dim != 2:
             raise ShapeError(f"slice_regions needs a Plane for a {net.input_dim}-dimensional input.")
-        plane = Plane(np.zeros(net.input_shape), np.eye(2)[0].reshape(net.input_shape),
-                      np.eye(2)[1].reshape(net.input_shape))
+        plane = _input_plane(net.input_shape)
     if not isinstance(plane, Plane):
         raise ShapeError(f"plane must be a maso.Plane; got {type(plane).__name__}.")
     if plane.origin.size != net.input_dim:
@@ -600,7 +608,8 @@ def slice_regions(
         raise ShapeError(f"tol must be a float in [0, 1e-3). Got {tol!r}.")
     if method not in ("mesh", "lp"):
         raise MasoError(f"method must be 'mesh' or 'lp'. Got {method!r}.")
-    flat = net.restrict(plane.origin.ravel(), plane.directions)
+    identity = net.input_shape == (2,) and not plane.origin.any() and bool(np.all(plane.directions == np.eye(2)))
+    flat = net if identity else net.restrict(plane.origin.ravel(), plane.directions)  # (restricting is ~30 us)
     if method == "mesh":
         try:
             show = progress if progress is not None else (sys.stderr.isatty() and net.n_units >= 1000)
@@ -613,6 +622,12 @@ def slice_regions(
         result = _from_lp(flat, plane, lo, hi, tol or None)
     result.stats["seconds"] = time.perf_counter() - start
     return result
+
+
+@functools.lru_cache(maxsize=8)
+def _input_plane(shape: tuple[int, ...]) -> Plane:
+    """The input space of a network with a 2-D input, as a plane (immutable: shared)."""
+    return Plane(np.zeros(shape), np.eye(2)[0].reshape(shape), np.eye(2)[1].reshape(shape))
 
 
 def _maps(net: Network, points: np.ndarray) -> Affine:
@@ -650,8 +665,7 @@ def _from_mesh(net: Network, plane: Plane, lo: np.ndarray, hi: np.ndarray, tol: 
         warnings.warn(f"{len(codes) - unique} slice regions share a code with another region (rounding at a "
                       "near-degenerate vertex); compare with method='lp'.", NumericalWarning, stacklevel=3)
     return SliceRegions(plane, readonly(lo), readonly(hi), readonly(mesh.P), sealed(offsets), sealed(pv),
-                        sealed(codes.copy()), sealed(areas), sealed(inner),
-                        sealed(_adjacency(mesh.EF, mesh.nF)), "mesh", stats, net, mesh, tol)
+                        sealed(codes.copy()), sealed(areas), sealed(inner), "mesh", stats, net, mesh, tol)
 
 
 def _from_lp(net: Network, plane: Plane, lo: np.ndarray, hi: np.ndarray, tol: float | None) -> SliceRegions:
@@ -674,5 +688,5 @@ def _from_lp(net: Network, plane: Plane, lo: np.ndarray, hi: np.ndarray, tol: fl
     adj = np.array(sorted((min(i, j), max(i, j)) for i, j in g.edges()), dtype=np.int64).reshape(-1, 2)
     stats = {"slivers": len(regions.slivers), "min_area": float(areas.min()) if len(areas) else 0.0}
     return SliceRegions(plane, readonly(lo), readonly(hi), readonly(verts), sealed(np.array(offsets)),
-                        sealed(np.arange(len(verts))), sealed(codes), sealed(areas), sealed(inner),
-                        sealed(adj), "lp", stats, net, None, DEFAULT_SLICE_TOL)
+                        sealed(np.arange(len(verts))), sealed(codes), sealed(areas), sealed(inner), "lp", stats,
+                        net, None, DEFAULT_SLICE_TOL, sealed(adj))
