@@ -160,6 +160,69 @@ def test_one_generic_layer_closed_form():
     assert len(maso.slice_regions(net, lo=(-h, -h), hi=(h, h))) == 1 + n + n * (n - 1) // 2
 
 
+# ------------------------------------------------------------------------- dense chains in NumPy
+def _chain_nets():
+    """Chains that slices evaluate with ``DenseChain``: ReLU, leaky ReLU, abs, per-unit PReLU, a concave leaky
+    ReLU (slope 3: sign -1), a flatten, and a plane restriction of a 40-D input."""
+    for act in ("relu", "leaky_relu", "abs"):
+        module = maso.nn.mlp_module([2, 9, 9, 3], seed=3, activation=act, dtype=torch.float64)
+        yield act, maso.from_torch(module, torch.zeros(1, 2, dtype=torch.float64)), None
+    g = torch.Generator().manual_seed(7)
+    m = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(6, 7), torch.nn.PReLU(7), torch.nn.Linear(7, 5),
+                            torch.nn.LeakyReLU(3.0), torch.nn.Linear(5, 2)).double()
+    with torch.no_grad():
+        m[2].weight.copy_(torch.rand(7, generator=g, dtype=torch.float64) - 0.5)
+    net = maso.from_torch(m, torch.zeros(1, 2, 3, dtype=torch.float64))
+    yield "prelu+concave", net, maso.Plane.through_points(*np.random.default_rng(1).normal(size=(3, 2, 3)))
+    wide = maso.mlp([40, 12, 12, 2], seed=8)
+    yield "plane in 40-D", wide, maso.Plane.through_points(*np.random.default_rng(2).normal(size=(3, 40)))
+
+
+@pytest.mark.parametrize("name, net, plane", list(_chain_nets()), ids=[n for n, _, _ in _chain_nets()])
+def test_dense_chain_values_equal_the_torch_forward(name, net, plane):
+    """The NumPy evaluator of chains gives every node after its composed head as torch's forward does."""
+    from maso._anchored import DenseChain
+
+    flat = net if plane is None else net.restrict(plane.origin.ravel(), plane.directions)
+    chain = DenseChain.of(flat)
+    assert chain is not None
+    st_ = np.random.default_rng(0).uniform(-2, 2, size=(500, 2))
+    acts = flat.activations(st_)
+    for i in range(chain._head, len(flat.nodes)):
+        node = flat.nodes[i]
+        np.testing.assert_allclose(chain.value(None, st_, i), acts[node.name], rtol=1e-12, atol=1e-12,
+                                   err_msg=f"{name}: node {node.name}")
+
+
+@pytest.mark.parametrize("name, net, plane", list(_chain_nets()), ids=[n for n, _, _ in _chain_nets()])
+def test_dense_chain_slices_equal_the_torch_evaluated_slices(name, net, plane, monkeypatch):
+    """Slices of chains (NumPy evaluation) equal the slices that the general evaluator (torch, from anchor
+    points) gives: same regions and codes, polygons equal to rounding."""
+    from maso._anchored import DenseChain
+
+    box = {"lo": (-1.5, -1.5), "hi": (1.5, 1.5)}
+    fast = maso.slice_regions(net, plane, **box)
+    monkeypatch.setattr(DenseChain, "of", classmethod(lambda cls, net: None))
+    general = maso.slice_regions(net, plane, **box)
+    assert len(fast) == len(general) > 20, name
+    order_f, order_g = np.lexsort(fast.codes.T), np.lexsort(general.codes.T)
+    np.testing.assert_array_equal(fast.codes[order_f], general.codes[order_g])
+    np.testing.assert_allclose(fast.areas[order_f], general.areas[order_g], rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(fast.interior_points[order_f], general.interior_points[order_g], atol=1e-9)
+
+
+def test_dense_chain_declines_other_graphs():
+    """Max-pooling, maxout, convolutions, residual sums: the general evaluator runs instead."""
+    from maso._anchored import DenseChain
+
+    assert DenseChain.of(maso.mlp([2, 4, 4, 1], seed=0)) is not None
+    assert DenseChain.of(maso.from_torch(maso.nn.mlp_module([2, 4, 1], seed=0, activation="maxout"),
+                                         torch.zeros(1, 2))) is None
+    for kind in ("cnn", "residual", "inception"):
+        module, shape, _ = random_model(0, kind)
+        assert DenseChain.of(maso.from_torch(module, torch.zeros(1, *shape, dtype=torch.float64))) is None, kind
+
+
 # ------------------------------------------------------------------------------- decision boundary
 def test_decision_boundary_argmax_is_exact():
     net = maso.mlp([2, 10, 10, 3], seed=4)  # all three classes appear on the square
