@@ -143,6 +143,8 @@ class DenseChain:
                                 np.asarray(layer.bias, dtype=np.float64))
             elif isinstance(layer, Elementwise):
                 self._ops[i] = layer
+        sizes = [math.prod(n.shape) for n in net.nodes]
+        self._widest = [max(sizes[min(head, i):i + 1]) for i in range(len(sizes))]  # per node, from the head
 
     @classmethod
     def of(cls, net: Network) -> DenseChain | None:
@@ -171,6 +173,15 @@ class DenseChain:
             return x.reshape(len(x), *net.input_shape)
         if node < self._head:
             raise ValueError("DenseChain.value: nodes inside the composed head have no separate value.")
+        rows = max(1, self._BLOCK // self._widest[node])  # a wide hidden layer must not hold all points at once
+        if len(x) > rows:
+            return np.concatenate([self._value(x[s:s + rows], node) for s in range(0, len(x), rows)])
+        return self._value(x, node)
+
+    _BLOCK = 1 << 22  # floats per block of a hidden layer's values (32 MiB)
+
+    def _value(self, x: np.ndarray, node: int) -> np.ndarray:
+        net = self.net
         if self._W is not None:
             x = x @ self._W + self._b
         for i in range(self._head + 1, node + 1):

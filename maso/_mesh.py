@@ -49,7 +49,7 @@ class Mesh:
         self._parent = np.zeros(1, dtype=np.int64)
         self._codes = np.zeros((1, 0), dtype=np.uint8)  # per face: the code columns known so far
         self.snapped = 0
-        self._reserve(64)  # small slices then never stop to grow their arrays
+        self._reserve(256)  # room for ~500 faces: small slices never stop to grow their arrays
 
     # views ---------------------------------------------------------------------------------------------
     @property

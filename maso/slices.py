@@ -595,6 +595,7 @@ def slice_regions(
     if not isinstance(net, Network):
         raise ShapeError(f"slice_regions needs a maso.Network; got {type(net).__name__}.")
     net._require_piecewise_linear("slice_regions")
+    identity = plane is None and net.input_shape == (2,)  # the input space itself: nothing to restrict
     if plane is None:
         if net.input_dim != 2:
             raise ShapeError(f"slice_regions needs a Plane for a {net.input_dim}-dimensional input.")
@@ -608,8 +609,7 @@ def slice_regions(
         raise ShapeError(f"tol must be a float in [0, 1e-3). Got {tol!r}.")
     if method not in ("mesh", "lp"):
         raise MasoError(f"method must be 'mesh' or 'lp'. Got {method!r}.")
-    identity = net.input_shape == (2,) and not plane.origin.any() and bool(np.all(plane.directions == np.eye(2)))
-    flat = net if identity else net.restrict(plane.origin.ravel(), plane.directions)  # (restricting is ~30 us)
+    flat = net if identity else net.restrict(plane.origin.ravel(), plane.directions)
     if method == "mesh":
         try:
             show = progress if progress is not None else (sys.stderr.isatty() and net.n_units >= 1000)

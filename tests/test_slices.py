@@ -192,6 +192,9 @@ def test_dense_chain_values_equal_the_torch_forward(name, net, plane):
         node = flat.nodes[i]
         np.testing.assert_allclose(chain.value(None, st_, i), acts[node.name], rtol=1e-12, atol=1e-12,
                                    err_msg=f"{name}: node {node.name}")
+    chain._BLOCK = 40  # in row blocks: a wide layer never holds all points
+    np.testing.assert_allclose(chain.value(None, st_, len(flat.nodes) - 1),
+                               DenseChain.of(flat).value(None, st_, len(flat.nodes) - 1), rtol=1e-14, atol=1e-14)
 
 
 @pytest.mark.parametrize("name, net, plane", list(_chain_nets()), ids=[n for n, _, _ in _chain_nets()])
