@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import math
+import os
 import sys
 import time
 import warnings
@@ -277,7 +278,7 @@ class SliceRegions:
             raise ShapeError(f"output must be an int in [0, {m}). Got {output!r}.")
         mesh = self._mesh
         if mesh is None:
-            mesh, _ = _partition(net, self.lo, self.hi, self._tol)
+            mesh = _partition(net, self.lo, self.hi, self._tol)[0]
         mesh = mesh.copy()
         anch = Anchored(net, np.zeros((1, 2)), np.eye(2)[None])
         y = anch.value(None, mesh.P, net._output).reshape(mesh.nV, -1)
@@ -309,15 +310,21 @@ class SliceRegions:
 
 # ----------------------------------------------------------------------------------------------- the mesh path
 def _partition(net: Network, lo: np.ndarray, hi: np.ndarray, tol: float, progress: bool = False,
-               max_regions: int | None = None) -> tuple[Mesh, dict]:
+               max_regions: int | None = None) -> tuple[Mesh, dict, np.ndarray, np.ndarray]:
     """Refine a mesh of the rectangle by every unit of ``net`` (a 2-D input network), layer by layer.
 
     Faces carry their codes: a new face inherits its parent's, and when a layer is done each face gets that
     layer's columns from the unit values at its vertex centroid (exact: they are affine on the face).
+
+    Faces hold only the columns of units whose piece varies over the rectangle; the others have one code for
+    all faces (a wide network cut by a small window has a few hundred such units among hundreds of thousands).
+    Returns the mesh, stats, the code row shared by all faces and the columns that ``mesh.codes`` holds.
     """
     anch = DenseChain.of(net) or Anchored(net, np.zeros((1, 2)), np.eye(2)[None])
     mesh = Mesh(lo, hi)
-    mesh.codes = np.zeros((1, net.n_units), dtype=net._code_dtype)
+    mesh.codes = np.zeros((1, 0), dtype=net._code_dtype)
+    base = np.zeros(net.n_units, dtype=net._code_dtype)
+    held: list[np.ndarray] = []
     stats = {"splits": 0, "merged": 0}
     bar = None
     if progress:
@@ -332,7 +339,8 @@ def _partition(net: Network, lo: np.ndarray, hi: np.ndarray, tol: float, progres
         missing, lo_, hi_, win0, varies, D_all = _unit_survey(anch, mesh.P, g.node)
         if R == 2 and not missing.any():
             active = np.flatnonzero((lo_ < 0) & (hi_ > 0))
-            mesh.codes[:, g.columns] = (hi_ > 0).astype(mesh.codes.dtype)  # units that cut nothing
+            base[g.columns] = hi_ > 0  # units that cut nothing
+            at = _hold(mesh, held, g.offset + active)
             parts = _column_chunks(active, mesh.nV, 2)  # bounded memory on wide layers
             for i, part in enumerate(parts):
                 # the survey's scores are still those of the mesh's vertices before its first cut
@@ -344,12 +352,14 @@ def _partition(net: Network, lo: np.ndarray, hi: np.ndarray, tol: float, progres
                     _check_budget(mesh, max_regions)
                 # values within the snapping tolerance of 0 are ties: lowest piece
                 scale = np.abs(mesh.Z).max(axis=0)
-                mesh.codes[:, g.offset + part] = mesh.face_means(mesh.Z) > tol * scale
+                mesh.codes[:, at:at + len(part)] = mesh.face_means(mesh.Z) > tol * scale
+                at += len(part)
             continue
         # units with more pieces: cut where piece r overtakes the best of pieces < r, then merge the faces
         # that these cuts separated but that have the same winner (the cut was not a boundary of the max)
-        mesh.codes[:, g.columns] = win0
+        base[g.columns] = win0
         active = np.flatnonzero(varies)
+        at = _hold(mesh, held, g.offset + active)
         for part in _column_chunks(active, mesh.nV, R):
             mesh.parent = np.arange(mesh.nF)
             Q = _scores_of(anch, mesh.P, g.node, part)
@@ -370,7 +380,8 @@ def _partition(net: Network, lo: np.ndarray, hi: np.ndarray, tol: float, progres
             scale = np.abs(mesh.Z).reshape(mesh.nV, len(part), R).max(axis=(0, 2))
             top = means.max(axis=2, keepdims=True)
             fcode = (means >= top - tol * scale[None, :, None]).argmax(axis=2)
-            mesh.codes[:, g.offset + part] = fcode
+            mesh.codes[:, at:at + len(part)] = fcode
+            at += len(part)
             EF = mesh.EF
             f0, f1 = EF[:, 0], EF[:, 1]
             same = (mesh.parent[f0] == mesh.parent[f1]) & (fcode[f0] == fcode[f1]).all(axis=1)
@@ -384,7 +395,38 @@ def _partition(net: Network, lo: np.ndarray, hi: np.ndarray, tol: float, progres
     same = (mesh.codes[EF[:, 0]] == mesh.codes[EF[:, 1]]).all(axis=1)
     stats["merged"] = mesh.merge(same)
     mesh.compact()
-    return mesh, stats
+    return mesh, stats, base, (np.concatenate(held) if held else np.zeros(0, dtype=np.int64))
+
+
+def _hold(mesh: Mesh, held: list[np.ndarray], columns: np.ndarray) -> int:
+    """Give every face room for the code columns ``columns`` (appended to ``held``); returns where they start."""
+    start = mesh.codes.shape[1]
+    if len(columns):
+        codes = np.zeros((mesh.nF, start + len(columns)), dtype=mesh.codes.dtype)
+        codes[:, :start] = mesh.codes
+        mesh.codes = codes
+        held.append(columns)
+    return start
+
+
+def _expand_codes(mesh: Mesh, base: np.ndarray, columns: np.ndarray) -> np.ndarray:
+    """Full code rows ``(n_faces, n_units)`` from the shared row and the columns the faces hold."""
+    need = mesh.nF * base.size * base.itemsize
+    if need > _memory_budget():
+        raise DomainError(f"The slice has {mesh.nF:,} regions of {base.size:,} units: their codes alone would need "
+                          f"{need / 2**30:.1f} GiB. Use a smaller window (lo, hi) or a sub-network with fewer units.")
+    codes = np.empty((mesh.nF, base.size), dtype=base.dtype)
+    codes[:] = base
+    codes[:, columns] = mesh.codes
+    return codes
+
+
+def _memory_budget() -> float:
+    """Half the machine's physical memory (in bytes), or infinity where the platform does not say."""
+    try:
+        return 0.5 * os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):
+        return float("inf")
 
 
 def _check_budget(mesh: Mesh, limit: int | None) -> None:
@@ -652,20 +694,20 @@ def _n_unique_rows(codes: np.ndarray) -> int:
 
 def _from_mesh(net: Network, plane: Plane, lo: np.ndarray, hi: np.ndarray, tol: float,
                progress: bool = False, max_regions: int | None = None) -> SliceRegions:
-    mesh, stats = _partition(net, lo, hi, tol, progress, max_regions)
-    codes = mesh.codes
+    mesh, stats, base, columns = _partition(net, lo, hi, tol, progress, max_regions)
     if stats["merged"]:
         warnings.warn(f"{stats['merged']} slice faces had the same code as a neighbour (rounding at a near-degenerate "
                       "vertex) and were merged; compare with method='lp'.", NumericalWarning, stacklevel=3)
     offsets, pv, areas, inner = _polygons(mesh.P, mesh.E, mesh.EF, mesh.nF)
-    unique = _n_unique_rows(codes)
+    unique = _n_unique_rows(mesh.codes)  # the held columns: the other columns are the same for all faces
+    codes = _expand_codes(mesh, base, columns)
     stats.update(snapped=mesh.snapped, vertices=mesh.nV, edges=mesh.nE,
                  min_area=float(areas.min()) if len(areas) else 0.0, duplicate_codes=len(codes) - unique)
     if unique != len(codes):
         warnings.warn(f"{len(codes) - unique} slice regions share a code with another region (rounding at a "
                       "near-degenerate vertex); compare with method='lp'.", NumericalWarning, stacklevel=3)
     return SliceRegions(plane, readonly(lo), readonly(hi), readonly(mesh.P), sealed(offsets), sealed(pv),
-                        sealed(codes.copy()), sealed(areas), sealed(inner), "mesh", stats, net, mesh, tol)
+                        sealed(codes), sealed(areas), sealed(inner), "mesh", stats, net, mesh, tol)
 
 
 def _from_lp(net: Network, plane: Plane, lo: np.ndarray, hi: np.ndarray, tol: float | None) -> SliceRegions:

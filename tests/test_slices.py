@@ -347,3 +347,17 @@ def test_region_budget_is_a_clear_error():
     with pytest.raises(maso.DomainError, match="smaller window"):
         maso.slice_regions(net, lo=(-1, -1), hi=(1, 1), max_regions=10)
     assert len(maso.slice_regions(net, lo=(-1, -1), hi=(1, 1), max_regions=None)) > 10
+
+
+def test_faces_hold_only_the_units_that_vary(monkeypatch):
+    """A wide layer cut by a small window: faces hold the few columns that vary; the full codes equal the
+    network's codes at the interior points, and codes that would not fit in memory are a clear error."""
+    import maso.slices as slices
+
+    net = maso.mlp([2, 2000, 1], seed=3)
+    sl = maso.slice_regions(net, lo=(0.1, 0.1), hi=(0.12, 0.12))
+    assert 10 < len(sl) < 100 and sl._mesh.codes.shape[1] < 40
+    np.testing.assert_array_equal(sl.codes, net.codes(sl.interior_points))
+    monkeypatch.setattr(slices, "_memory_budget", lambda: 1000.0)
+    with pytest.raises(maso.DomainError, match=r"codes alone would need .* GiB"):
+        maso.slice_regions(net, lo=(0.1, 0.1), hi=(0.12, 0.12))
