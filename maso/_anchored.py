@@ -92,10 +92,14 @@ class Anchored:
                        for j in front}
         self._per_sample = sum(math.prod(node.shape) for node in net.nodes) + 1
 
-    def _seeds(self, which: np.ndarray | None, coords: np.ndarray) -> dict[int, torch.Tensor]:
+    def _seeds(self, which: np.ndarray | None, coords: np.ndarray,
+               nodes: Any = None) -> dict[int, torch.Tensor]:
+        """Values of the head's frontier nodes (or of those in ``nodes``) at the points."""
         c = torch.from_numpy(np.ascontiguousarray(coords, dtype=np.float64))
         out = {}
         for j, b in self.base.items():
+            if nodes is not None and j not in nodes:
+                continue
             g = self.slopes[j]
             if which is None:  # one family: broadcast instead of gathering
                 out[j] = b + torch.tensordot(c, g[0], dims=([1], [0]))

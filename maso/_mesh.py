@@ -46,6 +46,7 @@ class Mesh:
         self._EF = np.array([[0, -1]] * 4, dtype=np.int64)
         self.nV, self.nE, self.nF = 4, 4, 1
         self._Z = np.zeros((4, 0))
+        self._H = np.zeros((4, 0))
         self._parent = np.zeros(1, dtype=np.int64)
         self._codes = np.zeros((1, 0), dtype=np.uint8)  # per face: the code columns known so far
         self.snapped = 0
@@ -67,6 +68,17 @@ class Mesh:
     @property
     def Z(self) -> np.ndarray:
         return self._Z[:self.nV]
+
+    @property
+    def H(self) -> np.ndarray:
+        """Carried vertex values: interpolated onto new vertices like ``Z``, but never cut along."""
+        return self._H[:self.nV]
+
+    def set_carried(self, H: np.ndarray, room: bool = True) -> None:
+        """Replace the carried values (one row per vertex), with room for one more cut (``nV + nE`` rows;
+        ``room=False``: ``H`` already has its rows, the first ``nV`` of them set)."""
+        H = np.asarray(H, dtype=np.float64)
+        self._H = _with_room(H.reshape(self.nV, -1), self.nV + self.nE) if room else H
 
     @property
     def parent(self) -> np.ndarray:
@@ -91,7 +103,7 @@ class Mesh:
 
     def copy(self) -> Mesh:
         m = Mesh.__new__(Mesh)
-        m._P, m._E, m._EF, m._Z = self.P.copy(), self.E.copy(), self.EF.copy(), self.Z.copy()
+        m._P, m._E, m._EF, m._Z, m._H = self.P.copy(), self.E.copy(), self.EF.copy(), self.Z.copy(), self.H.copy()
         m.nV, m.nE, m.nF = self.nV, self.nE, self.nF
         m._parent, m.snapped, m._codes = self.parent.copy(), self.snapped, self.codes.copy()
         return m
@@ -113,11 +125,12 @@ class Mesh:
         if _kernels.mesh_split is not None:  # compiled: the same arithmetic without ~40 NumPy calls per cut
             d = np.ascontiguousarray(d, dtype=np.float64)
             args = (self.nV, self.nE, self.nF, d)
-            n_new, k = _kernels.mesh_split(self._P, self._Z, self._E, self._EF, self._parent, self._codes, *args)
+            arrays = (self._P, self._Z, self._H, self._E, self._EF, self._parent, self._codes)
+            n_new, k = _kernels.mesh_split(*arrays, *args)
             if k == -2:
                 self._reserve()
-                n_new, k = _kernels.mesh_split(self._P, self._Z, self._E, self._EF, self._parent, self._codes,
-                                               *args)
+                arrays = (self._P, self._Z, self._H, self._E, self._EF, self._parent, self._codes)
+                n_new, k = _kernels.mesh_split(*arrays, *args)
             if k >= 0:
                 self.nV += n_new
                 self.nE += n_new + k
@@ -136,7 +149,7 @@ class Mesh:
         if _kernels.mesh_cut_columns is not None:  # compiled: one call per layer instead of a few per unit
             while c < n:
                 status, c, self.nV, self.nE, self.nF, snapped, cut = _kernels.mesh_cut_columns(
-                    self._P, self._Z, self._E, self._EF, self._parent, self._codes, self.nV, self.nE, self.nF,
+                    self._P, self._Z, self._H, self._E, self._EF, self._parent, self._codes, self.nV, self.nE, self.nF,
                     c, n, float(tol), limit)
                 self.snapped += snapped
                 total += cut
@@ -171,6 +184,7 @@ class Mesh:
         per face."""
         V, E, F = self.nV, factor * self.nE, factor * self.nF
         self._P, self._Z = _grow(self._P, V + E), _grow(self._Z, V + E)
+        self._H = _grow(self._H, V + (E if self._H.shape[1] < 64 else self.nE))  # wide: room for one cut only
         self._E, self._EF = _grow(self._E, 2 * E + F), _grow(self._EF, 2 * E + F)
         self._parent, self._codes = _grow(self._parent, 2 * F), _grow(self._codes, 2 * F)
 
@@ -200,8 +214,10 @@ class Mesh:
         n_new, V, nE = len(cross), self.nV, self.nE
         self._P = _grow(self._P, V + n_new)
         self._Z = _grow(self._Z, V + n_new)
+        self._H = _grow(self._H, V + n_new)
         self._P[V:V + n_new] = self._P[a] + t * (self._P[b] - self._P[a])
         self._Z[V:V + n_new] = self._Z[a] + t * (self._Z[b] - self._Z[a])
+        self._H[V:V + n_new] = self._H[a] + t * (self._H[b] - self._H[a])
         new_v = np.arange(V, V + n_new)
         self.nV = V + n_new
         s = np.concatenate([s, np.zeros(n_new, dtype=np.int8)])
@@ -304,6 +320,7 @@ class Mesh:
         new = np.cumsum(used) - 1
         self._P = self.P[used].copy()
         self._Z = self.Z[used].copy()
+        self._H = self.H[used].copy()
         self._E = new[self.E]
         self._EF = self.EF.copy()
         self.nV = int(used.sum())

@@ -401,8 +401,12 @@ class Network:
 
     def _evaluate(self, seeds: dict[int, torch.Tensor], stop: int) -> torch.Tensor:
         """Value of node ``stop`` given the values of some nodes (``seeds``, which must cut it off the input)."""
-        need = {stop}
-        for i in range(stop, -1, -1):
+        return self._evaluate_many(seeds, (stop,))[stop]
+
+    def _evaluate_many(self, seeds: dict[int, torch.Tensor], stops: Sequence[int]) -> dict[int, torch.Tensor]:
+        """Values of the nodes ``stops`` given the values of some nodes (which must cut them off the input)."""
+        need = set(stops)
+        for i in range(max(stops), -1, -1):
             if i in need and i not in seeds:
                 need.update(self._nodes[i].inputs)
         x = next(iter(seeds.values()))
@@ -418,7 +422,7 @@ class Network:
                 vals[i] = node.layer.forward(vals[node.inputs[0]], p[i], False)[0]
             else:
                 vals[i] = node.layer.forward([vals[j] for j in node.inputs], p[i])
-        return vals[stop]
+        return {i: vals[i] for i in stops}
 
     def _frozen(
         self, z: torch.Tensor, icodes: dict[int, torch.Tensor], *, bias: bool, record: Iterable[int] = (),

@@ -1,7 +1,8 @@
 """PyTorch modules that maso understands, and seeded builders of toy networks.
 
 :class:`Maxout` and :class:`Abs` fill gaps in ``torch.nn``; :func:`mlp_module` and :func:`inception_toy`
-build seeded random-init networks for tests, benchmarks and the demo without touching torch's global RNG.
+build seeded random-init networks for tests, benchmarks and the demo without touching torch's global RNG;
+:func:`inception5_tail` builds the last two modules of InceptionV1 at their real sizes.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from torch import nn
 
 from maso.errors import ShapeError
 
-__all__ = ["Maxout", "Abs", "mlp_module", "inception_toy", "InceptionBlock"]
+__all__ = ["Maxout", "Abs", "mlp_module", "inception_toy", "InceptionBlock", "InceptionV1Module", "inception5_tail"]
 
 
 class Maxout(nn.Module):
@@ -166,4 +167,50 @@ def inception_toy(
                 m.running_var.uniform_(0.5, 1.5)
                 m.weight.data.uniform_(0.5, 1.5)
                 m.bias.data.uniform_(-0.2, 0.2)
+    return model.to(dtype).eval()
+
+
+class InceptionV1Module(nn.Module):
+    """An Inception module as in the original InceptionV1 (GoogLeNet): no batch normalisation, a ReLU after
+    every convolution, a 5x5 branch (torchvision's GoogLeNet adds batch norm and uses 3x3 there).
+
+    Branches: 1x1 (``c1``); 1x1 (``c3r``) -> 3x3 (``c3``); 1x1 (``c5r``) -> 5x5 (``c5``); 3x3 max-pool -> 1x1
+    (``cp``); concatenated on channels.
+    """
+
+    def __init__(self, c_in: int, c1: int, c3r: int, c3: int, c5r: int, c5: int, cp: int) -> None:
+        super().__init__()
+
+        def conv_relu(a: int, b: int, k: int) -> nn.Sequential:
+            return nn.Sequential(nn.Conv2d(a, b, k, padding=k // 2), nn.ReLU())
+
+        self.branch1 = conv_relu(c_in, c1, 1)
+        self.branch3 = nn.Sequential(conv_relu(c_in, c3r, 1), conv_relu(c3r, c3, 3))
+        self.branch5 = nn.Sequential(conv_relu(c_in, c5r, 1), conv_relu(c5r, c5, 5))
+        self.branch_pool = nn.Sequential(nn.MaxPool2d(3, stride=1, padding=1), conv_relu(c_in, cp, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([self.branch1(x), self.branch3(x), self.branch5(x), self.branch_pool(x)], dim=1)
+
+
+def inception5_tail(*, seed: int, dtype: torch.dtype = torch.float32) -> nn.Module:
+    """InceptionV1 from its ``inception5a`` module on (random init, seeded): 5a, 5b, average pooling and the
+    1000-way classifier, at their real sizes. Its input, ``(832, 7, 7)``, is the 40,768-dimensional space that
+    the polytope-lens article slices; load real weights into it with ``load_state_dict`` where you have them.
+
+    Examples
+    --------
+    >>> tail = inception5_tail(seed=0)
+    >>> tail(torch.zeros(1, 832, 7, 7)).shape
+    torch.Size([1, 1000])
+    """
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = nn.Sequential(
+            InceptionV1Module(832, 256, 160, 320, 32, 128, 128),  # inception5a
+            InceptionV1Module(832, 384, 192, 384, 48, 128, 128),  # inception5b
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
+            nn.Linear(1024, 1000),
+        )
     return model.to(dtype).eval()

@@ -12,10 +12,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import torch
 
 from maso import _kernels
 from maso._anchored import Anchored, DenseChain, _two_piece, piece_gap, piece_scores
 from maso._mesh import Mesh, MeshDegeneracy
+from maso.layers import SplineLayer
 from maso._validation import readonly, sealed
 from maso.affine import Affine
 from maso.errors import DomainError, MasoError, NumericalWarning, ShapeError
@@ -320,8 +322,8 @@ def _partition(net: Network, lo: np.ndarray, hi: np.ndarray, tol: float, progres
     all faces (a wide network cut by a small window has a few hundred such units among hundreds of thousands).
     Returns the mesh, stats, the code row shared by all faces and the columns that ``mesh.codes`` holds.
     """
-    anch = DenseChain.of(net) or Anchored(net, np.zeros((1, 2)), np.eye(2)[None])
     mesh = Mesh(lo, hi)
+    vals = _VertexValues(net, mesh)
     mesh.codes = np.zeros((1, 0), dtype=net._code_dtype)
     base = np.zeros(net.n_units, dtype=net._code_dtype)
     held: list[np.ndarray] = []
@@ -336,7 +338,7 @@ def _partition(net: Network, lo: np.ndarray, hi: np.ndarray, tol: float, progres
             bar.set_postfix(faces=mesh.nF, refresh=False)
             bar.update(g.size)
         U, R = g.size, g.n_pieces
-        missing, lo_, hi_, win0, varies, D_all = _unit_survey(anch, mesh.P, g.node)
+        missing, lo_, hi_, win0, varies, D_all = _unit_survey(vals, g.node)
         if R == 2 and not missing.any():
             active = np.flatnonzero((lo_ < 0) & (hi_ > 0))
             base[g.columns] = hi_ > 0  # units that cut nothing
@@ -344,7 +346,7 @@ def _partition(net: Network, lo: np.ndarray, hi: np.ndarray, tol: float, progres
             parts = _column_chunks(active, mesh.nV, 2)  # bounded memory on wide layers
             for i, part in enumerate(parts):
                 # the survey's scores are still those of the mesh's vertices before its first cut
-                D = D_all[:, part] if i == 0 and D_all is not None else _gaps_of(anch, mesh.P, g.node, part)
+                D = D_all[:, part] if i == 0 and D_all is not None else _gaps_of(vals, g.node, part)
                 mesh.set_values(D)
                 cut, over = mesh.cut_columns(tol, max_regions)
                 stats["splits"] += cut
@@ -354,6 +356,7 @@ def _partition(net: Network, lo: np.ndarray, hi: np.ndarray, tol: float, progres
                 scale = np.abs(mesh.Z).max(axis=0)
                 mesh.codes[:, at:at + len(part)] = mesh.face_means(mesh.Z) > tol * scale
                 at += len(part)
+            vals.advance(g.node)
             continue
         # units with more pieces: cut where piece r overtakes the best of pieces < r, then merge the faces
         # that these cuts separated but that have the same winner (the cut was not a boundary of the max)
@@ -362,9 +365,8 @@ def _partition(net: Network, lo: np.ndarray, hi: np.ndarray, tol: float, progres
         at = _hold(mesh, held, g.offset + active)
         for part in _column_chunks(active, mesh.nV, R):
             mesh.parent = np.arange(mesh.nF)
-            Q = _scores_of(anch, mesh.P, g.node, part)
-            V = mesh.nV
-            mesh.set_values(np.where(missing[None, part], 0.0, Q).reshape(V, -1))
+            Q = _scores_of(vals, g.node, part)
+            mesh.set_values(np.where(missing[None, part], 0.0, Q).reshape(mesh.nV, -1))
             for c, k in enumerate(part):
                 pieces = np.flatnonzero(~missing[k])
                 for i in range(1, len(pieces)):
@@ -376,10 +378,12 @@ def _partition(net: Network, lo: np.ndarray, hi: np.ndarray, tol: float, progres
             means = mesh.face_means(mesh.Z).reshape(mesh.nF, len(part), R)
             means[:, missing[part]] = -np.inf
             # pieces within the tolerance of the best are tied (rounding at vertices on earlier boundaries turns
-            # exact ties, e.g. a pooling window of zeros, into 1e-17 differences): lowest index wins
-            scale = np.abs(mesh.Z).reshape(mesh.nV, len(part), R).max(axis=(0, 2))
+            # exact ties, e.g. a pooling window of zeros, into 1e-17 differences): lowest index wins. The scale
+            # is the layer's (rounding comes from the inputs' size): a window that is zero over the whole slice
+            # but for rounding would otherwise be scaled by its own noise
+            scale = float(np.abs(mesh.Z[np.isfinite(mesh.Z)]).max(initial=0.0))
             top = means.max(axis=2, keepdims=True)
-            fcode = (means >= top - tol * scale[None, :, None]).argmax(axis=2)
+            fcode = (means >= top - tol * scale).argmax(axis=2)
             mesh.codes[:, at:at + len(part)] = fcode
             at += len(part)
             EF = mesh.EF
@@ -387,6 +391,7 @@ def _partition(net: Network, lo: np.ndarray, hi: np.ndarray, tol: float, progres
             same = (mesh.parent[f0] == mesh.parent[f1]) & (fcode[f0] == fcode[f1]).all(axis=1)
             mesh.merge(same)
             mesh.compact()
+        vals.advance(g.node)
     mesh.compact()
     if bar is not None:
         bar.close()
@@ -396,6 +401,102 @@ def _partition(net: Network, lo: np.ndarray, hi: np.ndarray, tol: float, progres
     stats["merged"] = mesh.merge(same)
     mesh.compact()
     return mesh, stats, base, (np.concatenate(held) if held else np.zeros(0, dtype=np.int64))
+
+
+class _VertexValues:
+    """Node values at the mesh's vertices, by rows.
+
+    MLPs: NumPy from the vertex coordinates (:class:`DenseChain`). Other graphs: torch, from seeds: the affine
+    head from the plane's anchors, and the later nodes that are still read, held at every vertex in the mesh's
+    carried values (``mesh.H``), which its cuts interpolate onto new vertices. Carrying is exact: a node is held
+    only once every spline layer before it has cut the mesh, so it is affine on every face. Each layer is then
+    computed once per vertex, instead of from the head again for every later layer. Holding stops, and values
+    are recomputed from the head, when the held values would outgrow a share of the memory.
+    """
+
+    def __init__(self, net: Network, mesh: Mesh) -> None:
+        self.net, self.mesh = net, mesh
+        self.chain = DenseChain.of(net)
+        self.anch = None if self.chain is not None else Anchored(net, np.zeros((1, 2)), np.eye(2)[None])
+        self.held: dict[int, int] = {}  # node -> first column in mesh.H
+        self.carry = self.anch is not None
+        self._affine = set() if self.anch is None else _affine_nodes(net)
+        self._size = [math.prod(n.shape) for n in net.nodes]
+        self._per_row = sum(self._size) + 1
+        # per node: the last node that reads it on the way to a spline layer (the output is never needed here)
+        useful = {g.node for g in net.units}
+        for i in range(len(net.nodes) - 1, -1, -1):
+            if i in useful:
+                useful.update(net.nodes[i].inputs)
+        self._last_need = [-1] * len(net.nodes)
+        for i in sorted(useful):
+            for j in net.nodes[i].inputs:
+                self._last_need[j] = max(self._last_need[j], i)
+
+    def value(self, rows: slice, node: int) -> np.ndarray:
+        """Values ``(n, *shape)`` of ``node`` at the vertices ``rows``."""
+        P = self.mesh.P[rows]
+        if self.chain is not None:
+            return self.chain.value(None, P, node)
+        if not self.held:
+            return self.anch.value(None, P, node)
+        return self._many(rows, (node,))[node]
+
+    def scores(self, rows: slice, node: int) -> np.ndarray:
+        """Piece scores ``(n, U, R)`` of spline node ``node`` at the vertices ``rows``."""
+        return piece_scores(self.net, node, self.value(rows, self.net.nodes[node].inputs[0]))
+
+    def _many(self, rows: slice, nodes: tuple[int, ...]) -> dict[int, np.ndarray]:
+        net, out = self.net, {j: [] for j in nodes}
+        P, H = self.mesh.P[rows], self.mesh.H[rows]
+        need = set(nodes)  # the head nodes to form from the anchors: only those the held ones do not cut off
+        for i in range(max(nodes), -1, -1):
+            if i in need and i not in self.held and i not in self.anch.base:
+                need.update(net.nodes[i].inputs)
+        with torch.no_grad():
+            for sl in net._chunks(len(P), self._per_row):
+                seeds = self.anch._seeds(None, P[sl], [j for j in self.anch.base if j in need])
+                for j, at in self.held.items():
+                    block = np.ascontiguousarray(H[sl, at:at + self._size[j]])
+                    seeds[j] = torch.from_numpy(block).reshape(len(block), *net.nodes[j].shape)
+                for j, y in net._evaluate_many(seeds, nodes).items():
+                    out[j].append(y.numpy())
+        return {j: np.concatenate(v) if v else np.zeros((0, *net.nodes[j].shape)) for j, v in out.items()}
+
+    def advance(self, node: int) -> None:
+        """The spline layer ``node`` has cut the mesh: hold the non-affine nodes up to it that later nodes read."""
+        if not self.carry:
+            return
+        keep = [j for j in range(node + 1) if j not in self._affine and self._last_need[j] > node]
+        if keep == list(self.held):
+            return
+        width = sum(self._size[j] for j in keep)
+        rows = self.mesh.nV + self.mesh.nE  # room for one cut (see Mesh.set_carried)
+        # the carried values, a copy when the mesh grows, and the new nodes' values computed below
+        if rows * width * 8 * 3 > _memory_budget() / 2:
+            self.carry, self.held = False, {}  # from here on: from the head at every layer
+            self.mesh.set_carried(np.zeros((self.mesh.nV, 0)))
+            return
+        new = tuple(j for j in keep if j not in self.held)
+        got = self._many(slice(None), new) if new else {}
+        V, H = self.mesh.nV, self.mesh.H
+        out = np.empty((rows, width))
+        held, at = {}, 0
+        for j in keep:
+            out[:V, at:at + self._size[j]] = (H[:, self.held[j]:self.held[j] + self._size[j]] if j in self.held
+                                               else got[j].reshape(V, -1))
+            held[j], at = at, at + self._size[j]
+        self.mesh.set_carried(out, room=False)
+        self.held = held
+
+
+def _affine_nodes(net: Network) -> set[int]:
+    """Nodes computed before any spline layer (affine in the input: the anchors give them)."""
+    affine = {0}
+    for i, node in enumerate(net.nodes[1:], 1):
+        if not isinstance(node.layer, SplineLayer) and all(j in affine for j in node.inputs):
+            affine.add(i)
+    return affine
 
 
 def _hold(mesh: Mesh, held: list[np.ndarray], columns: np.ndarray) -> int:
@@ -448,12 +549,12 @@ def _column_chunks(units: np.ndarray, n_vertices: int, R: int) -> list[np.ndarra
     return [units[s:s + size] for s in range(0, len(units), size)]
 
 
-def _scores_of(anch: Anchored, P: np.ndarray, node: int, units: np.ndarray) -> np.ndarray:
+def _scores_of(vals: _VertexValues, node: int, units: np.ndarray) -> np.ndarray:
     """Piece scores ``(V, len(units), R)`` of some units at the vertices, computed in row blocks."""
-    net = anch.net
+    net = vals.net
     width = net.nodes[net.nodes[node].inputs[0]].shape
-    per_row = int(np.prod(width)) + len(units) * net.nodes[node].layer.n_pieces
-    return np.concatenate([anch.scores(None, P[sl], node)[:, units] for sl in _row_chunks(len(P), 3 * per_row)])
+    per_row = math.prod(width) + len(units) * net.nodes[node].layer.n_pieces
+    return np.concatenate([vals.scores(sl, node)[:, units] for sl in _row_chunks(vals.mesh.nV, 3 * per_row)])
 
 
 def _gap(net: Network, node: int, x: np.ndarray) -> np.ndarray:
@@ -465,30 +566,31 @@ def _gap(net: Network, node: int, x: np.ndarray) -> np.ndarray:
     return Q[:, :, 1] - Q[:, :, 0]
 
 
-def _gaps_of(anch: Anchored, P: np.ndarray, node: int, units: np.ndarray) -> np.ndarray:
+def _gaps_of(vals: _VertexValues, node: int, units: np.ndarray) -> np.ndarray:
     """Gaps ``score_1 - score_0`` ``(V, len(units))`` of two-piece units at the vertices, in row blocks."""
-    net = anch.net
+    net = vals.net
     width = net.nodes[net.nodes[node].inputs[0]].shape
     src = net.nodes[node].inputs[0]
-    per_row = int(np.prod(width)) + 2 * len(units)
-    return np.concatenate([_gap(net, node, anch.value(None, P[sl], src))[:, units]
-                           for sl in _row_chunks(len(P), 3 * per_row)])
+    per_row = math.prod(width) + 2 * len(units)
+    return np.concatenate([_gap(net, node, vals.value(sl, src))[:, units]
+                           for sl in _row_chunks(vals.mesh.nV, 3 * per_row)])
 
 
-def _unit_survey(anch: Anchored, P: np.ndarray, node: int):
+def _unit_survey(vals: _VertexValues, node: int):
     """Per unit, over all vertices: missing pieces, range of the two-piece gap, the winner at vertex 0 and
     whether the winner varies (a unit that never changes piece over a face's vertices cuts nothing).
 
     The last value is, for two-piece units, their gaps at all vertices when one block held them (else None).
     """
-    net = anch.net
+    net = vals.net
+    V = vals.mesh.nV
     width = math.prod(net.nodes[net.nodes[node].inputs[0]].shape)
     if _two_piece(net, node):  # no piece is ever missing: gaps suffice
         src = net.nodes[node].inputs[0]
-        chunks = _row_chunks(len(P), 3 * width * 2)
+        chunks = _row_chunks(V, 3 * width * 2)
         lo = hi = D = None
         for sl in chunks:
-            D = _gap(net, node, anch.value(None, P[sl], src))
+            D = _gap(net, node, vals.value(sl, src))
             if lo is None:
                 lo, hi = D.min(axis=0), D.max(axis=0)
                 win0 = D[0] > 0  # ties go to the lower piece
@@ -498,9 +600,9 @@ def _unit_survey(anch: Anchored, P: np.ndarray, node: int):
         return (np.zeros((len(lo), 2), dtype=bool), lo, hi, win0.astype(np.int64), varies,
                 D if len(chunks) == 1 else None)
     lo = hi = win0 = varies = missing = None
-    chunks = _row_chunks(len(P), 3 * width * max(2, net.nodes[node].layer.n_pieces))
+    chunks = _row_chunks(V, 3 * width * max(2, net.nodes[node].layer.n_pieces))
     for sl in chunks:
-        Q = anch.scores(None, P[sl], node)
+        Q = vals.scores(sl, node)
         if missing is None:
             missing = ~np.isfinite(Q[0])
             win0 = np.where(missing[None], -np.inf, Q[:1]).argmax(axis=2)[0]

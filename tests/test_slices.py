@@ -167,11 +167,12 @@ def _chain_nets():
     for act in ("relu", "leaky_relu", "abs"):
         module = maso.nn.mlp_module([2, 9, 9, 3], seed=3, activation=act, dtype=torch.float64)
         yield act, maso.from_torch(module, torch.zeros(1, 2, dtype=torch.float64)), None
-    g = torch.Generator().manual_seed(7)
-    m = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(6, 7), torch.nn.PReLU(7), torch.nn.Linear(7, 5),
-                            torch.nn.LeakyReLU(3.0), torch.nn.Linear(5, 2)).double()
-    with torch.no_grad():
-        m[2].weight.copy_(torch.rand(7, generator=g, dtype=torch.float64) - 0.5)
+    with torch.random.fork_rng(devices=[]):  # seeded, without touching the global generator
+        torch.manual_seed(7)
+        m = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(6, 7), torch.nn.PReLU(7), torch.nn.Linear(7, 5),
+                                torch.nn.LeakyReLU(3.0), torch.nn.Linear(5, 2)).double()
+        with torch.no_grad():
+            m[2].weight.copy_(torch.rand(7, dtype=torch.float64) - 0.5)
     net = maso.from_torch(m, torch.zeros(1, 2, 3, dtype=torch.float64))
     yield "prelu+concave", net, maso.Plane.through_points(*np.random.default_rng(1).normal(size=(3, 2, 3)))
     wide = maso.mlp([40, 12, 12, 2], seed=8)
@@ -224,6 +225,76 @@ def test_dense_chain_declines_other_graphs():
     for kind in ("cnn", "residual", "inception"):
         module, shape, _ = random_model(0, kind)
         assert DenseChain.of(maso.from_torch(module, torch.zeros(1, *shape, dtype=torch.float64))) is None, kind
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_carried_vertex_values_equal_recomputed_ones(seed, monkeypatch):
+    """Graphs that are not MLPs carry the values of the nodes later layers read onto new mesh vertices (by
+    interpolation) instead of recomputing them from the plane's anchors at every layer. Same slices either way,
+    and the carrying does happen."""
+    import maso.slices as slices
+
+    kind = ("cnn", "residual", "inception")[seed % 3]
+    module, shape, _ = random_model(seed, kind)
+    net = maso.from_torch(module, torch.zeros(1, *shape, dtype=torch.float64))
+    plane = maso.Plane.through_points(*random_inputs(seed, shape, 3))
+    w = 2.0
+    while len(maso.slice_regions(net, plane, lo=(-0.5, -0.5), hi=(w - 0.5, w - 0.5))) > 1500:
+        w /= 2
+    box = {"lo": (-0.5, -0.5), "hi": (w - 0.5, w - 0.5)}
+    widths = []
+    advance = slices._VertexValues.advance
+
+    def spy(self, node):
+        advance(self, node)
+        widths.append(self.mesh.H.shape[1])
+
+    monkeypatch.setattr(slices._VertexValues, "advance", spy)
+    carried = maso.slice_regions(net, plane, **box)
+    assert max(widths) > 0, kind
+    monkeypatch.setattr(slices._VertexValues, "advance", lambda self, node: None)
+    recomputed = maso.slice_regions(net, plane, **box)
+    assert len(carried) == len(recomputed) > 5, kind
+    assert _code_set(carried.codes) == _code_set(recomputed.codes), kind
+    area = {k: recomputed.areas[i] for k, i in _by_code(recomputed).items()}
+    for k, i in _by_code(carried).items():
+        assert carried.areas[i] == pytest.approx(area[k], rel=1e-6, abs=1e-12)
+    np.testing.assert_array_equal(carried.codes, net.codes(plane(carried.interior_points)))
+
+
+def test_carrying_stops_within_the_memory_budget(monkeypatch):
+    """When the carried values would outgrow the memory budget, layers are computed from the anchors again."""
+    import maso.slices as slices
+
+    module, shape, _ = random_model(1, "residual")
+    net = maso.from_torch(module, torch.zeros(1, *shape, dtype=torch.float64))
+    plane = maso.Plane.through_points(*random_inputs(1, shape, 3))
+    free = maso.slice_regions(net, plane, lo=(0.1, 0.1), hi=(0.3, 0.3))
+    monkeypatch.setattr(slices, "_memory_budget", lambda: 1e4)  # ~10 kB: nothing can be carried
+    tight = maso.slice_regions(net, plane, lo=(0.1, 0.1), hi=(0.3, 0.3))
+    assert len(tight) == len(free) and _code_set(tight.codes) == _code_set(free.codes)
+
+
+@pytest.mark.slow
+def test_inception5_slice_codes_match_the_network(monkeypatch):
+    """The article's setting (about 30 s): a plane through three activations in the 40,768-dimensional input of
+    inception5a, with the boundaries of all later layers (193,648 units, max-pooling included). Every region's
+    code is the network's code at its interior point, the areas fill the window, and the slice is the same with
+    the vertex values recomputed instead of carried (this found max-pool ties scaled by rounding noise)."""
+    import maso.slices as slices
+
+    net = maso.from_torch(maso.nn.inception5_tail(seed=0, dtype=torch.float64),
+                          torch.zeros(1, 832, 7, 7, dtype=torch.float64))
+    assert net.input_dim == 40_768 and net.n_units == 193_648
+    plane = maso.Plane.through_points(*np.maximum(np.random.default_rng(0).normal(size=(3, 832, 7, 7)), 0))
+    box = {"lo": (0.2, 0.2), "hi": (0.2003, 0.2003)}
+    sl = maso.slice_regions(net, plane, **box)
+    assert len(sl) > 300
+    np.testing.assert_array_equal(sl.codes, net.codes(plane(sl.interior_points)))
+    assert sl.areas.sum() == pytest.approx(0.0003**2, rel=1e-9)
+    monkeypatch.setattr(slices._VertexValues, "advance", lambda self, node: None)
+    recomputed = maso.slice_regions(net, plane, **box)
+    assert _code_set(recomputed.codes) == _code_set(sl.codes)
 
 
 # ------------------------------------------------------------------------------- decision boundary
