@@ -165,7 +165,9 @@ class SliceRegions:
         ``"mesh"`` or ``"lp"``.
     stats : dict
         Counts and timings: ``snapped`` (vertex values set to exactly zero by the tolerance), ``merged``
-        (faces merged because they had the same code: spurious max-unit cuts, or rounding), ``min_area``...
+        (faces merged because they had the same code: spurious max-unit cuts, or rounding), ``slivers``
+        (regions thinner than 64 units in the last place of the coordinates, which float64 does not resolve;
+        they come with a :class:`NumericalWarning`), ``min_area``...
     """
 
     plane: Plane
@@ -411,7 +413,7 @@ class _VertexValues:
     carried values (``mesh.H``), which its cuts interpolate onto new vertices. Carrying is exact: a node is held
     only once every spline layer before it has cut the mesh, so it is affine on every face. Each layer is then
     computed once per vertex, instead of from the head again for every later layer. Holding stops, and values
-    are recomputed from the head, when the held values would outgrow a share of the memory.
+    are recomputed from the head, when the held values (with room to grow) would outgrow the memory budget.
     """
 
     def __init__(self, net: Network, mesh: Mesh) -> None:
@@ -473,7 +475,7 @@ class _VertexValues:
         width = sum(self._size[j] for j in keep)
         rows = self.mesh.nV + self.mesh.nE  # room for one cut (see Mesh.set_carried)
         # the carried values, a copy when the mesh grows, and the new nodes' values computed below
-        if rows * width * 8 * 3 > _memory_budget() / 2:
+        if rows * width * 8 * 3 > _memory_budget():
             self.carry, self.held = False, {}  # from here on: from the head at every layer
             self.mesh.set_carried(np.zeros((self.mesh.nV, 0)))
             return
@@ -803,13 +805,41 @@ def _from_mesh(net: Network, plane: Plane, lo: np.ndarray, hi: np.ndarray, tol: 
     offsets, pv, areas, inner = _polygons(mesh.P, mesh.E, mesh.EF, mesh.nF)
     unique = _n_unique_rows(mesh.codes)  # the held columns: the other columns are the same for all faces
     codes = _expand_codes(mesh, base, columns)
-    stats.update(snapped=mesh.snapped, vertices=mesh.nV, edges=mesh.nE,
+    slivers = _count_slivers(mesh.P, offsets, pv, areas, lo, hi)
+    stats.update(snapped=mesh.snapped, vertices=mesh.nV, edges=mesh.nE, slivers=slivers,
                  min_area=float(areas.min()) if len(areas) else 0.0, duplicate_codes=len(codes) - unique)
+    if slivers:
+        warnings.warn(f"{slivers} slice regions are thinner than {_SLIVER_ULPS} units in the last place of the "
+                      "coordinates: float64 does not resolve them (they may be rounding artefacts of "
+                      "near-concurrent boundaries); see stats['slivers'] and compare with method='lp' or a "
+                      "smaller window.", NumericalWarning, stacklevel=3)
     if unique != len(codes):
         warnings.warn(f"{len(codes) - unique} slice regions share a code with another region (rounding at a "
                       "near-degenerate vertex); compare with method='lp'.", NumericalWarning, stacklevel=3)
     return SliceRegions(plane, readonly(lo), readonly(hi), readonly(mesh.P), sealed(offsets), sealed(pv),
                         sealed(codes), sealed(areas), sealed(inner), "mesh", stats, net, mesh, tol)
+
+
+_SLIVER_ULPS = 64
+
+
+def _count_slivers(P: np.ndarray, offsets: np.ndarray, pv: np.ndarray, areas: np.ndarray, lo: np.ndarray,
+                   hi: np.ndarray) -> int:
+    """Faces thinner (twice the area over the longest edge) than ``_SLIVER_ULPS`` units in the last place of the
+    rectangle's coordinates: there float64 vertices no longer resolve the region (small but fat faces, such as
+    the tiny triangles of near-concurrent boundaries, are resolved and not counted)."""
+    if not len(areas):
+        return 0
+    thin = _SLIVER_ULPS * np.finfo(np.float64).eps * float(np.max(np.abs(np.concatenate([lo, hi, hi - lo]))))
+    if areas.min() > 0.5 * thin * float(np.hypot(*(hi - lo))):  # no edge is longer than the diagonal
+        return 0
+    counts = np.diff(offsets)
+    start = np.repeat(offsets[:-1], counts)
+    pos = np.arange(len(pv))
+    nxt = np.where(pos + 1 == np.repeat(offsets[1:], counts), start, pos + 1)
+    length = np.hypot(*(P[pv[nxt]] - P[pv]).T)
+    longest = np.maximum.reduceat(length, offsets[:-1])
+    return int(np.count_nonzero(2 * areas <= thin * longest))
 
 
 def _from_lp(net: Network, plane: Plane, lo: np.ndarray, hi: np.ndarray, tol: float | None) -> SliceRegions:

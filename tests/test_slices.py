@@ -432,3 +432,22 @@ def test_faces_hold_only_the_units_that_vary(monkeypatch):
     monkeypatch.setattr(slices, "_memory_budget", lambda: 1000.0)
     with pytest.raises(maso.DomainError, match=r"codes alone would need .* GiB"):
         maso.slice_regions(net, lo=(0.1, 0.1), hi=(0.12, 0.12))
+
+
+def test_slivers_float64_cannot_resolve_are_reported():
+    """Two boundaries crossing at an angle of 1e-15 inside the window: with snapping off, the wedges between them
+    are thinner than float64 resolves, and the slice says so; with the default snapping they are one line."""
+    W = np.array([[0.0, 1.0], [-1e-15, 1.0]])  # y = 0 and y = 1e-15 x
+    net = maso.Network.sequential((2,), [Dense(W, np.zeros(2)), relu(), Dense(np.ones((1, 2)), np.zeros(1))])
+    with pytest.warns(maso.NumericalWarning, match="thinner than"):
+        raw = maso.slice_regions(net, lo=(-1, -1), hi=(1, 1), tol=0.0)
+    assert raw.stats["slivers"] >= 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", maso.NumericalWarning)
+        snapped = maso.slice_regions(net, lo=(-1, -1), hi=(1, 1))
+    assert snapped.stats["slivers"] == 0 and len(snapped) == 2 and snapped.stats["snapped"] > 0
+    # small but fat regions (near-concurrent boundaries) are resolved and not counted
+    tiny = maso.Network.sequential((2,), [Dense(np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]]),
+                                                np.array([0.0, 0.0, -3e-9])), relu()])
+    sl = maso.slice_regions(tiny, lo=(-1, -1), hi=(1, 1))
+    assert sl.stats["slivers"] == 0 and sl.areas.min() < 1e-17

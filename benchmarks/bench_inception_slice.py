@@ -1,0 +1,63 @@
+"""Exact 2-D slices of the InceptionV1 tail: the polytope-lens article's setting, at its real size.
+
+Run:  python benchmarks/bench_inception_slice.py [--windows 1e-4 3e-4 6e-4]
+
+A plane through three (ReLU-like, non-negative) random activations in the 40,768-dimensional input of
+``inception5a`` (832 x 7 x 7), with the boundaries of every later unit (193,648 units: the ReLUs and 3x3
+max-pools of inception5a and 5b), random-init weights (``maso.nn.inception5_tail``). For each square window of
+the plane (side in plane units; the plane's directions are about 167 long), maso's slice is timed as it runs
+(vertex values of the layers that later layers read are carried onto new mesh vertices) against the baseline of
+recomputing every layer's input from the plane's anchors, in the same process. The two must give the same
+regions; the script exits 1 if they do not.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "2")
+
+import sys  # noqa: E402
+import time  # noqa: E402
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+import maso  # noqa: E402
+import maso.slices as slices  # noqa: E402  (the baseline switches carrying off)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--windows", type=float, nargs="+", default=[1e-4, 3e-4, 6e-4])
+    args = ap.parse_args()
+    net = maso.from_torch(maso.nn.inception5_tail(seed=0, dtype=torch.float64),
+                          torch.zeros(1, 832, 7, 7, dtype=torch.float64))
+    plane = maso.Plane.through_points(*np.maximum(np.random.default_rng(0).normal(size=(3, 832, 7, 7)), 0))
+    print(f"input {net.input_dim:,}-D, {net.n_units:,} units; |u| = {np.linalg.norm(plane.u):.0f}, "
+          f"|v| = {np.linalg.norm(plane.v):.0f}; torch threads {torch.get_num_threads()}")
+    print(f"{'window side':>12s} {'regions':>8s} {'carried s':>10s} {'recomputed s':>13s} {'ratio':>6s}")
+    carry = slices._VertexValues.advance
+    bad = False
+    for w in args.windows:
+        box = {"lo": (0.2, 0.2), "hi": (0.2 + w, 0.2 + w), "progress": False}
+        slices._VertexValues.advance = carry
+        t = time.perf_counter()
+        fast = maso.slice_regions(net, plane, **box)
+        t_fast = time.perf_counter() - t
+        slices._VertexValues.advance = lambda self, node: None
+        t = time.perf_counter()
+        base = maso.slice_regions(net, plane, **box)
+        t_base = time.perf_counter() - t
+        same = len(fast) == len(base) and {c.tobytes() for c in fast.codes} == {c.tobytes() for c in base.codes}
+        bad |= not same
+        print(f"{w:12.0e} {len(fast):8d} {t_fast:10.1f} {t_base:13.1f} {t_fast / t_base:6.2f}"
+              f"{'' if same else '  REGIONS DIFFER'}", flush=True)
+    slices._VertexValues.advance = carry
+    sys.exit(1 if bad else 0)
+
+
+if __name__ == "__main__":
+    main()
