@@ -422,7 +422,9 @@ class _VertexValues:
         self.anch = None if self.chain is not None else Anchored(net, np.zeros((1, 2)), np.eye(2)[None])
         self.held: dict[int, int] = {}  # node -> first column in mesh.H
         self.carry = self.anch is not None
-        self._affine = set() if self.anch is None else _affine_nodes(net)
+        if not self.carry:
+            return
+        self._affine = _affine_nodes(net)
         self._size = [math.prod(n.shape) for n in net.nodes]
         self._per_row = sum(self._size) + 1
         # per node: the last node that reads it on the way to a spline layer (the output is never needed here)
