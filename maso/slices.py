@@ -17,10 +17,10 @@ import torch
 from maso import _kernels
 from maso._anchored import Anchored, DenseChain, _two_piece, piece_gap, piece_scores
 from maso._mesh import Mesh, MeshDegeneracy
-from maso.layers import SplineLayer
 from maso._validation import readonly, sealed
 from maso.affine import Affine
 from maso.errors import DomainError, MasoError, NumericalWarning, ShapeError
+from maso.layers import SplineLayer
 from maso.network import Network
 
 __all__ = ["DEFAULT_SLICE_TOL", "Plane", "SliceRegion", "SliceRegions", "slice_regions"]
@@ -339,7 +339,7 @@ def _partition(net: Network, lo: np.ndarray, hi: np.ndarray, tol: float, progres
         if bar is not None:
             bar.set_postfix(faces=mesh.nF, refresh=False)
             bar.update(g.size)
-        U, R = g.size, g.n_pieces
+        R = g.n_pieces
         missing, lo_, hi_, win0, varies, D_all = _unit_survey(vals, g.node)
         if R == 2 and not missing.any():
             active = np.flatnonzero((lo_ < 0) & (hi_ > 0))
