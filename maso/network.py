@@ -387,10 +387,7 @@ class Network:
         Along a line or on a plane every such node is an affine function of the coordinates, so its values
         follow from a few anchor points: walks and slices interpolate them instead of rerunning the head.
         """
-        affine = {0}
-        for i, node in enumerate(self._nodes[1:], 1):
-            if not isinstance(node.layer, SplineLayer) and all(j in affine for j in node.inputs):
-                affine.add(i)
+        affine = self._affine_nodes()
         front = set()
         for i, node in enumerate(self._nodes):
             if i not in affine:
@@ -398,6 +395,14 @@ class Network:
         if self._output in affine:
             front.add(self._output)
         return tuple(sorted(front))
+
+    def _affine_nodes(self) -> set[int]:
+        """Nodes computed before any spline layer: affine functions of the input."""
+        affine = {0}
+        for i, node in enumerate(self._nodes[1:], 1):
+            if not isinstance(node.layer, SplineLayer) and all(j in affine for j in node.inputs):
+                affine.add(i)
+        return affine
 
     def _evaluate(self, seeds: dict[int, torch.Tensor], stop: int) -> torch.Tensor:
         """Value of node ``stop`` given the values of some nodes (``seeds``, which must cut it off the input)."""

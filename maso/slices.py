@@ -20,7 +20,6 @@ from maso._mesh import Mesh, MeshDegeneracy
 from maso._validation import readonly, sealed
 from maso.affine import Affine
 from maso.errors import DomainError, MasoError, NumericalWarning, ShapeError
-from maso.layers import SplineLayer
 from maso.network import Network
 
 __all__ = ["DEFAULT_SLICE_TOL", "Plane", "SliceRegion", "SliceRegions", "slice_regions"]
@@ -424,7 +423,7 @@ class _VertexValues:
         self.carry = self.anch is not None
         if not self.carry:
             return
-        self._affine = _affine_nodes(net)
+        self._affine = net._affine_nodes()  # the anchors give these
         self._size = [math.prod(n.shape) for n in net.nodes]
         self._per_row = sum(self._size) + 1
         # per node: the last node that reads it on the way to a spline layer (the output is never needed here)
@@ -492,15 +491,6 @@ class _VertexValues:
             held[j], at = at, at + self._size[j]
         self.mesh.set_carried(out, room=False)
         self.held = held
-
-
-def _affine_nodes(net: Network) -> set[int]:
-    """Nodes computed before any spline layer (affine in the input: the anchors give them)."""
-    affine = {0}
-    for i, node in enumerate(net.nodes[1:], 1):
-        if not isinstance(node.layer, SplineLayer) and all(j in affine for j in node.inputs):
-            affine.add(i)
-    return affine
 
 
 def _hold(mesh: Mesh, held: list[np.ndarray], columns: np.ndarray) -> int:
