@@ -1,7 +1,8 @@
 """A planar mesh of convex faces, refined by the zero sets of vertex functions (the fast 2-D slice path).
 
-Vertices carry plane coordinates and the values of the functions still to be cut along (one column per unit of
-the current layer). Faces are not stored as vertex cycles: an edge knows its two endpoints and its two faces
+Vertices carry plane coordinates, the values of the functions still to be cut along (``Z``, one column per unit
+of the current layer) and carried values (``H``: activations that later layers read), both interpolated onto new
+vertices. Faces are not stored as vertex cycles: an edge knows its two endpoints and its two faces
 (``-1`` outside), which is all that splitting and merging need, and keeps every step a few array passes.
 
 Splitting a face by a function ``d`` that is affine on it: edges whose endpoint signs are opposite get a new
@@ -149,8 +150,8 @@ class Mesh:
         if _kernels.mesh_cut_columns is not None:  # compiled: one call per layer instead of a few per unit
             while c < n:
                 status, c, self.nV, self.nE, self.nF, snapped, cut = _kernels.mesh_cut_columns(
-                    self._P, self._Z, self._H, self._E, self._EF, self._parent, self._codes, self.nV, self.nE, self.nF,
-                    c, n, float(tol), limit)
+                    self._P, self._Z, self._H, self._E, self._EF, self._parent, self._codes,
+                    self.nV, self.nE, self.nF, c, n, float(tol), limit)
                 self.snapped += snapped
                 total += cut
                 if status == 0:
