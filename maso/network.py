@@ -547,11 +547,23 @@ class Network:
         ['1']
         """
         batch = self._batch(x, "Network.codes")
+        n = batch.tensor.shape[0]
+        # in blocks of inputs: a big batch of a wide network must not hold all its activations at once
+        blocks = self._chunks(n, sum(math.prod(node.shape) for node in self._nodes)) or [slice(0, 0)]
         with torch.no_grad():
-            _, icodes, _ = self._forward(batch.tensor, need_codes=True)
             if by_layer:
-                return {g.name: batch.out(self._public(g, icodes)) for g in self._units}
-            return self._code_rows(icodes, batch)
+                parts: dict[str, list[torch.Tensor]] = {g.name: [] for g in self._units}
+                for sl in blocks:
+                    _, icodes, _ = self._forward(batch.tensor[sl], need_codes=True)
+                    for g in self._units:
+                        parts[g.name].append(self._public(g, icodes))
+                return {name: batch.out(torch.cat(p)) for name, p in parts.items()}
+            tdtype = torch.uint8 if self._code_dtype == np.uint8 else torch.int32
+            row = torch.empty((n, self._n_units), dtype=tdtype, device=batch.tensor.device)
+            for sl in blocks:
+                _, icodes, _ = self._forward(batch.tensor[sl], need_codes=True)
+                self._fill_code_rows(row[sl], icodes)
+            return batch.out(row)
 
     def _public(self, g: UnitGroup, icodes: dict[int, torch.Tensor]) -> torch.Tensor:
         return self._nodes[g.node].layer.public_code(icodes[g.node], self._input_shape_of(g.node))
@@ -560,10 +572,13 @@ class Network:
         n = batch.tensor.shape[0]
         tdtype = torch.uint8 if self._code_dtype == np.uint8 else torch.int32
         row = torch.empty((n, self._n_units), dtype=tdtype, device=batch.tensor.device)
+        self._fill_code_rows(row, icodes)
+        return batch.out(row)
+
+    def _fill_code_rows(self, row: torch.Tensor, icodes: dict[int, torch.Tensor]) -> None:
         with torch.no_grad():
             for g in self._units:
-                row[:, g.columns] = self._public(g, icodes).reshape(n, -1)
-        return batch.out(row)
+                row[:, g.columns] = self._public(g, icodes).reshape(len(row), g.size)
 
     def _input_shape_of(self, i: int) -> Shape:
         return self._nodes[self._nodes[i].inputs[0]].shape
