@@ -90,7 +90,7 @@ class Anchored:
         self.base = {j: kept[j][:n] for j in front}
         self.slopes = {j: torch.stack([kept[j][n * (c + 1):n * (c + 2)] - kept[j][:n] for c in range(k)], dim=1)
                        for j in front}
-        self._per_sample = sum(math.prod(node.shape) for node in net.nodes) + 1
+        self._per_sample = net._sample_size + 1
 
     def _seeds(self, which: np.ndarray | None, coords: np.ndarray,
                nodes: Any = None) -> dict[int, torch.Tensor]:

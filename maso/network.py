@@ -140,6 +140,7 @@ class Network:
                 offset += g.size
         self._units = tuple(groups)
         self._n_units = offset
+        self._sample_size = sum(math.prod(node.shape) for node in nodes)  # values of all nodes, one input
         self._code_dtype = np.uint8 if max((g.n_pieces for g in groups), default=2) <= 255 else np.int32
         self._param_cache: dict[tuple[Any, Any], list[dict[str, torch.Tensor]]] = {}
 
@@ -549,7 +550,7 @@ class Network:
         batch = self._batch(x, "Network.codes")
         n = batch.tensor.shape[0]
         # in blocks of inputs: a big batch of a wide network must not hold all its activations at once
-        blocks = self._chunks(n, sum(math.prod(node.shape) for node in self._nodes)) or [slice(0, 0)]
+        blocks = self._chunks(n, self._sample_size) or [slice(0, 0)]
         with torch.no_grad():
             if by_layer:
                 parts: dict[str, list[torch.Tensor]] = {g.name: [] for g in self._units}
@@ -558,8 +559,7 @@ class Network:
                     for g in self._units:
                         parts[g.name].append(self._public(g, icodes))
                 return {name: batch.out(torch.cat(p)) for name, p in parts.items()}
-            tdtype = torch.uint8 if self._code_dtype == np.uint8 else torch.int32
-            row = torch.empty((n, self._n_units), dtype=tdtype, device=batch.tensor.device)
+            row = self._empty_code_rows(n, batch.tensor.device)
             for sl in blocks:
                 _, icodes, _ = self._forward(batch.tensor[sl], need_codes=True)
                 self._fill_code_rows(row[sl], icodes)
@@ -569,11 +569,13 @@ class Network:
         return self._nodes[g.node].layer.public_code(icodes[g.node], self._input_shape_of(g.node))
 
     def _code_rows(self, icodes: dict[int, torch.Tensor], batch: Batch) -> Any:
-        n = batch.tensor.shape[0]
-        tdtype = torch.uint8 if self._code_dtype == np.uint8 else torch.int32
-        row = torch.empty((n, self._n_units), dtype=tdtype, device=batch.tensor.device)
+        row = self._empty_code_rows(batch.tensor.shape[0], batch.tensor.device)
         self._fill_code_rows(row, icodes)
         return batch.out(row)
+
+    def _empty_code_rows(self, n: int, device: Any) -> torch.Tensor:
+        tdtype = torch.uint8 if self._code_dtype == np.uint8 else torch.int32
+        return torch.empty((n, self._n_units), dtype=tdtype, device=device)
 
     def _fill_code_rows(self, row: torch.Tensor, icodes: dict[int, torch.Tensor]) -> None:
         with torch.no_grad():

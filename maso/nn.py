@@ -7,7 +7,8 @@ build seeded random-init networks for tests, benchmarks and the demo without tou
 
 from __future__ import annotations
 
-from typing import Sequence
+import contextlib
+from typing import Iterator, Sequence
 
 import torch
 from torch import nn
@@ -15,6 +16,14 @@ from torch import nn
 from maso.errors import ShapeError
 
 __all__ = ["Maxout", "Abs", "mlp_module", "inception_toy", "InceptionBlock", "InceptionV1Module", "inception5_tail"]
+
+
+@contextlib.contextmanager
+def _seeded(seed: int) -> Iterator[None]:
+    """Torch's global generator seeded inside the block and restored after it (no global side effects)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield
 
 
 class Maxout(nn.Module):
@@ -96,8 +105,7 @@ def mlp_module(
     if activation not in _ACTIVATIONS:
         raise ShapeError(f"activation must be one of {_ACTIVATIONS}. Got {activation!r}.")
     layers: list[nn.Module] = []
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+    with _seeded(seed):
         for i, (a, b) in enumerate(zip(widths[:-1], widths[1:])):
             last = i == len(widths) - 2
             if activation == "maxout" and not last:
@@ -146,8 +154,7 @@ def inception_toy(
     >>> net(torch.zeros(2, 3, 32, 32)).shape
     torch.Size([2, 10])
     """
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+    with _seeded(seed):
         model = nn.Sequential(
             nn.Conv2d(in_channels, width, 3, padding=1),
             nn.BatchNorm2d(width),
@@ -204,8 +211,7 @@ def inception5_tail(*, seed: int, dtype: torch.dtype = torch.float32) -> nn.Modu
     >>> tail(torch.zeros(1, 832, 7, 7)).shape
     torch.Size([1, 1000])
     """
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+    with _seeded(seed):
         model = nn.Sequential(
             InceptionV1Module(832, 256, 160, 320, 32, 128, 128),  # inception5a
             InceptionV1Module(832, 384, 192, 384, 48, 128, 128),  # inception5b

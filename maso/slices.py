@@ -425,7 +425,6 @@ class _VertexValues:
             return
         self._affine = net._affine_nodes()  # the anchors give these
         self._size = [math.prod(n.shape) for n in net.nodes]
-        self._per_row = sum(self._size) + 1
         # per node: the last node that reads it on the way to a spline layer (the output is never needed here)
         useful = {g.node for g in net.units}
         for i in range(len(net.nodes) - 1, -1, -1):
@@ -457,7 +456,7 @@ class _VertexValues:
             if i in need and i not in self.held and i not in self.anch.base:
                 need.update(net.nodes[i].inputs)
         with torch.no_grad():
-            for sl in net._chunks(len(P), self._per_row):
+            for sl in net._chunks(len(P), self.anch._per_sample):
                 seeds = self.anch._seeds(None, P[sl], [j for j in self.anch.base if j in need])
                 for j, at in self.held.items():
                     block = np.ascontiguousarray(H[sl, at:at + self._size[j]])
