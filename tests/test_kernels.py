@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 
 import maso
-from maso import _kernels, regions as R
+from maso import _kernels
 from maso.layers import Dense, relu
-from maso.regions import _pack_regions
+from maso.regions import _driver as R
+from maso.regions._parallel import _pack_regions
 
 pytestmark = pytest.mark.skipif(not _kernels.AVAILABLE, reason="numba not installed (extra 'fast')")
 

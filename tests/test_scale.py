@@ -36,7 +36,7 @@ def test_checkpoint_resume_after_kill(tmp_path):
     ck = tmp_path / "run.ckpt"
     script = textwrap.dedent(f"""
         import numpy as np, maso, time
-        import maso.regions as R
+        import maso.regions._driver as R
         slow = R._run_task
         def run(payload):
             time.sleep(0.05)   # make the run long enough to be killed in the middle
@@ -53,7 +53,7 @@ def test_checkpoint_resume_after_kill(tmp_path):
         time.sleep(0.02)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    partial = maso.regions._Checkpoint(str(ck), maso.regions._fingerprint(
+    partial = maso.regions._checkpoint._Checkpoint(str(ck), maso.regions._checkpoint._fingerprint(
         maso.mlp([3, 10, 10, 1], seed=5), maso.domain.as_domain(maso.Box(-np.ones(3), np.ones(3)), 3, caller="t"),
         maso.DEFAULT_TOL, "vertices"))
     n_done = len(partial.done)
@@ -109,7 +109,7 @@ def test_regions_cross_processes_packed_and_unchanged():
     read-only, including multi-unit facets of duplicated units and an empty task."""
     import pickle
 
-    from maso.regions import _pack_regions, _unpack_regions
+    from maso.regions._parallel import _pack_regions, _unpack_regions
 
     rng = np.random.default_rng(3)
     W, b = rng.normal(size=(5, 2)), rng.normal(size=5) * 0.5

@@ -1,0 +1,299 @@
+"""Result records of an enumeration: regions, slivers, the region set and its certificate report."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+
+from maso._lp import extreme
+from maso.affine import Affine
+from maso.errors import ShapeError
+from maso.network import Network
+from maso.polytope import Polytope
+from maso.regions._geometry import _competing_piece, _share_facet
+
+__all__ = ["Region", "RegionSet", "Sliver", "VerificationReport"]
+
+
+@dataclass(frozen=True, eq=False)
+class Sliver:
+    """A part of a cell thinner than the tolerance: not made a region, reported here instead.
+
+    Attributes
+    ----------
+    unit : int
+        Code column of the unit whose hyperplane cut off the sliver.
+    piece : int
+        The piece of that unit on the sliver.
+    thickness : float
+        How far the sliver reaches past the hyperplane (at most ``tol``).
+    point : ndarray of shape (d,)
+        A point of the sliver (an LP optimum).
+    code_prefix : ndarray of shape (n_units,)
+        The codes decided for the cell when it was found (-1: not yet decided).
+    """
+
+    unit: int
+    piece: int
+    thickness: float
+    point: np.ndarray
+    code_prefix: np.ndarray
+
+
+@dataclass(frozen=True, eq=False)
+class Region:
+    """One linear region: a convex polytope on which the network is one affine map.
+
+    Attributes
+    ----------
+    code : ndarray of shape (n_units,)
+        The spline code (as :meth:`Network.codes` gives it).
+    polytope : Polytope
+        Irredundant H-representation with unit-norm rows; ``polytope.units[i]`` is the (first) unit of facet
+        ``i`` and its competing piece, ``(-1, -1)`` for a facet of the domain.
+    facet_units : tuple of tuple of int
+        All units whose hyperplane is facet ``i`` (several for duplicated units; ``(-1,)`` for the domain).
+    interior_point : ndarray of shape (d,)
+        The Chebyshev centre.
+    inradius : float
+        Radius of the largest ball inside the region.
+    affine : Affine
+        The network's map on the region (on the flattened input).
+    """
+
+    code: np.ndarray
+    polytope: Polytope
+    facet_units: tuple[tuple[int, ...], ...]
+    interior_point: np.ndarray
+    inradius: float
+    affine: Affine
+
+    def contains(self, y: Any, *, atol: float = 1e-9) -> Any:
+        """Whether points lie in the (closed) region."""
+        return self.polytope.contains(y, atol=atol)
+
+    def vertices(self) -> np.ndarray:
+        """Vertices ``(k, d)`` (qhull, through the interior point; practical for d <= 6 or so)."""
+        from scipy.spatial import HalfspaceIntersection
+
+        P = self.polytope
+        if P.dim == 1:  # an interval: qhull needs d >= 2
+            a, b = P.A[:, 0], P.b
+            return np.array([[float(np.max(b[a < 0] / a[a < 0]))], [float(np.min(b[a > 0] / a[a > 0]))]])
+        hs = HalfspaceIntersection(np.hstack([P.A, -P.b[:, None]]), self.interior_point)
+        return np.unique(np.round(hs.intersections, 12), axis=0)
+
+    def volume(self) -> float:
+        """Lebesgue volume (area in 2-D), from the vertices' convex hull."""
+        from scipy.spatial import ConvexHull
+
+        V = self.vertices()
+        if V.shape[1] == 1:
+            return float(V.max() - V.min())
+        return float(ConvexHull(V).volume)
+
+    def distance_to_boundary(self, y: Any) -> float:
+        """Distance from a point inside to the region's boundary (rows are unit-norm: the smallest slack)."""
+        return float(np.min(self.polytope.slack(y)))
+
+    def maximize(self, objective: Any, *, solver: str | None = None) -> tuple[float, np.ndarray]:
+        """Maximise an objective over the region.
+
+        Parameters
+        ----------
+        objective : array of shape (d_out,) or callable
+            A vector ``c`` maximises ``c . f(y)`` over the region (``f`` the region's affine map), solved
+            directly by LP. A callable ``objective(y, out)`` receives a cvxpy variable ``y`` and the cvxpy
+            expression ``out = A y + b`` and returns a concave cvxpy expression (needs ``pip install cvxpy``).
+        solver : str, optional
+            cvxpy solver name, for callables.
+
+        Returns
+        -------
+        value, argmax : float, ndarray of shape (d,)
+        """
+        return self._optimize(objective, solver, sense=1.0)
+
+    def minimize(self, objective: Any, *, solver: str | None = None) -> tuple[float, np.ndarray]:
+        """Minimise an objective over the region; see :meth:`maximize` (callables must be convex)."""
+        return self._optimize(objective, solver, sense=-1.0)
+
+    def _optimize(self, objective: Any, solver: str | None, sense: float) -> tuple[float, np.ndarray]:
+        A, b = np.asarray(self.affine.A, dtype=np.float64), np.asarray(self.affine.b, dtype=np.float64)
+        P = self.polytope
+        if not callable(objective):
+            c = np.asarray(objective, dtype=np.float64).reshape(-1)
+            if c.shape != (A.shape[0],):
+                raise ShapeError(f"A linear objective needs shape ({A.shape[0]},) (one weight per output). "
+                                 f"Got {c.shape}.")
+            v, x = extreme(sense * (c @ A), P.A, P.b)
+            return float(sense * v + c @ b), x
+        try:
+            import cvxpy as cp
+        except ImportError as e:  # pragma: no cover - depends on the environment
+            raise ImportError("Callable objectives need cvxpy: pip install 'maso[opt]' (or cvxpy).") from e
+        y = cp.Variable(P.dim)
+        out = A @ y + b
+        expr = objective(y, out)
+        prob = cp.Problem(cp.Maximize(expr) if sense > 0 else cp.Minimize(expr), [P.A @ y <= P.b])
+        prob.solve(solver=solver)
+        if prob.status not in ("optimal", "optimal_inaccurate"):
+            from maso.errors import SolverError
+
+            raise SolverError(f"cvxpy returned status {prob.status!r} for the region objective.")
+        return float(prob.value), np.asarray(y.value)
+
+
+@dataclass(frozen=True)
+class VerificationReport:
+    """What :meth:`RegionSet.verify` checked, and what failed.
+
+    Attributes
+    ----------
+    n_regions : int
+    code_mismatches : int
+        Regions whose interior point has another code than the region's.
+    max_map_error : float
+        Largest ``|A y + b - net(y)|`` at interior points and random points of the regions.
+    facet_errors : int
+        Facets whose row is not the hyperplane of the unit they are labelled with.
+    n_points, uncovered, multiply_covered : int
+        Random points of the domain, those in no region and those in more than one.
+    ok : bool
+        All of the above clean (map error below ``atol``).
+    """
+
+    n_regions: int
+    code_mismatches: int
+    max_map_error: float
+    facet_errors: int
+    n_points: int
+    uncovered: int
+    multiply_covered: int
+    ok: bool
+
+    def __str__(self) -> str:
+        return (f"{'OK' if self.ok else 'FAILED'}: {self.n_regions} regions; code mismatches {self.code_mismatches}; "
+                f"max map error {self.max_map_error:.2e}; facet errors {self.facet_errors}; coverage: "
+                f"{self.n_points} random points, {self.uncovered} in no region, {self.multiply_covered} in several")
+
+
+class RegionSet(Sequence[Region]):
+    """The regions of a network in a domain: sized, iterable, indexable.
+
+    Attributes
+    ----------
+    network : Network
+    domain : Polytope
+        The domain with unit-norm rows.
+    slivers : tuple of Sliver
+        Parts thinner than ``tol``, counted apart (``len(slivers)``), never silently dropped.
+    tol : float
+    stats : dict
+        LPs solved (DAQP, HiGHS), fallbacks, tasks.
+    """
+
+    def __init__(self, network: Network, domain: Polytope, regions: Sequence[Region], slivers: Sequence[Sliver],
+                 tol: float, stats: dict[str, int]) -> None:
+        self.network = network
+        self.domain = domain
+        self._regions = tuple(regions)
+        self.slivers = tuple(slivers)
+        self.tol = tol
+        self.stats = dict(stats)
+        self._index = {r.code.tobytes(): i for i, r in enumerate(self._regions)}
+
+    def __len__(self) -> int:
+        return len(self._regions)
+
+    def __getitem__(self, i: Any) -> Any:
+        return self._regions[i]
+
+    def __iter__(self) -> Iterator[Region]:
+        return iter(self._regions)
+
+    def __repr__(self) -> str:
+        return (f"RegionSet({len(self)} regions, {len(self.slivers)} slivers thinner than tol={self.tol:g}, "
+                f"d={self.domain.dim})")
+
+    @property
+    def codes(self) -> np.ndarray:
+        """All codes, ``(n_regions, n_units)``."""
+        return np.stack([r.code for r in self._regions]) if self._regions else np.zeros((0, self.network.n_units))
+
+    def find(self, y: Any) -> int | None:
+        """Index of the region holding point ``y`` (by its code), or None."""
+        code = self.network.codes(np.asarray(y, dtype=np.float64).reshape(self.network.input_shape))
+        return self._index.get(np.asarray(code, dtype=self._regions[0].code.dtype).tobytes()) if self._regions \
+            else None
+
+    def graph(self) -> Any:
+        """Adjacency graph (networkx): regions as nodes, an edge where two regions share a facet.
+
+        Each edge carries ``units``: the code columns that flip across the shared facet. Adjacency is decided
+        exactly: candidate neighbours share the code up to the facet's layer, and the shared part of the
+        facet must contain a (d-1)-dimensional ball of radius above ``tol``.
+        """
+        import networkx as nx
+
+        g = nx.Graph()
+        g.add_nodes_from(range(len(self)))
+        groups = self.network.units
+        ends = [grp.offset + grp.size for grp in groups]
+        col_group = np.zeros(self.network.n_units, dtype=np.int64)
+        for gi, grp in enumerate(groups):
+            col_group[grp.columns] = gi
+        prefix: list[dict[bytes, list[int]]] = [{} for _ in groups]
+        for i, r in enumerate(self._regions):
+            for gi, end in enumerate(ends):
+                prefix[gi].setdefault(r.code[:end].tobytes(), []).append(i)
+        all_codes = None
+        for i, r in enumerate(self._regions):
+            P = r.polytope
+            for f, units in enumerate(r.facet_units):
+                if units[0] < 0:
+                    continue
+                # units of coincident boundaries can sit in several layers: every unit not listed keeps its
+                # piece across the facet, so the neighbour's code is known up to the last listed layer
+                gi = int(col_group[list(units)].max())
+                target = r.code[: ends[gi]].copy()
+                unknown = []
+                for u in units:
+                    piece = _competing_piece(r, f, u, groups[int(col_group[u])].n_pieces)
+                    if piece is None:
+                        unknown.append(u)
+                    else:
+                        target[u] = piece
+                if unknown:  # e.g. a max-pool window of zeros whose winner changes where one input turns on
+                    if all_codes is None:
+                        all_codes = np.array([q.code for q in self._regions])
+                    known = np.ones(ends[gi], dtype=bool)
+                    known[unknown] = False
+                    hits = np.all(all_codes[:, : ends[gi]][:, known] == target[known], axis=1)
+                    candidates = np.flatnonzero(hits).tolist()
+                else:
+                    candidates = prefix[gi].get(target.tobytes(), [])
+                for j in candidates:
+                    if j <= i or g.has_edge(i, j):
+                        continue
+                    if _share_facet(P.A, P.b, f, self._regions[j].polytope, self.tol):
+                        g.add_edge(i, j, units=tuple(int(u) for u in units))
+        return g
+
+    def verify(self, *, n_points: int = 1000, atol: float = 1e-8, rng: Any = None) -> VerificationReport:
+        """Certify the enumeration: codes, maps and facets of every region, and coverage of the domain.
+
+        Parameters
+        ----------
+        n_points : int, default=1000
+            Random points of the domain (rejection-sampled from its bounding box) that must each lie in exactly
+            one region.
+        atol : float, default=1e-8
+            Tolerance of the map check and of the containment tests.
+        rng : numpy Generator or int, optional
+        """
+        from maso.regions._certificate import verify
+
+        return verify(self, n_points=n_points, atol=atol, rng=rng)
