@@ -20,6 +20,7 @@ __all__ = [
     "CheckpointError",
     "ParameterError",
     "WorkerError",
+    "ResourceError",
 ]
 
 
@@ -87,3 +88,9 @@ class ParameterError(MasoError, ValueError):
 class WorkerError(MasoError, RuntimeError):
     """A worker process died before returning its task (the script has no ``if __name__ == "__main__":`` guard,
     or a worker ran out of memory)."""
+
+
+class ResourceError(MasoError, MemoryError):
+    """A computation would need more memory than this machine (or a limit set on the process) has left, so it
+    is refused before any work; the message names the size and how to ask for less (a smaller batch, an
+    operator instead of dense matrices...)."""
