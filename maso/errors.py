@@ -21,6 +21,8 @@ __all__ = [
     "ParameterError",
     "WorkerError",
     "ResourceError",
+    "CheckpointWarning",
+    "ParameterShapeError",
 ]
 
 
@@ -78,11 +80,24 @@ class DomainError(MasoError, ValueError):
 
 
 class CheckpointError(MasoError, ValueError):
-    """A checkpoint file belongs to another run (network, domain or settings) or is unreadable."""
+    """A checkpoint file cannot be used: it belongs to another run (network, domain or settings), is not a maso
+    checkpoint, is truncated or damaged in its header, cannot be read or written, or is in use by another process.
+    Raised before any work; the message says which, and what to do."""
+
+
+class CheckpointWarning(UserWarning):
+    """A checkpoint file held damaged records (a failed checksum): they were skipped, and the tasks they held are
+    computed again. The message names the file and what is recomputed."""
 
 
 class ParameterError(MasoError, ValueError):
     """A numeric parameter is out of its valid range (a temperature, β, a radius, a number of steps...)."""
+
+
+class ParameterShapeError(ParameterError, ShapeError):
+    """A parameter that maso reported as a :class:`ShapeError` before 0.2 (``tol`` and ``method`` of
+    :func:`maso.enumerate_regions`) is out of range: a :class:`ParameterError`, and a ``ShapeError`` still, so
+    that ``except ShapeError`` clauses written then keep working."""
 
 
 class WorkerError(MasoError, RuntimeError):
