@@ -230,10 +230,11 @@ def _zeros(seg: np.ndarray, t: np.ndarray, d: np.ndarray):
 class _Merge:
     """Where the old (sorted) and the new points of a path go when merged: ``pos_old``, ``pos_new``."""
 
-    __slots__ = ("pos_old", "pos_new", "n")
+    __slots__ = ("pos_old", "pos_new", "n", "before")
 
-    def __init__(self, pos_old: np.ndarray, pos_new: np.ndarray) -> None:
+    def __init__(self, pos_old: np.ndarray, pos_new: np.ndarray, before: np.ndarray) -> None:
         self.pos_old, self.pos_new, self.n = pos_old, pos_new, len(pos_old) + len(pos_new)
+        self.before = before  # per new point: the old point just before it in the merged order
 
     def apply(self, old: np.ndarray, new: np.ndarray) -> np.ndarray:
         """Rows of ``old`` and ``new`` in merged order (a scatter: no concatenated copy, no gather)."""
@@ -263,20 +264,44 @@ def _insert(seg, t, end, kk, new_t):
     pos_new = np.empty(len(new_t), dtype=np.int64)
     pos_new[on] = after[on] + np.arange(len(new_t))
     pos_old = np.arange(n_old) + np.searchsorted(after[on], np.arange(n_old), side="right")
-    m = _Merge(pos_old, pos_new)
+    m = _Merge(pos_old, pos_new, after - 1)
     return m.apply(seg, new_seg), m.apply(t, new_t), m.apply(end, np.zeros(len(new_t), dtype=bool)), m
 
 
-def _dedupe(seg, t, end, span, tol):
-    """One point per cluster of points closer than ``tol * span``; the segment ends always stay."""
-    close = (seg[1:] == seg[:-1]) & (np.diff(t) <= tol * span[seg[1:]])
+def _dedupe(seg, t, end, floor, tol):
+    """One point per cluster of points closer than the merge distance (:func:`_merge_distance`).
+
+    Returns ``(keep, rows)`` or None when nothing merges: ``keep`` the points that stay (a segment end if the
+    cluster holds one, else its first point) and ``rows`` the point whose code row each kept point takes: the
+    cluster's *last* point, since row ``i`` is the code on the interval after point ``i`` and the interval
+    after a cluster is the one after its last point. (Taking the first point's row gave the kept point the
+    code of the vanished interval inside the cluster, for the columns of earlier layers.)
+    """
+    gap = np.diff(t)
+    close = (seg[1:] == seg[:-1]) & (gap <= _merge_distance(t[:-1], t[1:], floor[seg[1:]], tol))
     if not close.any():
         return None
-    drop = np.zeros(len(t), dtype=bool)
-    i = np.flatnonzero(close)
-    drop[i + 1] = ~end[i + 1]
-    drop[i] |= end[i + 1] & ~end[i]
-    return np.flatnonzero(~drop)
+    start = np.ones(len(t), dtype=bool)
+    start[1:] = ~close  # a point that is not close to its predecessor starts a cluster
+    cid = np.cumsum(start) - 1
+    n_clusters = int(cid[-1]) + 1
+    first = np.flatnonzero(start)
+    last = np.append(first[1:] - 1, len(t) - 1)
+    # the kept point: a segment end of the cluster if there is one (ends never move), else its first point
+    endpos = np.full(n_clusters, -1, dtype=np.int64)
+    ends = np.flatnonzero(end)
+    endpos[cid[ends]] = ends
+    keep = np.where(endpos >= 0, endpos, first)
+    return keep, last
+
+
+def _merge_distance(t0: np.ndarray, t1: np.ndarray, floor: np.ndarray, tol: float) -> np.ndarray:
+    """Breakpoints closer than ``tol * max(|t|, floor)`` are one crossing (relative to ``t`` beyond ``floor``).
+
+    ``floor`` is ``min(hi - lo, 1)``: for a segment (``t`` in ``[0, 1]``) this is ``tol``; for a ray over a long
+    range of scales it keeps crossings apart that are far apart relative to their own scale.
+    """
+    return tol * np.maximum(np.maximum(np.abs(t0), np.abs(t1)), floor)
 
 
 def _walk(net: Network, origin: np.ndarray, direction: np.ndarray, lo: np.ndarray, hi: np.ndarray,
@@ -286,10 +311,11 @@ def _walk(net: Network, origin: np.ndarray, direction: np.ndarray, lo: np.ndarra
     seg = np.repeat(np.arange(n), 2)
     t = np.stack([lo, hi], axis=1).ravel()
     end = np.ones(2 * n, dtype=bool)
-    span = hi - lo
+    floor = np.minimum(hi - lo, 1.0)
     inc = Incremental(anch, seg, t[:, None])
     # row i: the code on the interval from point i to point i + 1 (layers done so far); a point added inside
-    # an interval starts a piece of it, so it copies the row of the point before it
+    # an interval starts a piece of it, so it copies the row of the point just before it in the merged order
+    # (not of the interval's left end: a new point tied with the right end is placed after it)
     codes = np.zeros((len(t), net.n_units), dtype=net._code_dtype)
     for g in net.units:
         X = inc.advance(net.nodes[g.node].inputs[0])
@@ -298,7 +324,7 @@ def _walk(net: Network, origin: np.ndarray, direction: np.ndarray, lo: np.ndarra
             kk, ui, tau = _zeros(seg, t, d)
             seg, t, end, merge = _insert(seg, t, end, kk, t[kk] + tau * (t[kk + 1] - t[kk]))
             inc.interpolate(kk, kk + 1, tau, merge, (net.nodes[g.node].inputs[0], ui, breakpoints(net, g.node)[ui]))
-            codes = merge.apply(codes, codes[kk])
+            codes = merge.apply(codes, codes[merge.before])
         else:
             Q = piece_scores(net, g.node, X)  # (N, U, R)
             R = Q.shape[2]
@@ -316,10 +342,11 @@ def _walk(net: Network, origin: np.ndarray, direction: np.ndarray, lo: np.ndarra
                 seg, t, end, merge = _insert(seg, t, end, kk, t[kk] + tau * (t[kk + 1] - t[kk]))
                 Qz = merge.apply(Qz, newQ)
                 inc.interpolate(kk, kk + 1, tau, merge)
-                codes = merge.apply(codes, codes[kk])
-        keep = _dedupe(seg, t, end, span, tol)
-        if keep is not None:
-            seg, t, end, codes = seg[keep], t[keep], end[keep], codes[keep]
+                codes = merge.apply(codes, codes[merge.before])
+        merged = _dedupe(seg, t, end, floor, tol)
+        if merged is not None:
+            keep, rows = merged
+            seg, t, end, codes = seg[keep], t[keep], end[keep], codes[rows]
             inc.select(keep)
         k = np.flatnonzero(seg[:-1] == seg[1:])
         codes[k, g.columns] = interval_codes(net, g.node, inc.vals[net.nodes[g.node].inputs[0]], k)

@@ -215,3 +215,38 @@ def autograd_reference(module: nn.Module) -> nn.Module:
             if isinstance(child, nn.Hardsigmoid):
                 setattr(m, child_name, _ExactHardsigmoid())
     return ref
+
+
+class PoolBlock(nn.Module):
+    """The Inception pattern that stresses the 1-D walk: a max-pool branch straight on the input with
+    overlapping 3x3 windows (one input pixel sits in up to nine windows, so one pixel overtaking another flips
+    many units at one t), concatenated branches, a skip connection, ReLU, then a second max-pool."""
+
+    def __init__(self, c: int, width: int, variant: int) -> None:
+        super().__init__()
+        self.a = nn.Conv2d(c, width, 1)
+        self.b = nn.Conv2d(c, width, 3, padding=1)
+        self.p = nn.Conv2d(c, width, 1)
+        self.skip = nn.Conv2d(c, 3 * width, 1)
+        self.variant = variant
+        self.out = nn.Linear(3 * width, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pooled = F.max_pool2d(x, 3, stride=1, padding=1)
+        b = self.b(x) if self.variant != 1 else F.relu(self.b(x))
+        y = torch.cat([F.relu(self.a(x)), b, self.p(pooled)], dim=1) + self.skip(x)
+        y = F.relu(y)
+        if self.variant == 2:  # overlapping windows in the second pool too
+            y = F.max_pool2d(y, 3, stride=1, padding=1)
+        y = F.max_pool2d(y, 2)
+        return self.out(y.mean(dim=(2, 3)))
+
+
+def pool_block(rng: np.random.Generator) -> tuple[nn.Module, tuple[int, ...]]:
+    ctx = _seeded(rng)
+    try:
+        c = int(rng.integers(1, 3))
+        m = PoolBlock(c, int(rng.integers(1, 3)), int(rng.integers(0, 3)))
+        return m.double().eval(), (c, int(rng.integers(4, 7)), int(rng.integers(4, 7)))
+    finally:
+        ctx.__exit__(None, None, None)
