@@ -293,18 +293,19 @@ class Incremental:
         return self.vals[stop]
 
 
-def interval_codes(net: Network, node: int, x: np.ndarray, k: np.ndarray) -> np.ndarray:
+def interval_codes(net: Network, node: int, x: np.ndarray, k: np.ndarray, tie: np.ndarray | None = None) -> np.ndarray:
     """Codes ``(len(k), U)`` of spline node ``node`` on the intervals between points ``k`` and ``k + 1``.
 
     ``x`` holds the layer's input at the points; it is affine on each interval (the points hold every
-    breakpoint of the earlier layers), so its value at the midpoint is the mean of the two ends.
+    breakpoint of the earlier layers), so its value at the midpoint is the mean of the two ends. ``tie``
+    ``(len(k),)``: for layers of more than two pieces, pieces within ``tie`` of the best count as tied and the
+    lowest of them wins. Values interpolated at the points carry rounding, so two max-pool windows that hold the
+    same input (an exact tie, which :meth:`Network.codes` gives to the lower piece) need not stay bit-equal.
     """
-    layer = net.nodes[node].layer
-    src = net.nodes[node].inputs[0]
     if _two_piece(net, node):
         g = piece_gap(net, node, x)
         return (np.add(g[:-1], g[1:]) > 0)[k].astype(net._code_dtype)  # slices: no float gathers
-    mid = torch.from_numpy(0.5 * (x[k] + x[k + 1]))
-    with torch.no_grad():
-        _, icode = layer.forward(mid, net._params("cpu", torch.float64)[node], True)
-        return layer.public_code(icode, net.nodes[src].shape).reshape(len(k), -1).numpy().astype(net._code_dtype)
+    Q = piece_scores(net, node, 0.5 * (x[k] + x[k + 1]))  # (len(k), U, R), -inf for missing pieces
+    best = Q.max(axis=2, keepdims=True)
+    slack = 0.0 if tie is None else tie[:, None, None]
+    return np.argmax(Q >= best - slack, axis=2).astype(net._code_dtype)  # pieces in public-code order

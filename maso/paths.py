@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import torch
 
 from maso._anchored import (
     Anchored,
@@ -18,7 +20,7 @@ from maso._anchored import (
 )
 from maso._validation import sealed
 from maso.domain import Box
-from maso.errors import MasoError, ShapeError
+from maso.errors import MasoError, NumericalWarning, ShapeError
 from maso.network import Network
 
 __all__ = ["SegmentCrossings", "ray_crossings", "segment_crossings"]
@@ -42,6 +44,9 @@ class SegmentCrossings:
     flip_units, flip_offsets : ndarray
         The code columns that change at ``t[i]`` are ``flip_units[flip_offsets[i]:flip_offsets[i + 1]]``
         (see :attr:`units`).
+    uncertified : ndarray of int
+        Pieces whose code the certificate could not confirm even after they were redone by LPs (empty unless a
+        :class:`~maso.NumericalWarning` said otherwise). See :func:`segment_crossings`.
     """
 
     t: np.ndarray
@@ -52,6 +57,7 @@ class SegmentCrossings:
     hi: float
     flip_units: np.ndarray
     flip_offsets: np.ndarray
+    uncertified: np.ndarray
 
     @property
     def units(self) -> tuple[np.ndarray, ...]:
@@ -195,12 +201,13 @@ def _lp_path(net: Network, o: np.ndarray, u: np.ndarray, lo: float, hi: float, t
     return _crossings(ts, codes, o, u, lo, hi)
 
 
-def _crossings(ts, codes, o, u, lo, hi, flips=None, offsets=None) -> SegmentCrossings:
-    if flips is None:
-        rows, flips = np.nonzero(codes[1:] != codes[:-1])
-        offsets = np.searchsorted(rows, np.arange(len(ts) + 1))
+def _crossings(ts, codes, o, u, lo, hi, bad=None) -> SegmentCrossings:
+    rows, flips = np.nonzero(codes[1:] != codes[:-1])
+    offsets = np.searchsorted(rows, np.arange(len(ts) + 1))
+    bad = np.zeros(0, dtype=np.int64) if bad is None else np.asarray(bad, dtype=np.int64)
     return SegmentCrossings(sealed(np.asarray(ts, dtype=np.float64)), sealed(codes), sealed(o), sealed(u),
-                            float(lo), float(hi), sealed(flips), sealed(np.asarray(offsets, dtype=np.int64)))
+                            float(lo), float(hi), sealed(flips), sealed(np.asarray(offsets, dtype=np.int64)),
+                            sealed(bad))
 
 
 # ------------------------------------------------------------------------------------------------ the walk
@@ -313,14 +320,18 @@ def _walk(net: Network, origin: np.ndarray, direction: np.ndarray, lo: np.ndarra
     end = np.ones(2 * n, dtype=bool)
     floor = np.minimum(hi - lo, 1.0)
     inc = Incremental(anch, seg, t[:, None])
+    # per path and spline layer: the largest |score| (two-piece layers: |gap|) at the walk's points, the scale
+    # of the certificate's slack
+    scale = np.zeros((n, len(net.units)))
     # row i: the code on the interval from point i to point i + 1 (layers done so far); a point added inside
     # an interval starts a piece of it, so it copies the row of the point just before it in the merged order
     # (not of the interval's left end: a new point tied with the right end is placed after it)
     codes = np.zeros((len(t), net.n_units), dtype=net._code_dtype)
-    for g in net.units:
+    for gi, g in enumerate(net.units):
         X = inc.advance(net.nodes[g.node].inputs[0])
         if _two_piece(net, g.node):
             d = piece_gap(net, g.node, X)
+            scale[:, gi] = _path_max(seg, n, np.abs(d))
             kk, ui, tau = _zeros(seg, t, d)
             seg, t, end, merge = _insert(seg, t, end, kk, t[kk] + tau * (t[kk + 1] - t[kk]))
             inc.interpolate(kk, kk + 1, tau, merge, (net.nodes[g.node].inputs[0], ui, breakpoints(net, g.node)[ui]))
@@ -332,6 +343,7 @@ def _walk(net: Network, origin: np.ndarray, direction: np.ndarray, lo: np.ndarra
             # piece by piece: where piece r overtakes the best of the pieces before it; values at new points
             # are interpolated (the scores are affine between consecutive points)
             Qz = np.where(missing[None], 0.0, Q)
+            scale[:, gi] = _path_max(seg, n, np.abs(Qz).reshape(len(Qz), -1))
             for r in range(1, R):
                 best = np.where(missing[None, :, :r], -np.inf, Qz[:, :, :r]).max(axis=2)
                 d = np.where(missing[None, :, r] | ~np.isfinite(best), -1.0, Qz[:, :, r] - best)
@@ -349,32 +361,212 @@ def _walk(net: Network, origin: np.ndarray, direction: np.ndarray, lo: np.ndarra
             seg, t, end, codes = seg[keep], t[keep], end[keep], codes[rows]
             inc.select(keep)
         k = np.flatnonzero(seg[:-1] == seg[1:])
-        codes[k, g.columns] = interval_codes(net, g.node, inc.vals[net.nodes[g.node].inputs[0]], k)
+        codes[k, g.columns] = interval_codes(net, g.node, inc.vals[net.nodes[g.node].inputs[0]], k,
+                                             _TIE_ROUNDING * scale[seg[k], gi])
     # the code on every interval; keep the breakpoints where it changes
     k = np.flatnonzero(seg[:-1] == seg[1:])
     codes = codes[k]
     kseg = seg[k]
     bounds = np.searchsorted(kseg, np.arange(n + 1))
-    flips = (codes[1:] != codes[:-1]) & (kseg[1:] == kseg[:-1])[:, None]  # row j: between intervals j, j+1
-    rows, cols = _nonzero2d(flips)
-    changed = rows[np.flatnonzero(np.diff(rows, prepend=-1))]  # rows come sorted
+    changed = np.flatnonzero(np.any(codes[1:] != codes[:-1], axis=1) & (kseg[1:] == kseg[:-1]))
     change_at = np.searchsorted(changed, bounds)
-    # everything for all segments at once; each result holds read-only views of these arrays
-    fo = sealed(np.append(np.searchsorted(rows, changed), len(cols)))
-    ts = sealed(t[k[changed] + 1])
+    ts = t[k[changed] + 1]
     first = change_at[:-1] + np.arange(n)  # where segment i's first piece sits among all pieces
     piece_rows = np.empty(n + len(changed), dtype=np.int64)
     is_first = np.zeros(len(piece_rows), dtype=bool)
     is_first[first] = True
     piece_rows[first] = bounds[:-1]
     piece_rows[~is_first] = changed + 1
-    pieces = sealed(codes[piece_rows])
-    cols, origin, direction = sealed(cols), sealed(origin), sealed(direction)
-    out = []
-    for i in range(n):
-        c0, c1 = int(change_at[i]), int(change_at[i + 1])
-        offs = fo[c0:c1 + 1] - fo[c0]
-        offs.setflags(write=False)
-        out.append(SegmentCrossings(ts[c0:c1], pieces[c0 + i:c1 + i + 1], origin[i], direction[i], float(lo[i]),
-                                    float(hi[i]), cols[fo[c0]:fo[c1]], offs))
-    return out
+    pieces = codes[piece_rows]
+    path = _Pieces(n, lo, hi, ts, pieces, change_at)
+    fixed = _certify(net, anch, path, scale, tol, origin, direction)
+    return path.results(origin, direction, fixed)
+
+
+def _path_max(seg: np.ndarray, n: int, values: np.ndarray) -> np.ndarray:
+    """Largest entry of ``values`` ``(N, ...)`` over the points of each of the ``n`` paths (points sorted by path,
+    at least one per path)."""
+    row = values.reshape(len(values), -1).max(axis=1, initial=0.0)
+    return np.maximum.reduceat(row, np.searchsorted(seg, np.arange(n)))
+
+
+class _Pieces:
+    """The walk's answer for ``n`` paths before it becomes :class:`SegmentCrossings`: crossings ``ts`` and piece
+    codes ``pieces`` of all paths, path ``i`` owning crossings ``change_at[i]:change_at[i + 1]`` and the pieces
+    ``change_at[i] + i`` to ``change_at[i + 1] + i``.
+
+    Points: path ``i``'s ends and crossings, in order; piece ``g`` of path ``i`` runs from point ``g + i`` to point
+    ``g + i + 1``.
+    """
+
+    def __init__(self, n: int, lo: np.ndarray, hi: np.ndarray, ts: np.ndarray, pieces: np.ndarray,
+                 change_at: np.ndarray) -> None:
+        self.n, self.lo, self.hi = n, lo, hi
+        self.ts, self.pieces, self.change_at = ts, pieces, change_at
+        k = np.diff(change_at)
+        self.piece_path = np.repeat(np.arange(n), k + 1)
+        cross_path = np.repeat(np.arange(n), k)
+        self.pt_path = np.repeat(np.arange(n), k + 2)
+        pt_t = np.empty(len(ts) + 2 * n)
+        pt_t[change_at[:-1] + 2 * np.arange(n)] = lo
+        pt_t[change_at[1:] + 2 * np.arange(n) + 1] = hi
+        pt_t[np.arange(len(ts)) + 2 * cross_path + 1] = ts
+        self.pt_t = pt_t
+
+    def results(self, origin: np.ndarray, direction: np.ndarray,
+                fixed: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]]) -> list[SegmentCrossings]:
+        """One :class:`SegmentCrossings` per path; ``fixed[i] = (ts, codes, uncertified)`` replaces path ``i``."""
+        n, ts, pieces, change_at = self.n, self.ts, self.pieces, self.change_at
+        flips = pieces[1:] != pieces[:-1]
+        flips[change_at[1:-1] + np.arange(n - 1)] = False  # between the last piece of a path and the next's first
+        rows, cols = _nonzero2d(flips)
+        # row j of flips is between pieces j and j + 1: crossing j - path(j) of the flat crossings
+        fo = sealed(np.searchsorted(rows, np.arange(len(pieces))))
+        ts, pieces, cols = sealed(ts), sealed(pieces), sealed(cols)
+        origin, direction = sealed(origin), sealed(direction)
+        none = sealed(np.zeros(0, dtype=np.int64))
+        out = []
+        for i in range(n):
+            if i in fixed:
+                t_i, codes_i, bad = fixed[i]
+                out.append(_crossings(t_i, codes_i, origin[i], direction[i], self.lo[i], self.hi[i], bad=bad))
+                continue
+            c0, c1 = int(change_at[i]), int(change_at[i + 1])
+            p0, p1 = c0 + i, c1 + i  # the path's first and last piece
+            offs = fo[p0:p1 + 1] - fo[p0]
+            offs.setflags(write=False)
+            out.append(SegmentCrossings(ts[c0:c1], pieces[p0:p1 + 1], origin[i], direction[i], float(self.lo[i]),
+                                        float(self.hi[i]), cols[fo[p0]:fo[p1]], offs, none))
+        return out
+
+
+# ------------------------------------------------------------------------------------------ the certificate
+#: A piece's code may lose to another piece of one of its units by at most ``(_SLACK_TOL * tol +
+#: _SLACK_ROUNDING)`` times that layer's scale on the path (its largest |score| there): room for crossings
+#: merged within ``tol`` and for float64 rounding, nothing more.
+_SLACK_TOL = 8.0
+_SLACK_ROUNDING = 2.0 ** -40
+#: Pieces of a max-pool or maxout unit within this times the layer's scale on the path are tied in the walk's
+#: own interval codes (interpolated values carry rounding; an exact tie goes to the lowest piece).
+_TIE_ROUNDING = 2.0 ** -44
+
+
+def _certify(net: Network, anch: Anchored, path: _Pieces, scale: np.ndarray, tol: float, origin: np.ndarray,
+             direction: np.ndarray) -> dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Check every piece of the walk by a direct evaluation of the network at its two ends; mend the pieces that
+    fail.
+
+    A piece ``[t_a, t_b]`` with code ``c`` is certified when, at ``t_a`` and at ``t_b``, every unit's piece in ``c``
+    is (within the slack) the best of its pieces. Then the network frozen on ``c`` agrees with the network at both
+    ends, its scores are affine in ``t``, and a piece that is best at both ends is best all along: the whole
+    interval lies in the region of ``c``. This is independent of how the walk found the piece.
+
+    Pieces that fail are recomputed by the LP method on their span. Pieces on which a lower piece ties with the
+    coded one at both ends (within the slack: e.g. two max-pool windows that hold the same input) take the code
+    of a direct evaluation at their midpoint, so ties are broken as :meth:`Network.codes` breaks them. A mended
+    path is checked again; pieces that still fail are reported (``SegmentCrossings.uncertified``).
+
+    Returns ``{path: (ts, codes, uncertified piece indices)}`` for the paths that changed.
+    """
+    piece_bad, piece_tie = _check(net, anch, path, scale, tol)
+    fixed = {}
+    for i in np.unique(path.piece_path[piece_bad | piece_tie]).tolist():
+        ts, codes = _mend(net, path, i, piece_bad, piece_tie, origin[i], direction[i], tol)
+        one = _Pieces(1, path.lo[i:i + 1], path.hi[i:i + 1], ts, codes, np.array([0, len(ts)]))
+        again, _ = _check(net, Anchored(net, origin[i:i + 1], direction[i:i + 1, None, :]), one, scale[i:i + 1], tol)
+        fixed[i] = (ts, codes, np.flatnonzero(again))
+        if again.any():
+            warnings.warn(f"{int(again.sum())} piece(s) of path {i} could not be certified even after an LP "
+                          "enumeration of their span; see SegmentCrossings.uncertified.", NumericalWarning,
+                          stacklevel=4)
+    return fixed
+
+
+def _check(net: Network, anch: Anchored, path: _Pieces, scale: np.ndarray, tol: float
+           ) -> tuple[np.ndarray, np.ndarray]:
+    """Per piece: whether its code loses at one of its ends, and whether one of its units has a lower piece tied
+    with the coded one at both ends."""
+    N = len(path.pt_t)
+    n_pieces = len(path.pieces)
+    ends = np.zeros(N, dtype=bool)
+    ends[path.change_at[1:] + 2 * np.arange(path.n) + 1] = True
+    right_piece = np.arange(N) - path.pt_path  # the piece each point starts (none at a path's end)
+    slack = (_SLACK_TOL * tol + _SLACK_ROUNDING) * scale  # (n_paths, n_groups)
+    bad = np.zeros(n_pieces, dtype=bool)
+    tie = np.zeros(n_pieces, dtype=bool)
+    groups = net.units
+    srcs = sorted({net.nodes[g.node].inputs[0] for g in groups})
+    if not srcs:
+        return bad, tie
+    step = max(1, net._chunks(N, net._sample_size + 1)[0].stop)
+    a = 0
+    with torch.no_grad():
+        while a < N - 1:  # blocks of points overlapping by one, so both ends of every piece meet in a block
+            b = min(N, a + step + 1)
+            w = path.pt_path[a:b]
+            vals = net._evaluate_many(anch._seeds(w, path.pt_t[a:b, None]), srcs)
+            left = np.flatnonzero(~ends[a:b - 1])  # block-relative left ends of the pieces in the block
+            g_ids = right_piece[a + left]
+            eps = slack[path.pt_path[a + left]][:, :, None]  # (k, n_groups, 1)
+            for gi, g in enumerate(groups):
+                X = vals[net.nodes[g.node].inputs[0]].numpy()
+                two = _two_piece(net, g.node)
+                sc = piece_gap(net, g.node, X) if two else piece_scores(net, g.node, X)
+                code = path.pieces[g_ids][:, g.columns].astype(np.int64)
+                e = eps[:, gi]
+                tied_both = None
+                for at in (left, left + 1):
+                    v = sc[at]
+                    if two:
+                        lose = np.where(code == 1, -v, v)  # how far the other piece is ahead
+                        tied = (code == 1) & (np.abs(v) <= e)  # piece 0 ties: the lower piece wins ties
+                    else:
+                        best = v.max(axis=2)
+                        lose = best - np.take_along_axis(v, code[:, :, None], axis=2)[:, :, 0]
+                        tied = np.argmax(v >= (best - e)[:, :, None], axis=2) < code
+                    bad[g_ids] |= np.any(lose > e, axis=1)
+                    tied_both = tied if tied_both is None else tied_both & tied
+                tie[g_ids] |= np.any(tied_both, axis=1)
+            a = b - 1
+    return bad, tie & ~bad
+
+
+def _mend(net: Network, path: _Pieces, i: int, piece_bad: np.ndarray, piece_tie: np.ndarray, o: np.ndarray,
+          u: np.ndarray, tol: float) -> tuple[np.ndarray, np.ndarray]:
+    """Path ``i`` with its tied pieces recoded at their midpoints and its failed pieces redone by LPs."""
+    c0, c1 = int(path.change_at[i]), int(path.change_at[i + 1])
+    g0 = c0 + i
+    bounds = np.concatenate([[path.lo[i]], path.ts[c0:c1], [path.hi[i]]])
+    codes = [c for c in path.pieces[g0:c1 + i + 1]]
+    bad = piece_bad[g0:c1 + i + 1].tolist()
+    tie = np.flatnonzero(piece_tie[g0:c1 + i + 1])
+    if len(tie):
+        mid = 0.5 * (bounds[tie] + bounds[tie + 1])
+        x = (o[None] + mid[:, None] * u[None]).reshape(len(tie), *net.input_shape)
+        for j, c in zip(tie.tolist(), np.asarray(net.codes(x))):
+            codes[j] = c.astype(codes[j].dtype)
+    # runs of failed pieces: their span enumerated by LPs, spliced in
+    new_t: list[float] = []
+    new_codes: list[np.ndarray] = []
+    j = 0
+    while j < len(codes):
+        if not bad[j]:
+            new_codes.append(codes[j])
+            new_t.append(float(bounds[j + 1]))
+            j += 1
+            continue
+        k = j
+        while k + 1 < len(codes) and bad[k + 1]:
+            k += 1
+        ta, tb = float(bounds[j]), float(bounds[k + 1])
+        sub = _lp_path(net, o + ta * u, (tb - ta) * u, 0.0, 1.0, max(tol, 1e-12))
+        sub_t = ta + np.asarray(sub.t) * (tb - ta)
+        new_codes.extend(np.asarray(sub.codes))
+        new_t.extend(sub_t.tolist() + [tb])
+        j = k + 1
+    ts = np.asarray(new_t[:-1])
+    codes_arr = np.stack(new_codes)
+    keep = np.concatenate([[True], np.any(codes_arr[1:] != codes_arr[:-1], axis=1)])
+    ts = ts[keep[1:]]
+    codes_arr = codes_arr[keep]
+    return ts, codes_arr
