@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -13,6 +15,7 @@ from torch.fx.passes.shape_prop import ShapeProp
 from maso import layers as L
 from maso import nn as mnn
 from maso import soft as S
+from maso._validation import check_float, check_int
 from maso.errors import (
     ConversionError,
     InvalidWeightsError,
@@ -76,8 +79,18 @@ _PA_NOT_YET = {"ConvTranspose1d", "ConvTranspose2d", "ConvTranspose3d", "Adaptiv
                "MaxUnpool2d", "FractionalMaxPool2d", "LPPool2d", "permute", "transpose", "interpolate", "pad"}
 
 
+#: Module classes maso refuses whatever their place in a model (for a bare module, before tracing it).
+_REFUSED_MODULES = {k for k in (_SMOOTH | _NORMS | _PRODUCTS | _DISCONTINUOUS | _RECURRENT | _PA_NOT_YET)
+                    if k[:1].isupper()} | {"Embedding", "EmbeddingBag"}
+
+
+def _refused(m: nn.Module) -> bool:
+    """Whether ``m`` is a torch module that maso refuses (not a user class that happens to share its name)."""
+    return type(m).__name__ in _REFUSED_MODULES and type(m).__module__.startswith("torch.")
+
+
 def _unsupported(kind: str, path: str) -> UnsupportedLayerError:
-    where = f"{kind} at {path!r}"
+    where = f"{kind} at {path!r}" if path else f"{kind} (the model itself)"
     if kind in _SMOOTH:
         why = (f"{where} is a smooth function, not piecewise affine, and not one of the soft units maso reads as "
                "a probabilistic spline code (GELU, SiLU, Sigmoid, Tanh). Replace it with one of those or with a "
@@ -255,13 +268,31 @@ def _check_module(module: nn.Module) -> None:
             raise TrainingModeError(
                 f"{kind} at {path!r} is in training mode: it zeroes random units. Call model.eval() first."
             )
-    for name, t in list(module.named_parameters()) + list(module.named_buffers()):
+    params = list(module.named_parameters())
+    float_dtypes = set()
+    for name, t in params + list(module.named_buffers()):
+        is_param = any(t is q for _, q in params)
+        if t.is_complex() or (is_param and not t.is_floating_point()):
+            raise InvalidWeightsError(
+                f"{'Parameter' if is_param else 'Buffer'} {name!r} has dtype {str(t.dtype).replace('torch.', '')}; "
+                "maso needs real floating-point weights (float16, bfloat16, float32 or float64). A complex or "
+                "integer (quantised) model has no piecewise-affine form over the reals: convert it with "
+                "model.double() from real weights."
+            )
+        if is_param:
+            float_dtypes.add(t.dtype)
         if t.is_floating_point() and not bool(torch.isfinite(t).all()):
             bad = int((~torch.isfinite(t)).sum())
             raise InvalidWeightsError(
-                f"Parameter {name!r} holds {bad} NaN or infinite value(s) out of {t.numel()}; maso needs finite "
-                "weights. Check the checkpoint or the training run that produced it."
+                f"{'Parameter' if is_param else 'Buffer'} {name!r} holds {bad} NaN or infinite value(s) out of "
+                f"{t.numel()}; maso needs finite weights. Check the checkpoint or the training run that produced it."
             )
+    if len(float_dtypes) > 1:
+        names = sorted(str(d).replace("torch.", "") for d in float_dtypes)
+        raise ConversionError(
+            f"The model's parameters mix dtypes {names}; torch cannot run it as it is. Give it one dtype first, "
+            "e.g. model.double()."
+        )
 
 
 # ------------------------------------------------------------------------------------------- conversion
@@ -715,6 +746,44 @@ def _fold(prev: L.Layer, ea: L.ElementwiseAffine) -> L.Layer | None:
     return None
 
 
+def _example_batch(example_input: Any, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """``example_input`` as a batch tensor of the model's dtype, refusing what cannot be one sample or more."""
+    if isinstance(example_input, (tuple, list, torch.Size)) and example_input and all(
+            isinstance(s, (int, np.integer)) and not isinstance(s, (bool, np.bool_)) for s in example_input):
+        shape = tuple(int(s) for s in example_input)
+        if any(s < 1 for s in shape):
+            raise ShapeError(f"example_input given as a shape must hold positive sizes. Got {shape}.")
+        return torch.zeros((1, *shape), dtype=dtype, device=device)
+    if isinstance(example_input, torch.Tensor):
+        t = example_input.detach()
+    else:
+        try:
+            a = np.asarray(example_input)
+        except Exception as e:  # ragged lists and the like
+            raise ShapeError(f"example_input must be a tensor or array of shape (n, *input_shape). "
+                             f"Got {type(example_input).__name__}.") from e
+        if a.dtype.kind not in "biuf":
+            raise ShapeError(f"example_input must hold real numbers. Got dtype {a.dtype} "
+                             f"({type(example_input).__name__}).")
+        t = torch.from_numpy(np.array(a, dtype=np.float64 if a.dtype.kind != "f" else a.dtype))
+    if not (t.is_floating_point() or t.dtype in (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)):
+        raise ShapeError(f"example_input must hold real numbers. Got dtype {str(t.dtype).replace('torch.', '')}.")
+    if t.dim() < 2:
+        raise ShapeError(
+            f"example_input must be a batch of shape (n, *input_shape); got shape {tuple(t.shape)}. "
+            "Add a batch axis, e.g. x.unsqueeze(0)."
+        )
+    if t.numel() == 0:
+        raise ShapeError(
+            f"example_input of shape {tuple(t.shape)} is empty; from_torch needs at least one sample of a "
+            "non-empty shape to trace the model and check the conversion, e.g. torch.zeros(1, *input_shape)."
+        )
+    if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+        raise ShapeError("example_input contains NaN or infinite values; the conversion is checked on it, so "
+                         "give finite values (zeros do).")
+    return t.to(device=device, dtype=dtype)
+
+
 def from_torch(module: nn.Module, example_input: Any, *, rtol: float = 1e-4) -> Network:
     """Convert a piecewise-affine PyTorch module into a :class:`maso.Network`.
 
@@ -760,24 +829,21 @@ def from_torch(module: nn.Module, example_input: Any, *, rtol: float = 1e-4) -> 
     """
     if not isinstance(module, nn.Module):
         raise ConversionError(f"from_torch needs a torch.nn.Module. Got {type(module).__name__}.")
+    rtol = check_float(rtol, "rtol", "from_torch", minimum=0.0, maximum=1.0, strict=True)
+    if _refused(module):  # a bare LSTM, LayerNorm...: say what it is, not how tracing failed
+        raise _unsupported(type(module).__name__, "")
     _check_module(module)
     param = next(iter(module.parameters()), None)
     dtype = param.dtype if param is not None and param.is_floating_point() else torch.float32
     device = param.device if param is not None else torch.device("cpu")
-    if isinstance(example_input, (tuple, list)) and all(isinstance(s, int) for s in example_input):
-        example = torch.zeros((1, *example_input), dtype=dtype, device=device)
-    else:
-        example = torch.as_tensor(np.asarray(example_input) if not isinstance(example_input, torch.Tensor)
-                                  else example_input).to(device=device, dtype=dtype)
-    if example.dim() < 2:
-        raise ShapeError(
-            f"example_input must be a batch of shape (n, *input_shape); got shape {tuple(example.shape)}. "
-            "Add a batch axis, e.g. x.unsqueeze(0)."
-        )
+    example = _example_batch(example_input, dtype, device)
     tracer = _Tracer()
     try:
         graph = tracer.trace(module)
     except Exception as e:
+        for path, m in module.named_modules():  # a refused module inside is the likely reason: name it
+            if path and _refused(m):
+                raise _unsupported(type(m).__name__, path) from e
         raise ConversionError(
             f"torch.fx could not trace {type(module).__name__}: {e}. Models with data-dependent control flow "
             "cannot be converted; move the branching out of forward() or convert the piecewise-affine parts."
@@ -785,11 +851,14 @@ def from_torch(module: nn.Module, example_input: Any, *, rtol: float = 1e-4) -> 
     gm = fx.GraphModule(tracer.root, graph)
     _prescan(gm)
     try:
-        with torch.no_grad():
+        # ShapeProp prints the traceback of a failing node to stderr before raising: keep it for the message only
+        with torch.no_grad(), contextlib.redirect_stderr(io.StringIO()):
             ShapeProp(gm).propagate(example)
     except Exception as e:
+        cause = e.__cause__ if e.__cause__ is not None else e
         raise ShapeError(
-            f"example_input of shape {tuple(example.shape)} does not fit {type(module).__name__}: {e}"
+            f"example_input of shape {tuple(example.shape)} does not fit {type(module).__name__}: "
+            f"{type(cause).__name__}: {str(cause).strip().splitlines()[0] if str(cause).strip() else ''}"
         ) from e
     cv = _Converter(gm, int(example.shape[0]))
     cv.shape_of["input"] = tuple(example.shape[1:])
@@ -832,6 +901,11 @@ def mlp(widths: Sequence[int], *, seed: int, activation: str = "relu", **kwargs:
     >>> net.n_units, net.input_dim, net.output_dim
     (32, 2, 1)
     """
+    if isinstance(widths, (str, bytes)) or not hasattr(widths, "__len__") or len(widths) < 2 or any(
+            isinstance(w, (bool, np.bool_)) or not isinstance(w, (int, np.integer)) or w < 1 for w in widths):
+        raise ShapeError(f"widths must be a sequence [d_in, hidden..., d_out] of at least two positive integers. "
+                         f"Got {widths!r}.")
+    seed = check_int(seed, "seed", "maso.mlp", minimum=0, maximum=2**64 - 1)
     module = mnn.mlp_module(widths, seed=seed, activation=activation, dtype=torch.float64, **kwargs)
     return from_torch(module, torch.zeros(1, int(widths[0]), dtype=torch.float64))
 

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import math
+import numbers
+import os
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
 
-from maso.errors import ShapeError
+from maso.errors import ParameterError, ResourceError, ShapeError
 
 _FLOAT_DTYPES = (torch.float32, torch.float64)
 
@@ -91,3 +94,169 @@ def sealed(a: np.ndarray) -> np.ndarray:
     a = np.asarray(a)
     a.setflags(write=False)
     return a
+
+
+# ------------------------------------------------------------------------------------------- parameters
+def check_int(value: Any, name: str, caller: str, *, minimum: int | None = None, maximum: int | None = None,
+              allow_none: bool = False) -> int | None:
+    """``value`` as a Python int in ``[minimum, maximum]``; bools, floats, strings and the like are refused.
+
+    Raises
+    ------
+    ParameterError
+        Naming the parameter, the caller, the valid range and what was given.
+    """
+    if value is None and allow_none:
+        return None
+    rng = _range_text(minimum, maximum)
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        raise ParameterError(f"The {name!r} parameter of {caller} must be an integer{rng}"
+                             f"{' or None' if allow_none else ''}. Got {value!r} ({type(value).__name__}).")
+    v = int(value)
+    if (minimum is not None and v < minimum) or (maximum is not None and v > maximum):
+        raise ParameterError(f"The {name!r} parameter of {caller} must be an integer{rng}. Got {v}.")
+    return v
+
+
+def check_float(value: Any, name: str, caller: str, *, minimum: float | None = None, maximum: float | None = None,
+                strict: bool = False, allow_none: bool = False) -> float | None:
+    """``value`` as a finite Python float in ``[minimum, maximum]`` (open at ``minimum`` with ``strict``).
+
+    Python and NumPy reals of any precision are accepted; bools, complex numbers, strings, NaN and infinities
+    are refused with a :class:`ParameterError`.
+    """
+    if value is None and allow_none:
+        return None
+    lo = "(" if strict else "["
+    rng = "" if minimum is None and maximum is None else (
+        f" in {lo}{'-inf' if minimum is None else f'{minimum:g}'}, {'inf' if maximum is None else f'{maximum:g}'}]")
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise ParameterError(f"The {name!r} parameter of {caller} must be a real number{rng}. "
+                             f"Got {value!r} ({type(value).__name__}).")
+    v = float(value)
+    if not math.isfinite(v) or (minimum is not None and (v < minimum or (strict and v == minimum))) or (
+            maximum is not None and v > maximum):
+        raise ParameterError(f"The {name!r} parameter of {caller} must be a finite number{rng}. Got {v!r}.")
+    return v
+
+
+def check_bool(value: Any, name: str, caller: str) -> bool:
+    """``value`` as a bool; only ``True``/``False`` (and NumPy bools) are accepted."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise ParameterError(f"The {name!r} parameter of {caller} must be True or False. "
+                             f"Got {value!r} ({type(value).__name__}).")
+    return bool(value)
+
+
+def real_vector(value: Any, name: str, caller: str, *, error: type[Exception] = ShapeError) -> np.ndarray:
+    """``value`` as a finite float64 array, refusing complex numbers, strings and objects (no silent casts)."""
+    try:
+        a = np.asarray(value)
+    except Exception as e:  # ragged lists and the like
+        raise error(f"The {name!r} argument of {caller} must be an array of real numbers. "
+                    f"Got {type(value).__name__}.") from e
+    if a.dtype.kind not in "biuf":
+        raise error(f"The {name!r} argument of {caller} must hold real numbers. Got dtype {a.dtype} "
+                    f"({_preview(value)}).")
+    a = a.astype(np.float64)
+    if not np.all(np.isfinite(a)):
+        raise error(f"The {name!r} argument of {caller} contains NaN or infinite values.")
+    return a
+
+
+def _range_text(minimum: int | None, maximum: int | None) -> str:
+    if minimum is not None and maximum is not None:
+        return f" in [{minimum}, {maximum}]"
+    if minimum is not None:
+        return f" >= {minimum}"
+    if maximum is not None:
+        return f" <= {maximum}"
+    return ""
+
+
+def _preview(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+# ----------------------------------------------------------------------------------------------- memory
+def _read_int(path: str) -> int | None:
+    try:
+        with open(path) as f:
+            text = f.read().strip()
+        return int(text)
+    except (OSError, ValueError):
+        return None
+
+
+def memory_budget(device: Any = "cpu") -> int | None:
+    """Bytes that one more allocation on ``device`` can take, or None when this cannot be told.
+
+    On the CPU: the memory the system has available (``MemAvailable``), lowered by the process's address-space
+    and data limits (``ulimit -v``, ``ulimit -d``) and by a cgroup memory limit; on a CUDA device: its free
+    memory.
+    """
+    device = torch.device(device)
+    if device.type == "cuda":
+        try:
+            return int(torch.cuda.mem_get_info(device)[0])
+        except Exception:  # pragma: no cover - no driver
+            return None
+    if device.type != "cpu":
+        return None
+    budgets = []
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    budgets.append(int(line.split()[1]) * 1024)
+                    break
+    except (OSError, ValueError, IndexError):
+        try:
+            budgets.append(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+        except (ValueError, OSError, AttributeError):
+            pass
+    try:
+        import resource
+
+        page = os.sysconf("SC_PAGE_SIZE")
+        statm = open("/proc/self/statm").read().split()
+        for limit, used in ((resource.RLIMIT_AS, int(statm[0]) * page), (resource.RLIMIT_DATA, int(statm[5]) * page)):
+            soft = resource.getrlimit(limit)[0]
+            if soft != resource.RLIM_INFINITY:
+                budgets.append(max(0, soft - used))
+    except (ImportError, OSError, ValueError, IndexError):
+        pass
+    cg_max, cg_cur = _read_int("/sys/fs/cgroup/memory.max"), _read_int("/sys/fs/cgroup/memory.current")
+    if cg_max is not None and cg_cur is not None:
+        budgets.append(max(0, cg_max - cg_cur))
+    return min(budgets) if budgets else None
+
+
+# Results below this size are not checked (reading the limits costs a few file reads).
+_CHECK_BYTES = 1 << 26
+
+
+def check_fits(nbytes: int, what: str, hint: Callable[[int], str], device: Any = "cpu") -> int | None:
+    """Refuse, before any work, a result of ``nbytes`` that would not fit in memory.
+
+    Returns the bytes left after it, or None when that is not known or ``nbytes`` is small.
+
+    Raises
+    ------
+    ResourceError
+        Naming the size, what is available and ``hint(budget)`` (how to ask for less).
+    """
+    if nbytes < _CHECK_BYTES:
+        return None
+    budget = memory_budget(device)
+    if budget is None:
+        return None
+    if nbytes > budget:
+        raise ResourceError(f"{what} would take {_gb(nbytes)} of memory, but only {_gb(budget)} is available "
+                            f"on {torch.device(device).type}. {hint(budget)}")
+    return budget - nbytes
+
+
+def _gb(n: float) -> str:
+    return f"{n / 1e9:.3g} GB" if n >= 1e8 else f"{n / 1e6:.3g} MB"

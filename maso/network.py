@@ -9,7 +9,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 import torch
 
-from maso._validation import Batch, as_batch
+from maso._validation import Batch, as_batch, check_bool, check_fits
 from maso.affine import Affine, AffineOperator
 from maso.errors import ShapeError, SubnetworkError
 from maso.layers import AffineLayer, Elementwise, Layer, MASOLayer, MaxPool, Maxout, SplineLayer
@@ -494,8 +494,9 @@ class Network:
     def _batch(self, x: Any, caller: str) -> Batch:
         return as_batch(x, self.input_shape, caller=caller)
 
-    def _chunks(self, n: int, per_sample: int) -> list[slice]:
-        size = max(1, _CHUNK_ELEMENTS // max(1, per_sample))
+    def _chunks(self, n: int, per_sample: int, limit: int = _CHUNK_ELEMENTS) -> list[slice]:
+        """Blocks of a batch of ``n`` inputs whose intermediates (``per_sample`` numbers each) stay below ``limit``."""
+        size = max(1, limit // max(1, per_sample))
         return [slice(s, min(n, s + size)) for s in range(0, n, size)]
 
     # ---------------------------------------------------------------------------------------------- public
@@ -637,7 +638,10 @@ class Network:
         ((2, 2, 3), True)
         """
         self._require_piecewise_linear("Network.affine_at")
-        return self._affine_map(self._batch(x, "Network.affine_at"), dense, with_codes, soft=False)
+        dense = check_bool(dense, "dense", "Network.affine_at")
+        with_codes = check_bool(with_codes, "with_codes", "Network.affine_at")
+        return self._affine_map(self._batch(x, "Network.affine_at"), dense, with_codes, soft=False,
+                                caller="Network.affine_at")
 
     def expected_affine_at(self, x: Any, *, dense: bool = True) -> Any:
         """The soft-code-weighted affine map at ``x``: every unit frozen on its expected piece.
@@ -666,7 +670,9 @@ class Network:
         >>> bool(np.allclose(f(x), net(x)))
         True
         """
-        return self._affine_map(self._batch(x, "Network.expected_affine_at"), dense, False, soft=True)
+        dense = check_bool(dense, "dense", "Network.expected_affine_at")
+        return self._affine_map(self._batch(x, "Network.expected_affine_at"), dense, False, soft=True,
+                                caller="Network.expected_affine_at")
 
     def soft_codes(self, x: Any, *, temperature: float | None = None, by_layer: bool = False) -> Any:
         """Soft spline codes: each unit's probability of being on each of its pieces.
@@ -730,9 +736,10 @@ class Network:
                 else:
                     code = layer.public_code(layer.forward(z, p, True)[1], self._input_shape_of(g.node))
                     probs = torch.nn.functional.one_hot(code.reshape(n, g.size).long(), g.n_pieces)
-                per_layer[g.name] = probs.reshape(n, g.size, -1).to(batch.tensor.dtype)
+                per_layer[g.name] = probs.reshape(n, g.size, probs.shape[-1]).to(batch.tensor.dtype)
             if by_layer:
-                return {g.name: batch.out(per_layer[g.name].reshape(n, *g.shape, -1)) for g in self._units}
+                return {g.name: batch.out(per_layer[g.name].reshape(n, *g.shape, per_layer[g.name].shape[-1]))
+                        for g in self._units}
             R = max((g.n_pieces for g in self._units), default=1)
             out = torch.zeros((n, self._n_units, R), dtype=batch.tensor.dtype, device=batch.tensor.device)
             for g in self._units:
@@ -740,32 +747,46 @@ class Network:
                 out[:, g.columns, :pr.shape[-1]] = pr
         return batch.out(out)
 
-    def _affine_map(self, batch: Batch, dense: bool, with_codes: bool, *, soft: bool) -> Any:
+    def _affine_map(self, batch: Batch, dense: bool, with_codes: bool, *, soft: bool, caller: str) -> Any:
         t = batch.tensor
         n, m, d = t.shape[0], self.output_dim, self.input_dim
-        with torch.no_grad():
-            _, icodes, _ = self._forward(t, need_codes=True, soft=soft)
-        codes = self._code_rows(icodes, batch) if with_codes else None
         if not dense:
+            with torch.no_grad():
+                _, icodes, _ = self._forward(t, need_codes=True, soft=soft)
             op = self._operator(batch, icodes)
-            return (codes, op) if with_codes else op
+            return (self._code_rows(icodes, batch), op) if with_codes else op
+        item = t.element_size()
+        # Refuse up front what cannot fit, before any forward pass (A alone is n * m * d numbers).
+        left = check_fits(
+            n * m * (d + 1) * item,
+            f"{caller}: the dense maps of {n:,} inputs (A of shape ({n}, {m}, {d}), {str(t.dtype).replace('torch.', '')})",
+            lambda budget: f"Use {caller}(x, dense=False) for an AffineOperator that applies A by Jacobian-vector "
+            f"products without forming it, or pass at most {budget // (m * (d + 1) * item):,} inputs at a time.",
+            t.device)
+        widest = max(math.prod(node.shape) for node in self._nodes)
+        per_sample = max(self._sample_size, min(m, d) * widest)
+        # blocks of inputs: the intermediates of one block (a few tensors of per_sample numbers per input) must
+        # fit next to the result
+        limit = _CHUNK_ELEMENTS if left is None else max(1, min(_CHUNK_ELEMENTS, left // (8 * item)))
         with torch.no_grad():
-            zero = torch.zeros((n, 1, *self.input_shape), dtype=t.dtype, device=t.device)
-            b = self._frozen(zero, icodes, bias=True)[0].reshape(n, m)
-            widest = max(math.prod(node.shape) for node in self._nodes)
-            parts = []
-            for sl in self._chunks(n, min(m, d) * widest):
-                ic = {k: v[sl] for k, v in icodes.items()}
+            A = torch.empty((n, m, d), dtype=t.dtype, device=t.device)
+            b = torch.empty((n, m), dtype=t.dtype, device=t.device)
+            rows = self._empty_code_rows(n, t.device) if with_codes else None
+            for sl in self._chunks(n, per_sample, limit) or [slice(0, 0)]:
                 k = sl.stop - sl.start
+                _, ic, _ = self._forward(t[sl], need_codes=True, soft=soft)
+                if rows is not None:
+                    self._fill_code_rows(rows[sl], ic)
+                zero = torch.zeros((k, 1, *self.input_shape), dtype=t.dtype, device=t.device)
+                b[sl] = self._frozen(zero, ic, bias=True)[0].reshape(k, m)
                 if m <= d:
                     eye = torch.eye(m, dtype=t.dtype, device=t.device).reshape(1, m, *self.output_shape)
-                    A = self._pullback(eye.expand(k, *eye.shape[1:]), ic).reshape(k, m, d)
+                    A[sl] = self._pullback(eye.expand(k, *eye.shape[1:]), ic).reshape(k, m, d)
                 else:
                     eye = torch.eye(d, dtype=t.dtype, device=t.device).reshape(1, d, *self.input_shape)
-                    A = self._frozen(eye.expand(k, *eye.shape[1:]), ic, bias=False)[0].reshape(k, d, m)
-                    A = A.transpose(1, 2)
-                parts.append(A)
-            A = parts[0] if len(parts) == 1 else torch.cat(parts)
+                    A[sl] = self._frozen(eye.expand(k, *eye.shape[1:]), ic, bias=False)[0].reshape(k, d, m
+                                                                                                  ).transpose(1, 2)
+        codes = batch.out(rows) if rows is not None else None
         if batch.was_single:
             A, b = A[0], b[0]
         f = Affine._trusted(A.cpu().numpy(), b.cpu().numpy()) if batch.was_numpy else Affine(A, b)

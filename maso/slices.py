@@ -17,9 +17,9 @@ import torch
 from maso import _kernels
 from maso._anchored import Anchored, DenseChain, _two_piece, piece_gap, piece_scores
 from maso._mesh import Mesh, MeshDegeneracy
-from maso._validation import readonly, sealed
+from maso._validation import check_bool, check_int, readonly, real_vector, sealed
 from maso.affine import Affine
-from maso.errors import DomainError, MasoError, NumericalWarning, ShapeError
+from maso.errors import DomainError, NumericalWarning, ParameterError, ParameterShapeError, ShapeError
 from maso.network import Network
 
 __all__ = ["DEFAULT_SLICE_TOL", "Plane", "SliceRegion", "SliceRegions", "slice_regions"]
@@ -52,14 +52,20 @@ class Plane:
     v: Any
 
     def __post_init__(self) -> None:
-        o, u, v = (readonly(a, dtype=np.float64) for a in (self.origin, self.u, self.v))
+        o, u, v = (readonly(real_vector(a, name, "Plane"), dtype=np.float64)
+                   for a, name in ((self.origin, "origin"), (self.u, "u"), (self.v, "v")))
         if not (o.shape == u.shape == v.shape) or o.size == 0:
             raise ShapeError(f"Plane needs origin, u and v of one non-empty shape. Got {o.shape}, {u.shape}, {v.shape}.")
-        if not (np.all(np.isfinite(o)) and np.all(np.isfinite(u)) and np.all(np.isfinite(v))):
-            raise ShapeError("Plane needs finite origin, u and v.")
-        uu, vv, uv = float(u.ravel() @ u.ravel()), float(v.ravel() @ v.ravel()), float(u.ravel() @ v.ravel())
-        if uu * vv - uv * uv <= 1e-12 * uu * vv or uu == 0 or vv == 0:
-            raise DomainError("Plane needs linearly independent directions u and v (they are parallel or zero).")
+        su, sv = float(np.abs(u).max()), float(np.abs(v).max())
+        if su == 0 or sv == 0:
+            raise DomainError(f"Plane needs linearly independent directions u and v; {'u' if su == 0 else 'v'} is zero.")
+        # Judge independence on the directions scaled to unit max-norm: the test is then scale-free (1e-200 and
+        # 1e200 directions are as independent as unit ones) and the Gram determinant cannot overflow.
+        a, c = u.ravel() / su, v.ravel() / sv
+        aa, cc, ac = float(a @ a), float(c @ c), float(a @ c)
+        if aa * cc - ac * ac <= 1e-12 * aa * cc:
+            raise DomainError("Plane needs linearly independent directions u and v (they are parallel: the sine of "
+                              f"their angle is {math.sqrt(max(0.0, 1 - ac * ac / (aa * cc))):.1e}).")
         object.__setattr__(self, "origin", o)
         object.__setattr__(self, "u", u)
         object.__setattr__(self, "v", v)
@@ -75,7 +81,7 @@ class Plane:
         array([[2., 0.],
                [0., 3.]])
         """
-        a, b, c = (np.asarray(x, dtype=np.float64) for x in (a, b, c))
+        a, b, c = (real_vector(x, name, "Plane.through_points") for x, name in ((a, "a"), (b, "b"), (c, "c")))
         if not (a.shape == b.shape == c.shape):
             raise ShapeError(f"through_points needs three points of one shape. Got {a.shape}, {b.shape}, {c.shape}.")
         return cls(a, b - a, c - a)
@@ -92,7 +98,7 @@ class Plane:
 
     def __call__(self, coords: Any) -> np.ndarray:
         """Points of the plane: ``coords`` of shape ``(..., 2)`` to ``(..., *shape)``."""
-        st = np.asarray(coords, dtype=np.float64)
+        st = real_vector(coords, "coords", "Plane.__call__")
         if st.shape[-1:] != (2,):
             raise ShapeError(f"Plane coordinates need a last axis of length 2. Got shape {st.shape}.")
         flat = self.origin.ravel() + st @ self.directions
@@ -100,13 +106,15 @@ class Plane:
 
     def coordinates(self, x: Any) -> np.ndarray:
         """Plane coordinates of the orthogonal projections of points ``x`` (``(*shape)`` or ``(n, *shape)``)."""
-        x = np.asarray(x, dtype=np.float64)
+        x = real_vector(x, "x", "Plane.coordinates")
         single = x.shape == self.shape
-        flat = x.reshape(1 if single else -1, self.origin.size)
-        if flat.shape[1] != self.origin.size or (not single and x.shape[1:] != self.shape):
+        if not single and x.shape[1:] != self.shape:
             raise ShapeError(f"coordinates needs points of shape {self.shape} or (n, *{self.shape}). Got {x.shape}.")
-        U = self.directions
-        st = np.linalg.solve(U @ U.T, U @ (flat - self.origin.ravel()).T).T
+        flat = x.reshape(1 if single else len(x), self.origin.size)
+        # normal equations on the directions scaled to unit max-norm (no overflow for huge or tiny directions)
+        scale = np.abs(self.directions).max(axis=1)
+        U = self.directions / scale[:, None]
+        st = np.linalg.solve(U @ U.T, U @ (flat - self.origin.ravel()).T).T / scale
         return st[0] if single else st
 
 
@@ -660,8 +668,11 @@ def _polygons(P: np.ndarray, E: np.ndarray, EF: np.ndarray, F: int):
 
 
 def _check_rectangle(lo: Any, hi: Any) -> tuple[np.ndarray, np.ndarray]:
-    lo = np.asarray(lo, dtype=np.float64).reshape(-1)
-    hi = np.asarray(hi, dtype=np.float64).reshape(-1)
+    try:
+        lo = real_vector(lo, "lo", "slice_regions", error=DomainError).reshape(-1)
+        hi = real_vector(hi, "hi", "slice_regions", error=DomainError).reshape(-1)
+    except DomainError as e:
+        raise DomainError(f"The rectangle needs finite lo < hi in both coordinates: {e}") from None
     if lo.shape != (2,) or hi.shape != (2,):
         raise DomainError(f"lo and hi must be plane coordinates (s, t). Got shapes {lo.shape} and {hi.shape}.")
     if not (np.all(np.isfinite(lo)) and np.all(np.isfinite(hi))) or np.any(hi <= lo):
@@ -742,10 +753,16 @@ def slice_regions(
     if plane.origin.size != net.input_dim:
         raise ShapeError(f"The plane lives in {plane.origin.size} dimensions; the network's input has {net.input_dim}.")
     lo, hi = _check_rectangle(lo, hi)
-    if not (isinstance(tol, (float, int)) and 0 <= tol < 1e-3):
-        raise ShapeError(f"tol must be a float in [0, 1e-3). Got {tol!r}.")
-    if method not in ("mesh", "lp"):
-        raise MasoError(f"method must be 'mesh' or 'lp'. Got {method!r}.")
+    if isinstance(tol, (bool, np.bool_)) or not isinstance(tol, (int, float, np.integer, np.floating)) or not (
+            0 <= float(tol) < 1e-3):  # a ParameterError, and a ShapeError as before
+        raise ParameterShapeError(f"The 'tol' parameter of slice_regions must be a real number in [0, 1e-3). "
+                                  f"Got {tol!r}.")
+    tol = float(tol)
+    if not isinstance(method, str) or method not in ("mesh", "lp"):
+        raise ParameterError(f"The 'method' parameter of slice_regions must be 'mesh' or 'lp'. Got {method!r}.")
+    if progress is not None:
+        progress = check_bool(progress, "progress", "slice_regions")
+    max_regions = check_int(max_regions, "max_regions", "slice_regions", minimum=1, allow_none=True)
     flat = net if identity else net.restrict(plane.origin.ravel(), plane.directions)
     if method == "mesh":
         try:

@@ -223,8 +223,10 @@ class Soft(SplineLayer):
 
     def _scores(self, x: Tensor, in_shape: Shape) -> Tensor:
         """Signed piece scores ``(n, U, R)`` at inputs ``x`` (``-inf`` for pieces a unit lacks)."""
+        if x.shape[0] == 0:  # an empty batch: the scores of one sample, none kept (their shape is what matters)
+            return self._scores(x.new_zeros((1, *in_shape)), in_shape)[:0]
         if isinstance(self.base, Elementwise) and self.base._kind == "relu":
-            u = x.reshape(x.shape[0], -1)
+            u = x.reshape(x.shape[0], math.prod(in_shape))
             return torch.stack([torch.zeros_like(u), u], dim=-1)
         G = x.new_zeros((x.shape[0], 1, *in_shape))  # scores() wants slopes too; one zero column is cheapest
         return self.base.scores(G, x, in_shape)[1]
@@ -317,7 +319,7 @@ class Soft(SplineLayer):
         if self._two_piece():
             d, y = self._gap_and_output(x, p)
             t0, t1 = _gate_probability(self.gate, d)
-            return y, torch.stack([t0, t1], dim=-1).reshape(x.shape[0], -1, 2)
+            return y, torch.stack([t0, t1], dim=-1).reshape(x.shape[0], math.prod(in_shape), 2)
         t = self.probabilities(x, in_shape)
         return self._mix(x, t, in_shape, True).reshape(x.shape[0], *self._out_shape(in_shape)), t
 
@@ -343,6 +345,8 @@ class Soft(SplineLayer):
         if isinstance(self.base, Elementwise):
             return cot * self._expected_piece(icode, p, in_shape)[0].unsqueeze(1)
         x = torch.zeros((n, m, *in_shape), dtype=cot.dtype, device=cot.device, requires_grad=True)
+        if x.numel() == 0:  # an empty batch (or no cotangent): nothing to pull back, and autograd has no graph
+            return x.detach()
         with torch.enable_grad():
             y = self.frozen(x, icode, p, in_shape, False)
             (g,) = torch.autograd.grad(y, x, cot)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -159,3 +161,100 @@ def test_core_types_are_immutable():
     f = maso.mlp([2, 3, 1], seed=0).affine_at(np.zeros(2))
     with pytest.raises(ValueError):
         f.A[0, 0] = 1.0
+
+
+# ------------------------------------------------------------------------------------ from_torch, the classes
+@pytest.mark.parametrize("module, example, kind, says", [
+    (nn.LSTM(4, 8), torch.randn(3, 2, 4), "LSTM", "recurrent"),
+    (nn.GRU(4, 8, batch_first=True), torch.randn(2, 3, 4), "GRU", "recurrent"),
+    (nn.RNN(4, 8), torch.randn(3, 2, 4), "RNN", "recurrent"),
+    (nn.LayerNorm(4), torch.randn(2, 4), "LayerNorm", "statistic of its own input"),
+    (nn.MultiheadAttention(4, 1), torch.randn(3, 4), "MultiheadAttention", "multiplies activations"),
+    (nn.Embedding(10, 4), torch.zeros(2, 3), "Embedding", "integer tokens"),
+])
+def test_a_bare_refused_module_is_named_not_blamed_on_tracing(module, example, kind, says, capfd):
+    """A bare nn.LSTM was a tracing complaint about data-dependent control flow (bad_inputs #40)."""
+    with pytest.raises(maso.UnsupportedLayerError, match=f"{kind} \\(the model itself\\).*{says}") as info:
+        maso.from_torch(module.eval(), example)
+    assert info.value.kind == kind and info.value.path == ""
+    assert capfd.readouterr().err == ""
+
+
+def test_a_user_class_named_like_a_torch_module_is_traced():
+    class LSTM(nn.Module):  # piecewise affine, whatever its name
+        def forward(self, x):
+            return torch.relu(x)
+
+    assert maso.from_torch(LSTM(), torch.zeros(1, 3)).n_units == 3
+
+
+@pytest.mark.parametrize("dtype", [torch.complex64, torch.complex128])
+def test_complex_weights_are_named_by_dtype(dtype, capfd):
+    """Complex weights blamed the example input, and torch.fx printed a traceback to stderr (bad_inputs #53)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # torch: complex modules are experimental
+        model = nn.Sequential(nn.Linear(2, 8), nn.ReLU()).to(dtype).eval()
+    name = str(dtype).replace("torch.", "")
+    with pytest.raises(maso.InvalidWeightsError, match=f"'0.weight' has dtype {name}.*real floating-point"):
+        maso.from_torch(model, torch.zeros(1, 2))
+    assert capfd.readouterr().err == ""
+
+
+def test_mixed_parameter_dtypes_are_a_conversion_error():
+    model = nn.Sequential(nn.Linear(2, 3), nn.ReLU(), nn.Linear(3, 1).double()).eval()
+    with pytest.raises(maso.ConversionError, match=r"mix dtypes \['float32', 'float64'\].*model.double\(\)"):
+        maso.from_torch(model, torch.zeros(1, 2))
+
+
+@pytest.mark.parametrize("example, says", [
+    (torch.zeros(0, 2), r"shape \(0, 2\) is empty.*at least one sample"),          # bad_inputs #54
+    (np.zeros((0, 2)), r"shape \(0, 2\) is empty.*at least one sample"),
+    (torch.zeros(1, 0), r"shape \(1, 0\) is empty"),
+    (torch.zeros(1, 2, dtype=torch.complex64), "real numbers. Got dtype complex64"),
+    (np.zeros((1, 2), dtype=complex), "real numbers. Got dtype complex128"),
+    (torch.zeros(1, 2, dtype=torch.bool), "real numbers. Got dtype bool"),
+    ("abc", "real numbers"),
+    (None, "real numbers"),
+    ([[1.0, 2.0], [3.0]], "tensor or array"),
+    (torch.tensor([[0.0, float("nan")]]), "NaN or infinite"),
+    ((-2,), "positive sizes"),
+    ((2, 0), "positive sizes"),
+])
+def test_example_input_classes(example, says, capfd):
+    model = nn.Sequential(nn.Linear(2, 8), nn.ReLU()).eval()
+    with pytest.raises(maso.ShapeError, match=says):
+        maso.from_torch(model, example)
+    assert capfd.readouterr().err == ""
+
+
+def test_an_example_that_does_not_fit_says_why_without_a_traceback(capfd):
+    model = nn.Sequential(nn.Linear(2, 8), nn.ReLU()).eval()
+    with pytest.raises(maso.ShapeError, match=r"\(1, 3\) does not fit Sequential: RuntimeError: mat1 and mat2"):
+        maso.from_torch(model, torch.zeros(1, 3))
+    assert capfd.readouterr().err == ""  # torch.fx's ShapeProp prints the node's traceback; maso keeps it quiet
+    assert maso.from_torch(model, torch.zeros(1, 2, dtype=torch.int64)).n_units == 8  # integers are values
+
+
+@pytest.mark.parametrize("kwargs, error, says", [
+    (dict(seed=-1), maso.ParameterError, "'seed' parameter of maso.mlp"),
+    (dict(seed=2**64), maso.ParameterError, "'seed'"),
+    (dict(seed=1.5), maso.ParameterError, "'seed'"),
+    (dict(seed=True), maso.ParameterError, "'seed'"),
+    (dict(widths=[2]), maso.ShapeError, "at least two positive integers"),
+    (dict(widths=[2, 0, 1]), maso.ShapeError, "at least two positive integers"),
+    (dict(widths=[2, 2.5, 1]), maso.ShapeError, "at least two positive integers"),
+    (dict(widths=[2, True, 1]), maso.ShapeError, "at least two positive integers"),
+    (dict(widths="21"), maso.ShapeError, "at least two positive integers"),
+])
+def test_mlp_arguments(kwargs, error, says):
+    args = dict(widths=[2, 3, 1], seed=0) | kwargs
+    with pytest.raises(error, match=says):
+        maso.mlp(args.pop("widths"), **args)
+    assert maso.mlp([2, 3, 1], seed=2**64 - 1).n_units == 3
+
+
+def test_from_torch_rtol_is_checked():
+    model = nn.Sequential(nn.Linear(2, 3)).eval()
+    for bad in (-1, 0, float("nan"), "1e-4", True):
+        with pytest.raises(maso.ParameterError, match="'rtol' parameter of from_torch"):
+            maso.from_torch(model, torch.zeros(1, 2), rtol=bad)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import torch
@@ -429,17 +430,37 @@ class _Engine:
             out.append(sub)
         return out
 
-    def expand(self, cells: list[_Cell], start: int, stop: int | None = None) -> list[_Cell]:
-        """Split cells through stages ``start..stop-1`` (all remaining stages by default)."""
+    def expand(self, cells: list[_Cell], start: int, stop: int | None = None, budget: Any = None) -> list[_Cell]:
+        """Split cells through stages ``start..stop-1`` (all remaining stages by default).
+
+        ``budget`` (a ``_parallel._Budget``) is told the cells of every stage (``begin``) and every split's parts
+        (``grew``): one cell can split into millions of parts within a stage, so it sees each split, and raises
+        to stop the enumeration past its limits.
+        """
         stop = len(self.groups) if stop is None else stop
-        for s in range(start, stop):
-            if not cells:
-                break
-            P, Q = self.stage_scores(cells, s)
-            nxt: list[_Cell] = []
-            for i, c in enumerate(cells):
-                nxt.extend(self.split_stage(c, s, P[i], Q[i]))
-            cells = nxt
+        splitters = ("_split_two", "_split_two_v", "_split_many", "_split_many_v")
+        if budget is not None:  # count the parts every splitter returns (instance attributes shadow the methods)
+            for name in splitters:
+                def counted(*args: Any, _split: Any = getattr(self, name)) -> list[_Cell]:
+                    parts = _split(*args)
+                    budget.grew(len(parts) - 1, parts)
+                    return parts
+
+                setattr(self, name, counted)
+        try:
+            for s in range(start, stop):
+                if not cells:
+                    break
+                if budget is not None:
+                    budget.begin(s, len(self.groups), cells)
+                P, Q = self.stage_scores(cells, s)
+                nxt: list[_Cell] = []
+                for i, c in enumerate(cells):
+                    nxt.extend(self.split_stage(c, s, P[i], Q[i]))
+                cells = nxt
+        finally:
+            for name in splitters:
+                self.__dict__.pop(name, None)
         return cells
 
     # regions --------------------------------------------------------------------------------------------

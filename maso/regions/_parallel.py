@@ -1,32 +1,53 @@
-"""Running enumeration tasks in other processes: task payloads, packed results, worker pools."""
+"""Running enumeration tasks: task payloads, packed results, the budget of a task, and worker pools whose workers
+die with their parent."""
 
 from __future__ import annotations
 
+import math
 import multiprocessing
-from typing import Any
+import multiprocessing.connection
+import os
+import signal
+import threading
+import time
+from concurrent.futures import ProcessPoolExecutor
+from typing import Any, Callable
 
 import numpy as np
 import torch
 
 from maso._lp import LPStats
 from maso.affine import Affine
+from maso.errors import DomainError, ResourceError
 from maso.network import Network
 from maso.polytope import Polytope
 from maso.regions._engine import _Cell, _Engine
 from maso.regions._records import Region, Sliver
 
+#: A task: network, domain, tol, its cells, the stage they are at, method, and its limits (cells, bytes).
+Payload = tuple[Network, Polytope, float, list[_Cell], int, str, tuple[int | None, float]]
 
-def _run_task(payload: tuple[Network, Polytope, float, list[_Cell], int, str]
+
+def _run_task(payload: Payload, report: Callable[[int, int, int], None] | None = None
               ) -> tuple[list[Region], list[Sliver], LPStats]:
-    net, domain, tol, cells, stage, method = payload
+    net, domain, tol, cells, stage, method, limits = payload
     eng = _Engine(net, domain, tol, method)
-    cells = eng.expand(list(cells), stage)
+    budget = _Budget(*limits, report=report)
+    cells = eng.expand(list(cells), stage, budget=budget)
     return eng.finalize(cells), eng.slivers, eng.stats
 
 
+def _run_task_packed(payload: Payload) -> tuple[dict[str, Any], list[Sliver], LPStats]:
+    """:func:`_run_task` for another process: the regions come back packed."""
+    regions, slivers, stats = _run_task(payload)
+    return _pack_regions(regions), slivers, stats
+
+
+# ------------------------------------------------------------------------------------------ packed records
 def _pack_regions(regions: list[Region]) -> dict[str, Any]:
     """Regions as a few concatenated arrays: pickling them costs a copy, not ~10 pickled arrays per region
-    (12,836 regions: 1.3 s to pickle and unpickle as objects, which cancelled the speed-up of 2 workers)."""
+    (12,836 regions: 1.3 s to pickle and unpickle as objects, which cancelled the speed-up of 2 workers).
+    Checkpoint records store the same arrays."""
     if not regions:
         return {"n": 0}
     fu = [f for r in regions for f in r.facet_units]
@@ -46,15 +67,14 @@ def _pack_regions(regions: list[Region]) -> dict[str, Any]:
     }
 
 
-def _unpack_regions(pk: Any) -> list[Region]:
+def _unpack_regions(pk: dict[str, Any]) -> list[Region]:
     """Inverse of :func:`_pack_regions`; regions hold read-only views of the packed arrays."""
-    if isinstance(pk, list):  # a checkpoint written before regions were packed
-        return pk
     n = pk["n"]
     if n == 0:
         return []
     for key in ("code", "A", "b", "units", "center", "map_A", "map_b"):
-        pk[key].setflags(write=False)
+        if pk[key].flags.writeable:
+            pk[key].setflags(write=False)
     ends = np.cumsum(pk["rows"])
     starts = ends - pk["rows"]
     fu_flat = pk["fu"].tolist()
@@ -69,13 +89,143 @@ def _unpack_regions(pk: Any) -> list[Region]:
     return out
 
 
-def _run_task_packed(payload: tuple[Network, Polytope, float, list[_Cell], int, str]
-                     ) -> tuple[dict[str, Any], list[Sliver], LPStats]:
-    """:func:`_run_task` for another process: the regions come back packed."""
-    regions, slivers, stats = _run_task(payload)
-    return _pack_regions(regions), slivers, stats
+def _pack_slivers(slivers: list[Sliver]) -> dict[str, np.ndarray]:
+    """Slivers as arrays (for checkpoint records): points and code prefixes stacked when they share a dtype and
+    shape (always, from the engine), else one array each, so that every dtype comes back as it was."""
+    out = {
+        "sl_unit": np.array([s.unit for s in slivers], dtype=np.int64),
+        "sl_piece": np.array([s.piece for s in slivers], dtype=np.int64),
+        "sl_thickness": np.array([s.thickness for s in slivers], dtype=np.float64),
+    }
+    for key, arrays in (("sl_point", [np.asarray(s.point) for s in slivers]),
+                        ("sl_code", [np.asarray(s.code_prefix) for s in slivers])):
+        if arrays and all(a.dtype == arrays[0].dtype and a.shape == arrays[0].shape for a in arrays):
+            out[key] = np.stack(arrays)
+        else:
+            out.update({f"{key}.{i}": a for i, a in enumerate(arrays)})
+    return out
 
 
+def _unpack_slivers(arrays: dict[str, np.ndarray]) -> list[Sliver]:
+    """Inverse of :func:`_pack_slivers` (KeyError or ValueError on arrays that do not fit together)."""
+    unit, piece, thick = (arrays[k].tolist() for k in ("sl_unit", "sl_piece", "sl_thickness"))
+    if not len(unit) == len(piece) == len(thick):
+        raise ValueError("sliver arrays of different lengths")
+    cols = {}
+    for key in ("sl_point", "sl_code"):
+        cols[key] = arrays[key] if key in arrays else [arrays[f"{key}.{i}"] for i in range(len(unit))]
+        if len(cols[key]) != len(unit):
+            raise ValueError("sliver arrays of different lengths")
+    return [Sliver(int(u), int(p), float(t), cols["sl_point"][i], cols["sl_code"][i])
+            for i, (u, p, t) in enumerate(zip(unit, piece, thick))]
+
+
+# ------------------------------------------------------------------------------------------------ budget
+def _memory_budget() -> float:
+    """Bytes the cells and regions of one enumeration may take by default: half of the memory this process can
+    have (the machine's, or less under a cgroup limit or an address-space/data limit), as slices have."""
+    limits: list[float] = []
+    try:
+        limits.append(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    except (AttributeError, ValueError, OSError):
+        pass
+    for path in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        try:
+            with open(path) as fh:
+                limits.append(int(fh.read().strip()))  # "max" (no limit) is not an int
+        except (OSError, ValueError):
+            pass
+    try:
+        import resource
+
+        page = os.sysconf("SC_PAGE_SIZE")
+        with open("/proc/self/statm") as fh:
+            statm = fh.read().split()
+        for limit, used in ((resource.RLIMIT_AS, int(statm[0]) * page), (resource.RLIMIT_DATA, int(statm[5]) * page)):
+            soft = resource.getrlimit(limit)[0]
+            if soft != resource.RLIM_INFINITY:
+                limits.append(max(0, soft - used))
+    except (ImportError, OSError, ValueError, IndexError, AttributeError):
+        pass
+    return 0.5 * min(limits) if limits else math.inf
+
+
+def _bytes_of(obj: Any) -> float:
+    """Rough size of a cell or a region in memory: its arrays plus the objects around them."""
+    if isinstance(obj, Region):
+        p, f = obj.polytope, obj.affine
+        arrays = (obj.code, p.A, p.b, p.units, obj.interior_point, f.A, f.b)
+        return sum(a.nbytes for a in arrays) + 112 * len(arrays) + 64 * len(p.b) + 900
+    total = 600.0
+    for name in getattr(type(obj), "__slots__", ()):
+        v = getattr(obj, name, None)
+        if isinstance(v, np.ndarray):
+            total += v.nbytes + 112
+        elif isinstance(v, list):  # row labels: a list of lists of (unit, piece) tuples
+            total += 120 * len(v) + 56
+    return total
+
+
+def _gib(n: float) -> str:
+    return f"{n / 2**30:.2f} GiB" if n >= 2**27 else f"{n / 2**20:.0f} MiB"
+
+
+class _Budget:
+    """Limits of one task (or of the planning): the cells alive in its engine, and their memory.
+
+    The engine calls :meth:`begin` at every stage and :meth:`grew` after every split (one cell can split into
+    millions of parts within a stage); past a limit it raises. Every cell alive becomes at least one region
+    (unless it ends as a sliver), so ``max_cells`` is the run's ``max_regions``.
+    """
+
+    _EVERY = 64  # splits between memory checks and progress reports
+
+    def __init__(self, max_cells: int | None, max_bytes: float,
+                 report: Callable[[int, int, int], None] | None = None) -> None:
+        self.max_cells = max_cells
+        self.max_bytes = max_bytes
+        self.report = report
+        self.live = 0
+        self.stage, self.n_stages = 0, 0
+        self.per_cell = 0.0
+        self._calls = 0
+        self._last_report = 0.0
+
+    def begin(self, stage: int, n_stages: int, cells: list[_Cell]) -> None:
+        self.stage, self.n_stages, self.live = stage, n_stages, len(cells)
+        if cells:
+            self.per_cell = max(self.per_cell, _bytes_of(cells[-1]))
+        self._check(cells[-1:])
+
+    def grew(self, k: int, parts: list[_Cell]) -> None:
+        self.live += k
+        if self.max_cells is not None and self.live > self.max_cells:
+            raise DomainError(
+                f"enumerate_regions stopped at stage {self.stage + 1} of {self.n_stages}: {self.live:,} cells (parts "
+                f"of the domain, each of them at least one region) are more than max_regions={self.max_cells:,}. "
+                "Use a smaller domain, or raise max_regions (None: no limit).")
+        self._calls += 1
+        if self._calls % self._EVERY == 0:
+            self._check(parts)
+
+    def _check(self, parts: list[_Cell]) -> None:
+        if parts:  # a running estimate: cells grow (more rows, more vertices) stage after stage
+            self.per_cell = 0.9 * self.per_cell + 0.1 * _bytes_of(parts[-1]) if self.per_cell else _bytes_of(parts[-1])
+        need = self.live * self.per_cell
+        if need > self.max_bytes:
+            raise ResourceError(
+                f"enumerate_regions stopped at stage {self.stage + 1} of {self.n_stages}: its {self.live:,} cells "
+                f"(parts of the domain, each of them at least one region) take about {_gib(need)}, over its memory "
+                f"budget of {_gib(self.max_bytes)}. Use a smaller domain, or raise max_memory (in bytes; None: no "
+                "limit) if the machine has the memory.")
+        if self.report is not None:
+            now = time.monotonic()
+            if now - self._last_report > 0.2:
+                self._last_report = now
+                self.report(self.stage, self.n_stages, self.live)
+
+
+# ----------------------------------------------------------------------------------------------- workers
 def _pool_context() -> Any:
     """Worker processes that start fast and safely.
 
@@ -89,13 +239,70 @@ def _pool_context() -> Any:
     return multiprocessing.get_context("spawn")
 
 
-def _worker_init() -> None:
-    """Pool workers: one torch thread each (the pool supplies the parallelism)."""
+def _pool(workers: int) -> ProcessPoolExecutor:
+    """A process pool whose workers ignore Ctrl-C (the parent stops them) and exit when the parent dies."""
+    return ProcessPoolExecutor(max_workers=workers, mp_context=_pool_context(), initializer=_worker_init,
+                               initargs=(os.getpid(),))
+
+
+def _stop_pool(pool: ProcessPoolExecutor) -> None:
+    """Stop a pool now (Ctrl-C, an error): pending tasks are cancelled and running ones killed, not awaited."""
+    pool.shutdown(wait=False, cancel_futures=True)
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    for p in processes:
+        try:
+            p.terminate()
+        except (OSError, ValueError, AttributeError):  # already gone
+            pass
+    for p in processes:
+        try:
+            p.join(5)
+        except (OSError, ValueError, AssertionError, AttributeError):
+            pass
+
+
+def _worker_init(parent_pid: int) -> None:
+    """Pool workers: one torch thread each (the pool supplies the parallelism); Ctrl-C ignored (it reaches the
+    whole process group: the parent stops the pool, instead of every worker printing a traceback); and exit as
+    soon as the parent is gone (after a ``kill -9`` nothing else would end them: they wait on queues whose both
+    ends they hold, and keep the fork server and the resource tracker alive with them)."""
     torch.set_num_threads(1)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    parent = multiprocessing.parent_process()
+    if parent is not None and parent.pid == parent_pid and parent.sentinel is not None:
+        # The sentinel is a pipe whose write end only the parent holds: it reads as ready once the parent is gone.
+        def watch() -> None:
+            multiprocessing.connection.wait([parent.sentinel])
+            os._exit(1)
+    else:  # pragma: no cover - start methods without a parent sentinel
+        def watch() -> None:
+            while _alive(parent_pid):
+                time.sleep(0.5)
+            os._exit(1)
+    threading.Thread(target=watch, name="maso-exit-with-parent", daemon=True).start()
 
 
-def _chunks(cells: list[_Cell], n_tasks: int) -> list[list[_Cell]]:
-    """Group cells into ``n_tasks`` contiguous tasks (deterministic: checkpoints rely on it)."""
-    n_tasks = max(1, min(n_tasks, len(cells)))
-    bounds = np.linspace(0, len(cells), n_tasks + 1).round().astype(int)
-    return [cells[a:b] for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
+def _alive(pid: int) -> bool:  # pragma: no cover - fallback of _worker_init
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+def _chunks(cells: list[_Cell], bounds: list[int]) -> list[list[_Cell]]:
+    """The cells of each task: ``cells[bounds[i]:bounds[i + 1]]``."""
+    return [cells[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
+
+
+def _bounds(n_cells: int, n_tasks: int) -> list[int]:
+    """Split ``n_cells`` cells into ``n_tasks`` contiguous, non-empty tasks (deterministic: checkpoints store it)."""
+    n_tasks = max(1, min(n_tasks, n_cells))
+    bounds = np.linspace(0, n_cells, n_tasks + 1).round().astype(int).tolist()
+    return [b for i, b in enumerate(bounds) if i == 0 or b > bounds[i - 1]]
