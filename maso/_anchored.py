@@ -177,7 +177,7 @@ class DenseChain:
             return x.reshape(len(x), *net.input_shape)
         if node < self._head:
             raise ValueError("DenseChain.value: nodes inside the composed head have no separate value.")
-        rows = max(1, self._BLOCK // self._widest[node])  # a wide hidden layer must not hold all points at once
+        rows = max(1, self._BLOCK // max(1, self._widest[node]))  # a wide hidden layer must not hold all points at once
         if len(x) > rows:
             return np.concatenate([self._value(x[s:s + rows], node) for s in range(0, len(x), rows)])
         return self._value(x, node)

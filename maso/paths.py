@@ -18,9 +18,9 @@ from maso._anchored import (
     piece_gap,
     piece_scores,
 )
-from maso._validation import sealed
+from maso._validation import check_float, real_vector, sealed
 from maso.domain import Box
-from maso.errors import MasoError, NumericalWarning, ShapeError
+from maso.errors import NumericalWarning, ParameterError, ParameterShapeError, ShapeError
 from maso.network import Network
 
 __all__ = ["SegmentCrossings", "ray_crossings", "segment_crossings"]
@@ -88,12 +88,12 @@ class SegmentCrossings:
         return len(self.t) / self.length if self.length > 0 else 0.0
 
 
-def _check_pair(net: Network, a: Any, b: Any, what: str) -> tuple[np.ndarray, np.ndarray, bool]:
+def _check_pair(net: Network, a: Any, b: Any, what: str, names: tuple[str, str]) -> tuple[np.ndarray, np.ndarray, bool]:
     if not isinstance(net, Network):
         raise ShapeError(f"{what} needs a maso.Network; got {type(net).__name__}.")
     net._require_piecewise_linear(what)
-    a = np.asarray(a, dtype=np.float64)
-    b = np.asarray(b, dtype=np.float64)
+    a = real_vector(a, names[0], what)
+    b = real_vector(b, names[1], what)
     shape = net.input_shape
     single = a.shape == shape
     if single:
@@ -101,16 +101,14 @@ def _check_pair(net: Network, a: Any, b: Any, what: str) -> tuple[np.ndarray, np
     if a.shape != b.shape or a.shape[1:] != shape:
         raise ShapeError(f"{what} needs points of shape {shape} or (n, *{shape}), the same for both. "
                          f"Got {np.shape(a if not single else a[0])} and {np.shape(b if not single else b[0])}.")
-    a, b = a.reshape(len(a), -1), b.reshape(len(b), -1)
-    if not (np.all(np.isfinite(a)) and np.all(np.isfinite(b))):
-        raise ShapeError(f"{what} needs finite points.")
-    return a, b, single
+    return a.reshape(len(a), net.input_dim), b.reshape(len(b), net.input_dim), single
 
 
-def _check_tol(tol: Any) -> float:
-    if not (isinstance(tol, (float, int)) and 0 <= tol < 1e-3):
-        raise ShapeError(f"tol must be a float in [0, 1e-3). Got {tol!r}.")
-    return float(tol)
+def _check_tol(tol: Any, what: str) -> float:
+    try:
+        return check_float(tol, "tol", what, minimum=0.0, maximum=1e-3)
+    except ParameterError as e:  # a ShapeError too, as before
+        raise ParameterShapeError(str(e)) from None
 
 
 def segment_crossings(net: Network, x0: Any, x1: Any, *, tol: float = 1e-12, method: str = "walk") -> Any:
@@ -143,8 +141,9 @@ def segment_crossings(net: Network, x0: Any, x1: Any, *, tol: float = 1e-12, met
     >>> sc.n_pieces == len(sc.t) + 1 and bool(np.all(np.diff(sc.t) > 0))
     True
     """
-    a, b, single = _check_pair(net, x0, x1, "segment_crossings")
-    tol = _check_tol(tol)
+    a, b, single = _check_pair(net, x0, x1, "segment_crossings", ("x0", "x1"))
+    tol = _check_tol(tol, "segment_crossings")
+    method = _check_method(method, "segment_crossings")
     n = len(a)
     out = _paths(net, a, b - a, np.zeros(n), np.ones(n), tol, method)
     return out[0] if single else out
@@ -166,24 +165,90 @@ def ray_crossings(
     >>> bool(np.all((rc.t > 0) & (rc.t < 4)))
     True
     """
-    d = np.asarray(direction, dtype=np.float64)
-    o = np.zeros_like(d) if origin is None else np.broadcast_to(np.asarray(origin, dtype=np.float64), d.shape)
-    a, u, single = _check_pair(net, o, d, "ray_crossings")
-    tol = _check_tol(tol)
-    if not (np.isfinite(s_min) and np.isfinite(s_max) and s_min < s_max):
-        raise ShapeError(f"ray_crossings needs finite s_min < s_max. Got {s_min}, {s_max}.")
+    d = real_vector(direction, "direction", "ray_crossings")
+    o = np.zeros_like(d) if origin is None else real_vector(origin, "origin", "ray_crossings")
+    try:
+        o = np.broadcast_to(o, d.shape)
+    except ValueError:
+        raise ShapeError(f"ray_crossings needs an origin of the direction's shape {d.shape}; got {o.shape}.") from None
+    a, u, single = _check_pair(net, o, d, "ray_crossings", ("origin", "direction"))
+    tol = _check_tol(tol, "ray_crossings")
+    method = _check_method(method, "ray_crossings")
+    s_min = check_float(s_min, "s_min", "ray_crossings")
+    s_max = check_float(s_max, "s_max", "ray_crossings")
+    if not s_min < s_max:
+        raise ParameterShapeError(f"ray_crossings needs s_min < s_max. Got {s_min}, {s_max}.")
+    ends = np.concatenate([a + s_min * u, a + s_max * u])
+    if not np.all(np.isfinite(ends)):
+        raise ParameterShapeError(f"ray_crossings: origin + s * direction overflows float64 at s = {s_min:g} or "
+                                  f"{s_max:g}; use a shorter range of s or a smaller direction.")
     n = len(a)
     out = _paths(net, a, u, np.full(n, float(s_min)), np.full(n, float(s_max)), tol, method)
     return out[0] if single else out
 
 
+def _check_method(method: Any, what: str) -> str:
+    if not (isinstance(method, str) and method in ("walk", "lp")):
+        raise ParameterShapeError(f"The 'method' parameter of {what} must be 'walk' or 'lp'. Got {method!r}.")
+    return method
+
+
 def _paths(net: Network, origin: np.ndarray, direction: np.ndarray, lo: np.ndarray, hi: np.ndarray, tol: float,
            method: str) -> list[SegmentCrossings]:
-    if method == "walk":
-        return _walk(net, origin, direction, lo, hi, tol)
+    if len(origin) == 0:
+        return []
     if method == "lp":
         return [_lp_path(net, o, u, float(a), float(b), tol) for o, u, a, b in zip(origin, direction, lo, hi)]
-    raise MasoError(f"method must be 'walk' or 'lp'. Got {method!r}.")
+    owner, sub_lo, sub_hi = _split_scales(lo, hi)
+    if len(owner) == len(lo):  # nothing to split: the common case
+        return _walk(net, origin, direction, lo, hi, tol)
+    parts = _walk(net, origin[owner], direction[owner], sub_lo, sub_hi, tol)
+    bounds = np.searchsorted(owner, np.arange(len(lo) + 1))
+    return [_stitch(parts[bounds[i]:bounds[i + 1]], origin[i], direction[i], float(lo[i]), float(hi[i]))
+            for i in range(len(lo))]
+
+
+def _split_scales(lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Paths over many scales cut at ``t = +-f * 4^k`` (``k >= 1``, ``f = min(hi - lo, 1)``), as separate paths.
+
+    Values at a new point are interpolated between its neighbours, with a rounding error relative to theirs:
+    over ``[-1e13, 1e13]`` the crossings near ``t = 1`` would be placed only to within about 1e-3. On pieces no
+    longer than a few times their distance from 0, every crossing is placed relative to its own ``|t|``, which
+    is how :func:`_merge_distance` judges them. Returns the owner path and ``[lo, hi]`` of every piece.
+    """
+    owner, out_lo, out_hi = [], [], []
+    for i, (a, b) in enumerate(zip(lo.tolist(), hi.tolist())):
+        f = min(b - a, 1.0)
+        cuts = []
+        top = max(abs(a), abs(b))
+        if top > 4 * f:
+            ks = np.arange(1, int(np.ceil(np.log(top / f) / np.log(4.0))) + 1)
+            mags = f * 4.0 ** ks
+            cuts = sorted(c for c in np.concatenate([-mags, mags]).tolist() if a < c < b)
+        edges = [a] + cuts + [b]
+        owner += [i] * (len(edges) - 1)
+        out_lo += edges[:-1]
+        out_hi += edges[1:]
+    return np.asarray(owner, dtype=np.int64), np.asarray(out_lo), np.asarray(out_hi)
+
+
+def _stitch(parts: list[SegmentCrossings], o: np.ndarray, u: np.ndarray, lo: float, hi: float) -> SegmentCrossings:
+    """One path from its consecutive pieces: a crossing where two pieces meet if the code changes there."""
+    ts: list[float] = []
+    codes: list[np.ndarray] = []
+    bad: list[int] = []
+    for part in parts:
+        first = 0
+        if codes and np.array_equal(codes[-1], part.codes[0]):
+            first = 1  # the same code across the cut: one piece
+            if 0 in part.uncertified and len(codes) - 1 not in bad:
+                bad.append(len(codes) - 1)
+        elif codes:
+            ts.append(part.lo)
+        bad += [len(codes) + int(j) - first for j in part.uncertified if j >= first]
+        codes.extend(part.codes[first:])
+        ts.extend(part.t.tolist())
+    return _crossings(np.asarray(ts), np.stack(codes), o, u, lo, hi, bad=sorted(bad))
 
 
 def _lp_path(net: Network, o: np.ndarray, u: np.ndarray, lo: float, hi: float, tol: float) -> SegmentCrossings:
