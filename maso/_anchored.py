@@ -64,6 +64,21 @@ def piece_gap(net: Network, node: int, x: np.ndarray) -> np.ndarray:
     return sg * ((S[1] - S[0]) * X + (C[1] - C[0]))
 
 
+def _head(net: Network, x: torch.Tensor, nodes: Any, *, bias: bool) -> dict[int, torch.Tensor]:
+    """Values of the affine head's ``nodes`` at inputs ``x`` (``bias=False``: of its linear part alone)."""
+    need = set(nodes)
+    for i in range(max(need, default=0), 0, -1):
+        if i in need:
+            need.update(net.nodes[i].inputs)
+    p = net._params("cpu", torch.float64)
+    vals = {0: x}
+    for i in sorted(need - {0}):
+        node = net.nodes[i]
+        fn = node.layer.forward if bias else node.layer.linear
+        vals[i] = fn([vals[j] for j in node.inputs], p[i])
+    return {j: vals[j] for j in nodes}
+
+
 class Anchored:
     """Values of ``net`` at ``origins[i] + coords @ directions[i]`` for many families ``i`` at once.
 
@@ -80,16 +95,14 @@ class Anchored:
         self.n, self.k = n, k
         front = net._affine_frontier()
         shape = net.input_shape
-        o = torch.from_numpy(np.ascontiguousarray(origins, dtype=np.float64))
-        u = torch.from_numpy(np.ascontiguousarray(directions, dtype=np.float64))
-        pts = torch.cat([o] + [o + u[:, j] for j in range(k)]).reshape(n * (k + 1), *shape)
+        o = torch.from_numpy(np.ascontiguousarray(origins, dtype=np.float64)).reshape(n, *shape)
+        u = torch.from_numpy(np.ascontiguousarray(directions, dtype=np.float64)).reshape(n * k, *shape)
         with torch.no_grad():  # only the head: the nodes up to the frontier
-            kept = {}
-            for j in front:
-                kept[j] = net._evaluate({0: pts}, j) if j else pts
-        self.base = {j: kept[j][:n] for j in front}
-        self.slopes = {j: torch.stack([kept[j][n * (c + 1):n * (c + 2)] - kept[j][:n] for c in range(k)], dim=1)
-                       for j in front}
+            self.base = _head(net, o, front, bias=True)
+            # slopes from the linear part itself, not as differences of values: with a large offset the
+            # difference loses the slope's low digits (an offset 1e12 times the slope left it exact to 1e-4)
+            lin = _head(net, u, front, bias=False)
+        self.slopes = {j: v.reshape(n, k, *v.shape[1:]) for j, v in lin.items()}
         self._per_sample = net._sample_size + 1
 
     def _seeds(self, which: np.ndarray | None, coords: np.ndarray,
