@@ -121,13 +121,21 @@ def segment_crossings(net: Network, x0: Any, x1: Any, *, tol: float = 1e-12, met
     dropped at the end by comparing the codes of neighbouring pieces. ``method="lp"`` restricts the network to
     each line and enumerates its pieces with :func:`maso.enumerate_regions` (slower; a cross-check).
 
+    The walk's answer is certified before it is returned: each piece's code is checked against a direct forward
+    pass at the piece's two ends (best at both ends means best all along, since the network frozen on the code
+    is affine in ``t``); a piece that fails is enumerated again by LPs on its span, and a piece whose unit ties
+    with a lower piece at both ends takes the code :meth:`Network.codes` gives its midpoint (ties go to the
+    lowest piece). Pieces that still fail are listed in ``SegmentCrossings.uncertified`` with a
+    :class:`~maso.NumericalWarning`. See the docs' "Slices and paths" page.
+
     Parameters
     ----------
     net : Network
     x0, x1 : array of shape input_shape, or (n, *input_shape) for n segments
     tol : float, default=1e-12
-        Pre-activations within ``tol`` times their largest value on the segment of zero count as zero, and
-        breakpoints closer than ``tol`` (in units of ``t``) are one crossing, listing all units that flip there.
+        Breakpoints closer than ``tol * max(|t|, min(hi - lo, 1))`` are one crossing, listing all units that flip
+        there (for a segment ``t`` runs over ``[0, 1]``: ``tol`` in units of ``t``). The certificate lets a
+        piece's code lose to another piece by ``8 * tol + 2**-40`` times that layer's largest score on the path.
     method : {"walk", "lp"}
 
     Returns
@@ -156,7 +164,9 @@ def ray_crossings(
     """Where the code changes along the rays ``origin + s * direction`` for ``s`` in ``[s_min, s_max]``.
 
     With the default ``origin = 0`` this is the scaling path ``s * a`` of an activation ``a``; ``t`` of the
-    result is the scale ``s``. Same exactness and tolerances as :func:`segment_crossings`.
+    result is the scale ``s``. Same exactness, certificate and tolerances as :func:`segment_crossings`. A range
+    over many scales (``[-1e13, 1e13]``) is walked in pieces cut at ``s = +-4**k``, so that crossings are placed
+    relative to their own ``|s|`` (closer than ``tol * |s|`` they are one crossing, beyond ``|s| = 1``).
 
     Examples
     --------
