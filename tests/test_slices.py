@@ -82,13 +82,23 @@ def test_mesh_equals_lp_enumerator_on_random_models(seed):
     net = maso.from_torch(module, torch.zeros(1, *shape, dtype=torch.float64))
     plane = maso.Plane.through_points(*random_inputs(seed, shape, 3))
     w = 0.25
-    sl = maso.slice_regions(net, plane, lo=(0.1, 0.1), hi=(0.1 + w, 0.1 + w))
+
+    def mesh(w):
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", "slice regions are thinner", maso.NumericalWarning)
+            return maso.slice_regions(net, plane, lo=(0.1, 0.1), hi=(0.1 + w, 0.1 + w))
+
+    sl = mesh(w)
     while len(sl) > 800:  # a smaller window keeps the LP enumerator's run short
         w /= 2
-        sl = maso.slice_regions(net, plane, lo=(0.1, 0.1), hi=(0.1 + w, 0.1 + w))
+        sl = mesh(w)
     box = {"lo": (0.1, 0.1), "hi": (0.1 + w, 0.1 + w)}
     lp = maso.slice_regions(net, plane, method="lp", **box)
     assert len(sl) == len(lp), kind
+    # a region whose float64 vertices do not resolve it is reported (stats and a NumericalWarning); whether a
+    # tiny triangle of near-concurrent boundaries (sides ~1e-8, area ~3e-16) falls below 64 ulps depends on
+    # the CPU's rounding, so this property test tolerates at most one, of negligible area
+    assert sl.stats["slivers"] <= 1 and (sl.stats["slivers"] == 0 or sl.areas.min() < 1e-12 * w**2)
     assert _code_set(sl.codes) == _code_set(lp.codes), kind
     area_lp = {k: lp.areas[i] for k, i in _by_code(lp).items()}
     for k, i in _by_code(sl).items():
