@@ -85,7 +85,7 @@ def test_mesh_equals_lp_enumerator_on_random_models(seed):
 
     def mesh(w):
         with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", "slice regions are thinner", maso.NumericalWarning)
+            warnings.filterwarnings("ignore", ".*slice regions are thinner", maso.NumericalWarning)
             return maso.slice_regions(net, plane, lo=(0.1, 0.1), hi=(0.1 + w, 0.1 + w))
 
     sl = mesh(w)
