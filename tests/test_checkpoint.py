@@ -85,13 +85,21 @@ def _alive_in_session(sid):
 
 _SCRIPT = """
 import sys, time, numpy as np, maso
-from maso.regions import _checkpoint
+from maso.regions import _checkpoint, _parallel
 
 save = _checkpoint._Checkpoint.save
 def slow_save(self, *args):  # records arrive slowly, so that a kill lands in the middle of the run
     time.sleep({delay})
     save(self, *args)
 _checkpoint._Checkpoint.save = slow_save
+
+run, done = _parallel._run_task, [0]
+def stuck(payload, **kw):  # workers import this module too: after {fast} task(s), each one hangs
+    done[0] += 1
+    if done[0] > {fast}:
+        time.sleep(300)
+    return run(payload, **kw)
+_parallel._run_task = stuck
 
 if __name__ == "__main__":
     net = maso.mlp([3, 10, 10, 1], seed=5)
@@ -101,9 +109,9 @@ if __name__ == "__main__":
 """
 
 
-def _start(tmp_path, ck, workers, delay=0.3, **kw):
+def _start(tmp_path, ck, workers, delay=0.3, fast=10**6, **kw):
     script = tmp_path / f"run_{workers}.py"
-    script.write_text(_SCRIPT.format(delay=delay, workers=workers, ck=str(ck)))
+    script.write_text(_SCRIPT.format(delay=delay, fast=fast, workers=workers, ck=str(ck)))
     return subprocess.Popen([sys.executable, str(script)], start_new_session=True, cwd=tmp_path, **kw)
 
 
@@ -161,10 +169,11 @@ def test_killed_run_resumes_exactly_with_any_worker_count(tmp_path, reference):
 
 
 def test_ctrl_c_stops_the_pool_and_keeps_the_checkpoint(tmp_path, reference):
-    """Row 94 (library side): SIGINT to the process group of a pooled run: KeyboardInterrupt from the library
-    within seconds, one traceback (the workers ignore SIGINT), no process left, and the checkpoint resumes."""
+    """Row 94 (library side): SIGINT to the process group of a pooled run whose workers are busy with long tasks:
+    KeyboardInterrupt from the library within seconds (running tasks are killed, not awaited), one traceback (the
+    workers ignore SIGINT), no process left, and the checkpoint resumes."""
     ck = tmp_path / "int.ckpt"
-    proc = _start(tmp_path, ck, 2, stderr=subprocess.PIPE, text=True)
+    proc = _start(tmp_path, ck, 2, delay=0, fast=1, stderr=subprocess.PIPE, text=True)
     try:
         _wait_for_tasks(proc, ck, 2)
         os.killpg(proc.pid, signal.SIGINT)

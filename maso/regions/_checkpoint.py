@@ -23,6 +23,7 @@ read, so it may be read-only.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import math
@@ -448,7 +449,9 @@ class _Checkpoint:
             return
         try:
             fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
+        except OSError as e:
+            if e.errno not in (errno.EACCES, errno.EAGAIN):  # a file system without locks: go on unlocked
+                return
             raise self._error("is in use by another process (a run with the same checkpoint is going on). Wait "
                               "for it to finish, or pass another path.") from None
         try:  # the file we locked must still be the one at the path (another process may have rewritten it)

@@ -247,8 +247,11 @@ def _pool(workers: int) -> ProcessPoolExecutor:
 
 def _stop_pool(pool: ProcessPoolExecutor) -> None:
     """Stop a pool now (Ctrl-C, an error): pending tasks are cancelled and running ones killed, not awaited."""
+    if hasattr(pool, "terminate_workers"):  # Python 3.14
+        pool.terminate_workers()
+        return
+    processes = list((getattr(pool, "_processes", None) or {}).values())  # shutdown() forgets them
     pool.shutdown(wait=False, cancel_futures=True)
-    processes = list((getattr(pool, "_processes", None) or {}).values())
     for p in processes:
         try:
             p.terminate()
