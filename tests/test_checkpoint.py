@@ -6,15 +6,15 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import shutil
 import signal
-import stat
 import struct
 import subprocess
 import sys
 import textwrap
 import time
 import warnings
-import zlib
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -56,7 +56,7 @@ def _assert_identical(a, b):
 def _records(path):
     """(kind, task, start, end) of every valid record, and the damaged spans."""
     data = Path(path).read_bytes()
-    end, meta, _ = C._record_at(data, 0)
+    end = C._record_at(data, 0)[0]
     recs, bad, _ = C._scan(data, end)
     return [("header", None, 0, end)] + [(m["kind"], m.get("task"), a, b) for a, b, m, _ in recs], bad
 
@@ -288,6 +288,19 @@ def test_flipped_bit_in_stored_regions_is_detected_and_recomputed(tmp_path):
         _assert_identical(maso.enumerate_regions(_net2(), BOX2, checkpoint=ck), fresh)
 
 
+def test_checkpoint_through_a_link_or_a_bytes_path(tmp_path):
+    """A damaged checkpoint reached through a symbolic link is rewritten in place of its target (the link stays);
+    bytes paths work as str paths."""
+    target, link = tmp_path / "real.ckpt", tmp_path / "link.ckpt"
+    link.symlink_to(target)
+    fresh = maso.enumerate_regions(_net2(), BOX2, checkpoint=os.fsencode(link))
+    _flip(target, _array_offset(target, 2, "A"))
+    with pytest.warns(CheckpointWarning, match="rewritten"):
+        again = maso.enumerate_regions(_net2(), BOX2, checkpoint=link)
+    _assert_identical(again, fresh)
+    assert link.is_symlink() and not _records(target)[1]
+
+
 def test_damaged_record_keeps_the_valid_records_after_it(tmp_path):
     """Row 71: a damaged byte in record 3 (and a damaged length field in record 7) costs those two tasks only;
     the reader resyncs on the next record marker."""
@@ -343,7 +356,7 @@ def test_crafted_record_with_a_valid_checksum_cannot_make_regions(tmp_path):
     for kind, _, a, b in recs:
         if kind == "plan":
             plan_id = C._record_at(data, a)[1]["id"]
-    kind, task, a, b = recs[-1]
+    _, task, a, _ = recs[-1]
     bad = C._encode({"kind": "task", "task": task, "plan": plan_id, "n_regions": 1},
                     {k: np.zeros(2) for k in C._REGION_KEYS} | _pack_slivers([]))
     ck.write_bytes(data[:a] + bad)
@@ -394,8 +407,8 @@ def test_truncated_or_damaged_header_is_named_as_such(tmp_path):
     ck = tmp_path / "h.ckpt"
     maso.enumerate_regions(_net2(), BOX2, checkpoint=ck)
     data = ck.read_bytes()
-    for content, match in ((data[:5], "truncated"), (data[:40], "truncated"), (data[:8] + bytes([data[8] ^ 1]) + data[9:],
-                                                                                "damaged.*header")):
+    flipped = data[:8] + bytes([data[8] ^ 1]) + data[9:]  # a bit of the header's length
+    for content, match in ((data[:5], "truncated"), (data[:40], "truncated"), (flipped, "damaged.*header")):
         ck.write_bytes(content)
         before = _untouched(ck)
         with pytest.raises(maso.CheckpointError, match=match):
@@ -408,10 +421,10 @@ def test_checkpoint_of_another_run_says_what_differs(tmp_path):
     ck = tmp_path / "o.ckpt"
     maso.enumerate_regions(_net2(), BOX2, checkpoint=ck)
     before = _untouched(ck)
-    for kw, match in ((dict(net=_net2(seed=1)), "its network differs"),
-                      (dict(domain=maso.Box([-1, -1], [1, 2])), "its domain differs"),
-                      (dict(tol=1e-8), "its tolerance differs"), (dict(method="lp"), "its method differs")):
-        args = dict(net=_net2(), domain=BOX2) | kw
+    for kw, match in (({"net": _net2(seed=1)}, "its network differs"),
+                      ({"domain": maso.Box([-1, -1], [1, 2])}, "its domain differs"),
+                      ({"tol": 1e-8}, "its tolerance differs"), ({"method": "lp"}, "its method differs")):
+        args = {"net": _net2(), "domain": BOX2} | kw
         with pytest.raises(maso.CheckpointError, match=match):
             maso.enumerate_regions(args.pop("net"), args.pop("domain"), checkpoint=ck, **args)
         assert _untouched(ck) == before
@@ -477,7 +490,7 @@ def test_read_only_file_and_directory(tmp_path):
     is read back."""
     prefix = []
     if os.geteuid() == 0:
-        if subprocess.run(["which", "setpriv"], capture_output=True).returncode:
+        if shutil.which("setpriv") is None:
             pytest.skip("running as root without setpriv: root ignores file modes")
         prefix = _NO_DAC
     done, partial, rodir = tmp_path / "done.ckpt", tmp_path / "partial.ckpt", tmp_path / "ro"
@@ -500,7 +513,8 @@ def test_read_only_file_and_directory(tmp_path):
         r = maso.enumerate_regions(net, box, checkpoint={str(done)!r})
         print("READ", len(r), r.stats["tasks_resumed"])
     """)
-    out = subprocess.run(prefix + [sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    out = subprocess.run([*prefix, sys.executable, "-c", script], check=False, capture_output=True, text=True,
+                         timeout=120)
     rodir.chmod(0o755)
     lines = out.stdout.splitlines()
     assert len(lines) == 3, out.stdout + out.stderr
@@ -564,7 +578,7 @@ def test_file_size_limit_keeps_what_was_recorded(tmp_path):
     def limit():
         resource.setrlimit(resource.RLIMIT_FSIZE, (6000, 6000))
 
-    out = subprocess.run([sys.executable, "-B", "-c", script], capture_output=True, text=True, timeout=120,
+    out = subprocess.run([sys.executable, "-B", "-c", script], check=False, capture_output=True, text=True, timeout=120,
                          preexec_fn=limit)
     assert out.stdout.startswith("ERR"), out.stdout + out.stderr
     assert "File too large" in out.stdout and "finished task(s) recorded before are kept" in out.stdout
@@ -613,18 +627,19 @@ def test_exploding_domain_under_an_address_space_limit():
         except maso.errors.ResourceError as e:
             print("STOPPED", e)
     """)
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    out = subprocess.run([sys.executable, "-c", script], check=False, capture_output=True, text=True, timeout=300)
     assert out.stdout.startswith("STOPPED"), out.stdout + out.stderr[-2000:]
 
 
 # --------------------------------------------------------------------------------------- parameters
 @pytest.mark.parametrize("kw, match", [
-    (dict(workers=1.5), "'workers'.*integer >= 1"), (dict(workers="2"), "'workers'"), (dict(workers=0), "'workers'"),
-    (dict(workers=-3), "'workers'"), (dict(workers=True), "'workers'"), (dict(executor=42), "'executor'"),
-    (dict(min_tasks=0), "'min_tasks'"), (dict(min_tasks=2.0), "'min_tasks'"), (dict(max_regions=0), "'max_regions'"),
-    (dict(max_regions="10"), "'max_regions'"), (dict(max_regions=True), "'max_regions'"),
-    (dict(progress="yes"), "'progress'"), (dict(progress=1), "'progress'"), (dict(max_memory=-1), "'max_memory'"),
-    (dict(max_memory="lots"), "'max_memory'"), (dict(max_memory=1j), "'max_memory'"),
+    ({"workers": 1.5}, "'workers'.*integer >= 1"), ({"workers": "2"}, "'workers'"), ({"workers": 0}, "'workers'"),
+    ({"workers": -3}, "'workers'"), ({"workers": True}, "'workers'"), ({"executor": 42}, "'executor'"),
+    ({"executor": ThreadPoolExecutor}, "'executor'.*instance"),
+    ({"min_tasks": 0}, "'min_tasks'"), ({"min_tasks": 2.0}, "'min_tasks'"), ({"max_regions": 0}, "'max_regions'"),
+    ({"max_regions": "10"}, "'max_regions'"), ({"max_regions": True}, "'max_regions'"),
+    ({"progress": "yes"}, "'progress'"), ({"progress": 1}, "'progress'"), ({"max_memory": -1}, "'max_memory'"),
+    ({"max_memory": "lots"}, "'max_memory'"), ({"max_memory": 1j}, "'max_memory'"),
 ])
 def test_parameters_are_checked_up_front(kw, match):
     """Rows 58, 59: typed errors (ParameterError, a ValueError) naming the parameter, before any work."""
@@ -633,8 +648,8 @@ def test_parameters_are_checked_up_front(kw, match):
     assert isinstance(info.value, ValueError)
 
 
-@pytest.mark.parametrize("kw", [dict(tol=0), dict(tol=float("nan")), dict(tol=1e-15), dict(tol=1e-9 + 0j),
-                                dict(tol="1e-9"), dict(tol=True), dict(method="foo"), dict(method=None)])
+@pytest.mark.parametrize("kw", [{"tol": 0}, {"tol": float("nan")}, {"tol": 1e-15}, {"tol": 1e-9 + 0j},
+                                {"tol": "1e-9"}, {"tol": True}, {"method": "foo"}, {"method": None}])
 def test_tol_and_method_errors_are_parameter_and_shape_errors(kw):
     """Row 57: out-of-range tol and method are ParameterErrors, and still ShapeErrors (as before)."""
     with pytest.raises(ParameterError) as info:

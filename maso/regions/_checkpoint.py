@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import itertools
 import json
 import math
 import os
@@ -155,7 +156,7 @@ def _record_at(data: bytes, p: int) -> tuple[int, dict[str, Any], dict[str, np.n
     try:
         meta = json.loads(bytes(view[start:start + meta_len]))
         if not isinstance(meta, dict) or not isinstance(meta.get("kind"), str):
-            raise ValueError("no record kind")
+            raise TypeError("no record kind")
         arrays = _arrays(data, start + meta_len, blob_len, meta.pop("arrays"))
     except (ValueError, TypeError, KeyError) as e:  # a valid checksum over a malformed record: not maso's
         raise _Bad(f"malformed record ({e})") from None
@@ -164,7 +165,7 @@ def _record_at(data: bytes, p: int) -> tuple[int, dict[str, Any], dict[str, np.n
 
 def _arrays(data: bytes, base: int, blob_len: int, specs: Any) -> dict[str, np.ndarray]:
     if not isinstance(specs, list):
-        raise ValueError("array list")
+        raise TypeError("array list")
     out = {}
     for spec in specs:
         name, dt, shape, off = spec
@@ -220,9 +221,8 @@ class _Checkpoint:
       read. :meth:`close` releases it.
     """
 
-    def __init__(self, path: str | bytes, header: dict[str, Any], net: Network) -> None:
-        self.path = path
-        self.name = os.fsdecode(path)
+    def __init__(self, path: str | bytes | os.PathLike, header: dict[str, Any], net: Network) -> None:
+        self.path = self.name = os.fsdecode(path)
         self.header = header
         self.net = net
         self.plan: dict[str, Any] | None = None
@@ -354,7 +354,7 @@ class _Checkpoint:
         stage, n_cells, bounds = meta["stage"], meta["n_cells"], meta["bounds"]
         if not (type(stage) is int and stage >= 0 and type(n_cells) is int and isinstance(bounds, list)
                 and all(type(b) is int for b in bounds) and bounds[0] == 0 and bounds[-1] == n_cells
-                and all(a < b for a, b in zip(bounds[:-1], bounds[1:])) and isinstance(meta["cells"], str)
+                and all(a < b for a, b in itertools.pairwise(bounds)) and isinstance(meta["cells"], str)
                 and isinstance(meta["id"], str)):
             raise ValueError("inconsistent plan")
         return meta
@@ -472,9 +472,10 @@ class _Checkpoint:
 
     def _rewrite(self, data: bytes) -> None:
         """Replace the file with its valid records only (atomically: a new file renamed over it)."""
-        parent = os.path.dirname(os.path.abspath(self.name))
+        target = os.path.realpath(self.path)  # through a symbolic link: the file it names is replaced
+        parent = os.path.dirname(target)
         try:
-            fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(self.name) + ".", suffix=".tmp", dir=parent)
+            fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(target) + ".", suffix=".tmp", dir=parent)
         except OSError:  # a read-only directory: keep the damaged bytes, append after them
             os.ftruncate(self._fd, self._end)
             return
@@ -487,7 +488,7 @@ class _Checkpoint:
                 view = view[os.write(fd, view):]
             os.fsync(fd)
             os.chmod(tmp, stat.S_IMODE(os.fstat(self._fd).st_mode))
-            os.replace(tmp, self.path)
+            os.replace(tmp, target)
         except OSError:
             os.close(fd)
             os.unlink(tmp)

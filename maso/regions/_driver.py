@@ -7,9 +7,10 @@ import numbers
 import os
 import sys
 import warnings
+from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, Executor, Future, wait
 from concurrent.futures.process import BrokenProcessPool
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -30,8 +31,8 @@ from maso.polytope import Polytope
 from maso.regions._checkpoint import _cells_digest, _Checkpoint, _run_header
 from maso.regions._engine import _EPS, _VERTEX_MAX_DIM, DEFAULT_TOL, _Cell, _Engine
 from maso.regions._parallel import (
-    _Budget,
     _bounds,
+    _Budget,
     _bytes_of,
     _chunks,
     _gib,
@@ -91,9 +92,10 @@ def _check_parameters(caller: str, *, workers: Any, executor: Any, checkpoint: A
     workers = _integer(workers, "workers", caller, 1)
     min_tasks = _integer(min_tasks, "min_tasks", caller, 1)
     max_regions = _integer(max_regions, "max_regions", caller, 1, allow_none=True)
-    if executor is not None and not (isinstance(executor, Executor) or callable(getattr(executor, "map", None))):
-        raise ParameterError(f"The 'executor' parameter of {caller} must be a concurrent.futures.Executor (or an "
-                             f"object with a map method, as Dask's and Ray's executors have). Got {executor!r}.")
+    if executor is not None and (isinstance(executor, type) or not (
+            isinstance(executor, Executor) or callable(getattr(executor, "map", None)))):
+        raise ParameterError(f"The 'executor' parameter of {caller} must be a concurrent.futures.Executor instance "
+                             f"(or an object with a map method, as Dask's and Ray's executors have). Got {executor!r}.")
     if checkpoint is not None:
         if not isinstance(checkpoint, (str, bytes, os.PathLike)):
             raise ParameterError(f"The 'checkpoint' parameter of {caller} must be a path (str or os.PathLike) or "

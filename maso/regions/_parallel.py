@@ -3,6 +3,7 @@ die with their parent."""
 
 from __future__ import annotations
 
+import itertools
 import math
 import multiprocessing
 import multiprocessing.connection
@@ -10,8 +11,9 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -301,7 +303,7 @@ def _alive(pid: int) -> bool:  # pragma: no cover - fallback of _worker_init
 
 def _chunks(cells: list[_Cell], bounds: list[int]) -> list[list[_Cell]]:
     """The cells of each task: ``cells[bounds[i]:bounds[i + 1]]``."""
-    return [cells[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
+    return [cells[a:b] for a, b in itertools.pairwise(bounds)]
 
 
 def _bounds(n_cells: int, n_tasks: int) -> list[int]:
