@@ -66,6 +66,9 @@ _TIGHT = 1e-7
 #: The map is checked at this many points deep inside each region (besides its interior point): the axis
 #: directions, enough to pin an affine map when ``d`` is at most this.
 _MAP_POINTS = 8
+#: A facet's point is the interior point projected onto it when that lands this far (times the inradius)
+#: inside the facet; else the facet's own Chebyshev centre (an LP).
+_PROJECTION_DEPTH = 1e-3
 #: Regions whose rows are recomputed from the network at once (bounded by memory: rows of all units).
 _CHUNK_BYTES = 64 << 20
 #: ... and at most this many (the containment test holds vertices x rows per region).
@@ -368,7 +371,7 @@ def _facet_points(r: "Region", V: np.ndarray | None, ball: tuple[np.ndarray, flo
         f = facets[k]
         p = c + (b[f] - A[f] @ c) * A[f]
         other = np.delete(np.arange(len(b)), f)
-        if len(other) and np.min(b[other] - A[other] @ p) <= 1e-3 * rad:
+        if len(other) and np.min(b[other] - A[other] @ p) <= _PROJECTION_DEPTH * rad:
             p = _facet_center(A, b, f)
         if p is not None:
             pts[k] = p
