@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -12,7 +13,7 @@ import torch
 from maso._validation import Batch, as_batch, check_bool, check_fits, real_vector
 from maso.affine import Affine, AffineOperator
 from maso.errors import ShapeError, SubnetworkError
-from maso.layers import AffineLayer, Elementwise, Layer, MASOLayer, MaxPool, Maxout, SplineLayer
+from maso.layers import AffineLayer, Elementwise, Layer, MASOLayer, Maxout, MaxPool, SplineLayer
 from maso.polytope import Polytope
 
 __all__ = ["Network", "Node", "UnitGroup"]
@@ -148,7 +149,7 @@ class Network:
     @classmethod
     def sequential(
         cls, input_shape: Sequence[int], layers: Sequence[Layer], names: Sequence[str] | None = None
-    ) -> "Network":
+    ) -> Network:
         """A chain of layers.
 
         Parameters
@@ -182,7 +183,7 @@ class Network:
         *,
         input_name: str = "input",
         sources: dict[str, str] | None = None,
-    ) -> "Network":
+    ) -> Network:
         """A DAG from ``(name, layer, input_names)`` triples in topological order.
 
         The input node is called ``input_name``. Shapes are inferred by running one zero sample.
@@ -935,7 +936,7 @@ class Network:
         return state
 
     # -------------------------------------------------------------------------------------- sub-networks
-    def subnetwork(self, start: str | int | None = None, stop: str | int | None = None) -> "Network":
+    def subnetwork(self, start: str | int | None = None, stop: str | int | None = None) -> Network:
         """The part of the network from the output of node ``start`` to the output of node ``stop``.
 
         Its input space is the activation space after ``start`` (the whole input by default), and its
@@ -988,7 +989,7 @@ class Network:
                               node.source))
         return Network(nodes, new_index[e])
 
-    def restrict(self, origin: Any, directions: Any) -> "Network":
+    def restrict(self, origin: Any, directions: Any) -> Network:
         """The network on the affine subspace ``y(s) = origin + s @ directions`` (coordinates ``s``, shape ``(k,)``).
 
         The parametrisation becomes a new first layer (a ``Dense`` from ``k`` to ``input_dim``, reshaped to

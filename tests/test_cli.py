@@ -86,6 +86,15 @@ def test_version_and_help_list_the_exit_codes(capsys):
     assert "--json" in capsys.readouterr().out
 
 
+def test_a_file_that_is_not_a_checkpoint_is_exit_code_2(tmp_path, capsys):
+    notes = tmp_path / "notes.txt"
+    notes.write_text("my notes\n")
+    assert main(["regions", "--widths", "2", "4", "1", "--checkpoint", str(notes)]) == cli.EXIT_USAGE
+    captured = capsys.readouterr()
+    assert captured.out == "" and "notes.txt" in one_line(captured.err)
+    assert notes.read_text() == "my notes\n"
+
+
 def test_python_dash_m_maso_and_a_mistake_in_a_real_process():
     res = run_maso("--version", timeout=60)
     assert res.returncode == 0 and res.stdout.strip() == f"maso {maso.__version__}" and res.stderr == ""

@@ -7,11 +7,11 @@ import functools
 import numpy as np
 import pytest
 import torch
+from archs import random_inputs, random_model
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import maso
-from archs import random_inputs, random_model
 
 SEEDS = st.integers(0, 2**20)
 
