@@ -70,6 +70,30 @@ def test_scaled_network_has_the_unscaled_regions(reference, s, method):
         assert np.allclose(r.affine.A / s, ref.affine.A, rtol=1e-9, atol=1e-12)
 
 
+@pytest.mark.parametrize("seed", range(3))
+def test_independent_scales_per_layer(seed):
+    """Each layer's pre-activations scaled by its own factor in 1e-60..1e60 (weights by the factor, biases by the
+    running product): the regions of the unscaled network, by both methods."""
+    rng = np.random.default_rng(seed)
+    net = maso.mlp([2, 10, 10, 10, 1], seed=seed)
+    dense = [i for i, node in enumerate(net.nodes) if isinstance(node.layer, Dense)]
+    ref = _codes(maso.enumerate_regions(net, maso.Box(-1, 1)))
+    factors = 10.0 ** rng.uniform(-60, 60, size=len(dense))
+    layers, total = [], 1.0
+    for i in range(1, len(net.nodes)):
+        layer = net.nodes[i].layer
+        if isinstance(layer, Dense):
+            c = factors[dense.index(i)]
+            total *= c
+            layer = Dense(layer.weight * c, layer.bias * total)
+        layers.append(layer)
+    scaled = maso.Network.sequential((2,), layers)
+    for method in ("vertices", "lp"):
+        regions = maso.enumerate_regions(scaled, maso.Box(-1, 1), method=method)
+        assert _codes(regions) == ref
+        assert regions.verify(rng=seed, n_points=200).ok
+
+
 @pytest.mark.skipif(not _kernels.AVAILABLE, reason="numba not installed (extra 'fast')")
 @pytest.mark.parametrize("s", (1e-30, 1e200))
 def test_scaled_network_without_kernels_is_bit_identical(monkeypatch, reference, s):
