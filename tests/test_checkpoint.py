@@ -115,12 +115,32 @@ def _start(tmp_path, ck, workers, delay=0.3, fast=10**6, **kw):
     return subprocess.Popen([sys.executable, str(script)], start_new_session=True, cwd=tmp_path, **kw)
 
 
-def _wait_for_tasks(proc, ck, n, timeout=120):
+def _wait_for(proc, ready, timeout=120):
     deadline = time.time() + timeout
-    while _n_tasks_in(ck) < n:
+    while not ready():
         assert proc.poll() is None, "the run ended before it could be interrupted"
-        assert time.time() < deadline, "no task was recorded"
+        assert time.time() < deadline, "the run did not get there in time"
         time.sleep(0.05)
+
+
+def _wait_for_tasks(proc, ck, n):
+    _wait_for(proc, lambda: _n_tasks_in(ck) >= n)
+
+
+def _has_plan(ck):
+    try:
+        return any(kind == "plan" for kind, *_ in _records(ck)[0])
+    except (OSError, C._Bad):
+        return False
+
+
+def _reap(proc):
+    """Whatever is left of a run: its session's processes killed, its pipes closed."""
+    for pid in _alive_in_session(proc.pid):
+        os.kill(pid, signal.SIGKILL)
+    if proc.poll() is None:
+        proc.kill()
+    proc.communicate()
 
 
 @pytest.fixture(scope="module")
@@ -151,8 +171,7 @@ def test_killed_run_resumes_exactly_with_any_worker_count(tmp_path, reference):
         left = _alive_in_session(proc.pid)
         assert not left, f"processes of the killed run still alive after 10 s: {left}"
     finally:
-        for pid in _alive_in_session(proc.pid):
-            os.kill(pid, signal.SIGKILL)
+        _reap(proc)
     n_done = _n_tasks_in(ck)
     copy = tmp_path / "copy.ckpt"
     copy.write_bytes(ck.read_bytes())
@@ -183,9 +202,7 @@ def test_ctrl_c_stops_the_pool_and_keeps_the_checkpoint(tmp_path, reference):
         time.sleep(0.5)
         left = _alive_in_session(proc.pid)
     finally:
-        for pid in _alive_in_session(proc.pid):
-            os.kill(pid, signal.SIGKILL)
-        proc.kill()
+        _reap(proc)
     assert proc.returncode != 0 and took < 15
     assert err.count("Traceback") == 1 and err.strip().splitlines()[-1] == "KeyboardInterrupt", err
     assert "maso/regions/_driver.py" in err
@@ -193,6 +210,30 @@ def test_ctrl_c_stops_the_pool_and_keeps_the_checkpoint(tmp_path, reference):
     resumed = maso.enumerate_regions(_net3(), BOX3, checkpoint=ck)
     assert resumed.stats["tasks_resumed"] >= 2
     _assert_identical(resumed, reference[0])
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="/proc/self/cmdline")
+def test_ctrl_c_while_the_workers_start(tmp_path):
+    """Row 94: Ctrl-C while the fork server still imports torch (made slow here by a sitecustomize): the fork
+    server and the workers start with SIGINT ignored, so the only traceback is the caller's KeyboardInterrupt."""
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(
+        "import time\nif b'multiprocessing.forkserver' in open('/proc/self/cmdline', 'rb').read():\n"
+        "    time.sleep(1.5)\n")
+    ck = tmp_path / "early.ckpt"
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")]))
+    proc = _start(tmp_path, ck, 2, delay=0, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        _wait_for(proc, lambda: _has_plan(ck))
+        time.sleep(0.5)  # the pool is starting: the fork server sleeps in its sitecustomize
+        os.killpg(proc.pid, signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        _reap(proc)
+    assert proc.returncode != 0
+    assert err.count("Traceback") == 1 and err.count("KeyboardInterrupt") == 1, err
+    assert err.strip().splitlines()[-1] == "KeyboardInterrupt", err
 
 
 def test_finished_checkpoint_ignores_min_tasks_and_workers(tmp_path):

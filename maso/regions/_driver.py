@@ -40,6 +40,7 @@ from maso.regions._parallel import (
     _pool,
     _run_task,
     _run_task_packed,
+    _spawning,
     _stop_pool,
     _unpack_regions,
 )
@@ -338,8 +339,7 @@ def enumerate_regions(
     try:
         if checkpoint is not None:
             ck = _Checkpoint(os.fspath(checkpoint), _run_header(net, dom, tol, eng.method), net)
-        return _run(net, dom, tol, eng, ck, executor, workers, serial, n_par, min_tasks, max_regions, max_bytes,
-                    bar, checkpoint)
+        return _run(net, dom, tol, eng, ck, executor, workers, serial, n_par, min_tasks, max_regions, max_bytes, bar)
     finally:
         bar.close()
         if ck is not None:
@@ -348,7 +348,7 @@ def enumerate_regions(
 
 def _run(net: Network, dom: Polytope, tol: float, eng: _Engine, ck: _Checkpoint | None, executor: Any,
          workers: int, serial: bool, n_par: int, min_tasks: int, max_regions: int | None, max_bytes: float,
-         bar: _Progress, checkpoint: Any) -> RegionSet:
+         bar: _Progress) -> RegionSet:
     planner = _Budget(max_regions, max_bytes, report=bar.planning)
     cells: list[_Cell] | None = None
     if ck is not None and ck.plan is not None:  # resume: the checkpoint's plan and tasks
@@ -429,7 +429,8 @@ def _run_pool(todo: list[int], payload: Any, finished: Any, workers: int, ck: _C
     finished."""
     pool = _pool(min(workers, len(todo)))
     try:
-        pending: dict[Future, int] = {pool.submit(_run_task_packed, payload(i)): i for i in todo}
+        with _spawning(pool):
+            pending: dict[Future, int] = {pool.submit(_run_task_packed, payload(i)): i for i in todo}
         while pending:
             done, _ = wait(pending, return_when=FIRST_COMPLETED)
             for fut in sorted(done, key=pending.__getitem__):
