@@ -527,18 +527,21 @@ _NO_DAC = ["setpriv", "--bounding-set=-dac_override,-dac_read_search,-fowner", "
 @pytest.mark.skipif(sys.platform != "linux", reason="permission semantics of Linux")
 def test_read_only_file_and_directory(tmp_path):
     """Rows 78-79 with real permissions (root runs without CAP_DAC_OVERRIDE): a new checkpoint in a read-only
-    directory and an unfinished read-only checkpoint are refused before any work; a complete read-only checkpoint
-    is read back."""
+    directory, an unfinished read-only checkpoint and an unreadable one are refused before any work; a complete
+    read-only checkpoint is read back."""
     prefix = []
     if os.geteuid() == 0:
         if shutil.which("setpriv") is None:
             pytest.skip("running as root without setpriv: root ignores file modes")
         prefix = _NO_DAC
-    done, partial, rodir = tmp_path / "done.ckpt", tmp_path / "partial.ckpt", tmp_path / "ro"
+    done, partial, rodir, secret = (tmp_path / "done.ckpt", tmp_path / "partial.ckpt", tmp_path / "ro",
+                                    tmp_path / "secret.ckpt")
     fresh = maso.enumerate_regions(_net2(), BOX2, checkpoint=done)
     data = done.read_bytes()
     partial.write_bytes(data[:_records(done)[0][-2][2]])  # the last two task records missing
     rodir.mkdir()
+    secret.write_bytes(data)
+    secret.chmod(0o000)
     for p in (done, partial):
         p.chmod(0o444)
     rodir.chmod(0o555)
@@ -546,7 +549,7 @@ def test_read_only_file_and_directory(tmp_path):
         import numpy as np, maso
         net = maso.mlp([2, 6, 6, 1], seed=0)
         box = maso.Box([-1, -1], [1, 1])
-        for path in ({str(rodir / 'run.ckpt')!r}, {str(partial)!r}):
+        for path in ({str(rodir / 'run.ckpt')!r}, {str(partial)!r}, {str(secret)!r}):
             try:
                 maso.enumerate_regions(net, box, checkpoint=path)
             except maso.CheckpointError as e:
@@ -558,10 +561,11 @@ def test_read_only_file_and_directory(tmp_path):
                          timeout=120)
     rodir.chmod(0o755)
     lines = out.stdout.splitlines()
-    assert len(lines) == 3, out.stdout + out.stderr
+    assert len(lines) == 4, out.stdout + out.stderr
     assert "permission denied in directory" in lines[0]
     assert "is read-only (permission denied), and 2 of 16 tasks remain" in lines[1]
-    assert lines[2] == f"READ {len(fresh)} 16"
+    assert "cannot be read: permission denied" in lines[2]
+    assert lines[3] == f"READ {len(fresh)} 16"
     assert done.read_bytes() == data and not list(rodir.iterdir())
 
 
