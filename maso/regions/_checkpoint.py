@@ -385,7 +385,7 @@ class _Checkpoint:
     def _warn_damaged(self, stacklevel: int) -> None:
         if not self._bad:
             return
-        spans = ", ".join(f"{a:,}-{b:,} ({why})" for a, b, why in self._bad[:5])
+        spans = ", ".join(f"{a:,}-{b:,} ({why})" for a, b, why in sorted(self._bad)[:5])
         more = f" and {len(self._bad) - 5} more" if len(self._bad) > 5 else ""
         if self.complete:
             what = "every task has a valid record, so nothing is recomputed"
