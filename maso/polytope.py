@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass
 from typing import Any
-
-import numbers
 
 import numpy as np
 
@@ -111,7 +110,7 @@ def _real_array(value: object, what: str, error: type[Exception]) -> np.ndarray:
     """
     try:
         arr = np.asarray(value)
-    except Exception as e:  # ragged nesting and the like
+    except (ValueError, TypeError) as e:  # ragged nesting and the like
         raise error(f"{what} must be an array of real numbers; {type(value).__name__} could not be read as one "
                     f"({e}).") from None
     kind = arr.dtype.kind

@@ -235,3 +235,21 @@ def test_verify_cost_on_14k_regions_in_4d():
     report = R.verify(rng=0)
     assert report.ok and len(R) == 14254
     assert time.process_time() - t < 120
+
+
+@pytest.mark.parametrize("size", [1e-6, 1e3])
+def test_tiny_and_large_domains_verify_and_catch_drops(size):
+    """The certificate's slacks follow the domain's coordinates: on a box 1e-6 wide an absolute 1e-8 slack would
+    put every random point in every region and hide any missing one."""
+    net = maso.mlp([2, 12, 12, 1], seed=3)
+    first = net.nodes[1].layer
+    scaled = maso.Network.sequential((2,), [Dense(first.weight / size, first.bias)]
+                                     + [net.nodes[i].layer for i in range(2, len(net.nodes))])
+    R = maso.enumerate_regions(scaled, maso.Box(-size, size), tol=min(1e-9, size * 1e-6))
+    unit = maso.enumerate_regions(net, maso.Box(-1, 1))
+    assert {r.code.tobytes() for r in R} == {r.code.tobytes() for r in unit}
+    report = R.verify(rng=0)
+    assert report.ok and report.multiply_covered == 0, report
+    regions = list(R)
+    for i in (0, len(regions) // 2, len(regions) - 1):
+        assert "adjacency" in _rebuild(R, regions[:i] + regions[i + 1:]).verify(rng=0).checks_failed

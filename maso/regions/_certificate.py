@@ -36,8 +36,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
+from scipy.spatial import QhullError
 
-from maso._lp import chebyshev, extreme
+from maso._lp import chebyshev
 from maso.errors import SolverError
 from maso.network import Network
 from maso.regions._engine import _SAME
@@ -55,6 +56,12 @@ _DOMAIN_ROW_TOL = 1e-9
 _UNIT_NORM_TOL = 1e-9
 #: The stored inradius must equal the recomputed Chebyshev radius to this relative precision.
 _RADIUS_RTOL = 1e-6
+#: Distances below this times the domain's largest coordinate magnitude are numerical zero for computed
+#: vertices and radii (their rounding is about 1e-15 of it).
+_DIST_ZERO = 1e-10
+#: Points count as inside a region up to ``min(atol * M, tol * _POINT_SLACK)`` (``M``: the domain's largest
+#: coordinate magnitude): below ``tol``, so that no region thinner than the slack could hide behind it.
+_POINT_SLACK = 0.25
 #: Vertices are checked and volumes summed up to this input dimension: above it qhull's hulls cost 3 ms (5-D) to
 #: 13 ms (6-D) per region, and fail on some degenerate regions.
 _VOLUME_MAX_DIM = 4
@@ -75,7 +82,7 @@ _CHUNK_BYTES = 64 << 20
 _CHUNK_REGIONS = 1024
 
 
-def verify(rs: "RegionSet", *, n_points: int = 1000, atol: float = 1e-8, rng: Any = None) -> VerificationReport:
+def verify(rs: RegionSet, *, n_points: int = 1000, atol: float = 1e-8, rng: Any = None) -> VerificationReport:
     """See :meth:`RegionSet.verify`."""
     net = rs.network
     rng = np.random.default_rng(rng)
@@ -90,8 +97,10 @@ def verify(rs: "RegionSet", *, n_points: int = 1000, atol: float = 1e-8, rng: An
     dom = rs.domain
     tol = float(rs.tol)
     shape = net.input_shape
-    scale_x = 1.0 + float(max(np.abs(np.stack([r.interior_point for r in regions])).max(), 0.0))
-    eps = atol * scale_x  # numerical zero of input distances
+    lo, hi = _box_of(dom)
+    coord = float(max(np.abs(lo).max(), np.abs(hi).max()))  # > 0: the domain is full-dimensional
+    zero = _DIST_ZERO * coord  # numerical zero of computed vertices and radii
+    slack = min(atol * coord, tol * _POINT_SLACK)  # containment slack of points
 
     # codes ----------------------------------------------------------------------------------------------
     codes = np.stack([r.code for r in regions])
@@ -111,8 +120,8 @@ def verify(rs: "RegionSet", *, n_points: int = 1000, atol: float = 1e-8, rng: An
             rr, cc = chebyshev(A, b)
         except SolverError:
             rr, cc = -1.0, centers[0]
-        ok = (rr > tol and abs(r.inradius - rr) <= _RADIUS_RTOL * rr + eps
-              and float(np.min(b - A @ r.interior_point, initial=np.inf)) >= r.inradius * (1 - _RADIUS_RTOL) - eps)
+        ok = (rr > tol and abs(r.inradius - rr) <= _RADIUS_RTOL * rr + zero
+              and float(np.min(b - A @ r.interior_point, initial=np.inf)) >= r.inradius * (1 - _RADIUS_RTOL) - zero)
         rad_err += not ok
         balls.append((cc, rr) if rr > 0 else None)
     _record(run, failed, "inradii", rad_err == 0)
@@ -128,7 +137,7 @@ def verify(rs: "RegionSet", *, n_points: int = 1000, atol: float = 1e-8, rng: An
             try:
                 verts[i] = _vertices(r.polytope.A, r.polytope.b, *ball)
                 vols[i] = _volume(verts[i])
-            except Exception:  # qhull refused the region: it cannot be certified
+            except (QhullError, ValueError):  # qhull refused the region: it cannot be certified
                 contain_err += 1
         dom_vol, dom_area = _domain_measure(dom)
         allowance = sum(math.sqrt(d + 1) * max(float(s.thickness), 0.0) for s in rs.slivers) * dom_area
@@ -136,7 +145,7 @@ def verify(rs: "RegionSet", *, n_points: int = 1000, atol: float = 1e-8, rng: An
         vol_ok = abs(float(vols.sum()) - dom_vol) <= _VOLUME_RTOL * dom_vol + allowance
         DA, Db = np.asarray(dom.A), np.asarray(dom.b)
         for V in verts:  # inside the domain
-            if V is not None and np.any(V @ DA.T - Db > eps):
+            if V is not None and np.any(V @ DA.T - Db > zero):
                 contain_err += 1
 
     # facets: domain rows, unit rows (recomputed from the network), containment in the code's polytope --------
@@ -153,7 +162,7 @@ def verify(rs: "RegionSet", *, n_points: int = 1000, atol: float = 1e-8, rng: An
         for f in np.flatnonzero(units[:, 0] < 0):
             diff = np.maximum(np.abs(DA - A[f]).max(axis=1), np.abs(Db - b[f]) / (1 + np.abs(Db)))
             dom_err += not bool(diff.min(initial=np.inf) <= _DOMAIN_ROW_TOL)
-    bad_rows, bad_contain = _check_unit_rows(net, regions, verts, tol + eps)
+    bad_rows, bad_contain = _check_unit_rows(net, regions, verts, tol + zero)
     facet_err += bad_rows
     contain_err += bad_contain
     _record(run, failed, "facets", facet_err == 0)
@@ -162,18 +171,17 @@ def verify(rs: "RegionSet", *, n_points: int = 1000, atol: float = 1e-8, rng: An
         _record(run, failed, "volumes", vol_ok and contain_err == 0)
 
     # adjacency: a region across every facet that is not the domain's --------------------------------------
-    unmatched = _match_facets(rs, regions, verts, balls, atol)
+    unmatched = _match_facets(rs, regions, verts, balls, slack)
     _record(run, failed, "adjacency", unmatched == 0)
 
     # maps -----------------------------------------------------------------------------------------------
     pts, owner = _deep_points(regions, balls, tol, rng)
     # coverage: random points of the domain's bounding box, kept if inside the domain
-    lo, hi = _box_of(dom)
     cov = rng.uniform(lo, hi, size=(4 * n_points, d)) if n_points > 0 else np.zeros((0, d))
     cov = cov[dom.contains(cov)][:n_points] if len(cov) else cov
     counts = np.zeros(len(cov), dtype=np.int64)
     for r in regions:
-        counts += r.polytope.contains(cov, atol=atol)
+        counts += r.polytope.contains(cov, atol=slack)
     if len(cov):
         pcodes = net.codes(cov.reshape(len(cov), *shape))
         index = {c.tobytes(): i for i, c in enumerate(codes)}
@@ -262,7 +270,7 @@ def _stage_scores(net: Network, codes: np.ndarray, s: int) -> tuple[np.ndarray, 
     return P.numpy(), Q.numpy()
 
 
-def _check_unit_rows(net: Network, regions: list["Region"], verts: list[np.ndarray | None], slack: float
+def _check_unit_rows(net: Network, regions: list[Region], verts: list[np.ndarray | None], slack: float
                      ) -> tuple[int, int]:
     """Facet rows that are not their units' hyperplanes, and regions whose vertices leave the polytope of their
     code by more than ``slack`` (where vertices are known)."""
@@ -353,7 +361,7 @@ def _check_unit_rows(net: Network, regions: list["Region"], verts: list[np.ndarr
 
 
 # ---------------------------------------------------------------------------------------------- adjacency
-def _facet_points(r: "Region", V: np.ndarray | None, ball: tuple[np.ndarray, float] | None
+def _facet_points(r: Region, V: np.ndarray | None, ball: tuple[np.ndarray, float] | None
                   ) -> list[tuple[int, np.ndarray]]:
     """A point of the relative interior of each unit facet of ``r``: the mean of its vertices (when known), else
     the interior point projected onto the facet if that stays inside, else the facet's own Chebyshev centre."""
@@ -399,9 +407,9 @@ def _facet_center(A: np.ndarray, b: np.ndarray, f: int) -> np.ndarray | None:
     return x0 + basis @ z if rr >= 0 else None
 
 
-def _match_facets(rs: "RegionSet", regions: list["Region"], verts: list[np.ndarray | None],
-                  balls: list[tuple[np.ndarray, float] | None], atol: float) -> int:
-    """Unit facets with no region across (holding a relative-interior point of the facet).
+def _match_facets(rs: RegionSet, regions: list[Region], verts: list[np.ndarray | None],
+                  balls: list[tuple[np.ndarray, float] | None], slack: float) -> int:
+    """Unit facets with no region across (holding a relative-interior point of the facet, up to ``slack``).
 
     The region across a facet's point ``p`` is looked up by the network's code just across (``p`` moved by
     ``tol / 2`` along the facet's normal); where that does not name a region holding ``p``, every region whose
@@ -422,7 +430,6 @@ def _match_facets(rs: "RegionSet", regions: list["Region"], verts: list[np.ndarr
     Pts = np.stack([p for _, _, p in items])
     N = np.stack([regions[i].polytope.A[f] for i, f, _ in items])
     off = np.array([regions[i].polytope.b[f] for i, f, _ in items])
-    slack = atol * (1 + np.abs(Pts).max(axis=1))
     step = float(rs.tol) / 2
     pcodes = net.codes((Pts + step * N).reshape(len(Pts), *shape))
     codes = np.stack([r.code for r in regions])
@@ -446,13 +453,13 @@ def _match_facets(rs: "RegionSet", regions: list["Region"], verts: list[np.ndarr
         i, f, p = items[t]
         if prefix is None:
             prefix = _Prefix(rs, codes)
-        if not any(jj != i and _holds(regions[jj], p, slack[t]) and centers[jj] @ N[t] > off[t]
+        if not any(jj != i and _holds(regions[jj], p, slack) and centers[jj] @ N[t] > off[t]
                    for jj in prefix.candidates(regions[i], f)):
             unmatched += 1
     return unmatched
 
 
-def _holds(r: "Region", p: np.ndarray, slack: float) -> bool:
+def _holds(r: Region, p: np.ndarray, slack: float) -> bool:
     return bool(np.all(np.asarray(r.polytope.b) - np.asarray(r.polytope.A) @ p >= -slack))
 
 
@@ -460,7 +467,7 @@ class _Prefix:
     """Regions by code prefix: those that can lie across a facet (the codes of layers up to the facet's agree,
     its units flipped), as :meth:`RegionSet.graph` finds them."""
 
-    def __init__(self, rs: "RegionSet", codes: np.ndarray) -> None:
+    def __init__(self, rs: RegionSet, codes: np.ndarray) -> None:
         self.groups = rs.network.units
         self.codes = codes
         self.ends = [g.offset + g.size for g in self.groups]
@@ -472,7 +479,7 @@ class _Prefix:
             for gi, end in enumerate(self.ends):
                 self.by_prefix[gi].setdefault(c[:end].tobytes(), []).append(i)
 
-    def candidates(self, r: "Region", f: int) -> list[int]:
+    def candidates(self, r: Region, f: int) -> list[int]:
         units = [u for u in r.facet_units[f] if u >= 0]
         if not units:
             return []
@@ -494,7 +501,7 @@ class _Prefix:
 
 
 # ---------------------------------------------------------------------------------------------- maps
-def _deep_points(regions: list["Region"], balls: list[tuple[np.ndarray, float] | None], tol: float,
+def _deep_points(regions: list[Region], balls: list[tuple[np.ndarray, float] | None], tol: float,
                  rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """Each region's interior point, and points deeper than ``tol`` inside it along the axes (``d <= 8``) or along
     two random directions: where a region's code and map must hold (parts within ``tol`` of its boundary may
@@ -519,7 +526,7 @@ def _deep_points(regions: list["Region"], balls: list[tuple[np.ndarray, float] |
     return np.concatenate(pts), np.asarray(owner, dtype=np.int64)
 
 
-def _map_errors(net: Network, regions: list["Region"], pts: np.ndarray, owner: np.ndarray) -> tuple[float, float]:
+def _map_errors(net: Network, regions: list[Region], pts: np.ndarray, owner: np.ndarray) -> tuple[float, float]:
     """Largest ``|A y + b - net(y)|`` over the points (each in the region ``owner`` names), and the output scale:
     the largest ``sum_j |A_ij y_j| + |b_i|``."""
     if len(pts) == 0:

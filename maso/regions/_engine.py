@@ -96,7 +96,7 @@ class _Cell:
         lo, hi = _tighten(self.lo, self.hi, n, c, self.eps) if box else (self.lo, self.hi)
         return _Cell(G, h, self.labels + [[label]], self.code.copy(), None, 0.0, None, lo, hi, eps=self.eps)
 
-    def copy(self) -> "_Cell":
+    def copy(self) -> _Cell:
         """A cell sharing this one's arrays, with its own code and labels (to be changed independently)."""
         return _Cell(self.G, self.h, [list(x) for x in self.labels], self.code.copy(), self.center, self.radius,
                      self.wit, self.lo, self.hi, self.V, self.inc, self.eps)

@@ -339,8 +339,8 @@ class RegionSet(Sequence[Region]):
         atol : float, default=1e-8
             Relative tolerance of the map check: ``|A y + b - net(y)| <= atol * S``, with ``S`` the network's
             output scale, the largest ``sum_j |A_ij y_j| + |b_i|`` over the points checked (so networks with
-            outputs of any size pass, and a map off by 1e-7 on a unit-scale network fails). Also the
-            containment tolerance of points, in input units relative to ``1 + |y|``.
+            outputs of any size pass, and a map off by 1e-7 on a unit-scale network fails). Points count as
+            inside a region up to ``min(atol * M, tol / 4)``, ``M`` the domain's largest coordinate magnitude.
         rng : numpy Generator or int, optional
 
         Returns
