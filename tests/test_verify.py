@@ -253,3 +253,15 @@ def test_tiny_and_large_domains_verify_and_catch_drops(size):
     regions = list(R)
     for i in (0, len(regions) // 2, len(regions) - 1):
         assert "adjacency" in _rebuild(R, regions[:i] + regions[i + 1:]).verify(rng=0).checks_failed
+
+
+@pytest.mark.parametrize("kw", [{"n_points": -5}, {"n_points": 1.5}, {"atol": 0.0}, {"atol": float("nan")},
+                                {"atol": "1e-8"}, {"rng": -1}, {"rng": "seed"}])
+def test_bad_parameters_are_parameter_errors(r2, kw):
+    with pytest.raises(maso.ParameterError, match=next(iter(kw))):
+        r2.verify(**kw)
+
+
+def test_no_random_points(r2):
+    report = r2.verify(n_points=0)
+    assert report.ok and report.n_points == 0

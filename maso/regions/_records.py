@@ -353,7 +353,24 @@ class RegionSet(Sequence[Region]):
         >>> report = R.verify(rng=0)
         >>> report.ok, report.checks_failed
         (True, ())
+
+        Raises
+        ------
+        ParameterError
+            ``n_points`` not a non-negative integer, ``atol`` not a finite number in ``(0, 1)``, or ``rng`` not
+            a NumPy generator or seed.
         """
+        from maso._validation import check_float, check_int
+        from maso.errors import ParameterError
         from maso.regions._certificate import verify
 
-        return verify(self, n_points=n_points, atol=atol, rng=rng)
+        caller = "RegionSet.verify"
+        n_checked = check_int(n_points, "n_points", caller, minimum=0)
+        atol_checked = check_float(atol, "atol", caller, minimum=0.0, maximum=1.0, strict=True)
+        assert n_checked is not None and atol_checked is not None
+        try:
+            gen = np.random.default_rng(rng)
+        except (TypeError, ValueError) as e:
+            raise ParameterError(f"The 'rng' parameter of RegionSet.verify must be a numpy Generator, a "
+                                 f"non-negative integer seed or None. Got {rng!r} ({e}).") from None
+        return verify(self, n_points=n_checked, atol=atol_checked, rng=gen)
