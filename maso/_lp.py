@@ -5,6 +5,7 @@ Every function takes rows that the caller has normalised to unit norm, so that s
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -23,6 +24,9 @@ _R_CAP = 1e6
 _PRIMAL_TOL = 1e-12
 #: A DAQP solution is accepted when it violates no row by more than this times ``1 + max |h|`` (else HiGHS).
 _FEASIBILITY = 1e-9
+#: LPs whose right-hand sides reach below ``2^-_SCALE_WINDOW`` or above ``2^_SCALE_WINDOW`` are solved rescaled
+#: by a power of two (exact), so that the solvers' absolute tolerances act relative to the polytope's size.
+_SCALE_WINDOW = 8
 
 
 @dataclass
@@ -86,13 +90,19 @@ def _highs_lp(f: np.ndarray, A: np.ndarray, bu: np.ndarray, bl: np.ndarray, lb: 
 
 
 def _exponent(h: np.ndarray) -> int:
-    """The power of two that brings ``max |h|`` into ``[0.5, 1)`` (0 for zero or non-finite ``h``).
+    """The power of two ``e`` by which ``h`` is divided: ``max |h| / 2^e`` in ``[0.5, 1)``, or 0 when ``max |h|``
+    is already within ``2^+-_SCALE_WINDOW`` (or zero, or not finite).
 
     The LPs are solved on ``{x : G x <= h / 2^e}`` and their results scaled back, exactly: the solvers'
     tolerances are absolute, so without this a polytope 1e-11 wide near the origin got radii 4e-5 off.
     """
-    top = float(np.max(np.abs(h), initial=0.0))
-    return int(np.frexp(top)[1]) if 0.0 < top < np.inf else 0
+    if not len(h):
+        return 0
+    top = max(-float(h.min()), float(h.max()))
+    if not 0.0 < top < math.inf:
+        return 0
+    e = math.frexp(top)[1]
+    return e if abs(e) > _SCALE_WINDOW else 0
 
 
 def chebyshev(G: np.ndarray, h: np.ndarray, stats: LPStats | None = None) -> tuple[float, np.ndarray]:

@@ -94,7 +94,7 @@ class _Cell:
         G = np.concatenate((self.G, n[None]))  # concatenate: np.vstack/np.append cost 3-5x more per call here
         h = np.concatenate((self.h, (c,)))
         lo, hi = _tighten(self.lo, self.hi, n, c, self.eps) if box else (self.lo, self.hi)
-        return _Cell(G, h, self.labels + [[label]], self.code.copy(), None, 0.0, None, lo, hi, eps=self.eps)
+        return _Cell(G, h, self.labels + [[label]], self.code.copy(), None, 0.0, None, lo, hi, None, None, self.eps)
 
     def copy(self) -> _Cell:
         """A cell sharing this one's arrays, with its own code and labels (to be changed independently)."""
