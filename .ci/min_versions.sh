@@ -5,7 +5,8 @@
 #
 #   bash .ci/min_versions.sh [VENV_DIR]        # default /tmp/maso-minvenv; PYTHON=python3.11 by default
 #
-# Not part of .ci/run: it installs about 1 GB and runs the whole suite once more (about 10 minutes).
+# Not part of .ci/run: it installs about 1 GB and runs the whole suite once more (about 10 minutes on 2 cores).
+# Last run: 568 passed, 1 skipped (numpy 2.0.0, scipy 1.13.0, torch 2.13.0+cpu, daqp 0.8.4, Python 3.11).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=${1:-/tmp/maso-minvenv}
@@ -27,4 +28,4 @@ echo "floors: ${PINS[*]}"
 "$VENV/bin/pip" install -q --no-deps -e .
 "$VENV/bin/pip" check
 "$VENV/bin/python" -c "import numpy, scipy, torch; print('numpy', numpy.__version__, 'scipy', scipy.__version__, 'torch', torch.__version__)"
-"$VENV/bin/python" -m pytest -x -q -p no:cacheprovider "${@:2}"
+"$VENV/bin/python" -m pytest -x -p no:cacheprovider "${@:2}"   # quiet already (addopts); ends with "N passed"
