@@ -194,11 +194,13 @@ class _Engine:
         self.groups = net.units
         self.stats = LPStats()
         self.slivers: list[Sliver] = []
-        self._domain_r: float | None = None
+        self._domain_r: float | None = None  # the domain's inradius (bounds every region's)
+        self._domain: tuple[float, np.ndarray, np.ndarray, np.ndarray] | None = None  # check_domain's result
 
     # cells ----------------------------------------------------------------------------------------------
-    def root(self) -> _Cell:
-        """The domain as the first cell (with its vertices for the vertex method).
+    def check_domain(self) -> tuple[float, np.ndarray, np.ndarray, np.ndarray]:
+        """The domain's Chebyshev ball and bounding box ``(r, center, lo, hi)``, once it is known to be usable at
+        ``tol`` (computed once; :meth:`root` calls it, a driver may call it earlier to refuse before any work).
 
         Raises
         ------
@@ -206,8 +208,9 @@ class _Engine:
             The domain is thinner than ``tol`` (every part of it would be a sliver), or so far from the origin
             that float64 does not resolve ``tol`` there.
         """
-        G, h = np.array(self.domain.A), np.array(self.domain.b)
-        r, c = chebyshev(G, h, self.stats)
+        if self._domain is not None:
+            return self._domain
+        r, c = chebyshev(np.array(self.domain.A), np.array(self.domain.b), self.stats)
         if not r > self.tol:
             raise DomainError(
                 f"The domain is thinner than tol: its largest inscribed ball has radius {r:.3g}, not above "
@@ -222,10 +225,23 @@ class _Engine:
                 f"domain's): distances of tol are not resolved there. Shift the domain towards the origin (and the "
                 f"first layer's bias with it), or raise tol above {_TOL_ULPS * np.spacing(top):.3g}."
             )
+        self._domain = (float(r), c, lo, hi)
+        self._domain_r = float(r)
+        return self._domain
+
+    def root(self) -> _Cell:
+        """The domain as the first cell (with its vertices for the vertex method).
+
+        Raises
+        ------
+        DomainError
+            As :meth:`check_domain`.
+        """
+        r, c, lo, hi = self.check_domain()
+        G, h = np.array(self.domain.A), np.array(self.domain.b)
         scale = _coord_scale(lo, hi)
         eps = _EPS * scale
         pad = _BOX_PAD * scale
-        self._domain_r = float(r)
         code = np.full(self.net.n_units, -1, dtype=np.int16)
         cell = _Cell(G, h, [[(-1, -1)] for _ in range(len(h))], code, c, r, c[None].copy(), lo - pad, hi + pad,
                      eps=eps)
@@ -252,7 +268,7 @@ class _Engine:
         return box.V, _pack(inc)
 
     def _domain_radius(self) -> float:
-        if self._domain_r is None:
+        if self._domain_r is None:  # a worker's engine: its cells come planned, the domain checked
             self._domain_r = float(chebyshev(np.array(self.domain.A), np.array(self.domain.b), self.stats)[0])
         return self._domain_r
 
