@@ -5,6 +5,7 @@ Every function takes rows that the caller has normalised to unit norm, so that s
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -15,9 +16,17 @@ from maso.errors import SolverError
 
 __all__ = ["chebyshev", "extreme", "LPStats"]
 
+#: Bounds at or beyond this are infinite (DAQP's convention for absent bounds).
 _BIG = 1e30
 #: Cap on the Chebyshev radius so that the LP stays bounded for any polytope (domains are bounded anyway).
 _R_CAP = 1e6
+#: DAQP's primal feasibility tolerance: its default (1e-6) gave 0.2% radius errors at r = 2e-5.
+_PRIMAL_TOL = 1e-12
+#: A DAQP solution is accepted when it violates no row by more than this times ``1 + max |h|`` (else HiGHS).
+_FEASIBILITY = 1e-9
+#: LPs whose right-hand sides reach below ``2^-_SCALE_WINDOW`` or above ``2^_SCALE_WINDOW`` are solved rescaled
+#: by a power of two (exact), so that the solvers' absolute tolerances act relative to the polytope's size.
+_SCALE_WINDOW = 8
 
 
 @dataclass
@@ -39,7 +48,7 @@ def _daqp_lp(f: np.ndarray, A: np.ndarray, bu: np.ndarray, bl: np.ndarray) -> tu
 
     # DAQP's Cython layer needs writable, C-contiguous float64 buffers.
     A = A if A.flags.writeable and A.flags.c_contiguous else np.array(A, dtype=np.float64, order="C")
-    x, fval, flag, _ = daqp.solve(None, f, A, bu, bl, primal_tol=1e-12)
+    x, fval, flag, _ = daqp.solve(None, f, A, bu, bl, primal_tol=_PRIMAL_TOL)
     return int(flag), np.asarray(x), float(fval)
 
 
@@ -80,11 +89,36 @@ def _highs_lp(f: np.ndarray, A: np.ndarray, bu: np.ndarray, bl: np.ndarray, lb: 
     return str(status), np.zeros(n), np.nan
 
 
+def _exponent(h: np.ndarray) -> int:
+    """The power of two ``e`` by which ``h`` is divided: ``max |h| / 2^e`` in ``[0.5, 1)``, or 0 when ``max |h|``
+    is already within ``2^+-_SCALE_WINDOW`` (or zero, or not finite).
+
+    The LPs are solved on ``{x : G x <= h / 2^e}`` and their results scaled back, exactly: the solvers'
+    tolerances are absolute, so without this a polytope 1e-11 wide near the origin got radii 4e-5 off.
+    """
+    if not len(h):
+        return 0
+    top = max(-float(h.min()), float(h.max()))
+    if not 0.0 < top < math.inf:
+        return 0
+    e = math.frexp(top)[1]
+    return e if abs(e) > _SCALE_WINDOW else 0
+
+
 def chebyshev(G: np.ndarray, h: np.ndarray, stats: LPStats | None = None) -> tuple[float, np.ndarray]:
     """Largest ball ``{c + r u : |u| <= 1}`` in ``{x : G x <= h}`` (unit rows), with ``r`` free.
 
-    Returns ``(r, c)``; ``r < 0`` means the polytope is empty, ``r == 0`` that it is flat.
+    Returns ``(r, c)``; ``r < 0`` means the polytope is empty, ``r == 0`` that it is flat. Scale-equivariant:
+    the LP is solved with ``h`` divided by a power of two near its largest entry.
     """
+    e = _exponent(h)
+    if e:
+        r, c = _chebyshev(G, np.ldexp(h, -e), stats)
+        return float(np.ldexp(r, e)), np.ldexp(c, e)
+    return _chebyshev(G, h, stats)
+
+
+def _chebyshev(G: np.ndarray, h: np.ndarray, stats: LPStats | None) -> tuple[float, np.ndarray]:
     m, d = G.shape
     A = np.empty((m, d + 1))
     A[:, :d] = G
@@ -114,7 +148,7 @@ def chebyshev(G: np.ndarray, h: np.ndarray, stats: LPStats | None = None) -> tup
     return float(x[-1]), x[:d]
 
 
-def _certified(G: np.ndarray, h: np.ndarray, c: np.ndarray, r: float, tol: float = 1e-9) -> bool:
+def _certified(G: np.ndarray, h: np.ndarray, c: np.ndarray, r: float, tol: float = _FEASIBILITY) -> bool:
     """Primal check of a Chebyshev solution: the ball fits (up to ``tol``)."""
     if _kernels.certified is not None and G.flags.c_contiguous:
         return bool(_kernels.certified(G, h, c, float(r), tol))
@@ -128,13 +162,22 @@ def _free_bounds(m: int, d: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def extreme(n: np.ndarray, G: np.ndarray, h: np.ndarray, stats: LPStats | None = None) -> tuple[float, np.ndarray]:
-    """``max n.x`` over the bounded polytope ``{x : G x <= h}``. Returns ``(value, argmax)``."""
+    """``max n.x`` over the bounded polytope ``{x : G x <= h}``. Returns ``(value, argmax)``. Scale-equivariant,
+    as :func:`chebyshev`."""
+    e = _exponent(h)
+    if e:
+        v, x = _extreme(n, G, np.ldexp(h, -e), stats)
+        return float(np.ldexp(v, e)), np.ldexp(x, e)
+    return _extreme(n, G, h, stats)
+
+
+def _extreme(n: np.ndarray, G: np.ndarray, h: np.ndarray, stats: LPStats | None) -> tuple[float, np.ndarray]:
     m, d = G.shape
     bl, big = _free_bounds(m, d)
     flag, x, _ = _daqp_lp(-n, G, np.concatenate([big, h]), bl)
     if stats is not None:
         stats.daqp += 1
-    if flag == 1 and (G @ x - h).max(initial=-1.0) <= 1e-9 * (1.0 + np.abs(h).max(initial=0.0)):
+    if flag == 1 and (G @ x - h).max(initial=-1.0) <= _FEASIBILITY * (1.0 + np.abs(h).max(initial=0.0)):
         return float(n @ x), x
     status, x, _ = _highs_lp(-n, G, h, np.full(m, -_BIG), np.full(d, -_BIG), np.full(d, _BIG))
     if stats is not None:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import math
 import numbers
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -200,7 +201,7 @@ def memory_budget(device: Any = "cpu") -> int | None:
     if device.type == "cuda":
         try:
             return int(torch.cuda.mem_get_info(device)[0])
-        except Exception:  # pragma: no cover - no driver
+        except (RuntimeError, AssertionError):  # pragma: no cover - no driver
             return None
     if device.type != "cpu":
         return None
@@ -220,7 +221,8 @@ def memory_budget(device: Any = "cpu") -> int | None:
         import resource
 
         page = os.sysconf("SC_PAGE_SIZE")
-        statm = open("/proc/self/statm").read().split()
+        with open("/proc/self/statm") as f:
+            statm = f.read().split()
         for limit, used in ((resource.RLIMIT_AS, int(statm[0]) * page), (resource.RLIMIT_DATA, int(statm[5]) * page)):
             soft = resource.getrlimit(limit)[0]
             if soft != resource.RLIM_INFINITY:

@@ -19,11 +19,12 @@ import signal
 import sys
 import threading
 import warnings
-from typing import Any, Callable, Iterator, NoReturn, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, NoReturn
 
 import numpy as np
 
-__all__ = ["main", "EXIT_OK", "EXIT_ERROR", "EXIT_USAGE", "EXIT_FAILED", "EXIT_INTERRUPTED", "EXIT_PIPE"]
+__all__ = ["EXIT_ERROR", "EXIT_FAILED", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_PIPE", "EXIT_USAGE", "main"]
 
 EXIT_OK = 0
 """Success."""
@@ -132,12 +133,12 @@ class _Interrupt:
         self.fired = True
         raise KeyboardInterrupt
 
-    def __enter__(self) -> "_Interrupt":
+    def __enter__(self) -> _Interrupt:
         if threading.current_thread() is threading.main_thread():
             self._old = signal.signal(signal.SIGINT, self.handler)
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         if self._old is not None:
             signal.signal(signal.SIGINT, self._old)
 
@@ -393,7 +394,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         except BrokenPipeError:
             _quiet_stdout()
             return EXIT_PIPE
-        except BaseException as e:  # noqa: BLE001 - sorted below; a bug is re-raised with its traceback
+        except BaseException as e:  # sorted below; a bug is re-raised with its traceback
             if interrupt.fired or isinstance(e, KeyboardInterrupt):
                 return _interrupted(state)
             if isinstance(e, SystemExit):

@@ -9,9 +9,14 @@ import numpy as np
 
 from maso._validation import readonly
 from maso.errors import DomainError, SolverError
-from maso.polytope import Polytope
+from maso.polytope import Polytope, _real_array
 
 __all__ = ["Box", "as_domain"]
+
+#: A domain whose largest inscribed ball is this wide is refused as unbounded (enumeration would not end).
+_MAX_INRADIUS = 1e5
+#: A domain reaching this far along an axis is refused as unbounded (float64 no longer resolves small regions).
+_MAX_EXTENT = 1e12
 
 
 @dataclass(frozen=True, eq=False)
@@ -21,7 +26,13 @@ class Box:
     Parameters
     ----------
     lo, hi : array of shape (d,) or float
-        Bounds; scalars are broadcast when the box is given to a function that knows ``d``.
+        Bounds (real numbers); scalars are broadcast when the box is given to a function that knows ``d``.
+
+    Raises
+    ------
+    DomainError
+        Bounds that are not real numbers (complex, strings, None), of different lengths, not finite, or with
+        ``lo >= hi`` somewhere.
 
     Examples
     --------
@@ -35,9 +46,16 @@ class Box:
     hi: Any
 
     def __post_init__(self) -> None:
-        lo, hi = np.broadcast_arrays(np.asarray(self.lo, dtype=np.float64), np.asarray(self.hi, dtype=np.float64))
+        lo, hi = _real_array(self.lo, "Box bound lo", DomainError), _real_array(self.hi, "Box bound hi", DomainError)
+        try:
+            lo, hi = np.broadcast_arrays(lo, hi)
+        except ValueError:
+            raise DomainError(f"Box bounds lo and hi must have the same length. Got shapes {lo.shape} and "
+                              f"{hi.shape}.") from None
         if lo.ndim > 1:
             raise DomainError(f"Box bounds must be scalars or vectors. Got shape {lo.shape}.")
+        if lo.size == 0:
+            raise DomainError("Box bounds are empty: a box needs at least one coordinate.")
         if not (np.all(np.isfinite(lo)) and np.all(np.isfinite(hi))):
             raise DomainError("Box bounds must be finite: an unbounded domain has infinitely many regions to list.")
         if np.any(hi <= lo):
@@ -73,7 +91,8 @@ def as_domain(domain: Any, dim: int, *, caller: str) -> Polytope:
     if P.dim != dim:
         raise DomainError(f"The domain of {caller} lives in {P.dim} dimensions but the network's input has {dim}. "
                           "Flatten image inputs: regions live in the flattened input space.")
-    norms = np.linalg.norm(P.A, axis=1)
+    big = np.max(np.abs(P.A), axis=1, initial=0.0)  # row norms without overflow (rows of 1e200) or underflow
+    norms = big * np.sqrt(np.sum((P.A / np.where(big > 0, big, 1.0)[:, None]) ** 2, axis=1))
     if np.any(norms == 0):
         zero = P.b[norms == 0]
         if np.any(zero < 0):
@@ -86,8 +105,9 @@ def as_domain(domain: Any, dim: int, *, caller: str) -> Polytope:
     r, _ = chebyshev(A, b)
     if r <= 0:
         raise DomainError(f"The domain of {caller} is empty or flat (largest inscribed ball radius {r:.3g}).")
-    if r >= 1e5:
-        raise DomainError(f"The domain of {caller} is unbounded (or wider than 1e5); give a bounded box or polytope.")
+    if r >= _MAX_INRADIUS:
+        raise DomainError(f"The domain of {caller} is unbounded (or wider than {_MAX_INRADIUS:g}); give a bounded box "
+                          "or polytope.")
     for i in range(dim):  # bounded in every direction
         for s in (1.0, -1.0):
             e = np.zeros(dim)
@@ -96,6 +116,6 @@ def as_domain(domain: Any, dim: int, *, caller: str) -> Polytope:
                 v, _ = extreme(e, A, b)
             except SolverError as err:
                 raise DomainError(f"The domain of {caller} is unbounded along axis {i}.") from err
-            if not np.isfinite(v) or abs(v) >= 1e12:
+            if not np.isfinite(v) or abs(v) >= _MAX_EXTENT:
                 raise DomainError(f"The domain of {caller} is unbounded along axis {i}.")
     return Polytope(A, b)

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 
-from maso._validation import Batch, as_batch, check_bool, check_fits
+from maso._validation import Batch, as_batch, check_bool, check_fits, real_vector
 from maso.affine import Affine, AffineOperator
 from maso.errors import ShapeError, SubnetworkError
-from maso.layers import AffineLayer, Elementwise, Layer, MASOLayer, MaxPool, Maxout, SplineLayer
+from maso.layers import AffineLayer, Elementwise, Layer, MASOLayer, Maxout, MaxPool, SplineLayer
 from maso.polytope import Polytope
 
 __all__ = ["Network", "Node", "UnitGroup"]
@@ -148,7 +149,7 @@ class Network:
     @classmethod
     def sequential(
         cls, input_shape: Sequence[int], layers: Sequence[Layer], names: Sequence[str] | None = None
-    ) -> "Network":
+    ) -> Network:
         """A chain of layers.
 
         Parameters
@@ -182,7 +183,7 @@ class Network:
         *,
         input_name: str = "input",
         sources: dict[str, str] | None = None,
-    ) -> "Network":
+    ) -> Network:
         """A DAG from ``(name, layer, input_names)`` triples in topological order.
 
         The input node is called ``input_name``. Shapes are inferred by running one zero sample.
@@ -494,9 +495,10 @@ class Network:
     def _batch(self, x: Any, caller: str) -> Batch:
         return as_batch(x, self.input_shape, caller=caller)
 
-    def _chunks(self, n: int, per_sample: int, limit: int = _CHUNK_ELEMENTS) -> list[slice]:
-        """Blocks of a batch of ``n`` inputs whose intermediates (``per_sample`` numbers each) stay below ``limit``."""
-        size = max(1, limit // max(1, per_sample))
+    def _chunks(self, n: int, per_sample: int, limit: int | None = None) -> list[slice]:
+        """Blocks of a batch of ``n`` inputs whose intermediates (``per_sample`` numbers each) stay below ``limit``
+        (default ``_CHUNK_ELEMENTS``)."""
+        size = max(1, (_CHUNK_ELEMENTS if limit is None else limit) // max(1, per_sample))
         return [slice(s, min(n, s + size)) for s in range(0, n, size)]
 
     # ---------------------------------------------------------------------------------------------- public
@@ -519,9 +521,24 @@ class Network:
         (4, 1)
         """
         batch = self._batch(x, "Network.__call__")
+        t = batch.tensor
+        n = t.shape[0]
+        self._check_output_fits(n, self.output_dim, t, "Network.__call__", "outputs")
+        blocks = self._chunks(n, self._sample_size)
         with torch.no_grad():
-            y, _, _ = self._forward(batch.tensor)
+            if len(blocks) <= 1:
+                return batch.out(self._forward(t)[0])
+            y = torch.empty((n, *self.output_shape), dtype=t.dtype, device=t.device)
+            for sl in blocks:  # a big batch of a wide network must not hold all its activations at once
+                y[sl] = self._forward(t[sl])[0]
         return batch.out(y)
+
+    def _check_output_fits(self, n: int, per_input: int, t: torch.Tensor, caller: str, what: str,
+                           item: int | None = None) -> None:
+        """Refuse before any work a result of ``n * per_input`` numbers that cannot fit in memory."""
+        item = t.element_size() if item is None else item
+        check_fits(n * per_input * item, f"{caller}: the {what} of {n:,} inputs ({per_input:,} numbers each)",
+                   lambda budget: f"Pass at most {budget // max(1, per_input * item):,} inputs at a time.", t.device)
 
     def codes(self, x: Any, *, by_layer: bool = False) -> Any:
         """Hard spline codes: the piece each unit is on.
@@ -548,8 +565,11 @@ class Network:
         >>> list(net.codes(np.zeros(2), by_layer=True))
         ['1']
         """
+        by_layer = check_bool(by_layer, "by_layer", "Network.codes")
         batch = self._batch(x, "Network.codes")
         n = batch.tensor.shape[0]
+        self._check_output_fits(n, self._n_units, batch.tensor, "Network.codes", "codes",
+                                item=np.dtype(self._code_dtype).itemsize)
         # in blocks of inputs: a big batch of a wide network must not hold all its activations at once
         blocks = self._chunks(n, self._sample_size) or [slice(0, 0)]
         with torch.no_grad():
@@ -597,8 +617,19 @@ class Network:
         """
         batch = self._batch(x, "Network.activations")
         idx = list(range(len(self._nodes))) if names is None else [self.node_index(s) for s in names]
+        t = batch.tensor
+        n = t.shape[0]
+        self._check_output_fits(n, sum(math.prod(self._nodes[i].shape) for i in set(idx)), t, "Network.activations",
+                                "activations")
+        blocks = self._chunks(n, self._sample_size)
         with torch.no_grad():
-            _, _, kept = self._forward(batch.tensor, keep=idx)
+            if len(blocks) <= 1:
+                _, _, kept = self._forward(t, keep=idx)
+            else:
+                kept = {i: torch.empty((n, *self._nodes[i].shape), dtype=t.dtype, device=t.device) for i in idx}
+                for sl in blocks:
+                    for i, v in self._forward(t[sl], keep=idx)[2].items():
+                        kept[i][sl] = v
         return {self._nodes[i].name: batch.out(kept[i]) for i in idx}
 
     def affine_at(self, x: Any, *, dense: bool = True, with_codes: bool = False) -> Any:
@@ -711,41 +742,57 @@ class Network:
 
         if temperature is not None:
             temperature = soft._check_temperature(temperature)
+        by_layer = check_bool(by_layer, "by_layer", "Network.soft_codes")
         batch = self._batch(x, "Network.soft_codes")
-        n = batch.tensor.shape[0]
-        inputs = {g.node: self._nodes[g.node].inputs[0] for g in self._units}
+        t = batch.tensor
+        n = t.shape[0]
+        R = max((g.n_pieces for g in self._units), default=1)
+        self._check_output_fits(n, self._n_units * R, t, "Network.soft_codes", "piece probabilities")
+        parts: dict[str, torch.Tensor] = {}
+        out = None if by_layer else torch.zeros((n, self._n_units, R), dtype=t.dtype, device=t.device)
         with torch.no_grad():
-            _, _, kept = self._forward(batch.tensor, keep=set(inputs.values()))
-            per_layer = {}
-            for g in self._units:
-                layer = self._nodes[g.node].layer
-                z = kept[inputs[g.node]]
-                p = self._params(z.device, z.dtype)[g.node]
-                if temperature is not None:
-                    base = layer.base if isinstance(layer, soft.Soft) else layer
-                    gate = layer.gate if isinstance(layer, soft.Soft) else "logistic"
-                    if not isinstance(base, (Elementwise, MaxPool, Maxout)):
-                        from maso.errors import UnsupportedLayerError
-
-                        raise UnsupportedLayerError(
-                            f"soft_codes(temperature=...) has no gate for layer {g.name!r} "
-                            f"({type(layer).__name__}).", kind=type(layer).__name__, path=g.name)
-                    probs = soft.Soft(base, gate, temperature).soft_forward(z, p)[1]
-                elif isinstance(layer, soft.Soft):
-                    probs = layer.soft_forward(z, p)[1]
-                else:
-                    code = layer.public_code(layer.forward(z, p, True)[1], self._input_shape_of(g.node))
-                    probs = torch.nn.functional.one_hot(code.reshape(n, g.size).long(), g.n_pieces)
-                per_layer[g.name] = probs.reshape(n, g.size, probs.shape[-1]).to(batch.tensor.dtype)
-            if by_layer:
-                return {g.name: batch.out(per_layer[g.name].reshape(n, *g.shape, per_layer[g.name].shape[-1]))
-                        for g in self._units}
-            R = max((g.n_pieces for g in self._units), default=1)
-            out = torch.zeros((n, self._n_units, R), dtype=batch.tensor.dtype, device=batch.tensor.device)
-            for g in self._units:
-                pr = per_layer[g.name]
-                out[:, g.columns, :pr.shape[-1]] = pr
+            for sl in self._chunks(n, self._sample_size) or [slice(0, 0)]:
+                for g, pr in self._soft_block(t[sl], temperature).items():
+                    if out is not None:
+                        out[sl, g.columns, :pr.shape[-1]] = pr
+                        continue
+                    if g.name not in parts:
+                        parts[g.name] = torch.empty((n, g.size, pr.shape[-1]), dtype=t.dtype, device=t.device)
+                    parts[g.name][sl] = pr
+        if out is None:
+            return {g.name: batch.out(parts[g.name].reshape(n, *g.shape, parts[g.name].shape[-1]))
+                    for g in self._units}
         return batch.out(out)
+
+    def _soft_block(self, t: torch.Tensor, temperature: float | None) -> dict[UnitGroup, torch.Tensor]:
+        """Piece probabilities ``(n, units, R_layer)`` of every spline layer at the inputs ``t`` (one block)."""
+        from maso import soft
+
+        n = t.shape[0]
+        inputs = {g.node: self._nodes[g.node].inputs[0] for g in self._units}
+        _, _, kept = self._forward(t, keep=set(inputs.values()))
+        per_layer = {}
+        for g in self._units:
+            layer = self._nodes[g.node].layer
+            z = kept[inputs[g.node]]
+            p = self._params(z.device, z.dtype)[g.node]
+            if temperature is not None:
+                base = layer.base if isinstance(layer, soft.Soft) else layer
+                gate = layer.gate if isinstance(layer, soft.Soft) else "logistic"
+                if not isinstance(base, (Elementwise, MaxPool, Maxout)):
+                    from maso.errors import UnsupportedLayerError
+
+                    raise UnsupportedLayerError(
+                        f"soft_codes(temperature=...) has no gate for layer {g.name!r} "
+                        f"({type(layer).__name__}).", kind=type(layer).__name__, path=g.name)
+                probs = soft.Soft(base, gate, temperature).soft_forward(z, p)[1]
+            elif isinstance(layer, soft.Soft):
+                probs = layer.soft_forward(z, p)[1]
+            else:
+                code = layer.public_code(layer.forward(z, p, True)[1], self._input_shape_of(g.node))
+                probs = torch.nn.functional.one_hot(code.reshape(n, g.size).long(), g.n_pieces)
+            per_layer[g] = probs.reshape(n, g.size, probs.shape[-1]).to(t.dtype)
+        return per_layer
 
     def _affine_map(self, batch: Batch, dense: bool, with_codes: bool, *, soft: bool, caller: str) -> Any:
         t = batch.tensor
@@ -889,7 +936,7 @@ class Network:
         return state
 
     # -------------------------------------------------------------------------------------- sub-networks
-    def subnetwork(self, start: str | int | None = None, stop: str | int | None = None) -> "Network":
+    def subnetwork(self, start: str | int | None = None, stop: str | int | None = None) -> Network:
         """The part of the network from the output of node ``start`` to the output of node ``stop``.
 
         Its input space is the activation space after ``start`` (the whole input by default), and its
@@ -942,7 +989,7 @@ class Network:
                               node.source))
         return Network(nodes, new_index[e])
 
-    def restrict(self, origin: Any, directions: Any) -> "Network":
+    def restrict(self, origin: Any, directions: Any) -> Network:
         """The network on the affine subspace ``y(s) = origin + s @ directions`` (coordinates ``s``, shape ``(k,)``).
 
         The parametrisation becomes a new first layer (a ``Dense`` from ``k`` to ``input_dim``, reshaped to
@@ -962,16 +1009,14 @@ class Network:
         >>> bool(np.allclose(line(np.array([0.5])), net(np.array([0.5, 1.0, 0.0]))))
         True
         """
-        o = np.asarray(origin, dtype=np.float64).reshape(-1)
-        U = np.asarray(directions, dtype=np.float64)
+        o = real_vector(origin, "origin", "Network.restrict").reshape(-1)
+        U = real_vector(directions, "directions", "Network.restrict")
         U = U.reshape(U.shape[0], -1) if U.ndim > 1 else U.reshape(1, -1)
         if o.shape != (self.input_dim,) or U.shape[1] != self.input_dim:
             raise ShapeError(
                 f"restrict needs origin with {self.input_dim} entries and directions of shape (k, {self.input_dim}). "
                 f"Got {np.shape(origin)} and {np.shape(directions)}."
             )
-        if not (np.all(np.isfinite(o)) and np.all(np.isfinite(U))):
-            raise ShapeError("restrict needs finite origin and directions.")
         from maso.layers import Dense, Reshape
 
         k = U.shape[0]

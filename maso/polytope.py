@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass
 from typing import Any
 
@@ -55,8 +56,8 @@ class Polytope:
         return obj
 
     def __post_init__(self) -> None:
-        A = readonly(self.A)
-        b = readonly(self.b)
+        A = readonly(_real_array(self.A, "Polytope's A", ShapeError))
+        b = readonly(_real_array(self.b, "Polytope's b", ShapeError))
         if A.ndim != 2 or b.shape != (A.shape[0],):
             raise ShapeError(
                 f"Polytope needs A of shape (n_constraints, d) and b of shape (n_constraints,). "
@@ -88,7 +89,7 @@ class Polytope:
         # Points may come in the network's input shape (an image): flatten all but a batch axis.
         if y.size == self.dim:
             y = y.reshape(self.dim)
-        elif y.ndim >= 2 and y[0].size == self.dim:
+        elif y.ndim >= 2 and int(np.prod(y.shape[1:])) == self.dim:  # a batch, possibly empty
             y = y.reshape(y.shape[0], self.dim)
         else:
             raise ShapeError(f"Points must have {self.dim} coordinates each. Got shape {np.shape(y)}.")
@@ -98,3 +99,30 @@ class Polytope:
         """Whether ``A @ y <= b + atol`` holds; ``y`` of shape ``(d,)`` gives a bool, ``(k, d)`` a bool array."""
         s = self.slack(y)
         return np.all(s >= -atol, axis=-1)
+
+
+def _real_array(value: object, what: str, error: type[Exception]) -> np.ndarray:
+    """``value`` as a float64 array, refusing what is not real numbers (complex, strings, None...) with ``error``
+    naming ``what``, instead of casting with a warning or failing inside NumPy.
+
+    Integers, floats, bools of NumPy or Python, and objects that are ``numbers.Real`` (``Fraction``, ``Decimal``
+    is refused: it is not ``Real``) convert; tensors and array-likes of those convert too.
+    """
+    try:
+        arr = np.asarray(value)
+    except (ValueError, TypeError) as e:  # ragged nesting and the like
+        raise error(f"{what} must be an array of real numbers; {type(value).__name__} could not be read as one "
+                    f"({e}).") from None
+    kind = arr.dtype.kind
+    if kind == "c":
+        raise error(f"{what} must be real numbers; got complex values ({arr.dtype}). Pass the real part "
+                    "explicitly (x.real) if that is what you mean.")
+    if kind == "O":
+        bad = [v for v in arr.reshape(-1) if not isinstance(v, numbers.Real)]
+        if bad:
+            raise error(f"{what} must be real numbers; got {bad[0]!r} ({type(bad[0]).__name__}).")
+        return arr.astype(np.float64)
+    if kind not in "biuf":
+        example = f" (e.g. {arr.reshape(-1)[0].item()!r})" if arr.size else ""
+        raise error(f"{what} must be real numbers; got values of dtype {arr.dtype}{example}.")
+    return arr.astype(np.float64, copy=False)

@@ -435,9 +435,11 @@ def tanh() -> Soft:
 
 
 # ---------------------------------------------------------------------------------------- whole networks
-def _replace_layers(net: Any, fn: Any) -> Any:
+def _replace_layers(net: Any, fn: Any, caller: str) -> Any:
     from maso.network import Network, Node
 
+    if not isinstance(net, Network):
+        raise ShapeError(f"{caller} needs a maso.Network (e.g. from maso.from_torch). Got {type(net).__name__}.")
     nodes = [net.nodes[0]] + [Node(n.name, fn(n), n.inputs, n.shape, n.source) for n in net.nodes[1:]]
     return Network(nodes, net._output)
 
@@ -470,7 +472,7 @@ def soften(net: Any, *, beta: float | None = None, temperature: float | None = N
             return Soft(layer, gate, tau)
         return layer
 
-    return _replace_layers(net, swap)
+    return _replace_layers(net, swap, "soften")
 
 
 def harden(net: Any) -> Any:
@@ -504,5 +506,5 @@ def harden(net: Any) -> Any:
             return layer.base
         return layer
 
-    return _replace_layers(net, swap)
+    return _replace_layers(net, swap, "harden")
 

@@ -6,15 +6,15 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import shutil
 import signal
-import stat
 import struct
 import subprocess
 import sys
 import textwrap
 import time
 import warnings
-import zlib
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -56,7 +56,7 @@ def _assert_identical(a, b):
 def _records(path):
     """(kind, task, start, end) of every valid record, and the damaged spans."""
     data = Path(path).read_bytes()
-    end, meta, _ = C._record_at(data, 0)
+    end = C._record_at(data, 0)[0]
     recs, bad, _ = C._scan(data, end)
     return [("header", None, 0, end)] + [(m["kind"], m.get("task"), a, b) for a, b, m, _ in recs], bad
 
@@ -85,13 +85,21 @@ def _alive_in_session(sid):
 
 _SCRIPT = """
 import sys, time, numpy as np, maso
-from maso.regions import _checkpoint
+from maso.regions import _checkpoint, _parallel
 
 save = _checkpoint._Checkpoint.save
 def slow_save(self, *args):  # records arrive slowly, so that a kill lands in the middle of the run
     time.sleep({delay})
     save(self, *args)
 _checkpoint._Checkpoint.save = slow_save
+
+run, done = _parallel._run_task, [0]
+def stuck(payload, **kw):  # workers import this module too: after {fast} task(s), each one hangs
+    done[0] += 1
+    if done[0] > {fast}:
+        time.sleep(300)
+    return run(payload, **kw)
+_parallel._run_task = stuck
 
 if __name__ == "__main__":
     net = maso.mlp([3, 10, 10, 1], seed=5)
@@ -101,18 +109,38 @@ if __name__ == "__main__":
 """
 
 
-def _start(tmp_path, ck, workers, delay=0.3, **kw):
+def _start(tmp_path, ck, workers, delay=0.3, fast=10**6, **kw):
     script = tmp_path / f"run_{workers}.py"
-    script.write_text(_SCRIPT.format(delay=delay, workers=workers, ck=str(ck)))
+    script.write_text(_SCRIPT.format(delay=delay, fast=fast, workers=workers, ck=str(ck)))
     return subprocess.Popen([sys.executable, str(script)], start_new_session=True, cwd=tmp_path, **kw)
 
 
-def _wait_for_tasks(proc, ck, n, timeout=120):
+def _wait_for(proc, ready, timeout=120):
     deadline = time.time() + timeout
-    while _n_tasks_in(ck) < n:
+    while not ready():
         assert proc.poll() is None, "the run ended before it could be interrupted"
-        assert time.time() < deadline, "no task was recorded"
+        assert time.time() < deadline, "the run did not get there in time"
         time.sleep(0.05)
+
+
+def _wait_for_tasks(proc, ck, n):
+    _wait_for(proc, lambda: _n_tasks_in(ck) >= n)
+
+
+def _has_plan(ck):
+    try:
+        return any(kind == "plan" for kind, *_ in _records(ck)[0])
+    except (OSError, C._Bad):
+        return False
+
+
+def _reap(proc):
+    """Whatever is left of a run: its session's processes killed, its pipes closed."""
+    for pid in _alive_in_session(proc.pid):
+        os.kill(pid, signal.SIGKILL)
+    if proc.poll() is None:
+        proc.kill()
+    proc.communicate()
 
 
 @pytest.fixture(scope="module")
@@ -143,8 +171,7 @@ def test_killed_run_resumes_exactly_with_any_worker_count(tmp_path, reference):
         left = _alive_in_session(proc.pid)
         assert not left, f"processes of the killed run still alive after 10 s: {left}"
     finally:
-        for pid in _alive_in_session(proc.pid):
-            os.kill(pid, signal.SIGKILL)
+        _reap(proc)
     n_done = _n_tasks_in(ck)
     copy = tmp_path / "copy.ckpt"
     copy.write_bytes(ck.read_bytes())
@@ -161,10 +188,11 @@ def test_killed_run_resumes_exactly_with_any_worker_count(tmp_path, reference):
 
 
 def test_ctrl_c_stops_the_pool_and_keeps_the_checkpoint(tmp_path, reference):
-    """Row 94 (library side): SIGINT to the process group of a pooled run: KeyboardInterrupt from the library
-    within seconds, one traceback (the workers ignore SIGINT), no process left, and the checkpoint resumes."""
+    """Row 94 (library side): SIGINT to the process group of a pooled run whose workers are busy with long tasks:
+    KeyboardInterrupt from the library within seconds (running tasks are killed, not awaited), one traceback (the
+    workers ignore SIGINT), no process left, and the checkpoint resumes."""
     ck = tmp_path / "int.ckpt"
-    proc = _start(tmp_path, ck, 2, stderr=subprocess.PIPE, text=True)
+    proc = _start(tmp_path, ck, 2, delay=0, fast=1, stderr=subprocess.PIPE, text=True)
     try:
         _wait_for_tasks(proc, ck, 2)
         os.killpg(proc.pid, signal.SIGINT)
@@ -174,9 +202,7 @@ def test_ctrl_c_stops_the_pool_and_keeps_the_checkpoint(tmp_path, reference):
         time.sleep(0.5)
         left = _alive_in_session(proc.pid)
     finally:
-        for pid in _alive_in_session(proc.pid):
-            os.kill(pid, signal.SIGKILL)
-        proc.kill()
+        _reap(proc)
     assert proc.returncode != 0 and took < 15
     assert err.count("Traceback") == 1 and err.strip().splitlines()[-1] == "KeyboardInterrupt", err
     assert "maso/regions/_driver.py" in err
@@ -184,6 +210,30 @@ def test_ctrl_c_stops_the_pool_and_keeps_the_checkpoint(tmp_path, reference):
     resumed = maso.enumerate_regions(_net3(), BOX3, checkpoint=ck)
     assert resumed.stats["tasks_resumed"] >= 2
     _assert_identical(resumed, reference[0])
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="/proc/self/cmdline")
+def test_ctrl_c_while_the_workers_start(tmp_path):
+    """Row 94: Ctrl-C while the fork server still imports torch (made slow here by a sitecustomize): the fork
+    server and the workers start with SIGINT ignored, so the only traceback is the caller's KeyboardInterrupt."""
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(
+        "import time\nif b'multiprocessing.forkserver' in open('/proc/self/cmdline', 'rb').read():\n"
+        "    time.sleep(1.5)\n")
+    ck = tmp_path / "early.ckpt"
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")]))
+    proc = _start(tmp_path, ck, 2, delay=0, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        _wait_for(proc, lambda: _has_plan(ck))
+        time.sleep(0.5)  # the pool is starting: the fork server sleeps in its sitecustomize
+        os.killpg(proc.pid, signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        _reap(proc)
+    assert proc.returncode != 0
+    assert err.count("Traceback") == 1 and err.count("KeyboardInterrupt") == 1, err
+    assert err.strip().splitlines()[-1] == "KeyboardInterrupt", err
 
 
 def test_finished_checkpoint_ignores_min_tasks_and_workers(tmp_path):
@@ -279,6 +329,19 @@ def test_flipped_bit_in_stored_regions_is_detected_and_recomputed(tmp_path):
         _assert_identical(maso.enumerate_regions(_net2(), BOX2, checkpoint=ck), fresh)
 
 
+def test_checkpoint_through_a_link_or_a_bytes_path(tmp_path):
+    """A damaged checkpoint reached through a symbolic link is rewritten in place of its target (the link stays);
+    bytes paths work as str paths."""
+    target, link = tmp_path / "real.ckpt", tmp_path / "link.ckpt"
+    link.symlink_to(target)
+    fresh = maso.enumerate_regions(_net2(), BOX2, checkpoint=os.fsencode(link))
+    _flip(target, _array_offset(target, 2, "A"))
+    with pytest.warns(CheckpointWarning, match="rewritten"):
+        again = maso.enumerate_regions(_net2(), BOX2, checkpoint=link)
+    _assert_identical(again, fresh)
+    assert link.is_symlink() and not _records(target)[1]
+
+
 def test_damaged_record_keeps_the_valid_records_after_it(tmp_path):
     """Row 71: a damaged byte in record 3 (and a damaged length field in record 7) costs those two tasks only;
     the reader resyncs on the next record marker."""
@@ -334,7 +397,7 @@ def test_crafted_record_with_a_valid_checksum_cannot_make_regions(tmp_path):
     for kind, _, a, b in recs:
         if kind == "plan":
             plan_id = C._record_at(data, a)[1]["id"]
-    kind, task, a, b = recs[-1]
+    _, task, a, _ = recs[-1]
     bad = C._encode({"kind": "task", "task": task, "plan": plan_id, "n_regions": 1},
                     {k: np.zeros(2) for k in C._REGION_KEYS} | _pack_slivers([]))
     ck.write_bytes(data[:a] + bad)
@@ -385,8 +448,8 @@ def test_truncated_or_damaged_header_is_named_as_such(tmp_path):
     ck = tmp_path / "h.ckpt"
     maso.enumerate_regions(_net2(), BOX2, checkpoint=ck)
     data = ck.read_bytes()
-    for content, match in ((data[:5], "truncated"), (data[:40], "truncated"), (data[:8] + bytes([data[8] ^ 1]) + data[9:],
-                                                                                "damaged.*header")):
+    flipped = data[:8] + bytes([data[8] ^ 1]) + data[9:]  # a bit of the header's length
+    for content, match in ((data[:5], "truncated"), (data[:40], "truncated"), (flipped, "damaged.*header")):
         ck.write_bytes(content)
         before = _untouched(ck)
         with pytest.raises(maso.CheckpointError, match=match):
@@ -399,10 +462,10 @@ def test_checkpoint_of_another_run_says_what_differs(tmp_path):
     ck = tmp_path / "o.ckpt"
     maso.enumerate_regions(_net2(), BOX2, checkpoint=ck)
     before = _untouched(ck)
-    for kw, match in ((dict(net=_net2(seed=1)), "its network differs"),
-                      (dict(domain=maso.Box([-1, -1], [1, 2])), "its domain differs"),
-                      (dict(tol=1e-8), "its tolerance differs"), (dict(method="lp"), "its method differs")):
-        args = dict(net=_net2(), domain=BOX2) | kw
+    for kw, match in (({"net": _net2(seed=1)}, "its network differs"),
+                      ({"domain": maso.Box([-1, -1], [1, 2])}, "its domain differs"),
+                      ({"tol": 1e-8}, "its tolerance differs"), ({"method": "lp"}, "its method differs")):
+        args = {"net": _net2(), "domain": BOX2} | kw
         with pytest.raises(maso.CheckpointError, match=match):
             maso.enumerate_regions(args.pop("net"), args.pop("domain"), checkpoint=ck, **args)
         assert _untouched(ck) == before
@@ -464,18 +527,21 @@ _NO_DAC = ["setpriv", "--bounding-set=-dac_override,-dac_read_search,-fowner", "
 @pytest.mark.skipif(sys.platform != "linux", reason="permission semantics of Linux")
 def test_read_only_file_and_directory(tmp_path):
     """Rows 78-79 with real permissions (root runs without CAP_DAC_OVERRIDE): a new checkpoint in a read-only
-    directory and an unfinished read-only checkpoint are refused before any work; a complete read-only checkpoint
-    is read back."""
+    directory, an unfinished read-only checkpoint and an unreadable one are refused before any work; a complete
+    read-only checkpoint is read back."""
     prefix = []
     if os.geteuid() == 0:
-        if subprocess.run(["which", "setpriv"], capture_output=True).returncode:
+        if shutil.which("setpriv") is None:
             pytest.skip("running as root without setpriv: root ignores file modes")
         prefix = _NO_DAC
-    done, partial, rodir = tmp_path / "done.ckpt", tmp_path / "partial.ckpt", tmp_path / "ro"
+    done, partial, rodir, secret = (tmp_path / "done.ckpt", tmp_path / "partial.ckpt", tmp_path / "ro",
+                                    tmp_path / "secret.ckpt")
     fresh = maso.enumerate_regions(_net2(), BOX2, checkpoint=done)
     data = done.read_bytes()
     partial.write_bytes(data[:_records(done)[0][-2][2]])  # the last two task records missing
     rodir.mkdir()
+    secret.write_bytes(data)
+    secret.chmod(0o000)
     for p in (done, partial):
         p.chmod(0o444)
     rodir.chmod(0o555)
@@ -483,7 +549,7 @@ def test_read_only_file_and_directory(tmp_path):
         import numpy as np, maso
         net = maso.mlp([2, 6, 6, 1], seed=0)
         box = maso.Box([-1, -1], [1, 1])
-        for path in ({str(rodir / 'run.ckpt')!r}, {str(partial)!r}):
+        for path in ({str(rodir / 'run.ckpt')!r}, {str(partial)!r}, {str(secret)!r}):
             try:
                 maso.enumerate_regions(net, box, checkpoint=path)
             except maso.CheckpointError as e:
@@ -491,13 +557,15 @@ def test_read_only_file_and_directory(tmp_path):
         r = maso.enumerate_regions(net, box, checkpoint={str(done)!r})
         print("READ", len(r), r.stats["tasks_resumed"])
     """)
-    out = subprocess.run(prefix + [sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    out = subprocess.run([*prefix, sys.executable, "-c", script], check=False, capture_output=True, text=True,
+                         timeout=120)
     rodir.chmod(0o755)
     lines = out.stdout.splitlines()
-    assert len(lines) == 3, out.stdout + out.stderr
+    assert len(lines) == 4, out.stdout + out.stderr
     assert "permission denied in directory" in lines[0]
     assert "is read-only (permission denied), and 2 of 16 tasks remain" in lines[1]
-    assert lines[2] == f"READ {len(fresh)} 16"
+    assert "cannot be read: permission denied" in lines[2]
+    assert lines[3] == f"READ {len(fresh)} 16"
     assert done.read_bytes() == data and not list(rodir.iterdir())
 
 
@@ -555,7 +623,7 @@ def test_file_size_limit_keeps_what_was_recorded(tmp_path):
     def limit():
         resource.setrlimit(resource.RLIMIT_FSIZE, (6000, 6000))
 
-    out = subprocess.run([sys.executable, "-B", "-c", script], capture_output=True, text=True, timeout=120,
+    out = subprocess.run([sys.executable, "-B", "-c", script], check=False, capture_output=True, text=True, timeout=120,
                          preexec_fn=limit)
     assert out.stdout.startswith("ERR"), out.stdout + out.stderr
     assert "File too large" in out.stdout and "finished task(s) recorded before are kept" in out.stdout
@@ -604,18 +672,19 @@ def test_exploding_domain_under_an_address_space_limit():
         except maso.errors.ResourceError as e:
             print("STOPPED", e)
     """)
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    out = subprocess.run([sys.executable, "-c", script], check=False, capture_output=True, text=True, timeout=300)
     assert out.stdout.startswith("STOPPED"), out.stdout + out.stderr[-2000:]
 
 
 # --------------------------------------------------------------------------------------- parameters
 @pytest.mark.parametrize("kw, match", [
-    (dict(workers=1.5), "'workers'.*integer >= 1"), (dict(workers="2"), "'workers'"), (dict(workers=0), "'workers'"),
-    (dict(workers=-3), "'workers'"), (dict(workers=True), "'workers'"), (dict(executor=42), "'executor'"),
-    (dict(min_tasks=0), "'min_tasks'"), (dict(min_tasks=2.0), "'min_tasks'"), (dict(max_regions=0), "'max_regions'"),
-    (dict(max_regions="10"), "'max_regions'"), (dict(max_regions=True), "'max_regions'"),
-    (dict(progress="yes"), "'progress'"), (dict(progress=1), "'progress'"), (dict(max_memory=-1), "'max_memory'"),
-    (dict(max_memory="lots"), "'max_memory'"), (dict(max_memory=1j), "'max_memory'"),
+    ({"workers": 1.5}, "'workers'.*integer >= 1"), ({"workers": "2"}, "'workers'"), ({"workers": 0}, "'workers'"),
+    ({"workers": -3}, "'workers'"), ({"workers": True}, "'workers'"), ({"executor": 42}, "'executor'"),
+    ({"executor": ThreadPoolExecutor}, "'executor'.*instance"),
+    ({"min_tasks": 0}, "'min_tasks'"), ({"min_tasks": 2.0}, "'min_tasks'"), ({"max_regions": 0}, "'max_regions'"),
+    ({"max_regions": "10"}, "'max_regions'"), ({"max_regions": True}, "'max_regions'"),
+    ({"progress": "yes"}, "'progress'"), ({"progress": 1}, "'progress'"), ({"max_memory": -1}, "'max_memory'"),
+    ({"max_memory": "lots"}, "'max_memory'"), ({"max_memory": 1j}, "'max_memory'"),
 ])
 def test_parameters_are_checked_up_front(kw, match):
     """Rows 58, 59: typed errors (ParameterError, a ValueError) naming the parameter, before any work."""
@@ -624,8 +693,8 @@ def test_parameters_are_checked_up_front(kw, match):
     assert isinstance(info.value, ValueError)
 
 
-@pytest.mark.parametrize("kw", [dict(tol=0), dict(tol=float("nan")), dict(tol=1e-15), dict(tol=1e-9 + 0j),
-                                dict(tol="1e-9"), dict(tol=True), dict(method="foo"), dict(method=None)])
+@pytest.mark.parametrize("kw", [{"tol": 0}, {"tol": float("nan")}, {"tol": 1e-15}, {"tol": 1e-9 + 0j},
+                                {"tol": "1e-9"}, {"tol": True}, {"method": "foo"}, {"method": None}])
 def test_tol_and_method_errors_are_parameter_and_shape_errors(kw):
     """Row 57: out-of-range tol and method are ParameterErrors, and still ShapeErrors (as before)."""
     with pytest.raises(ParameterError) as info:

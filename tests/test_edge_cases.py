@@ -225,3 +225,19 @@ def test_affine_at_flags_are_bools(bad):
         net.affine_at(np.zeros(2), dense=bad)
     with pytest.raises(maso.ParameterError, match="'with_codes' parameter"):
         net.affine_at(np.zeros(2), with_codes=bad)
+
+
+@pytest.mark.parametrize("bad", [object(), 3, "net"])
+def test_soften_and_harden_need_a_network(bad):
+    with pytest.raises(maso.ShapeError, match="soften needs a maso.Network"):
+        maso.soft.soften(bad, beta=0.5)
+    with pytest.raises(maso.ShapeError, match="harden needs a maso.Network"):
+        maso.soft.harden(bad)
+
+
+def test_restrict_refuses_complex_and_text():
+    net = maso.mlp([3, 4, 1], seed=0)
+    with pytest.raises(maso.ShapeError, match="'origin' argument of Network.restrict must hold real numbers"):
+        net.restrict(np.array([1j, 0, 0]), np.eye(3)[:1])
+    with pytest.raises(maso.ShapeError, match="'directions' argument of Network.restrict must hold real numbers"):
+        net.restrict(np.zeros(3), [["a", 0, 0]])

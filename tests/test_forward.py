@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import pytest
 import torch
+from archs import random_inputs, random_model
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import maso
-from archs import random_inputs, random_model
 
 SEEDS = st.integers(0, 2**20)
 
@@ -115,6 +117,33 @@ def test_codes_of_big_batches_come_in_blocks(kind, monkeypatch):
     assert net.codes(x[:0]).shape == (0, net.n_units)
     t = torch.from_numpy(x)
     assert torch.equal(net.codes(t), torch.from_numpy(rows))
+
+
+@pytest.mark.parametrize("kind", ["mlp", "cnn", "inception"])
+def test_outputs_activations_and_soft_codes_of_big_batches_come_in_blocks(kind, monkeypatch):
+    """Like codes: the forward pass, activations and soft codes of a big batch run block by block into one
+    result, equal to one pass."""
+    import maso.network as network
+
+    module, shape, _ = random_model(4, kind=kind)
+    net = _convert(module, shape)
+    x = random_inputs(4, shape, 23)
+    whole = (net(x), net.activations(x), net.soft_codes(x), net.soft_codes(x, by_layer=True),
+             net.soft_codes(x, temperature=0.5))
+    per_sample = sum(int(np.prod(node.shape)) for node in net.nodes)
+    monkeypatch.setattr(network, "_CHUNK_ELEMENTS", 4 * per_sample)  # blocks of 4 inputs
+    assert len(net._chunks(len(x), per_sample)) == 6
+    out, acts, soft, soft_layers, tempered = (net(x), net.activations(x), net.soft_codes(x),
+                                              net.soft_codes(x, by_layer=True), net.soft_codes(x, temperature=0.5))
+    same = functools.partial(np.testing.assert_allclose, rtol=1e-12, atol=1e-14)  # BLAS rounds per batch size
+    same(out, whole[0])
+    for name, a in acts.items():
+        same(a, whole[1][name])
+    same(soft, whole[2])
+    for name, p in soft_layers.items():
+        same(p, whole[3][name])
+    same(tempered, whole[4])
+    assert net(x[:0]).shape == (0, *net.output_shape) and net(x[3]).shape == net.output_shape
 
 
 def test_maxpool_codes_are_window_positions():

@@ -142,7 +142,7 @@ def test_script_without_main_guard_gets_a_worker_error(tmp_path):
         except maso.WorkerError as e:
             print("WORKER_ERROR", e)
     """))
-    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120,
+    out = subprocess.run([sys.executable, str(script)], check=False, capture_output=True, text=True, timeout=120,
                          cwd=tmp_path)
     assert "WORKER_ERROR" in out.stdout, out.stdout + out.stderr
     assert "__main__" in out.stdout

@@ -23,7 +23,9 @@ read, so it may be read-only.
 
 from __future__ import annotations
 
+import errno
 import hashlib
+import itertools
 import json
 import math
 import os
@@ -154,7 +156,7 @@ def _record_at(data: bytes, p: int) -> tuple[int, dict[str, Any], dict[str, np.n
     try:
         meta = json.loads(bytes(view[start:start + meta_len]))
         if not isinstance(meta, dict) or not isinstance(meta.get("kind"), str):
-            raise ValueError("no record kind")
+            raise TypeError("no record kind")
         arrays = _arrays(data, start + meta_len, blob_len, meta.pop("arrays"))
     except (ValueError, TypeError, KeyError) as e:  # a valid checksum over a malformed record: not maso's
         raise _Bad(f"malformed record ({e})") from None
@@ -163,7 +165,7 @@ def _record_at(data: bytes, p: int) -> tuple[int, dict[str, Any], dict[str, np.n
 
 def _arrays(data: bytes, base: int, blob_len: int, specs: Any) -> dict[str, np.ndarray]:
     if not isinstance(specs, list):
-        raise ValueError("array list")
+        raise TypeError("array list")
     out = {}
     for spec in specs:
         name, dt, shape, off = spec
@@ -219,9 +221,8 @@ class _Checkpoint:
       read. :meth:`close` releases it.
     """
 
-    def __init__(self, path: str | bytes, header: dict[str, Any], net: Network) -> None:
-        self.path = path
-        self.name = os.fsdecode(path)
+    def __init__(self, path: str | bytes | os.PathLike, header: dict[str, Any], net: Network) -> None:
+        self.path = self.name = os.fsdecode(path)
         self.header = header
         self.net = net
         self.plan: dict[str, Any] | None = None
@@ -353,7 +354,7 @@ class _Checkpoint:
         stage, n_cells, bounds = meta["stage"], meta["n_cells"], meta["bounds"]
         if not (type(stage) is int and stage >= 0 and type(n_cells) is int and isinstance(bounds, list)
                 and all(type(b) is int for b in bounds) and bounds[0] == 0 and bounds[-1] == n_cells
-                and all(a < b for a, b in zip(bounds[:-1], bounds[1:])) and isinstance(meta["cells"], str)
+                and all(a < b for a, b in itertools.pairwise(bounds)) and isinstance(meta["cells"], str)
                 and isinstance(meta["id"], str)):
             raise ValueError("inconsistent plan")
         return meta
@@ -384,7 +385,7 @@ class _Checkpoint:
     def _warn_damaged(self, stacklevel: int) -> None:
         if not self._bad:
             return
-        spans = ", ".join(f"{a:,}-{b:,} ({why})" for a, b, why in self._bad[:5])
+        spans = ", ".join(f"{a:,}-{b:,} ({why})" for a, b, why in sorted(self._bad)[:5])
         more = f" and {len(self._bad) - 5} more" if len(self._bad) > 5 else ""
         if self.complete:
             what = "every task has a valid record, so nothing is recomputed"
@@ -448,7 +449,9 @@ class _Checkpoint:
             return
         try:
             fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
+        except OSError as e:
+            if e.errno not in (errno.EACCES, errno.EAGAIN):  # a file system without locks: go on unlocked
+                return
             raise self._error("is in use by another process (a run with the same checkpoint is going on). Wait "
                               "for it to finish, or pass another path.") from None
         try:  # the file we locked must still be the one at the path (another process may have rewritten it)
@@ -469,9 +472,10 @@ class _Checkpoint:
 
     def _rewrite(self, data: bytes) -> None:
         """Replace the file with its valid records only (atomically: a new file renamed over it)."""
-        parent = os.path.dirname(os.path.abspath(self.name))
+        target = os.path.realpath(self.path)  # through a symbolic link: the file it names is replaced
+        parent = os.path.dirname(target)
         try:
-            fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(self.name) + ".", suffix=".tmp", dir=parent)
+            fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(target) + ".", suffix=".tmp", dir=parent)
         except OSError:  # a read-only directory: keep the damaged bytes, append after them
             os.ftruncate(self._fd, self._end)
             return
@@ -484,7 +488,7 @@ class _Checkpoint:
                 view = view[os.write(fd, view):]
             os.fsync(fd)
             os.chmod(tmp, stat.S_IMODE(os.fstat(self._fd).st_mode))
-            os.replace(tmp, self.path)
+            os.replace(tmp, target)
         except OSError:
             os.close(fd)
             os.unlink(tmp)

@@ -7,9 +7,10 @@ import numbers
 import os
 import sys
 import warnings
+from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, Executor, Future, wait
 from concurrent.futures.process import BrokenProcessPool
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -30,8 +31,8 @@ from maso.polytope import Polytope
 from maso.regions._checkpoint import _cells_digest, _Checkpoint, _run_header
 from maso.regions._engine import _EPS, _VERTEX_MAX_DIM, DEFAULT_TOL, _Cell, _Engine
 from maso.regions._parallel import (
-    _Budget,
     _bounds,
+    _Budget,
     _bytes_of,
     _chunks,
     _gib,
@@ -39,6 +40,7 @@ from maso.regions._parallel import (
     _pool,
     _run_task,
     _run_task_packed,
+    _spawning,
     _stop_pool,
     _unpack_regions,
 )
@@ -91,9 +93,10 @@ def _check_parameters(caller: str, *, workers: Any, executor: Any, checkpoint: A
     workers = _integer(workers, "workers", caller, 1)
     min_tasks = _integer(min_tasks, "min_tasks", caller, 1)
     max_regions = _integer(max_regions, "max_regions", caller, 1, allow_none=True)
-    if executor is not None and not (isinstance(executor, Executor) or callable(getattr(executor, "map", None))):
-        raise ParameterError(f"The 'executor' parameter of {caller} must be a concurrent.futures.Executor (or an "
-                             f"object with a map method, as Dask's and Ray's executors have). Got {executor!r}.")
+    if executor is not None and (isinstance(executor, type) or not (
+            isinstance(executor, Executor) or callable(getattr(executor, "map", None)))):
+        raise ParameterError(f"The 'executor' parameter of {caller} must be a concurrent.futures.Executor instance "
+                             f"(or an object with a map method, as Dask's and Ray's executors have). Got {executor!r}.")
     if checkpoint is not None:
         if not isinstance(checkpoint, (str, bytes, os.PathLike)):
             raise ParameterError(f"The 'checkpoint' parameter of {caller} must be a path (str or os.PathLike) or "
@@ -336,8 +339,7 @@ def enumerate_regions(
     try:
         if checkpoint is not None:
             ck = _Checkpoint(os.fspath(checkpoint), _run_header(net, dom, tol, eng.method), net)
-        return _run(net, dom, tol, eng, ck, executor, workers, serial, n_par, min_tasks, max_regions, max_bytes,
-                    bar, checkpoint)
+        return _run(net, dom, tol, eng, ck, executor, workers, serial, n_par, min_tasks, max_regions, max_bytes, bar)
     finally:
         bar.close()
         if ck is not None:
@@ -346,7 +348,7 @@ def enumerate_regions(
 
 def _run(net: Network, dom: Polytope, tol: float, eng: _Engine, ck: _Checkpoint | None, executor: Any,
          workers: int, serial: bool, n_par: int, min_tasks: int, max_regions: int | None, max_bytes: float,
-         bar: _Progress, checkpoint: Any) -> RegionSet:
+         bar: _Progress) -> RegionSet:
     planner = _Budget(max_regions, max_bytes, report=bar.planning)
     cells: list[_Cell] | None = None
     if ck is not None and ck.plan is not None:  # resume: the checkpoint's plan and tasks
@@ -427,7 +429,8 @@ def _run_pool(todo: list[int], payload: Any, finished: Any, workers: int, ck: _C
     finished."""
     pool = _pool(min(workers, len(todo)))
     try:
-        pending: dict[Future, int] = {pool.submit(_run_task_packed, payload(i)): i for i in todo}
+        with _spawning(pool):
+            pending: dict[Future, int] = {pool.submit(_run_task_packed, payload(i)): i for i in todo}
         while pending:
             done, _ = wait(pending, return_when=FIRST_COMPLETED)
             for fut in sorted(done, key=pending.__getitem__):

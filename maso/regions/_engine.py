@@ -1,4 +1,16 @@
-"""The subdivision engine: cells cut layer by layer into the regions of a network (LP and vertex methods)."""
+"""The subdivision engine: cells cut layer by layer into the regions of a network (LP and vertex methods).
+
+Tolerances (every threshold is a named constant below, with its reason):
+
+* input-space distances (cut depths, slacks, vertex-to-hyperplane distances) are in input units: ``tol`` decides
+  what is a region, and ``_EPS`` times the coordinate scale of the cell (``_coord_scale``) is numerical zero;
+* a unit's slopes are compared with the largest slope of its layer on the same cell: each stage's piece scores
+  are divided by a power of two near that largest slope (exact in float64, so cut hyperplanes are unchanged),
+  after which ``_SAME`` is a relative threshold. Scaling a network's first layer and every bias by ``s > 0``
+  therefore gives the same regions for any ``s`` whose values float64 can hold;
+* values that float64 cannot hold (infinite or NaN slopes or offsets, or slopes in the subnormal range where
+  relative precision is lost) raise :class:`DomainError` instead of deciding units on garbage.
+"""
 
 from __future__ import annotations
 
@@ -12,40 +24,82 @@ from maso import _kernels
 from maso._lp import LPStats, chebyshev, extreme
 from maso._validation import readonly
 from maso.affine import Affine
+from maso.errors import DomainError
 from maso.network import Network
 from maso.polytope import Polytope
-from maso.regions._geometry import _bounding_box
+from maso.regions._geometry import _box_of
 from maso.regions._records import Region, Sliver
 
 #: Default tolerance (input-space distance): thinner parts are slivers, counted apart.
 DEFAULT_TOL = 1e-9
-#: Below this, a distance is numerical zero (a hyperplane through a vertex, a duplicate row).
+#: Below this (times the cell's coordinate scale, ``_coord_scale``), an input-space distance is numerical zero:
+#: a hyperplane through a vertex, a vertex on a row. Also the smallest ``tol`` accepted.
 _EPS = 1e-12
-#: Two pieces are identical when their slopes and offsets agree to this (duplicated units).
+#: Two pieces of a unit are the same (or a unit is constant on a cell: dead, zero-weight, duplicated) when their
+#: slopes differ by at most this fraction of the largest slope entry of the unit's layer on the cell.
 _SAME = 1e-12
+#: A component of a unit-norm row below this is zero for bound propagation (``_tighten``).
+_COEF_ZERO = 1e-12
+#: Outer bounding boxes are padded by this times the coordinate scale (they must contain the cell).
+_BOX_PAD = 1e-9
+#: Rows whose unit normals (and offsets, relative to ``1 + |offset|``) agree to this are the same hyperplane
+#: (a unit whose boundary runs along a facet of the cell: ``_label_coincident``).
+_COINCIDENT = 1e-10
+#: A part of a polytope whose Chebyshev radius exceeds the domain's by more than this fraction cannot be right
+#: (facets were lost to rounding): its facets are recomputed with LPs.
+_RADIUS_SLACK = 1e-9
+#: Redundancy LPs relax the tested row by this (input units): any positive amount keeps the LP bounded.
+_RELAX = 1.0
+#: Slopes below ``float64 tiny / _SAME`` are in the range where ``_SAME``-relative comparisons lose precision.
+_UNDERFLOW = float(np.finfo(np.float64).tiny) / _SAME
+#: ``tol`` must exceed this many float64 spacings of the largest domain coordinate (else distances of ``tol``
+#: are not resolved where the domain lies).
+_TOL_ULPS = 64
 #: ``method="auto"`` carries vertices up to this input dimension, and uses LPs above it.
 _VERTEX_MAX_DIM = 6
 #: Witness points kept per cell.
 _MAX_WITNESSES = 12
 
 
+def _coord_scale(lo: np.ndarray, hi: np.ndarray) -> float:
+    """The power of two at or below the largest coordinate magnitude of the box ``[lo, hi]`` (at least 1):
+    distances are resolved relative to it (``_EPS * _coord_scale`` is numerical zero)."""
+    m = float(max(np.max(np.abs(lo), initial=0.0), np.max(np.abs(hi), initial=0.0)))
+    return 1.0 if not m > 1.0 else float(2.0 ** math.floor(math.log2(m)))
+
+
+def _overflow(where: str) -> DomainError:
+    return DomainError(
+        f"The network's values overflow float64 on this domain ({where} are infinite or NaN): its regions "
+        "cannot be computed in float64. For ReLU-like units (ReLU, leaky ReLU, abs, max-pool, maxout) the regions "
+        "of s * f are those of f for any s > 0: multiply the first layer's weights and every bias by a small "
+        "power of two, or use a smaller domain."
+    )
+
+
 # ------------------------------------------------------------------------------------------------ engine
 class _Cell:
     """A polytope with the codes of the layers handled so far fixed (mutable, internal)."""
 
-    __slots__ = ("G", "h", "labels", "code", "center", "radius", "wit", "lo", "hi", "V", "inc")
+    __slots__ = ("G", "h", "labels", "code", "center", "radius", "wit", "lo", "hi", "V", "inc", "eps")
 
-    def __init__(self, G, h, labels, code, center, radius, wit, lo, hi, V=None, inc=None):
+    def __init__(self, G, h, labels, code, center, radius, wit, lo, hi, V=None, inc=None, eps=_EPS):
         self.G, self.h, self.labels, self.code = G, h, labels, code
         self.center, self.radius, self.wit = center, radius, wit
         self.lo, self.hi = lo, hi  # an outer bounding box (not tight)
         self.V, self.inc = V, inc  # vertex method: vertices (k, d) and which rows each is tight on (k, m)
+        self.eps = eps  # numerical zero of input distances here: _EPS times the domain's coordinate scale
 
     def add_row(self, n: np.ndarray, c: float, label: tuple[int, int], box: bool = True) -> "_Cell":
         G = np.concatenate((self.G, n[None]))  # concatenate: np.vstack/np.append cost 3-5x more per call here
         h = np.concatenate((self.h, (c,)))
-        lo, hi = _tighten(self.lo, self.hi, n, c) if box else (self.lo, self.hi)
-        return _Cell(G, h, self.labels + [[label]], self.code.copy(), None, 0.0, None, lo, hi)
+        lo, hi = _tighten(self.lo, self.hi, n, c, self.eps) if box else (self.lo, self.hi)
+        return _Cell(G, h, self.labels + [[label]], self.code.copy(), None, 0.0, None, lo, hi, None, None, self.eps)
+
+    def copy(self) -> _Cell:
+        """A cell sharing this one's arrays, with its own code and labels (to be changed independently)."""
+        return _Cell(self.G, self.h, [list(x) for x in self.labels], self.code.copy(), self.center, self.radius,
+                     self.wit, self.lo, self.hi, self.V, self.inc, self.eps)
 
 
 def _pack(inc: np.ndarray) -> np.ndarray:
@@ -61,16 +115,18 @@ def _unpack(words: np.ndarray, m: int) -> np.ndarray:
     return np.unpackbits(words.view(np.uint8), axis=1, bitorder="little")[:, :m].astype(bool)
 
 
-def _tighten(lo: np.ndarray, hi: np.ndarray, a: np.ndarray, c: float) -> tuple[np.ndarray, np.ndarray]:
-    """Shrink the box [lo, hi] with the half-space a.x <= c (one pass of bound propagation)."""
+def _tighten(lo: np.ndarray, hi: np.ndarray, a: np.ndarray, c: float, pad: float
+             ) -> tuple[np.ndarray, np.ndarray]:
+    """Shrink the box [lo, hi] with the half-space a.x <= c (one pass of bound propagation), keeping ``pad`` of
+    room for rounding."""
     low = np.minimum(a * lo, a * hi)
     rest = low.sum() - low
     with np.errstate(divide="ignore", invalid="ignore"):
         bound = (c - rest) / a
     lo2, hi2 = lo.copy(), hi.copy()
-    pos, neg = a > 1e-12, a < -1e-12
-    hi2[pos] = np.minimum(hi[pos], bound[pos] + 1e-12)
-    lo2[neg] = np.maximum(lo[neg], bound[neg] - 1e-12)
+    pos, neg = a > _COEF_ZERO, a < -_COEF_ZERO
+    hi2[pos] = np.minimum(hi[pos], bound[pos] + pad)
+    lo2[neg] = np.maximum(lo[neg], bound[neg] - pad)
     return lo2, hi2
 
 
@@ -95,6 +151,39 @@ def _rivals(r: int, pieces: list[int], P: np.ndarray, Q: np.ndarray) -> list[tup
     return out
 
 
+def _normalise_scores(P: np.ndarray, Q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Piece scores ``(n, U, R, d)``, ``(n, U, R)`` of a stage, each cell's divided by the power of two at or
+    above its largest slope entry (exact: cut hyperplanes ``a / |a|`` are unchanged, and ``_SAME`` becomes
+    relative to the layer's scale on the cell).
+
+    Raises
+    ------
+    DomainError
+        Slopes or offsets that overflowed float64 (infinite or NaN; an offset of ``-inf`` marks a missing piece
+        only where its slope is zero), or slopes so small that they lost relative precision.
+    """
+    n = P.shape[0]
+    if not (np.isfinite(P).all() and not np.isnan(Q).any() and not np.isposinf(Q).any()):
+        raise _overflow("the slopes or offsets of a layer's units")
+    missing = np.isneginf(Q)
+    if missing.any() and np.any(P[missing] != 0):
+        raise _overflow("the offsets of a layer's units")
+    scale = np.abs(P).reshape(n, -1).max(axis=1, initial=0.0)
+    small = (scale > 0) & (scale < _UNDERFLOW)
+    if small.any():
+        raise DomainError(
+            f"The network's slopes on this domain are as small as {float(scale[small].min()):.3g}, near float64's "
+            "underflow, where comparing them loses precision. For ReLU-like units (ReLU, leaky ReLU, abs, max-pool, "
+            "maxout) the regions of s * f are those of f for any s > 0: multiply the first layer's weights and "
+            "every bias by a large power of two."
+        )
+    _, e = np.frexp(scale)
+    if np.any(e):
+        P = np.ldexp(P, -e.reshape(n, 1, 1, 1))
+        Q = np.ldexp(Q, -e.reshape(n, 1, 1))
+    return P, Q
+
+
 class _Engine:
     def __init__(self, net: Network, domain: Polytope, tol: float, method: str = "lp") -> None:
         self.net = net
@@ -105,25 +194,83 @@ class _Engine:
         self.groups = net.units
         self.stats = LPStats()
         self.slivers: list[Sliver] = []
+        self._domain_r: float | None = None  # the domain's inradius (bounds every region's)
+        self._domain: tuple[float, np.ndarray, np.ndarray, np.ndarray] | None = None  # check_domain's result
 
     # cells ----------------------------------------------------------------------------------------------
-    def root(self) -> _Cell:
-        G, h = np.array(self.domain.A), np.array(self.domain.b)
-        r, c = chebyshev(G, h, self.stats)
-        code = np.full(self.net.n_units, -1, dtype=np.int16)
-        lo, hi = _bounding_box(self.domain)
-        cell = _Cell(G, h, [[(-1, -1)] for _ in range(len(h))], code, c, r, c[None].copy(), lo - 1e-9, hi + 1e-9)
-        if self.method == "vertices":
-            if self.d == 1:
-                V = np.array([[lo[0]], [hi[0]]])
-            else:
-                from scipy.spatial import HalfspaceIntersection
+    def check_domain(self) -> tuple[float, np.ndarray, np.ndarray, np.ndarray]:
+        """The domain's Chebyshev ball and bounding box ``(r, center, lo, hi)``, once it is known to be usable at
+        ``tol`` (computed once; :meth:`root` calls it, a driver may call it earlier to refuse before any work).
 
-                hs = HalfspaceIntersection(np.hstack([G, -h[:, None]]), c)
-                V = np.unique(np.round(hs.intersections, 13), axis=0)
-            cell.V = V
-            cell.inc = _pack(np.abs(V @ G.T - h[None, :]) <= 1e-10 * (1 + np.abs(h))[None, :])
+        Raises
+        ------
+        DomainError
+            The domain is thinner than ``tol`` (every part of it would be a sliver), or so far from the origin
+            that float64 does not resolve ``tol`` there.
+        """
+        if self._domain is not None:
+            return self._domain
+        r, c = chebyshev(np.array(self.domain.A), np.array(self.domain.b), self.stats)
+        if not r > self.tol:
+            raise DomainError(
+                f"The domain is thinner than tol: its largest inscribed ball has radius {r:.3g}, not above "
+                f"tol={self.tol:g}, so every part of it would be a sliver and no region could be listed. Use a "
+                f"wider domain, or a smaller tol (down to {_EPS:g}) to resolve thinner regions."
+            )
+        lo, hi = _box_of(self.domain)
+        top = float(max(np.abs(lo).max(), np.abs(hi).max()))
+        if self.tol <= _TOL_ULPS * np.spacing(top):
+            raise DomainError(
+                f"tol={self.tol:g} is below the float64 resolution of coordinates as large as {top:.3g} (the "
+                f"domain's): distances of tol are not resolved there. Shift the domain towards the origin (and the "
+                f"first layer's bias with it), or raise tol above {_TOL_ULPS * np.spacing(top):.3g}."
+            )
+        self._domain = (float(r), c, lo, hi)
+        self._domain_r = float(r)
+        return self._domain
+
+    def root(self) -> _Cell:
+        """The domain as the first cell (with its vertices for the vertex method).
+
+        Raises
+        ------
+        DomainError
+            As :meth:`check_domain`.
+        """
+        r, c, lo, hi = self.check_domain()
+        G, h = np.array(self.domain.A), np.array(self.domain.b)
+        scale = _coord_scale(lo, hi)
+        eps = _EPS * scale
+        pad = _BOX_PAD * scale
+        code = np.full(self.net.n_units, -1, dtype=np.int16)
+        cell = _Cell(G, h, [[(-1, -1)] for _ in range(len(h))], code, c, r, c[None].copy(), lo - pad, hi + pad,
+                     eps=eps)
+        if self.method == "vertices":
+            cell.V, cell.inc = self._root_vertices(G, h, lo, hi, eps)
         return cell
+
+    def _root_vertices(self, G: np.ndarray, h: np.ndarray, lo: np.ndarray, hi: np.ndarray, eps: float
+                       ) -> tuple[np.ndarray, np.ndarray]:
+        """Vertices of the domain ``G x <= h`` and their packed incidences: the bounding box ``[lo, hi]`` (its
+        corners and incidences are exact) cut by each domain row with the engine's own exact vertex cut, then
+        the box rows dropped. No tolerance of an outside vertex solver enters (a domain 1e-10 thick keeps its
+        two sides apart)."""
+        d = self.d
+        bits = (np.arange(2 ** d)[:, None] >> np.arange(d)[None, :]) & 1  # corner k takes hi_i where bit i is set
+        V = np.where(bits == 1, hi[None, :], lo[None, :])
+        box = _Cell(np.vstack([-np.eye(d), np.eye(d)]), np.concatenate([-lo, hi]), [[(-1, -1)] for _ in range(2 * d)],
+                    np.zeros(0, dtype=np.int16), None, 0.0, None, lo, hi, V, _pack(np.hstack([bits == 0, bits == 1])),
+                    eps)
+        for j in range(len(h)):
+            fv = box.V @ G[j] - h[j]  # > 0: outside row j
+            box = self._split_both(box, G[j], -h[j], fv, (-1, -1), (-1, -1))[1]
+        inc = _unpack(box.inc, len(box.h))[:, 2 * d:]
+        return box.V, _pack(inc)
+
+    def _domain_radius(self) -> float:
+        if self._domain_r is None:  # a worker's engine: its cells come planned, the domain checked
+            self._domain_r = float(chebyshev(np.array(self.domain.A), np.array(self.domain.b), self.stats)[0])
+        return self._domain_r
 
     def _maps(self, cells: list[_Cell], n_groups: int, until: int | None) -> tuple[torch.Tensor, torch.Tensor]:
         """Linear parts ``(n, d, ...)`` and offsets ``(n, 1, ...)`` of the input of node ``until`` (the output
@@ -145,12 +292,13 @@ class _Engine:
         return G, o
 
     def stage_scores(self, cells: list[_Cell], s: int) -> tuple[np.ndarray, np.ndarray]:
-        """Piece scores of the units of stage ``s`` on every cell: ``(n, U, R, d)`` and ``(n, U, R)``."""
+        """Piece scores of the units of stage ``s`` on every cell, ``(n, U, R, d)`` and ``(n, U, R)``, each
+        cell's scaled by a power of two to a largest slope entry in ``[0.5, 1)`` (:func:`_normalise_scores`)."""
         node = self.groups[s].node
         G, o = self._maps(cells, s, node)
         with torch.no_grad():
             P, Q = self.net.nodes[node].layer.scores(G, o[:, 0], self.net._input_shape_of(node))
-        return P.numpy(), Q.numpy()
+        return _normalise_scores(P.numpy(), Q.numpy())
 
     def split_stage(self, cell: _Cell, s: int, P: np.ndarray, Q: np.ndarray) -> list[_Cell]:
         g = self.groups[s]
@@ -158,7 +306,7 @@ class _Engine:
         todo = range(g.size)
         two = P.shape[1] == 2 and bool(np.all(np.isfinite(Q)))
         if two and cell.V is not None and _kernels.screen is not None:
-            status = _kernels.screen(P, Q, cell.V, _SAME, _EPS)
+            status = _kernels.screen(P, Q, cell.V, _SAME, cell.eps)
             cols = g.offset + np.arange(g.size)
             on, off = status == 1, status == 0
             cell.code[cols[on]] = 1
@@ -181,8 +329,8 @@ class _Engine:
             else:
                 top = t + np.maximum(nrm * cell.lo, nrm * cell.hi).sum(axis=1)
                 bottom = t + np.minimum(nrm * cell.lo, nrm * cell.hi).sum(axis=1)
-            on = np.where(flat, beta > 0, bottom >= _EPS)
-            off = np.where(flat, beta <= 0, top <= -_EPS)
+            on = np.where(flat, beta > 0, bottom >= cell.eps)
+            off = np.where(flat, beta <= 0, top <= -cell.eps)
             cols = g.offset + np.arange(g.size)
             cell.code[cols[on]] = 1
             cell.code[cols[off]] = 0
@@ -229,10 +377,10 @@ class _Engine:
         # Outer box bound: if f stays below numerical zero on the box (or above), no LP is needed.
         top = t + np.maximum(n * c.lo, n * c.hi).sum()
         bottom = t + np.minimum(n * c.lo, n * c.hi).sum()
-        if top <= -_EPS:
+        if top <= -c.eps:
             c.code[col] = r0
             return [c]
-        if bottom >= _EPS:
+        if bottom >= c.eps:
             c.code[col] = r1
             return [c]
         fw = c.wit @ n + t
@@ -256,7 +404,7 @@ class _Engine:
                     self.slivers.append(Sliver(col, piece, max(r, 0.0), center, c.code.copy()))
                     continue
                 sub.center, sub.radius = center, r
-                keep = c.wit[(sign * fw) >= -_EPS]
+                keep = c.wit[(sign * fw) >= -c.eps]
                 sub.wit = np.vstack([center[None], xs[None], keep])[:_MAX_WITNESSES]
                 out.append(sub)
             return out
@@ -267,9 +415,9 @@ class _Engine:
         else:  # cannot happen for a cell of inradius > tol; keep it whole, on the centre's side
             piece, thin, xthin, alt = (r1 if c.center @ n + t > 0 else r0), max(fmax, -fmin), c.center, r0
         c.code[col] = piece
-        if thin > _EPS:
+        if thin > c.eps:
             self.slivers.append(Sliver(col, alt, float(thin), np.asarray(xthin), c.code.copy()))
-        elif thin > -_EPS:
+        elif thin > -c.eps:
             self._label_coincident(c, n, t, col, alt)
         c.wit = np.vstack([c.wit, xthin[None]])[:_MAX_WITNESSES] if xthin is not None else c.wit
         return [c]
@@ -284,13 +432,13 @@ class _Engine:
         Incidences are bit sets: ``c.inc`` holds one uint64 word per 64 rows.
         """
         if _kernels.split_vertices is not None:  # compiled: same arithmetic, no per-call NumPy overhead
-            V, inc, k = _kernels.split_vertices(c.V, c.inc, fv, self.d, _EPS, len(c.h))
+            V, inc, k = _kernels.split_vertices(c.V, c.inc, fv, self.d, c.eps, len(c.h))
             hi_part = c.add_row(-n, t, label_pos, box=False)
             hi_part.V, hi_part.inc, hi_part.center = V[:k], inc[:k], None
             lo_part = c.add_row(n, -t, label_neg, box=False)
             lo_part.V, lo_part.inc, lo_part.center = V[k:], inc[k:], None
             return hi_part, lo_part
-        pos, neg = fv > _EPS, fv < -_EPS
+        pos, neg = fv > c.eps, fv < -c.eps
         zero = ~pos & ~neg
         ia, ib = np.nonzero(pos)[0], np.nonzero(neg)[0]
         words = c.inc
@@ -355,9 +503,9 @@ class _Engine:
         else:  # cannot happen for a full-dimensional cell
             piece, thin, ithin, alt = (r1 if fmax >= -fmin else r0), max(fmax, -fmin), int(np.abs(fv).argmax()), r0
         c.code[col] = piece
-        if thin > _EPS:
+        if thin > c.eps:
             self.slivers.append(Sliver(col, alt, float(thin), c.V[ithin].copy(), c.code.copy()))
-        elif thin > -_EPS:
+        elif thin > -c.eps:
             self._label_coincident(c, n, t, col, alt)
         return [c]
 
@@ -369,25 +517,24 @@ class _Engine:
             for s, n, t in rivals or ():  # piece s beats r where n.x + t > 0: keep f <= 0
                 fv = sub.V @ n + t
                 if fv.min() >= -self.tol:  # piece r never wins by more than tol here
-                    if fv.min() < -_EPS:
+                    if fv.min() < -c.eps:
                         thin = (float(-fv.min()), sub.V[int(fv.argmin())].copy())
                     ok = False
                     break
-                if fv.max() > _EPS:
+                if fv.max() > c.eps:
                     sub = self._split_both(sub, n, t, fv, (col, r), (col, s))[1]
-                elif fv.max() > -_EPS:  # r's boundary with s runs along the cell: maybe one of its facets
+                elif fv.max() > -c.eps:  # r's boundary with s runs along the cell: maybe one of its facets
                     touching.append((n, t, s))
             if not ok:
                 if thin is not None:
                     self.slivers.append(Sliver(col, r, thin[0], thin[1], c.code.copy()))
                 continue
             if sub is c:
-                sub = _Cell(c.G, c.h, [list(x) for x in c.labels], c.code.copy(), c.center, c.radius, c.wit,
-                            c.lo, c.hi, c.V, c.inc)
+                sub = c.copy()
             else:  # the intersection of several cuts can be thin although each cut reaches past tol
                 radius, center = chebyshev(sub.G, sub.h, self.stats)
                 if radius <= self.tol:
-                    if radius > _EPS:
+                    if radius > c.eps:
                         self.slivers.append(Sliver(col, r, float(radius), center, c.code.copy()))
                     continue
             sub.code[col] = r
@@ -399,8 +546,8 @@ class _Engine:
     def _label_coincident(self, c: _Cell, n: np.ndarray, t: float, col: int, piece: int) -> None:
         """The unit's hyperplane touches the cell: if it is one of the cell's rows, label that row with it too."""
         for sign in (1.0, -1.0):  # row n.x <= -t (or -n.x <= t) coincides with f = 0
-            hit = np.nonzero((np.max(np.abs(c.G - sign * n), axis=1) <= 1e-10)
-                             & (np.abs(c.h + sign * t) <= 1e-10 * (1 + abs(t))))[0]
+            hit = np.nonzero((np.max(np.abs(c.G - sign * n), axis=1) <= _COINCIDENT)
+                             & (np.abs(c.h + sign * t) <= _COINCIDENT * (1 + abs(t))))[0]
             for i in hit:
                 if (col, piece) not in c.labels[i]:
                     c.labels[i] = c.labels[i] + [(col, piece)]
@@ -416,15 +563,15 @@ class _Engine:
                 sub = sub.add_row(n, -t, (col, s))
             radius, center = chebyshev(sub.G, sub.h, self.stats)
             if radius <= self.tol:
-                if radius > _EPS:
+                if radius > c.eps:
                     self.slivers.append(Sliver(col, r, float(radius), center, c.code.copy()))
                 continue
             if sub is c:
-                sub = _Cell(c.G, c.h, [list(x) for x in c.labels], c.code.copy(), None, 0.0, None, c.lo, c.hi)
+                sub = c.copy()
             sub.code[col] = r
             sub.center, sub.radius = center, radius
             w = c.wit
-            inside = np.all(w @ sub.G[len(c.h):].T <= sub.h[len(c.h):] + _EPS, axis=1) if len(sub.h) > len(c.h) \
+            inside = np.all(w @ sub.G[len(c.h):].T <= sub.h[len(c.h):] + c.eps, axis=1) if len(sub.h) > len(c.h) \
                 else np.ones(len(w), bool)
             sub.wit = np.vstack([center[None], w[inside]])[:_MAX_WITNESSES]
             out.append(sub)
@@ -474,12 +621,20 @@ class _Engine:
         J, b = self._maps(cells, len(self.groups), None)
         J = J.reshape(n, d, -1).transpose(1, 2).numpy()
         b = b.reshape(n, -1).numpy()
+        if not (np.isfinite(J).all() and np.isfinite(b).all()):
+            raise _overflow("the affine maps of its regions")
         code_dtype = np.uint8 if net._code_dtype == np.uint8 else np.int32
         regions = []
         for i, c in enumerate(cells):
             if self.method == "vertices":
                 keep = self.facets_from_vertices(c)
                 c.radius, c.center = chebyshev(c.G[keep], c.h[keep], self.stats)
+                if c.radius > self._domain_radius() * (1 + _RADIUS_SLACK) + c.eps:
+                    # wider than the domain: rounding lost a facet (vertices too close to tell rows apart);
+                    # find the facets again with LPs, from the Chebyshev ball of every row
+                    c.radius, c.center = chebyshev(c.G, c.h, self.stats)
+                    keep = self.irredundant(c)
+                    c.radius, c.center = chebyshev(c.G[keep], c.h[keep], self.stats)
                 if c.radius <= self.tol:  # thin although every cut reached past tol: a sliver, counted apart
                     self.slivers.append(Sliver(-1, -1, max(float(c.radius), 0.0), c.center, c.code.copy()))
                     continue
@@ -545,7 +700,7 @@ class _Engine:
             # first: minrep has absolute tolerances.
             import daqp
 
-            scale = max(float(s.min()), 1e-300)
+            scale = max(float(s.min()), float(np.finfo(np.float64).tiny))
             try:
                 red = np.asarray(daqp.minrep(np.array(G, order="C"), np.array(s / scale))) == 1
                 self.stats.daqp += 1
@@ -557,7 +712,7 @@ class _Engine:
                 continue
             active[i] = False
             relaxed_h = h.copy()
-            relaxed_h[i] += 1.0
+            relaxed_h[i] += _RELAX
             idx = np.nonzero(active)[0].tolist() + [i]
             v, _ = extreme(G[i], G[idx], relaxed_h[idx], self.stats)
             if v - h[i] > self.tol:

@@ -3,6 +3,8 @@ die with their parent."""
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import math
 import multiprocessing
 import multiprocessing.connection
@@ -10,8 +12,9 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -240,15 +243,83 @@ def _pool_context() -> Any:
 
 
 def _pool(workers: int) -> ProcessPoolExecutor:
-    """A process pool whose workers ignore Ctrl-C (the parent stops them) and exit when the parent dies."""
-    return ProcessPoolExecutor(max_workers=workers, mp_context=_pool_context(), initializer=_worker_init,
+    """A process pool whose workers ignore Ctrl-C (the parent stops them) and exit when the parent dies.
+
+    The fork server (and the resource tracker) start now, with SIGINT blocked, which they and the workers they
+    fork inherit: a Ctrl-C while they start (seconds, importing torch) is one KeyboardInterrupt in the caller,
+    not a traceback in each process. Starting it is not awaited, so Ctrl-C works all along. Without a fork
+    server, workers are spawned at the first submits: make those under :func:`_spawning`.
+    """
+    ctx = _pool_context()
+    if ctx.get_start_method() == "forkserver":
+        from multiprocessing import forkserver
+
+        with _sigint_blocked():
+            forkserver.ensure_running()
+    return ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_worker_init,
                                initargs=(os.getpid(),))
+
+
+def _spawning(pool: ProcessPoolExecutor) -> contextlib.AbstractContextManager:
+    """Context of the first submits to :func:`_pool`'s pool, which start its workers.
+
+    With a fork server, each start waits until the server has forked the worker (after its imports: seconds), and
+    a request sent cannot be taken back: a worker forked after its parent died fails with a traceback. So a Ctrl-C
+    there is held until the workers are up, then raised (a second one is raised at once). Without a fork server
+    the workers are spawned here, with SIGINT blocked, for the reason given in :func:`_pool`.
+    """
+    if "forkserver" in multiprocessing.get_all_start_methods():
+        return _sigint_held()
+    return _sigint_blocked()
+
+
+@contextlib.contextmanager
+def _sigint_held() -> Iterator[None]:
+    """A first SIGINT is delivered again (to the handler it would have reached) when the block ends."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held = []
+
+    def hold(signum: int, frame: Any) -> None:
+        if held:
+            raise KeyboardInterrupt
+        held.append(signum)
+
+    old = signal.signal(signal.SIGINT, hold)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, old)
+        if held:
+            signal.raise_signal(signal.SIGINT)
+
+
+@contextlib.contextmanager
+def _sigint_blocked() -> Iterator[None]:
+    """SIGINT blocked in this thread while it starts processes: they inherit the mask, so they never see a
+    Ctrl-C (their parent stops them); here it is not lost, only delivered when the block ends (or at once through
+    another thread)."""
+    if not hasattr(signal, "pthread_sigmask") or threading.current_thread() is not threading.main_thread():
+        yield  # pragma: no cover - Windows
+        return
+    from multiprocessing import resource_tracker
+
+    resource_tracker.ensure_running()  # starting, it blocks SIGINT and then *unblocks* it: start it first
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
 def _stop_pool(pool: ProcessPoolExecutor) -> None:
     """Stop a pool now (Ctrl-C, an error): pending tasks are cancelled and running ones killed, not awaited."""
+    if hasattr(pool, "terminate_workers"):  # Python 3.14
+        pool.terminate_workers()
+        return
+    processes = list((getattr(pool, "_processes", None) or {}).values())  # shutdown() forgets them
     pool.shutdown(wait=False, cancel_futures=True)
-    processes = list((getattr(pool, "_processes", None) or {}).values())
     for p in processes:
         try:
             p.terminate()
@@ -298,7 +369,7 @@ def _alive(pid: int) -> bool:  # pragma: no cover - fallback of _worker_init
 
 def _chunks(cells: list[_Cell], bounds: list[int]) -> list[list[_Cell]]:
     """The cells of each task: ``cells[bounds[i]:bounds[i + 1]]``."""
-    return [cells[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
+    return [cells[a:b] for a, b in itertools.pairwise(bounds)]
 
 
 def _bounds(n_cells: int, n_tasks: int) -> list[int]:

@@ -12,7 +12,7 @@ from maso.affine import Affine
 from maso.errors import ShapeError
 from maso.network import Network
 from maso.polytope import Polytope
-from maso.regions._geometry import _competing_piece, _share_facet
+from maso.regions._geometry import _competing_piece, _polytope_vertices, _share_facet
 
 __all__ = ["Region", "RegionSet", "Sliver", "VerificationReport"]
 
@@ -75,15 +75,13 @@ class Region:
         return self.polytope.contains(y, atol=atol)
 
     def vertices(self) -> np.ndarray:
-        """Vertices ``(k, d)`` (qhull, through the interior point; practical for d <= 6 or so)."""
-        from scipy.spatial import HalfspaceIntersection
-
+        """Vertices ``(k, d)`` (qhull on the region moved to its interior point and scaled to inradius 1, so
+        that tiny and huge regions are handled alike; practical for d <= 6 or so)."""
         P = self.polytope
         if P.dim == 1:  # an interval: qhull needs d >= 2
             a, b = P.A[:, 0], P.b
             return np.array([[float(np.max(b[a < 0] / a[a < 0]))], [float(np.min(b[a > 0] / a[a > 0]))]])
-        hs = HalfspaceIntersection(np.hstack([P.A, -P.b[:, None]]), self.interior_point)
-        return np.unique(np.round(hs.intersections, 12), axis=0)
+        return _polytope_vertices(P.A, P.b, np.asarray(self.interior_point, dtype=np.float64), float(self.inradius))
 
     def volume(self) -> float:
         """Lebesgue volume (area in 2-D), from the vertices' convex hull."""
@@ -92,7 +90,9 @@ class Region:
         V = self.vertices()
         if V.shape[1] == 1:
             return float(V.max() - V.min())
-        return float(ConvexHull(V).volume)
+        c = V.mean(axis=0)
+        s = float(np.abs(V - c).max())  # qhull's tolerances are absolute: hull a copy scaled to size 1
+        return float(ConvexHull((V - c) / s).volume) * s ** V.shape[1]
 
     def distance_to_boundary(self, y: Any) -> float:
         """Distance from a point inside to the region's boundary (rows are unit-norm: the smallest slack)."""
@@ -156,13 +156,35 @@ class VerificationReport:
     code_mismatches : int
         Regions whose interior point has another code than the region's.
     max_map_error : float
-        Largest ``|A y + b - net(y)|`` at interior points and random points of the regions.
+        Largest ``|A y + b - net(y)|`` at the points checked (interior points, points deep inside each region,
+        random points of the domain).
     facet_errors : int
-        Facets whose row is not the hyperplane of the unit they are labelled with.
+        Facets whose row is not unit-norm, or not the hyperplane of a unit it is labelled with.
     n_points, uncovered, multiply_covered : int
-        Random points of the domain, those in no region and those in more than one.
+        Random points of the domain, those in no region and those in more than one (sampled coverage).
     ok : bool
-        All of the above clean (map error below ``atol``).
+        Every check that ran passed (``checks_failed`` is empty).
+    duplicate_codes : int
+        Regions whose code another region has too.
+    domain_facet_errors : int
+        Rows labelled as the domain's that are not rows of the domain.
+    inradius_errors : int
+        Regions whose inradius is not their recomputed Chebyshev radius, is not above ``tol``, or whose ball
+        around the interior point does not fit.
+    unmatched_facets : int
+        Facets (not the domain's) with no region across them: a region is missing.
+    containment_errors : int
+        Regions with a vertex outside the domain, or more than ``tol`` outside the polytope of their code
+        (input dimension up to 4; qhull failures count here).
+    volume_error : float
+        ``|sum of region volumes - domain volume| / domain volume`` (NaN where not computed: above 4-D).
+    map_tolerance : float
+        The map check's bound: ``atol`` times the network's output scale (the largest ``sum_j |A_ij y_j| + |b_i|``
+        over the points checked).
+    checks_run, checks_failed : tuple of str
+        Names of the checks that ran and of those that failed: ``codes``, ``inradii``, ``facets``,
+        ``domain_facets``, ``volumes`` (up to 4-D), ``adjacency``, ``maps``, ``coverage`` (``regions`` for an
+        empty set).
     """
 
     n_regions: int
@@ -173,11 +195,26 @@ class VerificationReport:
     uncovered: int
     multiply_covered: int
     ok: bool
+    duplicate_codes: int = 0
+    domain_facet_errors: int = 0
+    inradius_errors: int = 0
+    unmatched_facets: int = 0
+    containment_errors: int = 0
+    volume_error: float = float("nan")
+    map_tolerance: float = float("nan")
+    checks_run: tuple[str, ...] = ()
+    checks_failed: tuple[str, ...] = ()
 
     def __str__(self) -> str:
-        return (f"{'OK' if self.ok else 'FAILED'}: {self.n_regions} regions; code mismatches {self.code_mismatches}; "
-                f"max map error {self.max_map_error:.2e}; facet errors {self.facet_errors}; coverage: "
-                f"{self.n_points} random points, {self.uncovered} in no region, {self.multiply_covered} in several")
+        failed = f" (failed: {', '.join(self.checks_failed)})" if self.checks_failed else ""
+        volume = "not computed" if self.volume_error != self.volume_error else f"{self.volume_error:.1e}"
+        return (f"{'OK' if self.ok else 'FAILED'}{failed}: {self.n_regions} regions; code mismatches "
+                f"{self.code_mismatches}, duplicate codes {self.duplicate_codes}; max map error "
+                f"{self.max_map_error:.2e} (bound {self.map_tolerance:.2e}); facet errors {self.facet_errors}, "
+                f"domain facet errors {self.domain_facet_errors}, inradius errors {self.inradius_errors}; "
+                f"unmatched facets {self.unmatched_facets}; containment errors {self.containment_errors}; "
+                f"volume error {volume}; coverage: {self.n_points} random points, {self.uncovered} in no region, "
+                f"{self.multiply_covered} in several")
 
 
 class RegionSet(Sequence[Region]):
@@ -283,17 +320,57 @@ class RegionSet(Sequence[Region]):
         return g
 
     def verify(self, *, n_points: int = 1000, atol: float = 1e-8, rng: Any = None) -> VerificationReport:
-        """Certify the enumeration: codes, maps and facets of every region, and coverage of the domain.
+        """Certify the enumeration: each region on its own, and that together they tile the domain.
+
+        Checks (each recomputed from the network and the domain; ``checks_run`` in the report lists them):
+        the code at each interior point is the region's and codes are distinct; the affine map matches the
+        forward pass at points deep inside each region and at random points; every facet row is the hyperplane
+        of its units (recomputed by a frozen pass at the region's code), or a row of the domain; inradii are
+        the Chebyshev radii (above ``tol``); across every facet that is not the domain's lies a region
+        (completeness: a missing region leaves a facet with nothing across); up to 4-D, every region's
+        vertices lie in the domain and in its code's polytope, and the volumes sum to the domain's; random
+        points of the domain each lie in exactly one region.
 
         Parameters
         ----------
         n_points : int, default=1000
             Random points of the domain (rejection-sampled from its bounding box) that must each lie in exactly
-            one region.
+            one region (sampled coverage, an extra check).
         atol : float, default=1e-8
-            Tolerance of the map check and of the containment tests.
+            Relative tolerance of the map check: ``|A y + b - net(y)| <= atol * S``, with ``S`` the network's
+            output scale, the largest ``sum_j |A_ij y_j| + |b_i|`` over the points checked (so networks with
+            outputs of any size pass, and a map off by 1e-7 on a unit-scale network fails). Points count as
+            inside a region up to ``min(atol * M, tol / 4)``, ``M`` the domain's largest coordinate magnitude.
         rng : numpy Generator or int, optional
+
+        Returns
+        -------
+        VerificationReport
+
+        Examples
+        --------
+        >>> R = maso.enumerate_regions(maso.mlp([2, 4, 1], seed=0), maso.Box(-1, 1))
+        >>> report = R.verify(rng=0)
+        >>> report.ok, report.checks_failed
+        (True, ())
+
+        Raises
+        ------
+        ParameterError
+            ``n_points`` not a non-negative integer, ``atol`` not a finite number in ``(0, 1)``, or ``rng`` not
+            a NumPy generator or seed.
         """
+        from maso._validation import check_float, check_int
+        from maso.errors import ParameterError
         from maso.regions._certificate import verify
 
-        return verify(self, n_points=n_points, atol=atol, rng=rng)
+        caller = "RegionSet.verify"
+        n_checked = check_int(n_points, "n_points", caller, minimum=0)
+        atol_checked = check_float(atol, "atol", caller, minimum=0.0, maximum=1.0, strict=True)
+        assert n_checked is not None and atol_checked is not None
+        try:
+            gen = np.random.default_rng(rng)
+        except (TypeError, ValueError) as e:
+            raise ParameterError(f"The 'rng' parameter of RegionSet.verify must be a numpy Generator, a "
+                                 f"non-negative integer seed or None. Got {rng!r} ({e}).") from None
+        return verify(self, n_points=n_checked, atol=atol_checked, rng=gen)
