@@ -870,8 +870,15 @@ def from_torch(module: nn.Module, example_input: Any, *, rtol: float = 1e-4) -> 
     spec, output = _fold_batchnorm(cv.spec, output)
     net = Network.from_graph(tuple(example.shape[1:]), spec, output, sources=cv.sources)
     with torch.no_grad():
-        want = module(example).to(torch.float64)
+        raw = module(example)
+        want = raw.to(torch.float64)
         got = net(example.to(torch.float64))
+    if not bool(torch.isfinite(want).all()):
+        raise ConversionError(
+            f"{type(module).__name__}'s own output on example_input is not finite (in {raw.dtype}; float32 "
+            f"overflows beyond {torch.finfo(torch.float32).max:.3g}), so the conversion cannot be checked. Convert a "
+            "float64 copy (model.double(), with a float64 example_input), or check the weights for huge values."
+        )
     if got.shape != want.shape or not torch.allclose(got, want, rtol=rtol, atol=rtol * (1 + float(want.abs().max()))):
         err = float((got - want).abs().max()) if got.shape == want.shape else float("nan")
         raise ConversionError(

@@ -258,3 +258,24 @@ def test_from_torch_rtol_is_checked():
     for bad in (-1, 0, float("nan"), "1e-4", True):
         with pytest.raises(maso.ParameterError, match="'rtol' parameter of from_torch"):
             maso.from_torch(model, torch.zeros(1, 2), rtol=bad)
+
+
+def test_a_model_whose_own_float32_output_overflows_is_a_conversion_error():
+    """Weights times 1e30 overflow float32 inside the model itself: a typed error that says so (not a bare
+    RuntimeError from the comparison's NaN tolerance), and the float64 copy converts."""
+    m = nn.Sequential(nn.Linear(2, 8), nn.ReLU(), nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 1)).eval()
+    with torch.no_grad():
+        for p in m.parameters():
+            p.mul_(1e30)
+    with pytest.raises(maso.ConversionError, match="not finite.*model.double"):
+        maso.from_torch(m, torch.zeros(1, 2))
+    net = maso.from_torch(m.double(), torch.zeros(1, 2, dtype=torch.float64))
+    assert net.n_units == 16
+
+
+def test_a_thin_domain_is_refused_before_a_checkpoint_is_made(tmp_path):
+    net = maso.mlp([2, 4, 1], seed=0)
+    ck = tmp_path / "thin.ckpt"
+    with pytest.raises(maso.DomainError):
+        maso.enumerate_regions(net, maso.Box([0, 0], [1, 1e-11]), checkpoint=ck)
+    assert not ck.exists()

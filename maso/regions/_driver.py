@@ -329,6 +329,7 @@ def enumerate_regions(
         caller, workers=workers, executor=executor, checkpoint=checkpoint, progress=progress, min_tasks=min_tasks,
         max_regions=max_regions)
     eng, dom = _prepare(net, domain, tol, caller, method)
+    eng.check_domain()  # a thin or unresolvable domain is refused before a checkpoint file is made
     tol = eng.tol
     max_bytes = _max_memory(max_memory, caller)
     serial = executor is None and workers <= 1

@@ -300,7 +300,7 @@ class _Engine:
             P, Q = self.net.nodes[node].layer.scores(G, o[:, 0], self.net._input_shape_of(node))
         return _normalise_scores(P.numpy(), Q.numpy())
 
-    def split_stage(self, cell: _Cell, s: int, P: np.ndarray, Q: np.ndarray) -> list[_Cell]:
+    def split_stage(self, cell: _Cell, s: int, P: np.ndarray, Q: np.ndarray, budget: Any = None) -> list[_Cell]:
         g = self.groups[s]
         cells = [cell]
         todo = range(g.size)
@@ -341,11 +341,14 @@ class _Engine:
             for c in cells:
                 # Two-piece units were screened above (equal pieces have a zero-norm difference).
                 if two and self.method == "vertices":
-                    nxt.extend(self._split_two_v(c, col, 0, 1, P[u], Q[u]))
+                    parts = self._split_two_v(c, col, 0, 1, P[u], Q[u])
                 elif two:
-                    nxt.extend(self._split_two(c, col, 0, 1, P[u], Q[u]))
+                    parts = self._split_two(c, col, 0, 1, P[u], Q[u])
                 else:
-                    nxt.extend(self.split_unit(c, col, P[u], Q[u]))
+                    parts = self.split_unit(c, col, P[u], Q[u])
+                if budget is not None:  # one cell can split into millions of parts within a stage
+                    budget.grew(len(parts) - 1, parts)
+                nxt.extend(parts)
             cells = nxt
         return cells
 
@@ -585,29 +588,16 @@ class _Engine:
         to stop the enumeration past its limits.
         """
         stop = len(self.groups) if stop is None else stop
-        splitters = ("_split_two", "_split_two_v", "_split_many", "_split_many_v")
-        if budget is not None:  # count the parts every splitter returns (instance attributes shadow the methods)
-            for name in splitters:
-                def counted(*args: Any, _split: Any = getattr(self, name)) -> list[_Cell]:
-                    parts = _split(*args)
-                    budget.grew(len(parts) - 1, parts)
-                    return parts
-
-                setattr(self, name, counted)
-        try:
-            for s in range(start, stop):
-                if not cells:
-                    break
-                if budget is not None:
-                    budget.begin(s, len(self.groups), cells)
-                P, Q = self.stage_scores(cells, s)
-                nxt: list[_Cell] = []
-                for i, c in enumerate(cells):
-                    nxt.extend(self.split_stage(c, s, P[i], Q[i]))
-                cells = nxt
-        finally:
-            for name in splitters:
-                self.__dict__.pop(name, None)
+        for s in range(start, stop):
+            if not cells:
+                break
+            if budget is not None:
+                budget.begin(s, len(self.groups), cells)
+            P, Q = self.stage_scores(cells, s)
+            nxt: list[_Cell] = []
+            for i, c in enumerate(cells):
+                nxt.extend(self.split_stage(c, s, P[i], Q[i], budget))
+            cells = nxt
         return cells
 
     # regions --------------------------------------------------------------------------------------------
