@@ -118,9 +118,11 @@ class Anchored:
                 out[j] = b + torch.tensordot(c, g[0], dims=([1], [0]))
             else:
                 w = torch.from_numpy(which)
-                gw = g[w]
-                shape = (-1, *([1] * (gw.dim() - 2)))
-                out[j] = b[w] + sum(c[:, i].reshape(shape) * gw[:, i] for i in range(self.k))
+                shape = (-1, *([1] * (g.dim() - 2)))
+                v = b.index_select(0, w)  # a fresh tensor: accumulate into it
+                for i in range(self.k):
+                    v.addcmul_(g[:, i].index_select(0, w), c[:, i].reshape(shape))
+                out[j] = v
         return out
 
     def value(self, which: np.ndarray | None, coords: np.ndarray, node: int) -> np.ndarray:

@@ -588,22 +588,23 @@ def _check(net: Network, anch: Anchored, path: _Pieces, scale: np.ndarray, tol: 
             w = path.pt_path[a:b]
             vals = net._evaluate_many(anch._seeds(w, path.pt_t[a:b, None]), srcs)
             left = np.flatnonzero(~ends[a:b - 1])  # block-relative left ends of the pieces in the block
-            g_ids = right_piece[a + left]
+            g_ids = right_piece[a + left]  # consecutive pieces: a slice
+            g_ids = slice(int(g_ids[0]), int(g_ids[-1]) + 1) if len(g_ids) else slice(0, 0)
             eps = slack[path.pt_path[a + left]][:, :, None]  # (k, n_groups, 1)
             for gi, g in enumerate(groups):
                 X = vals[net.nodes[g.node].inputs[0]].numpy()
                 e = eps[:, gi]
-                code = path.pieces[:, g.columns][g_ids]
+                code = path.pieces[g_ids, g.columns]
                 if _two_piece(net, g.node):
-                    # bit sets over the units (8 per byte): which units the gap puts clearly on (hi) or off (lo)
+                    # bit sets over the units (64 per word): which units the gap puts clearly on (hi) or off (lo)
                     # at each point; the piece's code must agree with both at both of its ends
                     d = piece_gap(net, g.node, X)
                     e_pt = slack[w, gi][:, None]
-                    hi, lo = np.packbits(d > e_pt, axis=1), np.packbits(d < -e_pt, axis=1)
-                    on = np.packbits(code.astype(bool), axis=1)
+                    hi, lo = _bits(d > e_pt), _bits(d < -e_pt)
+                    on = _bits(code.view(bool) if code.dtype == np.uint8 else code.astype(bool))
                     hl, ll, hr, lr = hi[left], lo[left], hi[left + 1], lo[left + 1]
                     bad[g_ids] |= np.any((hl & ~on) | (ll & on) | (hr & ~on) | (lr & on), axis=1)
-                    tie[g_ids] |= np.any(on & ~(hl | ll) & ~(hr | lr), axis=1)  # on, but 0 ties at both ends
+                    tie[g_ids] |= np.any(on & ~(hl | ll | hr | lr), axis=1)  # on, but 0 ties at both ends
                     continue
                 sc = piece_scores(net, g.node, X)
                 code = code.astype(np.int64)
@@ -618,6 +619,15 @@ def _check(net: Network, anch: Anchored, path: _Pieces, scale: np.ndarray, tol: 
                 tie[g_ids] |= np.any(tied_both, axis=1)
             a = b - 1
     return bad, tie & ~bad
+
+
+def _bits(mask: np.ndarray) -> np.ndarray:
+    """Rows of a bool mask ``(n, U)`` as bit sets ``(n, ceil(U / 64))`` of uint64 (unused bits zero)."""
+    packed = np.packbits(mask, axis=1, bitorder="little")
+    words = -(-packed.shape[1] // 8)
+    if packed.shape[1] != 8 * words:
+        packed = np.concatenate([packed, np.zeros((len(packed), 8 * words - packed.shape[1]), np.uint8)], axis=1)
+    return packed.view(np.uint64)
 
 
 def _mend(net: Network, path: _Pieces, i: int, piece_bad: np.ndarray, piece_tie: np.ndarray, o: np.ndarray,
