@@ -66,7 +66,7 @@ from maso.slices import SliceRegions as SliceRegions
 from maso.slices import slice_regions as slice_regions
 from maso.polytope import Polytope as Polytope
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 
 def __getattr__(name: str):

@@ -54,7 +54,8 @@ def as_batch(x: Any, sample_shape: tuple[int, ...], *, caller: str, name: str = 
         try:
             a = np.asarray(x)
         except Exception as e:  # ragged lists and the like
-            raise ShapeError(f"The {name!r} argument of {caller} must be an array. Got {type(x).__name__}.") from e
+            raise ShapeError(f"The {name!r} argument of {caller} must be an array of numbers (rows of one length). "
+                             f"Got a {type(x).__name__} that is not one ({type(e).__name__}: {e}).") from e
         if a.dtype == np.float32:
             pass
         elif a.dtype.kind in "biuf":

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import json
 import math
 import os
@@ -238,6 +239,9 @@ def _check_regions_args(args: argparse.Namespace) -> None:
                           f"{n_params:,} parameters; this command builds toy networks of at most "
                           f"{_MAX_PARAMETERS:,}.")
     if args.checkpoint is not None:
+        if not args.checkpoint.strip():
+            raise _UsageError("maso regions: error: --checkpoint is empty; give a file path (it is created if "
+                              "missing).")
         path = os.path.abspath(args.checkpoint)
         parent = os.path.dirname(path)
         if os.path.isdir(path):
@@ -246,6 +250,21 @@ def _check_regions_args(args: argparse.Namespace) -> None:
         if not os.path.isdir(parent):
             raise _UsageError(f"maso regions: error: the directory of --checkpoint {args.checkpoint!r} does not "
                               f"exist ({parent}); create it first.")
+
+
+def _memory_arg(text: str) -> Any:
+    """``--max-memory``: 'auto', 'none', or bytes (``2e9``, ``512M``, ``8G``)."""
+    t = text.strip().lower()
+    if t in ("auto", "none"):
+        return None if t == "none" else "auto"
+    scale = {"k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40}.get(t[-1:], 1)
+    try:
+        value = float(t[:-1] if scale > 1 else t) * scale
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a size such as 2e9 or 8G, 'auto' or 'none'; got {text!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"expected a positive size; got {text!r}")
+    return value
 
 
 def _regions(args: argparse.Namespace) -> int:
@@ -261,7 +280,7 @@ def _regions(args: argparse.Namespace) -> int:
     box = maso.Box(-args.box * np.ones(d), args.box * np.ones(d))
     t = time.perf_counter()
     regions = maso.enumerate_regions(net, box, tol=args.tol, workers=args.workers, checkpoint=args.checkpoint,
-                                     progress=None if args.progress else False)
+                                     progress=None if args.progress else False, max_memory=args.max_memory)
     dt = time.perf_counter() - t
     report = regions.verify(n_points=args.verify_points, rng=args.seed) if args.verify else None
     if args.json:
@@ -350,6 +369,9 @@ def _parser() -> _Parser:
                      help="sliver tolerance in input units (default 1e-9)")
     reg.add_argument("--workers", type=_int_in(1, 4096), default=1)
     reg.add_argument("--checkpoint", default=None, help="file to record finished tasks in (resumable)")
+    reg.add_argument("--max-memory", type=_memory_arg, default="auto", metavar="BYTES",
+                     help="stop with an error before the cells would take more memory than this: a size such as 2e9 "
+                          "or 8G, 'auto' (half of what this machine or its limits leave; default) or 'none'")
     reg.add_argument("--progress", action="store_true", help="show a progress bar (on stderr)")
     reg.add_argument("--no-verify", dest="verify", action="store_false", help="skip the certificate")
     reg.add_argument("--verify-points", type=_int_in(1, _MAX_VERIFY_POINTS), default=1000,
@@ -385,6 +407,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     0
     """
     state: dict[str, Any] = {}
+    if sys.stdout is None:  # started with stdout closed (`maso demo >&-`): nobody to write to
+        return EXIT_PIPE
     with _Interrupt() as interrupt:
         try:
             with _one_line_warnings():
@@ -413,13 +437,17 @@ def _interrupted(state: dict[str, Any]) -> int:
 
 
 def _failure(e: BaseException) -> int:
-    from maso.errors import MasoError, SolverError, WorkerError
+    from maso.errors import CheckpointError, MasoError, ResourceError, SolverError, WorkerError
 
     if isinstance(e, _UsageError):
         _say(str(e))
         return EXIT_USAGE
-    if isinstance(e, (WorkerError, SolverError)):
-        _say(f"maso: error: {type(e).__name__}: {e}")
+    if isinstance(e, (WorkerError, SolverError)) or (isinstance(e, CheckpointError) and isinstance(
+            e.__cause__, OSError) and e.__cause__.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EIO)):
+        _say(f"maso: error: {type(e).__name__}: {e}")  # the machine failed (a disk full, a worker killed)
+        return EXIT_ERROR
+    if isinstance(e, ResourceError):  # not a user mistake: this machine has too little memory for the run
+        _say(f"maso: error: {e}")
         return EXIT_ERROR
     if isinstance(e, MasoError):  # refused with a typed error: bad arguments, a checkpoint of another run...
         _say(f"maso: error: {e}")
@@ -428,7 +456,7 @@ def _failure(e: BaseException) -> int:
         _say(f"maso: error: {e}")  # a path the user gave that cannot be used
         return EXIT_USAGE
     if isinstance(e, MemoryError):
-        _say(f"maso: error: out of memory ({type(e).__name__}: {e or 'no details'}); ask for less (a smaller "
+        _say(f"maso: error: out of memory ({type(e).__name__}: {str(e) or 'no details'}); ask for less (a smaller "
              "network, box or batch).")
         return EXIT_ERROR
     if isinstance(e, OSError) and not isinstance(e, BlockingIOError):

@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from maso._validation import sealed
+from maso._validation import real_vector, sealed
 from maso.errors import NumericalWarning, ParameterError, ShapeError
 from maso.network import Network
 
@@ -46,7 +46,8 @@ __all__ = [
 
 
 def _pair(a: Any, b: Any, what: str, min_ndim: int) -> tuple[np.ndarray, np.ndarray]:
-    a, b = np.asarray(a), np.asarray(b)
+    a = real_vector(a, "a", what)
+    b = real_vector(b, "b", what)
     if a.ndim < min_ndim:
         raise ShapeError(f"{what} needs arrays with at least {min_ndim} axes; got shape {a.shape}.")
     try:
@@ -183,20 +184,20 @@ def path_density(
         raise ParameterError(f"n_steps must be an integer in [1, max_steps={max_steps}]; got {n_steps!r}.")
     if not (isinstance(rtol, (int, float)) and 0 <= rtol < 1):
         raise ParameterError(f"rtol must be a number in [0, 1); got {rtol!r}.")
-    a = np.asarray(x0, dtype=np.float64)
-    b = np.asarray(x1, dtype=np.float64)
+    a = real_vector(x0, "x0", "path_density")
+    b = real_vector(x1, "x1", "path_density")
     single = a.shape == net.input_shape
     if a.shape != b.shape or a.shape[int(not single):] != net.input_shape or a.ndim > len(net.input_shape) + 1:
         raise ShapeError(f"path_density needs two points of shape {net.input_shape}, or two batches (n, "
                          f"*{net.input_shape}); got {a.shape} and {b.shape}.")
-    if not (np.all(np.isfinite(a)) and np.all(np.isfinite(b))):
-        raise ShapeError("path_density needs finite points.")
     can_walk = codes == "hard" and net.is_piecewise_linear
     if method == "exact" and not can_walk:
         raise ParameterError("method='exact' needs hard codes of a piecewise-linear network; use "
                              "method='sampled' for soft codes or smooth networks.")
     A, B = (a[None], b[None]) if single else (a, b)
-    lengths = np.linalg.norm((B - A).reshape(len(A), -1), axis=1)
+    if len(A) == 0:
+        return []
+    lengths = np.linalg.norm((B - A).reshape(len(A), net.input_dim), axis=1)
     if method != "sampled" and can_walk:
         from maso.paths import segment_crossings
 

@@ -214,12 +214,16 @@ def _paths(net: Network, origin: np.ndarray, direction: np.ndarray, lo: np.ndarr
            method: str, certify: bool = True) -> list[SegmentCrossings]:
     if len(origin) == 0:
         return []
-    if method == "lp":
-        return [_lp_path(net, o, u, float(a), float(b), tol) for o, u, a, b in zip(origin, direction, lo, hi)]
     owner, sub_lo, sub_hi = _split_scales(lo, hi)
-    if len(owner) == len(lo):  # nothing to split: the common case
+    if method == "lp":
+        parts = [_lp_span(net, o, u, a, b, tol) for o, u, a, b in zip(origin[owner], direction[owner],
+                                                                       sub_lo.tolist(), sub_hi.tolist())]
+        if len(owner) == len(lo):
+            return parts
+    elif len(owner) == len(lo):  # nothing to split: the common case
         return _walk(net, origin, direction, lo, hi, tol, certify)
-    parts = _walk(net, origin[owner], direction[owner], sub_lo, sub_hi, tol, certify)
+    else:
+        parts = _walk(net, origin[owner], direction[owner], sub_lo, sub_hi, tol, certify)
     bounds = np.searchsorted(owner, np.arange(len(lo) + 1))
     return [_stitch(parts[bounds[i]:bounds[i + 1]], origin[i], direction[i], float(lo[i]), float(hi[i]))
             for i in range(len(lo))]
@@ -266,6 +270,13 @@ def _stitch(parts: list[SegmentCrossings], o: np.ndarray, u: np.ndarray, lo: flo
         codes.extend(part.codes[first:])
         ts.extend(part.t.tolist())
     return _crossings(np.asarray(ts), np.stack(codes), o, u, lo, hi, bad=sorted(bad))
+
+
+def _lp_span(net: Network, o: np.ndarray, u: np.ndarray, lo: float, hi: float, tol: float) -> SegmentCrossings:
+    """The LP method on ``[lo, hi]``, enumerated as the segment from ``o + lo u`` to ``o + hi u`` (a unit box, so
+    the enumerator's tolerances are relative to the span, as the walk's are)."""
+    sub = _lp_path(net, o + lo * u, (hi - lo) * u, 0.0, 1.0, max(tol, 1e-12))
+    return _crossings(lo + np.asarray(sub.t) * (hi - lo), np.asarray(sub.codes), o, u, lo, hi)
 
 
 def _lp_path(net: Network, o: np.ndarray, u: np.ndarray, lo: float, hi: float, tol: float) -> SegmentCrossings:
@@ -658,8 +669,8 @@ def _mend(net: Network, path: _Pieces, i: int, piece_bad: np.ndarray, piece_tie:
         while k + 1 < len(codes) and bad[k + 1]:
             k += 1
         ta, tb = float(bounds[j]), float(bounds[k + 1])
-        sub = _lp_path(net, o + ta * u, (tb - ta) * u, 0.0, 1.0, max(tol, 1e-12))
-        sub_t = ta + np.asarray(sub.t) * (tb - ta)
+        sub = _lp_span(net, o, u, ta, tb, tol)
+        sub_t = np.asarray(sub.t)
         new_codes.extend(np.asarray(sub.codes))
         new_t.extend(sub_t.tolist() + [tb])
         j = k + 1

@@ -244,3 +244,20 @@ def _wait_for(condition, p: subprocess.Popen, timeout: float = 90):
             return value
         time.sleep(0.02)
     raise AssertionError("the run ended, or never got there, before it could be interrupted")
+
+
+def test_closed_stdout_memory_budget_and_empty_checkpoint():
+    """stdout closed at start: quiet 141; --max-memory too small: the machine's limit, exit 1, one line (not a
+    user mistake); an empty --checkpoint and a bad --max-memory: exit 2, one line."""
+    p = subprocess.run([sys.executable, "-m", "maso", "demo"], cwd=ROOT, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.PIPE, text=True, timeout=120, pass_fds=(),
+                       preexec_fn=lambda: os.close(1))
+    assert p.returncode == cli.EXIT_PIPE and p.stderr == ""
+    p = run_maso("regions", "--widths", "3", "16", "16", "1", "--max-memory", "1000")
+    assert p.returncode == cli.EXIT_ERROR and p.stderr.count("\n") == 1 and "memory budget of 1000" not in p.stderr
+    assert "KiB" in p.stderr and "Traceback" not in p.stderr
+    for args in (("--checkpoint", ""), ("--max-memory", "lots"), ("--max-memory", "-1")):
+        p = run_maso("regions", "--widths", "2", "4", "1", *args)
+        assert p.returncode == cli.EXIT_USAGE and p.stderr.count("\n") == 1, args
+    p = run_maso("regions", "--widths", "2", "4", "1", "--max-memory", "8G")
+    assert p.returncode == cli.EXIT_OK

@@ -39,6 +39,7 @@ import torch
 from scipy.spatial import QhullError
 
 from maso._lp import chebyshev
+from maso._validation import check_float, check_int
 from maso.errors import SolverError
 from maso.network import Network
 from maso.regions._engine import _SAME
@@ -85,6 +86,9 @@ _CHUNK_REGIONS = 1024
 def verify(rs: RegionSet, *, n_points: int = 1000, atol: float = 1e-8, rng: Any = None) -> VerificationReport:
     """See :meth:`RegionSet.verify`."""
     net = rs.network
+    # the sample is drawn four times over in the bounding box and rejected outside the domain
+    n_points = check_int(n_points, "n_points", "RegionSet.verify", minimum=0, maximum=10**7)
+    atol = check_float(atol, "atol", "RegionSet.verify", minimum=0.0, strict=True)
     rng = np.random.default_rng(rng)
     regions = list(rs)
     n = len(regions)
@@ -293,7 +297,8 @@ def _check_unit_rows(net: Network, regions: list[Region], verts: list[np.ndarray
     single = np.concatenate([[len(fu) == 1 for fu in r.facet_units] for r in regions]).astype(bool)
     u0, p0 = FU[:, 0], FU[:, 1]
     unit = (u0 >= 0) & (u0 < net.n_units)
-    stage = np.where(unit, col_group[np.clip(u0, 0, net.n_units - 1)], -1)
+    stage = np.full(len(u0), -1, dtype=np.int64)
+    stage[unit] = col_group[u0[unit]]  # (a zero-width network has no columns to look up)
     multi = []
     bad_rows = int(np.sum(u0 >= net.n_units))  # rows labelled with a unit the network does not have
     for i, r in enumerate(regions):

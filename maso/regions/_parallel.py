@@ -170,7 +170,9 @@ def _bytes_of(obj: Any) -> float:
 
 
 def _gib(n: float) -> str:
-    return f"{n / 2**30:.2f} GiB" if n >= 2**27 else f"{n / 2**20:.0f} MiB"
+    if n >= 2**27:
+        return f"{n / 2**30:.2f} GiB"
+    return f"{n / 2**20:.0f} MiB" if n >= 2**23 else f"{n / 2**10:.1f} KiB"
 
 
 class _Budget:

@@ -8,6 +8,7 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 
 from maso._lp import extreme
+from maso._validation import real_vector
 from maso.affine import Affine
 from maso.errors import ShapeError
 from maso.network import Network
@@ -234,6 +235,13 @@ class RegionSet(Sequence[Region]):
 
     def __init__(self, network: Network, domain: Polytope, regions: Sequence[Region], slivers: Sequence[Sliver],
                  tol: float, stats: dict[str, int]) -> None:
+        if not isinstance(network, Network) or not isinstance(domain, Polytope):
+            raise ShapeError(f"RegionSet needs a maso.Network and a maso.Polytope domain; got "
+                             f"{type(network).__name__} and {type(domain).__name__}.")
+        regions = tuple(regions)
+        bad = [type(r).__name__ for r in regions if not isinstance(r, Region)]
+        if bad:
+            raise ShapeError(f"RegionSet holds maso.Region objects; got {bad[0]} among them.")
         self.network = network
         self.domain = domain
         self._regions = tuple(regions)
@@ -260,11 +268,25 @@ class RegionSet(Sequence[Region]):
         """All codes, ``(n_regions, n_units)``."""
         return np.stack([r.code for r in self._regions]) if self._regions else np.zeros((0, self.network.n_units))
 
-    def find(self, y: Any) -> int | None:
-        """Index of the region holding point ``y`` (by its code), or None."""
-        code = self.network.codes(np.asarray(y, dtype=np.float64).reshape(self.network.input_shape))
-        return self._index.get(np.asarray(code, dtype=self._regions[0].code.dtype).tobytes()) if self._regions \
-            else None
+    def find(self, y: Any) -> Any:
+        """Index of the region holding point ``y`` (by its code): an int, or None if no region has its code.
+
+        ``y`` is one input (``network.input_shape``, or flattened) or a batch ``(n, ...)`` of them; a batch gives
+        an int array with -1 for inputs in no region.
+        """
+        net = self.network
+        x = real_vector(y, "y", "RegionSet.find")
+        single = x.shape in (net.input_shape, (net.input_dim,))
+        if not single and not (x.ndim >= 1 and x.shape[1:] in (net.input_shape, (net.input_dim,))):
+            raise ShapeError(f"RegionSet.find needs a point of shape {net.input_shape} or a batch (n, "
+                             f"*{net.input_shape}); got shape {x.shape}.")
+        x = x.reshape(-1, *net.input_shape)
+        dtype = self._regions[0].code.dtype if self._regions else np.uint8
+        codes = np.asarray(net.codes(x), dtype=dtype).reshape(len(x), net.n_units)
+        found = [self._index.get(c.tobytes()) for c in codes]
+        if single:
+            return found[0]
+        return np.array([-1 if i is None else i for i in found], dtype=np.int64)
 
     def graph(self) -> Any:
         """Adjacency graph (networkx): regions as nodes, an edge where two regions share a facet.
