@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 import io
 from typing import Any, Callable, Sequence
 
@@ -19,6 +20,7 @@ from maso._validation import check_float, check_int
 from maso.errors import (
     ConversionError,
     InvalidWeightsError,
+    ParameterError,
     ShapeError,
     TrainingModeError,
     UnsupportedLayerError,
@@ -31,10 +33,12 @@ __all__ = ["from_torch", "mlp", "SUPPORTED"]
 SUPPORTED = (
     "Linear, Conv1d/2d/3d (any stride, padding, dilation, groups, padding mode), BatchNorm1d/2d/3d in eval "
     "mode (folded), ReLU, LeakyReLU, PReLU, ReLU6, Hardtanh, Hardsigmoid, MaxPool1d/2d/3d, AvgPool1d/2d/3d, "
-    "AdaptiveAvgPool1d/2d/3d, Flatten, Unflatten, Dropout and Identity (eval), maso.nn.Abs, maso.nn.Maxout; "
+    "AdaptiveAvgPool1d/2d/3d, Flatten, Unflatten, Dropout and Identity (eval), zero/constant/reflection/"
+    "replication/circular padding, transformers' Conv1D, maso.nn.Abs, maso.nn.Maxout; "
     "functions: + - (of two activations or a constant), * and / by a constant, cat, flatten/view/reshape/"
     "squeeze/unsqueeze, slicing, mean over non-batch axes, relu, leaky_relu, abs, clamp/clip, hardtanh, "
-    "relu6, maximum/minimum of two activations, max_pool, avg_pool, adaptive_avg_pool, linear, conv; "
+    "relu6, maximum/minimum of two activations, max_pool, avg_pool, adaptive_avg_pool, linear, conv, pad, "
+    "matmul/mm/addmm with a fixed matrix; in-place forms of these; "
     "as soft spline codes (maso.soft): GELU (erf and tanh), SiLU, Sigmoid, Tanh, transformers' NewGELU/"
     "FastGELU/GELU/QuickGELU/SiLU activation modules, and the functions gelu, silu, sigmoid, tanh"
 )
@@ -75,8 +79,7 @@ _DISCONTINUOUS = {"Threshold", "Hardshrink", "threshold", "hardshrink", "sign", 
 _RECURRENT = {"RNN", "LSTM", "GRU", "RNNCell", "LSTMCell", "GRUCell"}
 _PA_NOT_YET = {"ConvTranspose1d", "ConvTranspose2d", "ConvTranspose3d", "AdaptiveMaxPool1d", "AdaptiveMaxPool2d",
                "AdaptiveMaxPool3d", "Upsample", "UpsamplingNearest2d", "UpsamplingBilinear2d", "PixelShuffle",
-               "ZeroPad2d", "ConstantPad2d", "ReflectionPad2d", "Softshrink",
-               "MaxUnpool2d", "FractionalMaxPool2d", "LPPool2d", "permute", "transpose", "interpolate", "pad"}
+               "Softshrink", "MaxUnpool2d", "FractionalMaxPool2d", "LPPool2d", "permute", "transpose", "interpolate"}
 
 
 #: Module classes maso refuses whatever their place in a model (for a bare module, before tracing it).
@@ -165,6 +168,8 @@ def _convert_module(m: nn.Module, path: str, in_shape: tuple[int, ...], out_shap
     rank = len(in_shape)
     if isinstance(m, nn.Linear):
         return [L.Dense(_np(m.weight), _np(m.bias, m.out_features))]
+    if _is_conv1d(m):
+        return [L.Dense(_np(m.weight).T, _np(getattr(m, "bias", None), m.weight.shape[1]))]
     if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Conv3d)):
         pad = m._reversed_padding_repeated_twice if m.padding_mode != "zeros" else ()
         return [_conv_layer(m.weight, m.bias, m.stride, m.padding, m.dilation, m.groups, m.padding_mode, pad)]
@@ -215,6 +220,13 @@ def _convert_module(m: nn.Module, path: str, in_shape: tuple[int, ...], out_shap
         return [] if out_shape == in_shape else [L.Reshape(out_shape)]
     if isinstance(m, (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout, nn.Identity)):
         return []
+    if isinstance(m, nn.modules.padding._ConstantPadNd):
+        return [_pad_layer(tuple(m.padding), "constant", float(m.value), path)]
+    for base, mode in ((nn.modules.padding._ReflectionPadNd, "reflect"),
+                       (nn.modules.padding._ReplicationPadNd, "replicate"),
+                       (nn.modules.padding._CircularPadNd, "circular")):
+        if isinstance(m, base):
+            return [_pad_layer(tuple(m.padding), mode, 0.0, path)]
     if isinstance(m, mnn.Maxout):
         return [L.Maxout(m.pieces)]
     if isinstance(m, mnn.Abs):
@@ -230,6 +242,8 @@ _MODULE_TYPES = (
     nn.ReLU6, nn.Hardtanh, nn.Hardsigmoid, nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d, nn.AvgPool1d, nn.AvgPool2d,
     nn.AvgPool3d, nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d, nn.Flatten, nn.Unflatten,
     nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout, nn.Identity, mnn.Maxout, mnn.Abs,
+    nn.modules.padding._ConstantPadNd, nn.modules.padding._ReflectionPadNd, nn.modules.padding._ReplicationPadNd,
+    nn.modules.padding._CircularPadNd,
 )
 
 
@@ -238,7 +252,7 @@ def _prescan(gm: fx.GraphModule) -> None:
     for node in gm.graph.nodes:
         if node.op == "call_module":
             m = gm.get_submodule(str(node.target))
-            if not isinstance(m, _MODULE_TYPES) and _soft_module(m) is None:
+            if not isinstance(m, _MODULE_TYPES) and _soft_module(m) is None and not _is_conv1d(m):
                 raise _unsupported(type(m).__name__, str(node.target))
         elif node.op in ("call_function", "call_method"):
             name = node.target if isinstance(node.target, str) else getattr(node.target, "__name__", "")
@@ -249,9 +263,24 @@ def _prescan(gm: fx.GraphModule) -> None:
                 raise _unsupported(name, path)
 
 
+def _is_conv1d(m: nn.Module) -> bool:
+    """transformers' ``Conv1D`` (GPT-2's MLP and attention projections): ``x @ weight + bias`` on the last axis,
+    weight of shape (in, out), written with ``addmm`` on a flattened view (recognised by its class name and
+    attributes, so transformers is never imported)."""
+    w = m._parameters.get("weight")  # not getattr: while tracing, fx hands out proxies for parameters
+    return (type(m).__name__ == "Conv1D" and isinstance(w, torch.Tensor) and w.dim() == 2
+            and getattr(m, "nf", None) == w.shape[1])
+
+
 class _Tracer(fx.Tracer):
+    def __init__(self, leaves: set[str] | None = None) -> None:
+        super().__init__()
+        self.leaves = leaves or set()
+
     def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
-        if isinstance(m, (mnn.Maxout, mnn.Abs)) or _soft_module(m) is not None:
+        if qualname in self.leaves:
+            return True
+        if isinstance(m, (mnn.Maxout, mnn.Abs)) or _soft_module(m) is not None or _is_conv1d(m):
             return True
         return super().is_leaf_module(m, qualname)
 
@@ -306,6 +335,7 @@ class _Converter:
         self.sources: dict[str, str] = {}
         self.shape_of: dict[str, tuple[int, ...]] = {}
         self.env: dict[fx.Node, tuple[str, Any]] = {}
+        self.calls: dict[str, int] = {}
 
     # values --------------------------------------------------------------------------------------------
     def val(self, a: Any) -> tuple[str, Any]:
@@ -347,11 +377,19 @@ class _Converter:
 
     def add_chain(self, node: fx.Node, chain: list[L.Layer], inputs: list[str], source: str) -> None:
         base = str(node.target) if node.op == "call_module" else node.name
+        if node.op == "call_module":  # a module called again (ResNet's one `relu`): each call is its own node
+            calls = self.calls.get(base, 0) + 1
+            self.calls[base] = calls
+            if calls > 1:
+                base = f"{base}#{calls}"
         if not chain:
             if len(inputs) != 1:
                 raise ConversionError(f"Internal: empty chain with {len(inputs)} inputs at {base!r}.")
             self.env[node] = ("t", inputs[0])
             return
+        meta = node.meta.get("tensor_meta")
+        if meta is not None and hasattr(meta, "shape"):  # per call: a module called twice has two shapes
+            self.shape_of[base] = tuple(meta.shape[1:])
         prev = inputs
         for k, layer in enumerate(chain):
             name = base if k == len(chain) - 1 else f"{base}/{k}"
@@ -386,6 +424,8 @@ class _Converter:
                 in_shape = self.out_shape(node.args[0])
                 chain = _convert_module(m, str(node.target), in_shape, self.out_shape(node))
                 self.add_chain(node, chain, [src[1]], f"{node.target} ({type(m).__name__})")
+                if getattr(m, "inplace", False) is True:  # nn.ReLU(inplace=True): its input now holds the output
+                    self.mutated(node)
             elif node.op in ("call_function", "call_method"):
                 self.call(node)
             elif node.op == "output":
@@ -402,8 +442,9 @@ class _Converter:
         target = node.target
         name = target if isinstance(target, str) else getattr(target, "__name__", str(target))
         name = name.lstrip("_") if name not in ("__getitem__",) else "getitem"
+        inplace = bool(node.kwargs.get("inplace", False))
         if name.endswith("_") and name[:-1] in _INPLACE_OK:
-            name = name[:-1]
+            name, inplace = name[:-1], True
         args = list(node.args)
         kwargs = dict(node.kwargs)
         vals = [self.val(a) for a in args]
@@ -429,6 +470,14 @@ class _Converter:
             return
         chain, ins = chain_inputs
         self.add_chain(node, chain, ins, f"{self.where(node)} ({name})")
+        if inplace:
+            self.mutated(node)
+
+    def mutated(self, node: fx.Node) -> None:
+        """An in-place operation changed its first argument: later reads of that tensor see the new value (the
+        traced graph still names the old node there, as in ``z.add_(y); return z``)."""
+        if node.args and isinstance(node.args[0], fx.Node) and self.env.get(node.args[0], ("",))[0] == "t":
+            self.env[node.args[0]] = self.env[node]
 
     # helpers for handlers ------------------------------------------------------------------------------
     def tensor_arg(self, node: fx.Node, vals: list, i: int = 0) -> str:
@@ -635,6 +684,40 @@ def _h_conv(cv, node, vals, kw):
                         get(6, "groups", 1))], [cv.tensor_arg(node, vals)]
 
 
+def _h_matmul(cv, node, vals, kw):
+    """``x @ W`` with a fixed ``W`` of shape (in, out): a dense layer on the last axis."""
+    src = cv.tensor_arg(node, vals)
+    w = vals[1][1] if len(vals) > 1 and vals[1][0] == "c" else None
+    if not isinstance(w, torch.Tensor) or w.dim() != 2:
+        raise _unsupported("matmul of two activations (or with a non-matrix constant)", cv.where(node))
+    return [L.Dense(_np(w).T, np.zeros(w.shape[1]))], [src]
+
+
+def _h_addmm(cv, node, vals, kw):
+    """``addmm(bias, x, W)`` (``beta * bias + alpha * x @ W``) with fixed ``bias`` and ``W``."""
+    get = _arg_getter(vals, kw)
+    b, w = get(0, "input"), get(2, "mat2")
+    beta, alpha = get(3, "beta", 1), get(4, "alpha", 1)
+    if vals[1][0] != "t" or not isinstance(w, torch.Tensor) or not isinstance(b, torch.Tensor):
+        raise _unsupported("addmm with activation-dependent weights or bias", cv.where(node))
+    bias = np.broadcast_to(float(beta) * _np(b), (w.shape[1],))
+    return [L.Dense(float(alpha) * _np(w).T, np.array(bias))], [vals[1][1]]
+
+
+def _pad_layer(pad: tuple, mode: str, value: float, where: str) -> L.Pad:
+    if not np.isfinite(value):
+        raise _unsupported(f"padding with {value} (an infinite value: before a max-pool, use ceil_mode or the pool's "
+                           "own padding instead)", where)
+    return L.Pad(tuple(int(v) for v in pad), mode, float(value))
+
+
+def _h_pad(cv, node, vals, kw):
+    get = _arg_getter(vals, kw)
+    pad, mode, value = get(1, "pad"), get(2, "mode", "constant"), get(3, "value", None)
+    return [_pad_layer(tuple(pad), mode, 0.0 if value is None else float(value), cv.where(node))], \
+        [cv.tensor_arg(node, vals)]
+
+
 def _h_getitem(cv, node, vals, kw):
     src = cv.tensor_arg(node, vals)
     idx = vals[1][1]
@@ -686,8 +769,8 @@ _FUNCTIONS: dict[str, Callable[..., Any]] = {
     "avg_pool1d": _h_avgpool, "avg_pool2d": _h_avgpool, "avg_pool3d": _h_avgpool,
     "adaptive_avg_pool1d": _h_adaptive_avg, "adaptive_avg_pool2d": _h_adaptive_avg,
     "adaptive_avg_pool3d": _h_adaptive_avg,
-    "linear": _h_linear, "conv1d": _h_conv, "conv2d": _h_conv, "conv3d": _h_conv,
-    "getitem": _h_getitem,
+    "linear": _h_linear, "matmul": _h_matmul, "mm": _h_matmul, "addmm": _h_addmm, "conv1d": _h_conv, "conv2d": _h_conv, "conv3d": _h_conv,
+    "getitem": _h_getitem, "pad": _h_pad,
 }
 
 
@@ -746,7 +829,7 @@ def _fold(prev: L.Layer, ea: L.ElementwiseAffine) -> L.Layer | None:
     return None
 
 
-def _example_batch(example_input: Any, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+def _example_batch(example_input: Any, dtype: torch.dtype, device: torch.device, batch_dims: int = 1) -> torch.Tensor:
     """``example_input`` as a batch tensor of the model's dtype, refusing what cannot be one sample or more."""
     if isinstance(example_input, (tuple, list, torch.Size)) and example_input and all(
             isinstance(s, (int, np.integer)) and not isinstance(s, (bool, np.bool_)) for s in example_input):
@@ -781,26 +864,46 @@ def _example_batch(example_input: Any, dtype: torch.dtype, device: torch.device)
     if t.is_floating_point() and not bool(torch.isfinite(t).all()):
         raise ShapeError("example_input contains NaN or infinite values; the conversion is checked on it, so "
                          "give finite values (zeros do).")
-    return t.to(device=device, dtype=dtype)
+    return _flatten_batch(t.to(device=device, dtype=dtype), batch_dims)
 
 
-def from_torch(module: nn.Module, example_input: Any, *, rtol: float = 1e-4) -> Network:
-    """Convert a piecewise-affine PyTorch module into a :class:`maso.Network`.
+def from_torch(module: nn.Module, example_input: Any, *, start: str | None = None, stop: str | None = None,
+               batch_dims: int = 1, rtol: float = 1e-9) -> Network:
+    """Convert a piecewise-affine PyTorch module (or the part of a model between two named modules) into a
+    :class:`maso.Network`.
 
     The module is traced with ``torch.fx`` (``nn.Sequential`` and modules with residual or concatenation
-    graphs alike), shapes are propagated with ``example_input``, eval-mode batch normalisation is folded into
-    the convolution or linear layer before it, and dropout/identity are removed. The result is checked
-    against the module on ``example_input``.
+    graphs alike; a module called twice, such as ResNet's one ``relu``, gives two nodes; in-place operations are
+    read as the out-of-place ones), shapes are propagated with ``example_input``, eval-mode batch normalisation
+    is folded into the convolution or linear layer before it, and dropout/identity are removed. transformers'
+    ``Conv1D`` (GPT-2), ``addmm`` and products with a fixed matrix are dense layers. The result is checked
+    against a float64 copy of the module on ``example_input``.
 
     Parameters
     ----------
     module : torch.nn.Module
         In eval mode, with finite weights.
     example_input : tensor or array of shape (n, *input_shape), or a tuple input_shape
-        A batch the module accepts (its values only matter for the final check).
-    rtol : float, default=1e-4
-        Relative tolerance of the check that the converted network reproduces the model on ``example_input``
-        (at least 4 units in the last place of the model's own dtype: 0.031 for bfloat16, 0.0039 for float16).
+        A batch the module accepts (its values only matter for the final check). With ``start``/``stop``: the
+        whole model's usual input (images, token ids...).
+    start : str, optional
+        Convert the part of ``module`` after the submodule of this name (a path of ``module.named_modules()``,
+        e.g. ``"mixed4a"`` or ``"transformer.h.5.ln_2"``): the network's input is that submodule's output.
+        What comes before it (a stem that is not piecewise affine: local response normalisation, embeddings,
+        LayerNorm) is cut away. The part must depend on the model's input only through that output.
+    stop : str, optional
+        End at the output of the submodule of this name instead of the model's output (cuts away heads that are
+        not piecewise affine, such as softmax).
+    batch_dims : int, default=1
+        Leading axes of the (cut) example that are batch axes. Transformer activations ``(batch, seq, d)`` act
+        token by token: ``batch_dims=2`` converts the module on ``(d,)``, so each token is one input. (With 1,
+        the whole sequence ``(seq, d)`` is one input.) The network then accepts any number of leading batch
+        axes: ``net.codes(acts)`` of ``(batch, seq, d)`` activations gives ``(batch, seq, n_units)``.
+    rtol : float, default=1e-9
+        Tolerance of the final check, relative to the output's scale: the network must reproduce a float64 copy
+        of the module (so a float32 model on a GPU with TF32, or a float16/bfloat16 model, is checked at float64
+        precision, not at its own). Where no float64 copy can be made, the module itself is compared at its own
+        precision (at least 16 units in the last place of its dtype).
 
     Returns
     -------
@@ -811,6 +914,8 @@ def from_torch(module: nn.Module, example_input: Any, *, rtol: float = 1e-4) -> 
     UnsupportedLayerError
         A module or function that is neither piecewise affine nor a supported soft unit (LayerNorm, softmax,
         attention, Softplus...), with its path in the model and what to do instead.
+    SubnetworkError
+        ``start``/``stop`` name no submodule, or the part between them also reads values from before ``start``.
     TrainingModeError
         Batch normalisation or dropout in training mode.
     InvalidWeightsError
@@ -818,38 +923,76 @@ def from_torch(module: nn.Module, example_input: Any, *, rtol: float = 1e-4) -> 
     ShapeError
         ``example_input`` does not fit the module.
     ConversionError
-        The module cannot be traced (data-dependent control flow) or mixes samples of a batch.
+        The module cannot be traced (data-dependent control flow), mixes samples of a batch, or the converted
+        network does not reproduce it.
 
     Examples
     --------
     >>> import torch, maso
-    >>> model = torch.nn.Sequential(torch.nn.Linear(2, 8), torch.nn.ReLU(), torch.nn.Linear(8, 1))
-    >>> net = maso.from_torch(model, torch.zeros(1, 2))
-    >>> net.n_units
-    8
+    >>> model = torch.nn.Sequential(torch.nn.Linear(2, 8), torch.nn.ReLU(), torch.nn.Linear(8, 1), torch.nn.Sigmoid())
+    >>> net = maso.from_torch(model, torch.zeros(1, 2), stop="2")   # the logit, before the sigmoid
+    >>> net.n_units, net.output_shape
+    (8, (1,))
+    >>> tail = maso.from_torch(model, torch.zeros(1, 2), start="1", stop="2")   # after the ReLU
+    >>> tail.input_shape, tail.n_units
+    ((8,), 0)
     """
     if not isinstance(module, nn.Module):
         raise ConversionError(f"from_torch needs a torch.nn.Module. Got {type(module).__name__}.")
     rtol = check_float(rtol, "rtol", "from_torch", minimum=0.0, maximum=1.0, strict=True)
-    if _refused(module):  # a bare LSTM, LayerNorm...: say what it is, not how tracing failed
-        raise _unsupported(type(module).__name__, "")
+    batch_dims = check_int(batch_dims, "batch_dims", "from_torch", minimum=1)
+    for what, name in (("start", start), ("stop", stop)):
+        if name is not None and not isinstance(name, str):
+            raise ParameterError(f"The {what!r} parameter of from_torch must be a module name (str) or None. Got "
+                                 f"{name!r} ({type(name).__name__}).")
     _check_module(module)
     param = next(iter(module.parameters()), None)
     dtype = param.dtype if param is not None and param.is_floating_point() else torch.float32
     device = param.device if param is not None else torch.device("cpu")
-    example = _example_batch(example_input, dtype, device)
-    tracer = _Tracer()
+    if start is None and stop is None:
+        if _refused(module):  # a bare LSTM, LayerNorm...: say what it is, not how tracing failed
+            raise _unsupported(type(module).__name__, "")
+        example = _example_batch(example_input, dtype, device, batch_dims)
+        fn: nn.Module = module
+        gm = _trace(module, set())
+        described = type(module).__name__
+    else:
+        from maso._cut import cut
+
+        gm, example = cut(module, example_input, start, stop, _trace)
+        example = _flatten_batch(example, batch_dims)
+        fn = gm
+        described = f"{type(module).__name__} between {start or 'its input'} and {stop or 'its output'}"
+    net = _convert(gm, example, described)
+    _check_conversion(net, fn, example, rtol, described)
+    return net
+
+
+def _flatten_batch(t: torch.Tensor, batch_dims: int) -> torch.Tensor:
+    if batch_dims == 1:
+        return t
+    if t.dim() <= batch_dims:
+        raise ShapeError(f"batch_dims={batch_dims} leaves no per-input axes in an example of shape {tuple(t.shape)}.")
+    return t.reshape(-1, *t.shape[batch_dims:])
+
+
+def _trace(module: nn.Module, leaves: set[str]) -> fx.GraphModule:
+    """The module as an fx graph; submodules named in ``leaves`` stay single calls (they are cut away later)."""
+    tracer = _Tracer(leaves)
     try:
         graph = tracer.trace(module)
     except Exception as e:
         for path, m in module.named_modules():  # a refused module inside is the likely reason: name it
-            if path and _refused(m):
+            if path and _refused(m) and path not in leaves:
                 raise _unsupported(type(m).__name__, path) from e
         raise ConversionError(
             f"torch.fx could not trace {type(module).__name__}: {e}. Models with data-dependent control flow "
             "cannot be converted; move the branching out of forward() or convert the piecewise-affine parts."
         ) from e
-    gm = fx.GraphModule(tracer.root, graph)
+    return fx.GraphModule(tracer.root, graph)
+
+
+def _convert(gm: fx.GraphModule, example: torch.Tensor, described: str) -> Network:
     _prescan(gm)
     try:
         # ShapeProp prints the traceback of a failing node to stderr before raising: keep it for the message only
@@ -858,7 +1001,7 @@ def from_torch(module: nn.Module, example_input: Any, *, rtol: float = 1e-4) -> 
     except Exception as e:
         cause = e.__cause__ if e.__cause__ is not None else e
         raise ShapeError(
-            f"example_input of shape {tuple(example.shape)} does not fit {type(module).__name__}: "
+            f"example_input of shape {tuple(example.shape)} does not fit {described}: "
             f"{type(cause).__name__}: {str(cause).strip().splitlines()[0] if str(cause).strip() else ''}"
         ) from e
     cv = _Converter(gm, int(example.shape[0]))
@@ -869,28 +1012,47 @@ def from_torch(module: nn.Module, example_input: Any, *, rtol: float = 1e-4) -> 
             cv.shape_of[str(n.target) if n.op == "call_module" else n.name] = tuple(meta.shape[1:])
     output = cv.run()
     spec, output = _fold_batchnorm(cv.spec, output)
-    net = Network.from_graph(tuple(example.shape[1:]), spec, output, sources=cv.sources)
+    return Network.from_graph(tuple(example.shape[1:]), spec, output, sources=cv.sources)
+
+
+def _float64_copy(fn: nn.Module) -> nn.Module | None:
+    """A float64 copy of ``fn`` on the CPU, or None where the module cannot be copied or cast."""
+    try:
+        return copy.deepcopy(fn).to(device="cpu", dtype=torch.float64)
+    except Exception:  # pragma: no cover - exotic modules (custom __deepcopy__, non-castable buffers)
+        return None
+
+
+def _check_conversion(net: Network, fn: nn.Module, example: torch.Tensor, rtol: float, described: str) -> None:
+    """The network must reproduce the module: a float64 copy of it at ``rtol``, else the module itself at its own
+    precision. Raises ConversionError otherwise, and when the module's own output is not finite."""
     with torch.no_grad():
-        raw = module(example)
-        want = raw.to(torch.float64)
-        got = net(example.to(torch.float64))
-    if not bool(torch.isfinite(want).all()):
+        raw = fn(example)
+    if isinstance(raw, torch.Tensor) and raw.is_floating_point() and not bool(torch.isfinite(raw).all()):
         hint = ("Convert a float64 copy (model.double(), with a float64 example_input), or check the weights for "
                 "huge values." if raw.dtype != torch.float64 else "Check the weights and the example for huge values.")
         raise ConversionError(
-            f"{type(module).__name__}'s own output on example_input is not finite (in {raw.dtype}, whose largest "
-            f"value is {torch.finfo(raw.dtype).max:.3g}), so the conversion cannot be checked. {hint}")
-    # the model computes in its own precision: bfloat16 carries ~4e-3 relative error, float16 ~5e-4
-    tol = max(rtol, 4 * torch.finfo(raw.dtype).eps) if raw.dtype.is_floating_point else rtol
+            f"{described}'s own output on example_input is not finite (in {raw.dtype}, whose largest value is "
+            f"{torch.finfo(raw.dtype).max:.3g}), so the conversion cannot be checked. {hint}")
+    ref = _float64_copy(fn)
+    x64 = example.detach().to(device="cpu", dtype=torch.float64)
+    with torch.no_grad():
+        if ref is not None:
+            want, tol, against = ref(x64), rtol, "a float64 copy of it"
+        else:
+            want = raw.detach().to(device="cpu", dtype=torch.float64)
+            tol = max(rtol, 16 * torch.finfo(raw.dtype).eps)
+            against = f"it (in {raw.dtype})"
+        got = net(x64)
     scale = float(want.abs().max()) if want.numel() else 0.0
     if got.shape != want.shape or not torch.allclose(got, want, rtol=tol, atol=tol * (1 + scale)):
         err = float((got - want).abs().max()) if got.shape == want.shape and got.numel() else float("nan")
         raise ConversionError(
-            f"The converted network does not reproduce {type(module).__name__} on example_input (largest "
-            f"difference {err:.3g}, shapes {tuple(got.shape)} vs {tuple(want.shape)}). This is a maso bug or an "
-            "operation whose semantics maso misread; please report it with the model."
+            f"The converted network does not reproduce {described} on example_input: against {against}, the "
+            f"largest difference is {err:.3g} (tolerance {tol:g} of the output scale {scale:.3g}; shapes "
+            f"{tuple(got.shape)} vs {tuple(want.shape)}). This is a maso bug or an operation whose semantics maso "
+            "misread; please report it with the model."
         )
-    return net
 
 
 def mlp(widths: Sequence[int], *, seed: int, activation: str = "relu", **kwargs: Any) -> Network:

@@ -24,18 +24,24 @@ class Batch:
     tensor: torch.Tensor
     was_numpy: bool
     was_single: bool
+    lead: tuple[int, ...] = ()  # several leading batch axes (tokens: (batch, seq)), flattened into one
 
-    def out(self, t: torch.Tensor) -> Any:
-        """Return ``t`` (batch-first) in the caller's array type, dropping the batch axis for a single input."""
+    def out(self, t: torch.Tensor, *, keep_lead: bool = True) -> Any:
+        """Return ``t`` (batch-first) in the caller's array type, dropping the batch axis for a single input and
+        restoring several leading batch axes (unless ``keep_lead=False``: flat, one row per input)."""
         if self.was_single:
             t = t[0]
+        elif self.lead and keep_lead:
+            t = t.reshape(*self.lead, *t.shape[1:])
         if self.was_numpy:
             return t.detach().cpu().numpy()
         return t
 
 
 def as_batch(x: Any, sample_shape: tuple[int, ...], *, caller: str, name: str = "x") -> Batch:
-    """Validate ``x`` as one sample of ``sample_shape`` or a batch ``(n, *sample_shape)``.
+    """Validate ``x`` as one sample of ``sample_shape``, a batch ``(n, *sample_shape)``, or a batch with several
+    leading axes ``(n1, n2, ..., *sample_shape)`` (e.g. tokens ``(batch, seq, d)`` for a network on ``(d,)``),
+    which is computed as one flat batch.
 
     NumPy arrays (and lists) are computed in their own float precision (float64 for integers and lists);
     torch tensors stay on their device and dtype.
@@ -67,21 +73,27 @@ def as_batch(x: Any, sample_shape: tuple[int, ...], *, caller: str, name: str = 
         t = torch.from_numpy(np.array(a, copy=True))
         was_numpy = True
     k = len(sample_shape)
+    lead: tuple[int, ...] = ()
     if tuple(t.shape) == tuple(sample_shape):
         single = True
         t = t.unsqueeze(0)
     elif t.dim() == k + 1 and tuple(t.shape[1:]) == tuple(sample_shape):
         single = False
+    elif t.dim() > k + 1 and tuple(t.shape[t.dim() - k:]) == tuple(sample_shape):
+        lead = tuple(t.shape[:t.dim() - k])
+        t = t.reshape(-1, *sample_shape)
+        single = False
     else:
         raise ShapeError(
             f"The {name!r} argument of {caller} must have shape {tuple(sample_shape)} (one input) or "
-            f"(n, {', '.join(map(str, sample_shape))}) (a batch). Got shape {tuple(t.shape)} instead."
+            f"(n, {', '.join(map(str, sample_shape))}) (a batch), or more leading batch axes such as (batch, seq, "
+            f"...). Got shape {tuple(t.shape)} instead."
         )
     # One cheap reduction: a NaN or inf anywhere makes the sum non-finite. Only then (or on overflow of a
     # huge but finite input) run the exact element-wise test.
     if not bool(torch.isfinite(t.sum())) and not bool(torch.isfinite(t).all()):
         raise ShapeError(f"The {name!r} argument of {caller} contains NaN or infinite values.")
-    return Batch(t, was_numpy, single)
+    return Batch(t, was_numpy, single, lead)
 
 
 def readonly(a: Any, dtype: Any = np.float64) -> np.ndarray:

@@ -39,6 +39,7 @@ __all__ = [
     "Mean",
     "Reshape",
     "Index",
+    "Pad",
     "Sum",
     "Concat",
     "Elementwise",
@@ -397,6 +398,45 @@ class Index(AffineLayer):
         return xs[0][(slice(None), *self.index)]
 
     linear = forward
+
+
+@dataclass(frozen=True, repr=False, eq=False)
+class Pad(AffineLayer):
+    """Padding of the per-sample trailing axes (``F.pad``, ``nn.ZeroPad2d``, ``nn.ConstantPad2d``...).
+
+    ``pad`` is torch's ``(left, right, top, bottom, ...)`` from the last axis back; ``mode`` "constant" (with a
+    finite ``value``: the affine part), "reflect", "replicate" or "circular" (linear selections).
+
+    Examples
+    --------
+    >>> import numpy as np, maso
+    >>> net = maso.Network.sequential((1, 2), [maso.layers.Pad((1, 0), value=5.0)])
+    >>> net(np.array([[1.0, 2.0]]))
+    array([[5., 1., 2.]])
+    """
+
+    pad: tuple[int, ...]
+    mode: str = "constant"
+    value: float = 0.0
+
+    def __post_init__(self) -> None:
+        if len(self.pad) % 2 or any(not isinstance(v, int) for v in self.pad):
+            raise ShapeError(f"Pad needs an even number of integer sizes. Got {self.pad!r}.")
+        if self.mode not in ("constant", "reflect", "replicate", "circular"):
+            raise ShapeError(f"Pad mode must be constant, reflect, replicate or circular. Got {self.mode!r}.")
+        if not np.isfinite(self.value):
+            raise ShapeError(f"Pad needs a finite value (a network with infinite values is not affine). Got "
+                             f"{self.value!r}.")
+
+    def forward(self, xs, p):
+        if self.mode == "constant":
+            return F.pad(xs[0], self.pad, value=float(self.value))
+        return F.pad(xs[0], self.pad, mode=self.mode)
+
+    def linear(self, xs, p):
+        if self.mode == "constant":
+            return F.pad(xs[0], self.pad, value=0.0)
+        return F.pad(xs[0], self.pad, mode=self.mode)
 
 
 @dataclass(frozen=True, repr=False, eq=False)

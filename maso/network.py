@@ -508,6 +508,9 @@ class Network:
         Parameters
         ----------
         x : array or tensor of shape input_shape or (n, *input_shape)
+            More leading axes are batch axes too (tokens: ``(batch, seq, d)`` for a network on ``(d,)``): codes,
+            outputs and activations keep them; maps, operators and regions come flat, one per input in
+            row-major order.
 
         Returns
         -------
@@ -549,6 +552,9 @@ class Network:
         Parameters
         ----------
         x : array or tensor of shape input_shape or (n, *input_shape)
+            More leading axes are batch axes too (tokens: ``(batch, seq, d)`` for a network on ``(d,)``): codes,
+            outputs and activations keep them; maps, operators and regions come flat, one per input in
+            row-major order.
         by_layer : bool, default=False
             Return a dict ``{layer name: codes of shape (n, *unit_shape)}`` instead of one row per input.
 
@@ -589,10 +595,10 @@ class Network:
     def _public(self, g: UnitGroup, icodes: dict[int, torch.Tensor]) -> torch.Tensor:
         return self._nodes[g.node].layer.public_code(icodes[g.node], self._input_shape_of(g.node))
 
-    def _code_rows(self, icodes: dict[int, torch.Tensor], batch: Batch) -> Any:
+    def _code_rows(self, icodes: dict[int, torch.Tensor], batch: Batch, keep_lead: bool = True) -> Any:
         row = self._empty_code_rows(batch.tensor.shape[0], batch.tensor.device)
         self._fill_code_rows(row, icodes)
-        return batch.out(row)
+        return batch.out(row, keep_lead=keep_lead)
 
     def _empty_code_rows(self, n: int, device: Any) -> torch.Tensor:
         tdtype = torch.uint8 if self._code_dtype == np.uint8 else torch.int32
@@ -642,6 +648,9 @@ class Network:
         Parameters
         ----------
         x : array or tensor of shape input_shape or (n, *input_shape)
+            More leading axes are batch axes too (tokens: ``(batch, seq, d)`` for a network on ``(d,)``): codes,
+            outputs and activations keep them; maps, operators and regions come flat, one per input in
+            row-major order.
         dense : bool, default=True
             If False, return an :class:`AffineOperator` that applies ``A`` and ``A^T`` by Jacobian-vector
             products without forming it (for large models); it costs one forward pass to make.
@@ -686,6 +695,9 @@ class Network:
         Parameters
         ----------
         x : array or tensor of shape input_shape or (n, *input_shape)
+            More leading axes are batch axes too (tokens: ``(batch, seq, d)`` for a network on ``(d,)``): codes,
+            outputs and activations keep them; maps, operators and regions come flat, one per input in
+            row-major order.
         dense : bool, default=True
             If False, return an :class:`AffineOperator` (Jacobian-vector products, nothing formed).
 
@@ -714,6 +726,9 @@ class Network:
         Parameters
         ----------
         x : array or tensor of shape input_shape or (n, *input_shape)
+            More leading axes are batch axes too (tokens: ``(batch, seq, d)`` for a network on ``(d,)``): codes,
+            outputs and activations keep them; maps, operators and regions come flat, one per input in
+            row-major order.
         temperature : float > 0, optional
             Evaluate every layer's gate at this temperature instead, on the network's own pre-activations (the
             network is not changed): GELU units give ``Phi(u / temperature)``, hard layers the softmax of their
@@ -801,7 +816,7 @@ class Network:
             with torch.no_grad():
                 _, icodes, _ = self._forward(t, need_codes=True, soft=soft)
             op = self._operator(batch, icodes)
-            return (self._code_rows(icodes, batch), op) if with_codes else op
+            return (self._code_rows(icodes, batch, keep_lead=False), op) if with_codes else op
         item = t.element_size()
         # Refuse up front what cannot fit, before any forward pass (A alone is n * m * d numbers).
         left = check_fits(
@@ -833,7 +848,7 @@ class Network:
                     eye = torch.eye(d, dtype=t.dtype, device=t.device).reshape(1, d, *self.input_shape)
                     A[sl] = self._frozen(eye.expand(k, *eye.shape[1:]), ic, bias=False)[0].reshape(k, d, m
                                                                                                   ).transpose(1, 2)
-        codes = batch.out(rows) if rows is not None else None
+        codes = batch.out(rows, keep_lead=False) if rows is not None else None
         if batch.was_single:
             A, b = A[0], b[0]
         f = Affine._trusted(A.cpu().numpy(), b.cpu().numpy()) if batch.was_numpy else Affine(A, b)
@@ -854,17 +869,17 @@ class Network:
         def jvp(v: Any) -> Any:
             vt = to_tensor(v, d, "jvp").reshape(n, 1, *self.input_shape)
             with torch.no_grad():
-                return batch.out(self._frozen(vt, icodes, bias=False)[0].reshape(n, m))
+                return batch.out(self._frozen(vt, icodes, bias=False)[0].reshape(n, m), keep_lead=False)
 
         def vjp(w: Any) -> Any:
             wt = to_tensor(w, m, "vjp").reshape(n, 1, *self.output_shape)
             with torch.no_grad():
-                return batch.out(self._pullback(wt, icodes).reshape(n, d))
+                return batch.out(self._pullback(wt, icodes).reshape(n, d), keep_lead=False)
 
         def offset() -> Any:
             zero = torch.zeros((n, 1, *self.input_shape), dtype=t.dtype, device=t.device)
             with torch.no_grad():
-                return batch.out(self._frozen(zero, icodes, bias=True)[0].reshape(n, m))
+                return batch.out(self._frozen(zero, icodes, bias=True)[0].reshape(n, m), keep_lead=False)
 
         return AffineOperator(shape=(n, m, d), _jvp=jvp, _vjp=vjp, _offset=offset)
 
@@ -884,6 +899,9 @@ class Network:
         Parameters
         ----------
         x : array or tensor of shape input_shape or (n, *input_shape)
+            More leading axes are batch axes too (tokens: ``(batch, seq, d)`` for a network on ``(d,)``): codes,
+            outputs and activations keep them; maps, operators and regions come flat, one per input in
+            row-major order.
 
         Returns
         -------
