@@ -884,7 +884,8 @@ def from_torch(module: nn.Module, example_input: Any, *, start: str | None = Non
     module : torch.nn.Module
         In eval mode, with finite weights.
     example_input : tensor or array of shape (n, *input_shape), or a tuple input_shape
-        A batch the module accepts (its values only matter for the final check). With ``start``/``stop``: the
+        A batch the module accepts (its values only matter for the final check, which uses its first 64
+        samples). With ``start``/``stop``: the
         whole model's usual input (images, token ids...).
     start : str, optional
         Convert the part of ``module`` after the submodule of this name (a path of ``module.named_modules()``,
@@ -963,9 +964,15 @@ def from_torch(module: nn.Module, example_input: Any, *, start: str | None = Non
         example = _flatten_batch(example, batch_dims)
         fn = gm
         described = f"{type(module).__name__} between {start or 'its input'} and {stop or 'its output'}"
+    # tracing needs one sample and the check a few: a big batch of activations costs time, not confidence
+    example = example[:_CHECK_SAMPLES]
     net = _convert(gm, example, described)
     _check_conversion(net, fn, example, rtol, described)
     return net
+
+
+#: At most this many samples of ``example_input`` are traced and checked.
+_CHECK_SAMPLES = 64
 
 
 def _flatten_batch(t: torch.Tensor, batch_dims: int) -> torch.Tensor:
