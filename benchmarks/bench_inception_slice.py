@@ -3,12 +3,14 @@
 Run:  python benchmarks/bench_inception_slice.py [--windows 1e-4 3e-4 6e-4]
 
 A plane through three (ReLU-like, non-negative) random activations in the 40,768-dimensional input of
-``inception5a`` (832 x 7 x 7), with the boundaries of every later unit (193,648 units: the ReLUs and 3x3
-max-pools of inception5a and 5b), random-init weights (``maso.nn.inception5_tail``). For each square window of
-the plane (side in plane units; the plane's directions are about 167 long), maso's slice is timed as it runs
-(vertex values of the layers that later layers read are carried onto new mesh vertices) against the baseline of
-recomputing every layer's input from the plane's anchors, in the same process. The two must give the same
-regions; the script exits 1 if they do not.
+``inception5a`` (832 x 7 x 7; ``mixed5a`` in the inception5h naming), with the boundaries of every later unit
+(194,432 units: the ReLUs and 3x3 max-pools of mixed5a and 5b), random-init weights (``maso.nn.inception5_tail``,
+i.e. ``maso.nn.inception_v1(seed=0).tail(after="maxpool10")``). The results file of 2026-11-22 predates that
+tail: it used the GoogLeNet paper's 32-channel 5x5 bottleneck in 5a (193,648 units) and other random weights.
+For each square window of the plane (side in plane units; the plane's directions are about 167 long), maso's
+slice is timed as it runs (vertex values of the layers that later layers read are carried onto new mesh
+vertices) against the baseline of recomputing every layer's input from the plane's anchors, in the same
+process. The two must give the same regions; the script exits 1 if they do not.
 """
 
 from __future__ import annotations

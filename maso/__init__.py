@@ -43,6 +43,7 @@ from maso.errors import (
     SubnetworkError as SubnetworkError,
     TrainingModeError as TrainingModeError,
     UnsupportedLayerError as UnsupportedLayerError,
+    WeightsFileError as WeightsFileError,
     WorkerError as WorkerError,
 )
 from maso.domain import Box as Box
@@ -116,6 +117,7 @@ __all__ = [
     "TrainingModeError",
     "UnitGroup",
     "UnsupportedLayerError",
+    "WeightsFileError",
     "WorkerError",
     "from_torch",
     "bounds",

@@ -6,6 +6,8 @@ Every error subclasses :class:`MasoError` and the builtin exception it *is*, so 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 __all__ = [
     "MasoError",
     "ShapeError",
@@ -23,6 +25,7 @@ __all__ = [
     "ResourceError",
     "CheckpointWarning",
     "ParameterShapeError",
+    "WeightsFileError",
 ]
 
 
@@ -109,3 +112,26 @@ class ResourceError(MasoError, MemoryError):
     """A computation would need more memory than this machine (or a limit set on the process) has left, so it
     is refused before any work; the message names the size and how to ask for less (a smaller batch, an
     operator instead of dense matrices...)."""
+
+
+class WeightsFileError(MasoError, ValueError):
+    """A weights file (or state dict) does not fit the model it is loaded into: it cannot be read, does not hold
+    a mapping of parameter names to tensors, its names or shapes differ from the model's, or it holds NaN or
+    infinite values. Nothing is loaded. The message lists the problems.
+
+    Attributes
+    ----------
+    path : str
+        The file ("" for a state dict passed directly).
+    missing, unexpected, mismatched : list of str
+        The model's keys the file lacks; the file's keys the model lacks; ``"key: shape, expected shape"`` for
+        each shape mismatch.
+    """
+
+    def __init__(self, message: str, *, path: str = "", missing: Sequence[str] = (),
+                 unexpected: Sequence[str] = (), mismatched: Sequence[str] = ()) -> None:
+        super().__init__(message)
+        self.path = path
+        self.missing = list(missing)
+        self.unexpected = list(unexpected)
+        self.mismatched = list(mismatched)

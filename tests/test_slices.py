@@ -288,14 +288,15 @@ def test_carrying_stops_within_the_memory_budget(monkeypatch):
 @pytest.mark.slow
 def test_inception5_slice_codes_match_the_network(monkeypatch):
     """The article's setting (about 30 s): a plane through three activations in the 40,768-dimensional input of
-    inception5a, with the boundaries of all later layers (193,648 units, max-pooling included). Every region's
-    code is the network's code at its interior point, the areas fill the window, and the slice is the same with
-    the vertex values recomputed instead of carried (this found max-pool ties scaled by rounding noise)."""
+    inception5a (mixed5a in the inception5h naming), with the boundaries of all later layers (194,432 units,
+    max-pooling included). Every region's code is the network's code at its interior point, the areas fill the
+    window, and the slice is the same with the vertex values recomputed instead of carried (this found max-pool
+    ties scaled by rounding noise)."""
     import maso.slices as slices
 
     net = maso.from_torch(maso.nn.inception5_tail(seed=0, dtype=torch.float64),
                           torch.zeros(1, 832, 7, 7, dtype=torch.float64))
-    assert net.input_dim == 40_768 and net.n_units == 193_648
+    assert net.input_dim == 40_768 and net.n_units == 194_432
     plane = maso.Plane.through_points(*np.maximum(np.random.default_rng(0).normal(size=(3, 832, 7, 7)), 0))
     box = {"lo": (0.2, 0.2), "hi": (0.2003, 0.2003)}
     sl = maso.slice_regions(net, plane, **box)
