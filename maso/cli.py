@@ -378,7 +378,76 @@ def _parser() -> _Parser:
                      help="random points of the certificate's coverage check (default 1000)")
     reg.add_argument("--json", action="store_true",
                      help="print one JSON object (counts, stats, certificate, each region's code and interior point)")
+    exp = sub.add_parser("experiment", help="the polytope-lens experiments (from the source checkout)",
+                         epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    exp.add_argument("name", nargs="?", help="the experiment to run (see --list)")
+    exp.add_argument("--list", action="store_true", help="print the experiments, one per line, name first")
+    exp.add_argument("--out", default=None, help="folder for the figures, results.json and report.md")
+    exp.add_argument("--quick", action="store_true", help="small settings: a few minutes on 2 CPU cores")
+    exp.add_argument("--device", default="cpu", help="torch device: cpu (default), cuda, cuda:1...")
+    exp.add_argument("--seed", type=seed, default=0)
+    exp.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                     help="override an option of the experiment (repeatable; see its docs page)")
     return parser
+
+
+def load_experiments() -> Any:
+    """The ``experiments/`` folder of the checkout maso runs from, imported as ``maso_experiments``."""
+    import importlib.util
+    from pathlib import Path
+
+    import maso
+
+    if "maso_experiments" in sys.modules:
+        return sys.modules["maso_experiments"]
+    folder = Path(maso.__file__).resolve().parents[1] / "experiments"
+    init = folder / "__init__.py"
+    if not init.is_file():
+        raise _UsageError("maso experiment: error: the experiments live in maso's source checkout (experiments/); "
+                          "clone it and install from it: pip install -e \".[experiments]\"")
+    spec = importlib.util.spec_from_file_location("maso_experiments", init, submodule_search_locations=[str(folder)])
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["maso_experiments"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def _option_value(text: str) -> Any:
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    return {"true": True, "false": False, "none": None}.get(text.lower(), text)
+
+
+def _experiment(args: argparse.Namespace) -> int:
+    exps = load_experiments()
+    mods = exps.experiments()
+    if args.list:
+        for name, mod in mods.items():
+            print(f"{name}  {mod.TITLE}")
+        return EXIT_OK
+    if not args.name:
+        raise _UsageError("maso experiment: error: give an experiment name, or --list to see them.")
+    if args.name not in mods:
+        raise _UsageError(f"maso experiment: error: no experiment {args.name!r}; known: {', '.join(mods)}.")
+    options = {}
+    for item in args.option:
+        key, eq, value = item.partition("=")
+        if not eq or key not in getattr(mods[args.name], "OPTIONS", {}):
+            known = ", ".join(getattr(mods[args.name], "OPTIONS", {})) or "none"
+            raise _UsageError(f"maso experiment: error: --option {item!r}: expected KEY=VALUE with KEY one of {known}.")
+        options[key] = _option_value(value)
+    if args.device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise _UsageError("maso experiment: error: --device cuda, but torch sees no CUDA device here.")
+    out = args.out or f"runs/{args.name}{'-quick' if args.quick else ''}"
+    exps.run(args.name, out, quick=args.quick, device=args.device, seed=args.seed, options=options)
+    print(f"{args.name}: report in {out}/report.md, numbers in {out}/results.json")
+    return EXIT_OK
 
 
 def _run(argv: Sequence[str] | None, state: dict[str, Any]) -> int:
@@ -389,6 +458,8 @@ def _run(argv: Sequence[str] | None, state: dict[str, Any]) -> int:
     state["args"] = args
     if args.command == "demo":
         return _demo(args)
+    if args.command == "experiment":
+        return _experiment(args)
     return _regions(args)
 
 
