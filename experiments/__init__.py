@@ -1,3 +1,4 @@
+# HELPERS WORKING ON THIS FOLDER: read /work/HELPER_CONTRACT.md first (git rules, time limits, honesty). Lead will remove this line.
 """maso's experiments: the polytope lens (Black, Sharkey et al. 2022) replayed with exact tools.
 
 Studies built on maso's public API only. They live in the source checkout (``experiments/``), not in the
@@ -15,6 +16,11 @@ from __future__ import annotations
 
 import importlib
 from typing import Any
+
+class ExperimentError(ValueError):
+    """A user mistake or a missing package, found by an experiment: the message says what and how to fix it
+    (``maso experiment`` prints it in one line and exits with code 2)."""
+
 
 #: Experiment modules, in the order ``--list`` prints them.
 MODULES = ("e1_clusters", "e2_directions", "e3_between", "e4_scaling", "e5_slice", "sample")
@@ -36,7 +42,7 @@ def run(name: str, out: str, *, quick: bool = False, device: str = "cpu", seed: 
 
     exps = experiments()
     if name not in exps:
-        raise KeyError(name)
+        raise ExperimentError(f"no experiment {name!r}; known: {', '.join(exps)}")
     module = exps[name]
     ctx = Context(module, out, quick=quick, device=device, seed=seed, options=options or {}, progress=progress)
     return ctx.execute()

@@ -73,7 +73,9 @@ class Context:
         defaults = getattr(module, "OPTIONS", {})
         unknown = sorted(set(options) - set(defaults))
         if unknown:
-            raise KeyError(f"unknown option(s) of {module.NAME}: {', '.join(unknown)}; known: {', '.join(defaults)}")
+            from maso_experiments import ExperimentError
+
+            raise ExperimentError(f"unknown option(s) of {module.NAME}: {', '.join(unknown)}; known: {', '.join(defaults)}")
         self.opt = {k: (v[1] if self.quick else v[0]) for k, v in defaults.items()}
         self.opt.update(options)
         self.results: dict[str, Any] = {}

@@ -27,11 +27,13 @@ import numpy as np
 import torch
 from torch import nn
 
+from maso_experiments import ExperimentError
+
 #: Where Debian's dataset-fashion-mnist puts its files.
 FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 
 
-class MissingDataError(RuntimeError):
+class MissingDataError(ExperimentError):
     """A model or data package the experiment needs is not installed; the message says how to install it."""
 
 

@@ -29,6 +29,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from maso_experiments import ExperimentError
+
 NAME = "sample"
 TITLE = "Activation sampling: GPT-2 MLP activations and maso's codes, streamed to disk in resumable shards"
 CLAIM = """\
@@ -75,11 +77,11 @@ def parse_shard(text: str | Sequence[int]) -> tuple[int, int]:
                 raise ValueError
             shard = (int(i), int(n))
         except ValueError:
-            raise ValueError(f"shard must be 'i/n' with integers 0 <= i < n; got {text!r}") from None
+            raise ExperimentError(f"shard must be 'i/n' with integers 0 <= i < n; got {text!r}") from None
     else:
         shard = (int(text[0]), int(text[1]))
     if not 0 <= shard[0] < shard[1]:
-        raise ValueError(f"shard must be 'i/n' with 0 <= i < n; got {shard[0]}/{shard[1]}")
+        raise ExperimentError(f"shard must be 'i/n' with 0 <= i < n; got {shard[0]}/{shard[1]}")
     return shard
 
 
@@ -97,7 +99,7 @@ def write_store(folder: str | Path, meta: dict[str, Any], n_chunks: int, produce
     if path.exists():
         old = json.loads(path.read_text())
         if old.get("meta") != json.loads(json.dumps(meta)) or old.get("n_chunks") != n_chunks:
-            raise ValueError(f"{folder} holds a store of another run (its manifest's settings differ); "
+            raise ExperimentError(f"{folder} holds a store of another run (its manifest's settings differ); "
                              "use another folder or delete it")
         manifest["chunks"] = {k: v for k, v in old["chunks"].items() if (folder / v["file"]).is_file()}
     mine = [k for k in range(n_chunks) if k % shard[1] == shard[0]]
@@ -124,19 +126,19 @@ def merge(folder: str | Path) -> dict[str, Any]:
     folder = Path(folder)
     parts = sorted(folder.glob("manifest-shard*of*.json"))
     if not parts:
-        raise FileNotFoundError(f"no shard manifests (manifest-shard*of*.json) in {folder}")
+        raise ExperimentError(f"no shard manifests (manifest-shard*of*.json) in {folder}")
     loaded = [json.loads(p.read_text()) for p in parts]
     first = loaded[0]
     n = first["shard"][1]
     if any(m["meta"] != first["meta"] or m["n_chunks"] != first["n_chunks"] or m["shard"][1] != n for m in loaded):
-        raise ValueError(f"the shard manifests in {folder} come from different runs")
+        raise ExperimentError(f"the shard manifests in {folder} come from different runs")
     chunks: dict[str, Any] = {}
     for m in loaded:
         chunks.update({k: v for k, v in m["chunks"].items() if (folder / v["file"]).is_file()})
     missing = [k for k in range(first["n_chunks"]) if str(k) not in chunks]
     if missing:
         shards = sorted({k % n for k in missing})
-        raise ValueError(f"{len(missing)} chunks are missing (shards {shards} of {n} unfinished); run them, "
+        raise ExperimentError(f"{len(missing)} chunks are missing (shards {shards} of {n} unfinished); run them, "
                          "then merge again")
     manifest = {"format": FORMAT, "meta": first["meta"], "n_chunks": first["n_chunks"], "shard": [0, 1],
                 "chunks": chunks, "merged_from": [p.name for p in parts]}
@@ -149,10 +151,10 @@ def load(folder: str | Path, keys: Iterable[str] | None = None) -> dict[str, np.
     folder = Path(folder)
     path = folder / MANIFEST
     if not path.is_file():
-        raise FileNotFoundError(f"{path} is missing: the run is unfinished, or sharded and not merged yet")
+        raise ExperimentError(f"{path} is missing: the run is unfinished, or sharded and not merged yet")
     manifest = json.loads(path.read_text())
     if len(manifest["chunks"]) != manifest["n_chunks"]:
-        raise ValueError(f"{folder}: {len(manifest['chunks'])} of {manifest['n_chunks']} chunks written; "
+        raise ExperimentError(f"{folder}: {len(manifest['chunks'])} of {manifest['n_chunks']} chunks written; "
                          "resume the run first")
     parts: dict[str, list[np.ndarray]] = {}
     for k in range(manifest["n_chunks"]):
@@ -269,7 +271,7 @@ def _layers(spec: Any, n: int) -> list[int]:
     items = [int(v) for v in str(spec).split(",")] if not isinstance(spec, (list, tuple)) else [int(v) for v in spec]
     bad = [v for v in items if not 0 <= v < n]
     if bad:
-        raise ValueError(f"layers {bad} do not exist; the model has layers 0-{n - 1}")
+        raise ExperimentError(f"layers {bad} do not exist; the model has layers 0-{n - 1}")
     return items
 
 
@@ -293,7 +295,7 @@ def language_store(folder: str | Path, opt: dict[str, Any], *, device: str = "cp
     elif opt["model"] == "minilm":
         lm = data.minilm()
     else:
-        raise ValueError(f"model must be 'gpt2' or 'minilm'; got {opt['model']!r}")
+        raise ExperimentError(f"model must be 'gpt2' or 'minilm'; got {opt['model']!r}")
     seq_len = int(opt["seq_len"])
     if opt["model"] == "minilm":
         return _minilm_store(folder, lm, articles, opt, device=device, seed=seed, shard=shard, progress=progress)

@@ -386,6 +386,8 @@ def _parser() -> _Parser:
     exp.add_argument("--quick", action="store_true", help="small settings: a few minutes on 2 CPU cores")
     exp.add_argument("--device", default="cpu", help="torch device: cpu (default), cuda, cuda:1...")
     exp.add_argument("--seed", type=seed, default=0)
+    exp.add_argument("--shard", default=None, metavar="I/N",
+                     help="sampling: take part I of N (0-based) of the run; merge with --option merge=true")
     exp.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                      help="override an option of the experiment (repeatable; see its docs page)")
     return parser
@@ -439,13 +441,24 @@ def _experiment(args: argparse.Namespace) -> int:
             known = ", ".join(getattr(mods[args.name], "OPTIONS", {})) or "none"
             raise _UsageError(f"maso experiment: error: --option {item!r}: expected KEY=VALUE with KEY one of {known}.")
         options[key] = _option_value(value)
+    if args.shard is not None:
+        if "shard" not in getattr(mods[args.name], "OPTIONS", {}):
+            raise _UsageError(f"maso experiment: error: {args.name} does not shard; --shard is for: "
+                              + ", ".join(n for n, m in mods.items() if "shard" in getattr(m, "OPTIONS", {})) + ".")
+        i, slash, n = args.shard.partition("/")
+        if not (slash and i.isdigit() and n.isdigit() and int(i) < int(n)):
+            raise _UsageError(f"maso experiment: error: --shard {args.shard!r}: expected I/N with 0 <= I < N.")
+        options["shard"] = args.shard
     if args.device.startswith("cuda"):
         import torch
 
         if not torch.cuda.is_available():
             raise _UsageError("maso experiment: error: --device cuda, but torch sees no CUDA device here.")
     out = args.out or f"runs/{args.name}{'-quick' if args.quick else ''}"
-    exps.run(args.name, out, quick=args.quick, device=args.device, seed=args.seed, options=options)
+    try:
+        exps.run(args.name, out, quick=args.quick, device=args.device, seed=args.seed, options=options)
+    except exps.ExperimentError as e:
+        raise _UsageError(f"maso experiment {args.name}: error: {e}") from None
     print(f"{args.name}: report in {out}/report.md, numbers in {out}/results.json")
     return EXIT_OK
 
