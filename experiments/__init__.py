@@ -17,6 +17,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+
 class ExperimentError(ValueError):
     """A user mistake or a missing package, found by an experiment: the message says what and how to fix it
     (``maso experiment`` prints it in one line and exits with code 2)."""
@@ -35,14 +36,17 @@ def experiments() -> dict[str, Any]:
     return out
 
 
+def module(name: str) -> Any:
+    """The module of experiment ``name`` (imports only that one)."""
+    if name not in MODULES:
+        raise ExperimentError(f"no experiment {name!r}; known: {', '.join(MODULES)}")
+    return importlib.import_module(f"{__name__}.{name}")  # NAME == module name: a broken module stays alone
+
+
 def run(name: str, out: str, *, quick: bool = False, device: str = "cpu", seed: int = 0,
         options: dict[str, Any] | None = None, progress: bool = True) -> dict[str, Any]:
     """Run experiment ``name`` into the folder ``out``; returns its results (also in ``out/results.json``)."""
     from maso_experiments._run import Context
 
-    exps = experiments()
-    if name not in exps:
-        raise ExperimentError(f"no experiment {name!r}; known: {', '.join(exps)}")
-    module = exps[name]
-    ctx = Context(module, out, quick=quick, device=device, seed=seed, options=options or {}, progress=progress)
+    ctx = Context(module(name), out, quick=quick, device=device, seed=seed, options=options or {}, progress=progress)
     return ctx.execute()

