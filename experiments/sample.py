@@ -197,12 +197,15 @@ class MLPSampler:
         self.nets: dict[int, Any] = {}
         self._maso = maso
         self._hooks: list[Any] = []
+        self._recording = False
 
     def __enter__(self) -> MLPSampler:
         keep = self.positions
 
         def grab(key: str, where: str) -> Callable[..., None]:
             def hook(module: Any, inputs: Any, output: Any) -> None:
+                if not self._recording:  # e.g. maso.from_torch calling the block to check its conversion
+                    return
                 x = inputs[0] if where == "in" else output
                 self._got[key] = x[:, keep]
             return hook
@@ -221,8 +224,12 @@ class MLPSampler:
     def forward(self, ids: torch.Tensor) -> dict[str, torch.Tensor]:
         """The model's forward with the hooks: the kept rows of every hooked tensor, on the device."""
         self._got.clear()
-        with torch.no_grad():
-            self.model(input_ids=ids.to(self.device))
+        self._recording = True
+        try:
+            with torch.no_grad():
+                self.model(input_ids=ids.to(self.device))
+        finally:
+            self._recording = False
         return dict(self._got)
 
     def net(self, l: int, example: torch.Tensor) -> Any:
