@@ -394,7 +394,11 @@ def _parser() -> _Parser:
 
 
 def load_experiments() -> Any:
-    """The ``experiments/`` folder of the checkout maso runs from, imported as ``maso_experiments``."""
+    """The experiments folder, imported as ``maso_experiments`` (a name that shadows no other package).
+
+    Looked for in ``$MASO_EXPERIMENTS``, then in the source checkout maso runs from (an editable install:
+    ``pip install -e ".[experiments]"``), then in ``./experiments`` of the working directory.
+    """
     import importlib.util
     from pathlib import Path
 
@@ -402,15 +406,23 @@ def load_experiments() -> Any:
 
     if "maso_experiments" in sys.modules:
         return sys.modules["maso_experiments"]
-    folder = Path(maso.__file__).resolve().parents[1] / "experiments"
-    init = folder / "__init__.py"
-    if not init.is_file():
-        raise _UsageError("maso experiment: error: the experiments live in maso's source checkout (experiments/); "
-                          "clone it and install from it: pip install -e \".[experiments]\"")
-    spec = importlib.util.spec_from_file_location("maso_experiments", init, submodule_search_locations=[str(folder)])
+    places = [Path(os.environ["MASO_EXPERIMENTS"])] if os.environ.get("MASO_EXPERIMENTS") else []
+    places += [Path(maso.__file__).resolve().parents[1] / "experiments", Path.cwd() / "experiments"]
+    folder = next((p for p in places if (p / "__init__.py").is_file() and (p / "_run.py").is_file()), None)
+    if folder is None:
+        raise _UsageError("maso experiment: error: no experiments folder found (looked in "
+                          + ", ".join(str(p) for p in places) + "); the experiments live in maso's source "
+                          "checkout: clone it and install from it with pip install -e \".[experiments]\", or set "
+                          "MASO_EXPERIMENTS to its experiments/ folder.")
+    spec = importlib.util.spec_from_file_location("maso_experiments", folder / "__init__.py",
+                                                  submodule_search_locations=[str(folder)])
     module = importlib.util.module_from_spec(spec)
     sys.modules["maso_experiments"] = module
-    spec.loader.exec_module(module)
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules["maso_experiments"]
+        raise
     return module
 
 
