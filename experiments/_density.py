@@ -100,6 +100,12 @@ def class_changes(logits: np.ndarray, knots: np.ndarray) -> tuple[np.ndarray, np
         # ties at the left end go to the line that rises fastest
         near = np.flatnonzero(a >= a[c] - 1e-12 * max(1.0, abs(a[c])))
         c = int(near[np.argmax(slope[near])])
+        if c != cls[-1]:  # a tie at the knot itself (all logits 0 at s = 0 on a bias-free ray...)
+            if i == 0:
+                cls[0] = c
+            else:
+                ts.append(float(knots[i]))
+                cls.append(c)
         while True:
             rising = np.flatnonzero(slope > slope[c])
             if len(rising) == 0:
