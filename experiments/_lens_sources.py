@@ -115,6 +115,9 @@ def digits_source(opt: dict[str, Any], *, device: str, seed: int, rng: np.random
         by = full.codes(xt, by_layer=True)
         own = [v.reshape(len(y), -1) for k, v in by.items() if k.split(".")[0] == layer]
         suffix = "" if not tag else "_untrained"
+        if not tag:
+            features["pixels"] = Feature(x.reshape(len(y), -1), "euclidean", "the input pixels (64): a baseline "
+                                         "that no network computed")
         features["activations" + suffix] = Feature(a.reshape(len(y), -1).float().numpy(), "euclidean",
                                                    f"{tag}layer {layer}'s output ({a[0].numel()} values)")
         code_l = torch.cat(own, 1).numpy()
@@ -214,7 +217,7 @@ def language_source(source: str, opt: dict[str, Any], out: Path, *, device: str,
         def ctx_of(s: int, p: int) -> str:
             left = tok.decode(ids[s, max(0, p - 12):p].tolist())
             right = tok.decode(ids[s, p + 1:p + 7].tolist())
-            return f"{left} [[{tok.decode([int(ids[s, p])])}]] {right}"
+            return f"{left} [[{tok.decode([int(ids[s, p])])}]] {right}".replace(" [PAD]", "")
         contexts = tuple(ctx_of(int(s), int(p)) for s, p in zip(got["seq"], got["pos"]))
     else:
         stream = _store_articles(Path(folder), meta, seed)
@@ -269,7 +272,10 @@ def inception_source(opt: dict[str, Any], *, device: str, seed: int, rng: np.ran
     import maso
 
     layer = "mixed4c" if opt["layer"] in ("auto", None) else str(opt["layer"])
-    model, what = data.inception(opt["inception_weights"], seed=seed)
+    # its weights file: inception_weights, or weights when no language source also reads that option
+    weights = opt.get("inception_weights") or (
+        opt.get("weights") if not {"gpt2", "minilm"} & set(sources(opt.get("source", "inception"))) else None)
+    model, what = data.inception(weights, seed=seed)
     names = [n for n, _ in model.named_children()]
     if not layer.startswith("mixed") or layer not in names:
         raise ValueError(f"inception: layer must be a mixed layer ({', '.join(n for n in names if n.startswith('mixed'))})")
@@ -312,7 +318,7 @@ def inception_source(opt: dict[str, Any], *, device: str, seed: int, rng: np.ran
                               f"({tail.n_units} units), computed by maso from the whole {layer} map of the image"),
     }
     return LensData(
-        "inception", layer, features, "code_L_out", photo, tuple(photo_names), "photo", bool(opt["inception_weights"]),
+        "inception", layer, features, "code_L_out", photo, tuple(photo_names), "photo", bool(weights),
         {"model": what, "data": f"{len(x)} augmented 224x224 views ({opt['per_photo']} per photo: random crops "
                                 f"50-100%, flips, brightness) of {len(photo_names)} scikit-image photos",
          "layer": layer},
@@ -358,9 +364,18 @@ def distances(x: np.ndarray, metric: str, device: str = "cpu") -> np.ndarray:
                 blk = s[i:i + 2048, None] + s[None, :] - 2 * (f[i:i + 2048] @ f.T)
                 out[i:i + 2048] = blk.round().double().cpu()
         else:
-            step = max(1, int(2 ** 27 // max(1, n * t.shape[1])))
-            for i in range(0, n, step):
-                out[i:i + step] = (t[i:i + step, None, :] != t[None, :, :]).sum(-1).double().cpu()
+            # integer codes (max-pool argmax): one-hot encode a block of columns at a time; the product of one-hot
+            # rows counts the equal entries, so the distance is m minus the summed counts (each block's counts are
+            # integers below 2^24, exact in float32, and summed in float64)
+            t = t.long()
+            lo, pieces = int(t.min()), int(t.max() - t.min()) + 1
+            m = t.shape[1]
+            block = max(1, int(2 ** 26 // max(1, n * pieces)))
+            equal = torch.zeros((n, n), dtype=torch.float64, device=dev)
+            for j in range(0, m, block):
+                f = torch.nn.functional.one_hot(t[:, j:j + block] - lo, pieces).reshape(n, -1).float()
+                equal += (f @ f.T).double()
+            out = (m - equal).round().cpu()
     elif metric in ("euclidean", "l1"):
         t = torch.as_tensor(np.ascontiguousarray(x)).to(dev).double()
         p = 2.0 if metric == "euclidean" else 1.0
@@ -401,7 +416,7 @@ def entropy_bits(labels: np.ndarray) -> float:
         return 0.0
     _, c = np.unique(labels, return_counts=True)
     p = c / c.sum()
-    return float(-(p * np.log2(p)).sum())
+    return max(0.0, float(-(p * np.log2(p)).sum()))  # max: a single label gives 0.0, not -0.0
 
 
 @dataclass(frozen=True)

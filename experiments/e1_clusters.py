@@ -33,7 +33,8 @@ OPTIONS: dict[str, tuple[Any, Any]] = {
     "min_cluster_size": ("5,10,25,50", "5,15"),
     "max_rows": (0, 600),                  # cap on the rows clustered (0 = all)
     "store": (None, None),                 # an existing activation store (folder) to reuse (gpt2/minilm)
-    "weights": (None, None),               # GPT-2 weights (hub name or folder); None = random weights
+    "weights": (None, None),               # GPT-2 weights (hub name or folder); None = random weights. With
+                                           # source=inception alone: its weights file (or use inception_weights)
     "n_layer": (12, 2),                    # random GPT-2's layers
     "seq_len": (1024, 128),
     "n_seq": (0, 24),                      # 0 = every sequence the text gives (~1,000 -> ~6,000 rows)
@@ -95,7 +96,7 @@ def run_source(ctx: Any, d: ls.LensData) -> dict[str, Any]:
                                   "top_examples": [d.show(i) for i in s.top]} for s in sums]
         if name in (art, "activations"):
             ctx.figure(f"e1-{d.source}-{name}-examples",
-                       ls.examples_figure(d, sums, f"{d.source}, {d.layer}: top examples of the largest clusters of "
+                       ls.examples_figure(d, sums, f"{d.source}, layer {d.layer}: top examples of the largest clusters of "
                                           f"{name} (min_cluster_size {fig_mcs})", per_cluster=int(ctx.opt["top"])),
                        f"{d.source} ({'trained' if d.trained else 'RANDOM weights'}), layer {d.layer}: the largest "
                        f"HDBSCAN clusters of {name} ({d.features[name].metric} distance) at min_cluster_size "
@@ -155,6 +156,20 @@ def _compare(ctx: Any, d: ls.LensData, res: dict[str, Any], mcs: int) -> None:
         if art["purity"] is not None and act["purity"] is not None:
             verdict += ("; the activation clusters are as pure or purer" if act["purity"] >= art["purity"] else
                         "; purer than the activation clusters")
+        pix = row.get("pixels")
+        if pix:
+            found += f"; raw pixels: {fmt(pix)}"
+        controls = [(w, r["purity"]) for w, r in (("the untrained network's codes", un), ("the raw pixels", pix))
+                    if r and r["purity"] is not None and art["purity"] is not None and r["purity"] >= art["purity"] - 0.05]
+        if pure and controls:
+            verdict += ("; but " + " and ".join(f"{w} ({p:.2f})" for w, p in controls) + " cluster about as purely, "
+                        "so the purity reflects how separable the digits are, not what training put into the codes")
+        rng_ = {}
+        for name in (d.article_feature, "activations", d.article_feature + "_untrained", "pixels"):
+            vals = [r[name]["purity"] for r in res["sweep"].values() if name in r and r[name]["purity"] is not None]
+            if vals:
+                rng_[name] = f"{min(vals):.2f}-{max(vals):.2f}"
+        found += "; purity over the whole min_cluster_size sweep: " + ", ".join(f"{k} {v}" for k, v in rng_.items())
         ctx.compare("Polytope (spline-code) clusters are monosemantic", found, verdict)
     elif not d.trained:
         ctx.compare("Polytope (spline-code) clusters are monosemantic", found,

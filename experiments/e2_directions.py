@@ -38,7 +38,7 @@ OPTIONS: dict[str, tuple[Any, Any]] = {
     "top_n": (50, 20),                     # the top inputs of a direction by cosine
     "max_rows": (0, 600),
     "store": (None, None),
-    "weights": (None, None),
+    "weights": (None, None),               # as in e1_clusters
     "n_layer": (12, 2),
     "seq_len": (1024, 128),
     "n_seq": (0, 24),
@@ -125,11 +125,19 @@ def run_source(ctx: Any, d: ls.LensData) -> dict[str, Any]:
     sums = ls.summarise(clusters, d.labels, d.label_names, dist, top=top_n)
     cl_h = np.array([ls.entropy_bits(d.labels[list(s.top)]) for s in sums])
     cl_pur = np.array([s.purity for s in sums])
+    # the same score for HDBSCAN clusters of the activations themselves: separates "clusters vs directions" from
+    # "spline codes vs activations"
+    act_dist = ls.distances(x, "euclidean", ctx.device)
+    act_clusters = ls.hdbscan_labels(act_dist, int(ctx.opt["min_cluster_size"]))
+    act_sums = ls.summarise(act_clusters, d.labels, d.label_names, act_dist, top=top_n)
+    act_h = np.array([ls.entropy_bits(d.labels[list(s.top)]) for s in act_sums])
     rng = ctx.rng(21)
     rand_h = np.array([ls.entropy_bits(d.labels[rng.choice(len(x), top_n, replace=False)]) for _ in range(200)])
     res: dict[str, Any] = {
         "rows": d.n, "layer": d.layer, "clustered_feature": d.article_feature, "clusters": stats,
-        "nmf": {"n_components": k, "solver": str(ctx.opt["solver"]), "converged": int(nmf.n_iter_) < int(ctx.opt["max_iter"]), "input": how, "input_width": int(xin.shape[1]), "n_iter": int(nmf.n_iter_),
+        "nmf": {"n_components": k, "solver": str(ctx.opt["solver"]),
+                "converged": int(nmf.n_iter_) < int(ctx.opt["max_iter"]), "input": how,
+                "input_width": int(xin.shape[1]), "n_iter": int(nmf.n_iter_),
                 "relative_error": rel_err, "seconds": t_nmf,
                 "negative_share_of_activations": float(np.mean(x < 0))},
         "timings_s": {**d.timings, "cluster_s": t_cluster, "nmf_s": t_nmf},
@@ -140,6 +148,9 @@ def run_source(ctx: Any, d: ls.LensData) -> dict[str, Any]:
         "clusters_sizes": [s.size for s in sums],
         "mean_cluster_label_entropy_bits": float(cl_h.mean()) if len(cl_h) else None,
         "random_top_n_label_entropy_bits": float(rand_h.mean()),
+        "activation_clusters": ls.clustering_stats(act_clusters, d.labels),
+        "activation_clusters_label_entropy_bits": act_h.tolist(),
+        "mean_activation_cluster_label_entropy_bits": float(act_h.mean()) if len(act_h) else None,
         "labels_entropy_bits": ls.entropy_bits(d.labels),
     }
     # the histogram grid: the shown directions with the highest cosine spread (most informative), stacked by the
@@ -187,6 +198,8 @@ def run_source(ctx: Any, d: ls.LensData) -> dict[str, Any]:
     ax.hist(poly["label_entropy_bits"], bins=b, alpha=0.6, label=f"NMF directions (top {top_n} by cosine)")
     if len(cl_h):
         ax.hist(cl_h, bins=b, alpha=0.6, label=f"clusters of {d.article_feature} (top {top_n} by medoid)")
+    if len(act_h):
+        ax.hist(act_h, bins=b, alpha=0.4, histtype="step", lw=1.5, label=f"clusters of activations (top {top_n})")
     ax.axvline(rand_h.mean(), color="k", ls="--", lw=0.8, label=f"random {top_n} inputs")
     ax.set_xlabel(f"entropy of the {d.label_kind} labels (bits)")
     ax.legend(fontsize=7)
@@ -207,6 +220,8 @@ def _compare(ctx: Any, d: ls.LensData, res: dict[str, Any]) -> None:
              f"their top {res['top_n']} inputs span {nc:.1f} clusters on average (noise share "
              f"{res['directions_summary']['mean_noise_share']:.0%}); {d.label_kind} entropy of a direction's top "
              f"{res['top_n']}: {dh:.2f} bits, of a cluster's: " + ("n/a (no clusters)" if ch is None else f"{ch:.2f} bits")
+             + ", of an activation cluster's: " + ("n/a" if res["mean_activation_cluster_label_entropy_bits"] is None
+                                                    else f"{res['mean_activation_cluster_label_entropy_bits']:.2f} bits")
              + f", of random inputs: {res['random_top_n_label_entropy_bits']:.2f} bits "
              f"({res['clusters']['n_clusters']} clusters, {res['clusters']['noise_fraction']:.0%} noise)")
     claim = "NMF directions are polysemantic while polytope clusters are monosemantic"
@@ -219,6 +234,10 @@ def _compare(ctx: Any, d: ls.LensData, res: dict[str, Any]) -> None:
             verdict = "not consistent: a direction's top inputs mix fewer classes than a cluster's"
         else:
             verdict = "not consistent: directions and clusters mix classes about equally (within 0.25 bits)"
+        ah = res["mean_activation_cluster_label_entropy_bits"]
+        if ch is not None and ah is not None and ah <= ch + 0.25 and dh > ch + 0.25:
+            verdict += (f"; but clusters of the activations themselves are as pure ({ah:.2f} bits): the contrast is "
+                        "between clustering and decomposing, not between spline codes and activations")
         ctx.compare(claim, found, verdict)
     elif not d.trained:
         ctx.compare(claim, found, f"not tested here: {d.source} has RANDOM weights offline, so neither its directions "
