@@ -297,6 +297,21 @@ def digits_cnn(*, seed: int = 0, epochs: int = 30, images: tuple[ImageSet, Image
     """
     train, test = images or digits(np.random.default_rng(seed))
     side = train.x.shape[-1]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # a tiny net: more threads only add contention (6 s alone became minutes under load)
+    try:
+        model, untrained = _train_cnn(train, side, seed, epochs)
+    finally:
+        torch.set_num_threads(threads)
+    with torch.no_grad():
+        acc = float((model(torch.from_numpy(test.x).double()).argmax(1).numpy() == test.y).mean())
+    return TrainedCNN(model, untrained, train, test, acc,
+                      f"ReLU + max-pool CNN trained here on {train.describe.split(',')[0]} ({epochs} epochs, seed "
+                      f"{seed}; held-out accuracy {acc:.3f}); untrained control: the same architecture at its "
+                      "initialisation")
+
+
+def _train_cnn(train: ImageSet, side: int, seed: int, epochs: int) -> tuple[nn.Module, nn.Module]:
     with seeded(seed):
         model = DigitsCNN(in_size=side)
         untrained = DigitsCNN(in_size=side)
@@ -308,14 +323,7 @@ def digits_cnn(*, seed: int = 0, epochs: int = 30, images: tuple[ImageSet, Image
                 opt.zero_grad()
                 nn.functional.cross_entropy(model(x[idx]), y[idx]).backward()
                 opt.step()
-    model = model.double().eval()
-    untrained = untrained.double().eval()
-    with torch.no_grad():
-        acc = float((model(torch.from_numpy(test.x).double()).argmax(1).numpy() == test.y).mean())
-    return TrainedCNN(model, untrained, train, test, acc,
-                      f"ReLU + max-pool CNN trained here on {train.describe.split(',')[0]} ({epochs} epochs, seed "
-                      f"{seed}; held-out accuracy {acc:.3f}); untrained control: the same architecture at its "
-                      "initialisation")
+    return model.double().eval(), untrained.double().eval()
 
 
 def _photos() -> dict[str, np.ndarray]:
