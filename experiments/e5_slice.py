@@ -194,6 +194,7 @@ def draw(ctx: Any, name: str, s: Slice, b: Boundaries, db: np.ndarray, layer_nam
     import matplotlib.pyplot as plt
     from matplotlib.collections import LineCollection, PolyCollection
     from matplotlib.lines import Line2D
+    from matplotlib.ticker import MaxNLocator
 
     from maso.plotting import code_colors
 
@@ -221,6 +222,8 @@ def draw(ctx: Any, name: str, s: Slice, b: Boundaries, db: np.ndarray, layer_nam
             ax.annotate(lab, c, xytext=(5, 5), textcoords="offset points", fontsize=9, weight="bold")
     ax.set_xlim(sl.lo[0], sl.hi[0])
     ax.set_ylim(sl.lo[1], sl.hi[1])
+    ax.xaxis.set_major_locator(MaxNLocator(4))  # a tiny window's long tick labels would overlap
+    ax.yaxis.set_major_locator(MaxNLocator(6))
     ax.set_aspect("equal")
     ax.set_xlabel("s (plane coordinate: a + s (b - a) + t (c - a))")
     ax.set_ylabel("t")
