@@ -12,6 +12,7 @@ unit, drawn with the exact decision boundary, on
 
 from __future__ import annotations
 
+import copy
 import time
 import warnings
 from dataclasses import dataclass
@@ -358,16 +359,16 @@ def inception_part(ctx: Any) -> None:
     modules = sorted({n.split(".")[0] for n in names})
     res["per_module"] = {m: {"edges": int(sum(any(names[k].split(".")[0] == m for k in ls) for ls in b.layers))}
                          for m in modules}
-    tail = inception.tail(after=start) if hasattr(inception, "tail") else None
-    model = tail if tail is not None else None
-    cls = (argmax_at(model, s.plane, s.regions.interior_points, "cpu", batch=64) if model is not None
+    with torch.no_grad():
+        res["points_argmax"] = inception(x).argmax(1).numpy()
+    # the torch tail (independent of maso) for the classes, on ctx.device: one forward per region at full size
+    model = copy.deepcopy(inception.tail(after=start)).to(ctx.device) if hasattr(inception, "tail") else None
+    cls = (argmax_at(model, s.plane, s.regions.interior_points, ctx.device, batch=64) if model is not None
            else np.asarray(net(s.plane(s.regions.interior_points))).argmax(1))
     res["classes_present"] = sorted(int(v) for v in np.unique(cls))
     res["regions_per_class"] = {str(int(v)): int(np.sum(cls == v)) for v in np.unique(cls)}
-    with torch.no_grad():
-        res["points_argmax"] = inception(x).argmax(1).numpy()
     res["points_coordinates"] = s.plane.coordinates(acts)
-    res["decision_boundary"] = (decision_check(model, s, db, "cpu", ctx.rng(4), n=50) if model is not None
+    res["decision_boundary"] = (decision_check(model, s, db, ctx.device, ctx.rng(4), n=50) if model is not None
                                 else {"segments": len(db)})
     res["units"] = int(net.n_units)
     res["input_dim"] = int(net.input_dim)
@@ -380,9 +381,6 @@ def inception_part(ctx: Any) -> None:
                                  f"{', the input of mixed5a' if start == 'maxpool10' else ''}); {net.n_units:,} "
                                  f"later units in {len(net.units)} spline layers; window side {w:g} centred on "
                                  "the centroid of the three activations")
-    head = "1008-class inception5h head: indices are not ImageNet-1k's"
-    cls_txt = (f"class indices {res['classes_present'][:10]} ({head})" if not res["trained"]
-               else ", ".join(f"{v} ({data.imagenet_name(v)}?)" for v in res["classes_present"][:10]) + f" ({head})")
     draw(ctx, "e5-inception", s, b, db, names,
          f"InceptionV1 ({'trained' if res['trained'] else 'RANDOM weights'}) after {start}: "
          f"{len(s.regions):,} regions", f"Exact slice of InceptionV1 ({'weights from ' + str(ctx.opt['weights']) if res['trained'] else 'RANDOM weights'}) "
@@ -390,7 +388,15 @@ def inception_part(ctx: Any) -> None:
          "at the centroid of the three activations (right: where it lies). Edges coloured by the first spline "
          "layer whose units flip there; decision boundary in black where the argmax changes.",
          [f"{chr(97 + i)}: {n}" for i, n in enumerate(res["photos"])], overview=True)
+    head = "1008-class inception5h head: indices are not ImageNet-1k's"
+    # no names: data.imagenet_name maps ImageNet-1k indices, and the 1008 inception5h indices are others
+    cls_txt = f"argmax class indices at the regions' interior points {res['classes_present'][:10]} ({head})"
     pm = ", ".join(f"{m} {v['edges']}" for m, v in res["per_module"].items())
+    top = sorted(res["per_layer"].items(), key=lambda kv: -kv[1]["edges"])[:3]
+    pm += " (most from " + ", ".join(f"{k} {v['edges']}" for k, v in top if v["edges"]) + ")"
+    dbs = res["decision_boundary"].get("segments", 0)
+    cls_txt += (f"; the exact decision boundary has {dbs} segments in the window" if dbs else
+                "; no decision-boundary segment in the window (exact: the argmax is one class on all of it)")
     ctx.compare("A 2-D slice of the 40,768-D input space of inception5a, cut by all subsequent layers, shows many "
                 "polytopes (figure)",
                 f"{len(s.regions):,} exact regions in a {w:g} x {w:g} window (plane directions |u| = "
