@@ -34,7 +34,7 @@ OPTIONS: dict[str, tuple[Any, Any]] = {
     "weights": (None, None),            # inception5h weights file; None: random weights
     "start": ("maxpool10", "maxpool10"),  # the module whose output is the sliced space (maxpool10 = mixed5a's input)
     "photos": ("different", "different"),  # three views of different photos, or of the "same" photo
-    "window": (1e-2, 2e-3),             # side of the InceptionV1 window, in plane units, centred on the centroid
+    "window": (5e-3, 2e-3),             # side of the InceptionV1 window, in plane units, centred on the centroid
     "digits_layer": ("block1", "block1"),
     "digits_epochs": (30, 10),
     "digits_margin": (0.25, 0.25),      # the digits window: the triangle's bounding box plus this margin
@@ -67,16 +67,17 @@ class Boundaries:
 
 
 # ------------------------------------------------------------------------------------------------- helpers
-def slice_through(net: Any, points: np.ndarray, lo: Any, hi: Any) -> Slice:
+def slice_through(net: Any, points: np.ndarray, lo: Any, hi: Any, progress: bool = False) -> Slice:
     """The exact slice of ``net`` on the rectangle ``[lo, hi]`` of the plane through ``points[0..2]``
-    (at plane coordinates (0, 0), (1, 0), (0, 1)), timed, with maso's numerical warnings recorded."""
+    (at plane coordinates (0, 0), (1, 0), (0, 1)), timed, with maso's numerical warnings recorded; ``progress``
+    shows maso's progress bar over the units (long slices)."""
     import maso
 
     plane = maso.Plane.through_points(*points)
     t = time.perf_counter()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        sl = maso.slice_regions(net, plane, lo, hi, progress=False)
+        sl = maso.slice_regions(net, plane, lo, hi, progress=progress)
     return Slice(net, plane, sl, np.asarray(points), time.perf_counter() - t,
                  tuple(str(w.message) for w in caught))
 
@@ -349,7 +350,7 @@ def inception_part(ctx: Any) -> None:
     # boundaries of the pool branch meet; at the centroid an entry is zero only if it is zero in all three
     lo, hi = (c - w / 2, c - w / 2), (c + w / 2, c + w / 2)
     ctx.log(f"slicing InceptionV1 after {start}: {net.n_units:,} later units, window side {w:g}")
-    s = slice_through(net, acts, lo, hi)
+    s = slice_through(net, acts, lo, hi, progress=bool(ctx.progress and not ctx.quick))
     ctx.log(f"{len(s.regions)} regions in {s.seconds:.1f} s; boundaries and decision boundary")
     b = shared_edges(s.regions, net)
     db = s.regions.decision_boundary()
