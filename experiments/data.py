@@ -306,7 +306,7 @@ def digits_cnn(*, seed: int = 0, epochs: int = 30, images: tuple[ImageSet, Image
     with torch.no_grad():
         acc = float((model(torch.from_numpy(test.x).double()).argmax(1).numpy() == test.y).mean())
     return TrainedCNN(model, untrained, train, test, acc,
-                      f"ReLU + max-pool CNN trained here on {train.describe.split(',')[0]} ({epochs} epochs, seed "
+                      f"ReLU + max-pool CNN trained here on {train.describe.split(' (')[0]} ({epochs} epochs, seed "
                       f"{seed}; held-out accuracy {acc:.3f}); untrained control: the same architecture at its "
                       "initialisation")
 
