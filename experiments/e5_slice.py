@@ -31,7 +31,7 @@ polygons). The article adds that "as we add neurons, the number of polytopes the
 into grows exponentially", and gives no counts, window or method for the figure."""
 
 OPTIONS: dict[str, tuple[Any, Any]] = {
-    "weights": (None, None),            # inception5h weights file; None: random weights
+    "inception_weights": (None, None),  # inception5h weights file; None: random weights
     "start": ("maxpool10", "maxpool10"),  # the module whose output is the sliced space (maxpool10 = mixed5a's input)
     "photos": ("different", "different"),  # three views of different photos, or of the "same" photo
     "window": (5e-3, 2e-3),             # side of the InceptionV1 window, in plane units, centred on the centroid
@@ -348,7 +348,7 @@ def inception_part(ctx: Any) -> None:
 
     import maso
 
-    inception, what = data.inception(weights=ctx.opt["weights"], seed=ctx.seed)
+    inception, what = data.inception(weights=ctx.opt["inception_weights"], seed=ctx.seed)
     inception = inception.double().cpu()  # maso slices in float64 on the CPU
     start = str(ctx.opt["start"])
     rng = ctx.rng(3)
@@ -387,7 +387,7 @@ def inception_part(ctx: Any) -> None:
     res["units"] = int(net.n_units)
     res["input_dim"] = int(net.input_dim)
     res["photos"] = photo_names
-    res["trained"] = bool(ctx.opt["weights"])
+    res["trained"] = bool(ctx.opt["inception_weights"])
     ctx.results["inception"] = res
     ctx.describe(inception_model=what, inception_data=f"{len(views)} augmented views of scikit-image photos "
                  f"({', '.join(res['photos'])}), input x - 117",
@@ -397,7 +397,7 @@ def inception_part(ctx: Any) -> None:
                                  "the centroid of the three activations")
     draw(ctx, "e5-inception", s, b, db, names,
          f"InceptionV1 ({'trained' if res['trained'] else 'RANDOM weights'}) after {start}: "
-         f"{len(s.regions):,} regions", f"Exact slice of InceptionV1 ({'weights from ' + str(ctx.opt['weights']) if res['trained'] else 'RANDOM weights'}) "
+         f"{len(s.regions):,} regions", f"Exact slice of InceptionV1 ({'weights from ' + str(ctx.opt['inception_weights']) if res['trained'] else 'RANDOM weights'}) "
          f"in the {net.input_dim:,}-D output of {start} through three photo views; a window of side {w:g} "
          "at the centroid of the three activations (right: where it lies). Edges coloured by the first spline "
          "layer whose units flip there; decision boundary in black where the argmax changes.",

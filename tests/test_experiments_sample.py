@@ -151,3 +151,20 @@ def test_cli_experiment_list_and_mistakes(capsys):
         assert main(argv) == 2, argv
         err = capsys.readouterr().err
         assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_every_experiment_names_its_weights_the_same_way():
+    """Trained weights for a user who has them: GPT-2's are ``weights``, InceptionV1's ``inception_weights``."""
+    import inspect
+
+    for name in exps.MODULES:
+        mod = exps.module(name)
+        helpers = [m for m in vars(mod).values() if inspect.ismodule(m) and m.__name__.startswith("maso_experiments._")]
+        source = inspect.getsource(mod) + "".join(inspect.getsource(m) for m in helpers)
+        assert mod.NAME == name and mod.TITLE and mod.CLAIM.strip()
+        for default, quick in mod.OPTIONS.values():
+            assert type(default) is type(quick) or None in (default, quick), (name, default, quick)
+        if "data.gpt2(" in source:
+            assert "weights" in mod.OPTIONS, name
+        if "data.inception(" in source:
+            assert "inception_weights" in mod.OPTIONS, name
