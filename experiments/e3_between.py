@@ -93,7 +93,7 @@ def _cnn(ctx: Any, name: str, cnn: Any, layers: list[str], stream: int,
                 walks_kept[layer] = {"same": ws, "different": wd}
             t = r["tests_different_vs_same"]["flip_density"]
             ctx.log(f"{name} {which} {layer}: {tail.n_units} units, flips/length same {t['mean_x']:.3g} vs "
-                    f"different {t['mean_y']:.3g} (MW p {t['mann_whitney_p']}) in {sec:.1f} s")
+                    f"different {t['mean_y']:.3g} (MW p {_p(t['mann_whitney_p'])}) in {sec:.1f} s")
     return out
 
 
@@ -239,7 +239,7 @@ def run(ctx: Any) -> None:
         trained = kind == "effnet" or bool(ctx.opt["inception_weights"])
         ctx.compare(f"({kind}, L = {r['layer']}) different-class pairs cross denser boundaries than same-class",
                     f"flips per unit length: same {t['mean_x']:.3g}, different {t['mean_y']:.3g} over "
-                    f"{t['n_x']}+{t['n_y']} pairs (MW p {t['mann_whitney_p']}); {r['seconds_per_pair']:.0f} s per "
+                    f"{t['n_x']}+{t['n_y']} pairs (MW p {_p(t['mann_whitney_p'])}); {r['seconds_per_pair']:.0f} s per "
                     f"pair, {r['n_units']} units",
                     ("consistent" if (t["mann_whitney_p"] or 1) < 0.05 and t["mean_diff"] > 0 else
                      "not significant at this size") if trained else
@@ -273,7 +273,7 @@ def _compare_cnn(ctx: Any, name: str, res: dict[str, Any], layers: list[str]) ->
     near = {ly: tr[ly]["density_near_class_changes"] for ly in live}
     ctx.compare(f"({name}) boundaries are denser where the class changes (Prediction 2's reading)",
                 "; ".join(f"{ly}: {v['mean_density_with_change']:.3g} in bins with a class change vs "
-                          f"{v['mean_density_without']:.3g} without (p {v.get('mann_whitney_p')})"
+                          f"{v['mean_density_without']:.3g} without (p {_p(v.get('mann_whitney_p'))})"
                           for ly, v in near.items() if v["mean_density_with_change"] is not None),
                 "see numbers (exploratory; the article states it for scaling, not for these paths)")
     if "untrained" in res["layers"]:
@@ -284,3 +284,8 @@ def _compare_cnn(ctx: Any, name: str, res: dict[str, Any], layers: list[str]) ->
                               for ly in live if un[ly]["tests_different_vs_same"]["flip_density"]["mann_whitney_p"]
                               is not None),
                     "control")
+
+
+def _p(value: float | None) -> str:
+    """A p-value for the report (two significant digits; the exact value is in results.json)."""
+    return "n/a" if value is None else f"{value:.2g}"
