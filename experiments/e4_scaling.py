@@ -380,7 +380,7 @@ def _compare_digits(ctx: Any, res: dict[str, Any], layers: list[str]) -> None:
     found3 = "; ".join(f"{ly}: {r['trained/activation']['class_changes_s_above_1']} class changes at s > 1 vs "
                        f"{r['trained/activation']['class_changes_s_below_1']} at s <= 1 over "
                        f"{len(res['examples'])} rays; bins with a class change "
-                       f"{r['trained/activation']['near_class_changes']['mean_density_with_change']} vs without "
+                       f"{_num(r['trained/activation']['near_class_changes']['mean_density_with_change'])} vs without "
                        f"{r['trained/activation']['near_class_changes']['mean_density_without']:.3g} crossings/length"
                        for ly, r in rows.items())
     far = sum(r["trained/activation"]["class_changes_s_above_1"] for r in rows.values())
@@ -388,3 +388,8 @@ def _compare_digits(ctx: Any, res: dict[str, Any], layers: list[str]) -> None:
                 "consistent" if far >= 0.5 * len(rows) * len(res["examples"]) else
                 f"partly consistent: few ({far} over {len(rows) * len(res['examples'])} rays)" if far else
                 "not consistent: no class change at s > 1 here")
+
+
+def _num(value: float | None) -> str:
+    """A number for the report, three significant digits ("n/a" where no bin had a class change)."""
+    return "n/a" if value is None else f"{value:.3g}"
