@@ -146,12 +146,17 @@ def digits_source(opt: dict[str, Any], *, device: str, seed: int, rng: np.random
 def _store_articles(folder: Path, meta: dict[str, Any], seed: int) -> Any:
     """The Articles a store was sampled from: rebuilt with the generators a store is made with, checked against
     the store's own tokens (``tokens.npz``)."""
-    from maso_experiments import data
+    from maso_experiments import data, sample
 
     m = re.match(r"(\d+) English", str(meta.get("data", "")))
     n = int(m.group(1)) if m else None
     toks = np.load(folder / "tokens.npz")
     tok = data.gpt2_tokenizer()
+    if (folder / sample.ARTICLES).is_file():  # the store lists its articles: no need to guess the generator
+        stream = data.token_stream(sample.articles(folder), tok, int(meta["seq_len"]), int(meta["n_seq"]))
+        if np.array_equal(stream.ids, toks["ids"]):
+            return stream
+        raise ValueError(f"{folder}: its articles.json does not give its tokens (tokens.npz); sample it again")
     for rng in (np.random.default_rng([int(meta.get("seed", seed)), 0]), np.random.default_rng(int(meta.get("seed", seed)))):
         arts = data.wiki_articles(n, rng=rng)
         stream = data.token_stream(arts, tok, int(meta["seq_len"]), int(meta["n_seq"]))
@@ -212,7 +217,7 @@ def language_source(source: str, opt: dict[str, Any], out: Path, *, device: str,
     art_idx = got["article"]
     if is_minilm:
         tok = data.minilm_tokenizer()
-        ids, topics = _minilm_articles(meta, seed, got, tok)
+        ids, topics = _minilm_articles(meta, seed, got, tok, Path(folder))
 
         def ctx_of(s: int, p: int) -> str:
             left = tok.decode(ids[s, max(0, p - 12):p].tolist())
@@ -236,15 +241,16 @@ def language_source(source: str, opt: dict[str, Any], out: Path, *, device: str,
         timings={"store_s": t_store})
 
 
-def _minilm_articles(meta: dict[str, Any], seed: int, got: dict[str, np.ndarray], tok: Any
+def _minilm_articles(meta: dict[str, Any], seed: int, got: dict[str, np.ndarray], tok: Any, folder: Path
                      ) -> tuple[np.ndarray, tuple[str, ...]]:
-    """The WordPiece ids and topics of the articles a MiniLM store was sampled from, rebuilt with the generators a
-    store is made with and checked against the store's own tokens."""
-    from maso_experiments import data
+    """The WordPiece ids and topics of the articles a MiniLM store was sampled from (its ``articles.json``, or
+    for older stores rebuilt with the generators a store is made with), checked against the store's own tokens."""
+    from maso_experiments import data, sample
 
     s0 = int(meta.get("seed", seed))
-    for rng in (np.random.default_rng([s0, 0]), np.random.default_rng(s0)):
-        arts = data.wiki_articles(_n_articles(meta), rng=rng)
+    listed = [sample.articles(folder)] if (folder / sample.ARTICLES).is_file() else []
+    for arts in listed + [data.wiki_articles(_n_articles(meta), rng=rng)
+                          for rng in (np.random.default_rng([s0, 0]), np.random.default_rng(s0))]:
         ids = tok(list(arts.texts), truncation=True, max_length=128, padding="max_length", return_tensors="np")["input_ids"]
         if got["seq"].max() < len(ids) and np.array_equal(ids[got["seq"], got["pos"]], got["token"]):
             return ids, arts.topics

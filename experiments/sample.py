@@ -52,6 +52,7 @@ OPTIONS: dict[str, tuple[Any, Any]] = {
 }
 
 MANIFEST = "manifest.json"
+ARTICLES = "articles.json"
 FORMAT = "maso-activations/1"
 
 
@@ -161,6 +162,16 @@ def load(folder: str | Path, keys: Iterable[str] | None = None) -> dict[str, np.
             for key in (keys if keys is not None else z.files):
                 parts.setdefault(key, []).append(z[key])
     return {k: np.concatenate(v) for k, v in parts.items()}
+
+
+def articles(folder: str | Path) -> Any:
+    """The Wikipedia articles (``data.Articles``) a store was sampled from, in the order its ``article`` indexes."""
+    from maso_experiments import data
+
+    path = Path(folder) / ARTICLES
+    if not path.is_file():
+        raise ExperimentError(f"{path} is missing: the store was written by an older version; sample it again")
+    return data.wiki_articles(titles=json.loads(path.read_text())["titles"])
 
 
 def meta(folder: str | Path) -> dict[str, Any]:
@@ -303,6 +314,9 @@ def language_store(folder: str | Path, opt: dict[str, Any], *, device: str = "cp
     else:
         raise ExperimentError(f"model must be 'gpt2' or 'minilm'; got {opt['model']!r}")
     seq_len = int(opt["seq_len"])
+    folder.mkdir(parents=True, exist_ok=True)
+    if not (folder / ARTICLES).exists():  # the exact articles, so that users of the store get topics and contexts
+        _write_json(folder / ARTICLES, {"titles": list(articles.titles)})
     if opt["model"] == "minilm":
         return _minilm_store(folder, lm, articles, opt, device=device, seed=seed, shard=shard, progress=progress)
     stream = data.token_stream(articles, tokenizer, seq_len, int(opt["n_seq"]) or None)

@@ -168,3 +168,37 @@ def test_every_experiment_names_its_weights_the_same_way():
             assert "weights" in mod.OPTIONS, name
         if "data.inception(" in source:
             assert "inception_weights" in mod.OPTIONS, name
+
+
+def test_minilm_store_holds_erf_gelu_codes_and_its_articles(tmp_path):
+    """The trained stand-in's store: BERT's GELU is the erf form, so post = pre * Phi(pre) and soft = Phi(pre)."""
+    from scipy.special import ndtr
+
+    opt = {"model": "minilm", "weights": None, "n_layer": 6, "layers": "1", "seq_len": 128, "n_seq": 3, "batch": 2,
+           "articles": 12, "shard": "0/1"}
+    folder, summary = sample.language_store(tmp_path / "m", opt, seed=0, rng=np.random.default_rng(0))
+    got = sample.load(folder)
+    pre = got["L1.pre"].astype(np.float64)
+    assert len(pre) == 3 * 6 and pre.shape[1] == 1536 and summary["sequences"] == 3
+    assert np.array_equal(sample.unpack_codes(got["L1.code"], 1536), (pre > 0).astype(np.uint8))
+    np.testing.assert_allclose(got["L1.post"], pre * ndtr(pre), atol=1e-4)
+    np.testing.assert_allclose(got["L1.soft"].astype(np.float64), ndtr(pre), atol=1e-3)
+    arts = sample.articles(folder)
+    assert len(arts.titles) == 12 and set(got["article"]) <= set(range(12))
+
+
+def test_e1_reuses_a_sampled_store_with_its_topics(tmp_path):
+    """E1 on a store sampled earlier (``store=DIR``): the rows it clusters are the store's, with their topics."""
+    run_quick("sample", tmp_path / "s")
+    store = tmp_path / "s" / "activations"
+    record = run_quick("e1_clusters", tmp_path / "e1", source="gpt2", store=str(store), layer=1)
+    rows = sample.load(store, ["article"])["article"]
+    gpt2 = record["results"]["gpt2"]
+    assert gpt2["rows"] == len(rows)
+    assert str(store) in json.dumps(record["setup"])
+    # The labels are the articles' topics, read from the store: the majority share E1 reports as its baseline.
+    topics = sample.articles(store).topics
+    labels = [topics[a] if a >= 0 else "<|endoftext|>" for a in rows]
+    share = max(labels.count(t) for t in set(labels)) / len(labels)
+    for row in gpt2["sweep"].values():
+        assert row["activations"]["majority_baseline_purity"] == pytest.approx(share)
