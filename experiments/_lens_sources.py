@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -248,9 +249,13 @@ def _minilm_articles(meta: dict[str, Any], seed: int, got: dict[str, np.ndarray]
     from maso_experiments import data, sample
 
     s0 = int(meta.get("seed", seed))
-    listed = [sample.articles(folder)] if (folder / sample.ARTICLES).is_file() else []
-    for arts in listed + [data.wiki_articles(_n_articles(meta), rng=rng)
-                          for rng in (np.random.default_rng([s0, 0]), np.random.default_rng(s0))]:
+    def candidates() -> Iterator[Any]:  # lazily: the listed articles first, guesses only for older stores
+        if (folder / sample.ARTICLES).is_file():
+            yield sample.articles(folder)
+        for rng in (np.random.default_rng([s0, 0]), np.random.default_rng(s0)):
+            yield data.wiki_articles(_n_articles(meta), rng=rng)
+
+    for arts in candidates():
         ids = tok(list(arts.texts), truncation=True, max_length=128, padding="max_length", return_tensors="np")["input_ids"]
         if got["seq"].max() < len(ids) and np.array_equal(ids[got["seq"], got["pos"]], got["token"]):
             return ids, arts.topics

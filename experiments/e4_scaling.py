@@ -137,26 +137,11 @@ def _photos(ctx: Any, kind: str) -> dict[str, Any]:
     from maso_experiments import _density as D
     from maso_experiments import data
 
-    import maso
-
     rng = ctx.rng(3)
     images = data.photo_views(1, rng=rng)[0]
     images = images[: int(ctx.opt["photo_examples"])]
-    if kind == "effnet":
-        model = data.efficientnet_lite0().double().to(ctx.device)
-        x = data.effnet_input(images).double().to(ctx.device)
-        layer = f"_blocks.{int(ctx.opt['effnet_block'])}"
-        acts = D.module_output(model, layer, x)
-        tail = maso.from_torch(D.EffnetTail(model, int(ctx.opt["effnet_block"])).eval(),
-                               torch.from_numpy(acts).to(ctx.device))
-        what = "EfficientNet-Lite0, TRAINED on ImageNet"
-    else:
-        model, what = data.inception(ctx.opt["inception_weights"], seed=ctx.seed)
-        model = model.double().to(ctx.device)
-        x = data.inception_input(images).double().to(ctx.device)
-        layer = str(ctx.opt["inception_layer"])
-        tail = maso.from_torch(model, x[:2], start=layer)
-        acts = D.module_output(model, layer, x)
+    pt = D.photo_tail(kind, images, ctx.opt, device=ctx.device, seed=ctx.seed)
+    model, x, layer, tail, acts, what = pt.model, pt.x, pt.layer, pt.net, pt.acts, pt.what
     with torch.no_grad():
         pred1 = model(x).argmax(1).cpu().numpy()
     edges = np.linspace(0.0, float(ctx.opt["s_max"]), int(ctx.opt["bins"]) + 1)

@@ -342,6 +342,21 @@ def digits_part(ctx: Any) -> None:
                 "consistent (a trained stand-in: the digits CNN, not InceptionV1)")
 
 
+def _centred_slice(ctx: Any, net: Any, acts: np.ndarray, w: float, what: str
+                   ) -> tuple[Slice, Boundaries, np.ndarray, list[str], dict[str, Any]]:
+    """The slice through the three activations in a square window of side ``w`` centred on their centroid, with
+    its shared edges, exact decision boundary, unit-group names and summary."""
+    c = 1.0 / 3.0  # the centroid: a ReLU/max-pool output has exact zeros at each image, where many
+    # boundaries of the pool branch meet; at the centroid an entry is zero only if it is zero in all three
+    lo, hi = (c - w / 2, c - w / 2), (c + w / 2, c + w / 2)
+    ctx.log(f"slicing {what}: {net.n_units:,} later units, window side {w:g}")
+    s = slice_through(net, acts, lo, hi, progress=bool(ctx.progress and not ctx.quick))
+    ctx.log(f"{len(s.regions)} regions in {s.seconds:.1f} s; boundaries and decision boundary")
+    b = shared_edges(s.regions, net)
+    names = [g.name for g in net.units]
+    return s, b, s.regions.decision_boundary(), names, summarize(s, b, names)
+
+
 def inception_part(ctx: Any) -> None:
     """InceptionV1 from ``start`` (default: the input of mixed5a), sliced through three photo views."""
     from maso_experiments import data
@@ -360,16 +375,7 @@ def inception_part(ctx: Any) -> None:
     net = maso.from_torch(inception, x, start=start)
     acts = activations_at(inception, getattr(inception, start), x)
     w = float(ctx.opt["window"])
-    c = 1.0 / 3.0  # the centroid: a ReLU/max-pool output has exact zeros at each image, where many
-    # boundaries of the pool branch meet; at the centroid an entry is zero only if it is zero in all three
-    lo, hi = (c - w / 2, c - w / 2), (c + w / 2, c + w / 2)
-    ctx.log(f"slicing InceptionV1 after {start}: {net.n_units:,} later units, window side {w:g}")
-    s = slice_through(net, acts, lo, hi, progress=bool(ctx.progress and not ctx.quick))
-    ctx.log(f"{len(s.regions)} regions in {s.seconds:.1f} s; boundaries and decision boundary")
-    b = shared_edges(s.regions, net)
-    db = s.regions.decision_boundary()
-    names = [g.name for g in net.units]
-    res = summarize(s, b, names)
+    s, b, db, names, res = _centred_slice(ctx, net, acts, w, f"InceptionV1 after {start}")
     photo_names = [photos[i] for i in idx]
     modules = sorted({n.split(".")[0] for n in names})
     res["per_module"] = {m: {"edges": int(sum(any(names[k].split(".")[0] == m for k in ls) for ls in b.layers))}
@@ -442,15 +448,7 @@ def effnet_part(ctx: Any) -> None:
     tail = EffnetTail(model, k).eval()
     net = maso.from_torch(tail, torch.from_numpy(acts))
     w = float(ctx.opt["effnet_window"])
-    c = 1.0 / 3.0
-    lo, hi = (c - w / 2, c - w / 2), (c + w / 2, c + w / 2)
-    ctx.log(f"slicing EfficientNet-Lite0 after _blocks.{k}: {net.n_units:,} later units, window side {w:g}")
-    s = slice_through(net, acts, lo, hi, progress=bool(ctx.progress and not ctx.quick))
-    ctx.log(f"{len(s.regions)} regions in {s.seconds:.1f} s; boundaries and decision boundary")
-    b = shared_edges(s.regions, net)
-    db = s.regions.decision_boundary()
-    names = [g.name for g in net.units]
-    res = summarize(s, b, names)
+    s, b, db, names, res = _centred_slice(ctx, net, acts, w, f"EfficientNet-Lite0 after _blocks.{k}")
     with torch.no_grad():
         res["points_argmax"] = model(x).argmax(1).numpy()
     res["points_classes"] = [data.imagenet_name(int(v)) for v in res["points_argmax"]]

@@ -211,14 +211,12 @@ class MLPSampler:
         self._recording = False
 
     def __enter__(self) -> MLPSampler:
-        keep = self.positions
-
         def grab(key: str, where: str) -> Callable[..., None]:
             def hook(module: Any, inputs: Any, output: Any) -> None:
                 if not self._recording:  # e.g. maso.from_torch calling the block to check its conversion
                     return
                 x = inputs[0] if where == "in" else output
-                self._got[key] = x[:, keep]
+                self._got[key] = x[:, self.positions]  # read at call time: MiniLM keeps other positions per text
             return hook
 
         for l in self.layers:
@@ -261,6 +259,20 @@ class MLPSampler:
                     out[f"L{l}.soft"] = net.soft_codes(x)[..., 1]
         return out
 
+    def layer_arrays(self, got: dict[str, torch.Tensor], codes: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
+        """Every sampled layer's rows as host arrays: input, pre-activation, GELU output, packed hard code, soft code."""
+        out: dict[str, np.ndarray] = {}
+        for l in self.layers:
+            pre = got[f"L{l}.pre"].flatten(0, -2)
+            out[f"L{l}.in"] = got[f"L{l}.in"].flatten(0, -2).float().cpu().numpy()
+            out[f"L{l}.pre"] = pre.float().cpu().numpy()
+            out[f"L{l}.post"] = self.lm.act_fns[l](pre).float().cpu().numpy()
+            code = codes[f"L{l}.code"].flatten(0, -2).cpu().numpy().astype(bool)
+            out[f"L{l}.code"] = np.packbits(code, axis=-1)
+            if self.soft:
+                out[f"L{l}.soft"] = codes[f"L{l}.soft"].flatten(0, -2).half().cpu().numpy()
+        return out
+
     def chunk(self, ids: np.ndarray, seq0: int, article: np.ndarray) -> dict[str, np.ndarray]:
         """One chunk's arrays for the sequences ``ids`` (global indices from ``seq0``)."""
         got = self.forward(torch.as_tensor(ids))
@@ -270,15 +282,7 @@ class MLPSampler:
         arrays: dict[str, np.ndarray] = {
             "seq": np.repeat(np.arange(seq0, seq0 + S), P), "pos": np.tile(pos, S),
             "token": ids[:, pos].reshape(-1), "article": article[:, pos].reshape(-1)}
-        for l in self.layers:
-            arrays[f"L{l}.in"] = got[f"L{l}.in"].reshape(S * P, -1).float().cpu().numpy()
-            pre = got[f"L{l}.pre"].reshape(S * P, -1)
-            arrays[f"L{l}.pre"] = pre.float().cpu().numpy()
-            arrays[f"L{l}.post"] = self.lm.blocks[l].act(pre).float().cpu().numpy() if hasattr(self.lm.blocks[l], "act") \
-                else self.lm.blocks[l].intermediate_act_fn(pre).float().cpu().numpy()
-            arrays[f"L{l}.code"] = np.packbits(codes[f"L{l}.code"].reshape(S * P, -1).cpu().numpy().astype(bool), axis=-1)
-            if self.soft:
-                arrays[f"L{l}.soft"] = codes[f"L{l}.soft"].reshape(S * P, -1).half().cpu().numpy()
+        arrays.update(self.layer_arrays(got, codes))
         return arrays
 
 
@@ -359,32 +363,20 @@ def _minilm_store(folder: Path, lm: Any, articles: Any, opt: dict[str, Any], *, 
              "n_seq": len(use), "positions": "6 evenly spaced after the first 10 of each article",
              "layers": layers, "batch": batch, "seed": seed, "topics": sorted(set(articles.topics)), "units": 1536}
     t0 = time.perf_counter()
-
-    def produce(k: int) -> dict[str, np.ndarray]:
-        rows = use[k * batch:(k + 1) * batch]
-        out: dict[str, list[np.ndarray]] = {}
-        for r in rows:
-            pos = data.kept_positions(int(lengths[r]) - 1, skip=10)
-            with MLPSampler(lm, layers, pos, device) as sampler:
+    with MLPSampler(lm, layers, data.kept_positions(127, skip=10), device) as sampler:
+        def produce(k: int) -> dict[str, np.ndarray]:
+            out: dict[str, list[np.ndarray]] = {}
+            for r in use[k * batch:(k + 1) * batch]:
+                pos = data.kept_positions(int(lengths[r]) - 1, skip=10)
+                sampler.positions = torch.as_tensor(pos, device=sampler.device)
                 got = sampler.forward(torch.as_tensor(enc["input_ids"][r:r + 1]))
-                sampler.nets = nets
-                codes = sampler.codes(got)
-            nets.update(sampler.nets)
-            P = len(pos)
-            parts = {"seq": np.full(P, r), "pos": pos, "token": enc["input_ids"][r, pos], "article": np.full(P, r)}
-            for l in layers:
-                pre = got[f"L{l}.pre"].reshape(P, -1)
-                parts[f"L{l}.in"] = got[f"L{l}.in"].reshape(P, -1).float().cpu().numpy()
-                parts[f"L{l}.pre"] = pre.float().cpu().numpy()
-                parts[f"L{l}.post"] = lm.blocks[l].intermediate_act_fn(pre).float().cpu().numpy()
-                parts[f"L{l}.code"] = np.packbits(codes[f"L{l}.code"].reshape(P, -1).cpu().numpy().astype(bool), -1)
-                parts[f"L{l}.soft"] = codes[f"L{l}.soft"].reshape(P, -1).half().cpu().numpy()
-            for key, v in parts.items():
-                out.setdefault(key, []).append(np.asarray(v))
-        return {key: np.concatenate(v) for key, v in out.items()}
+                parts = {"seq": np.full(len(pos), r), "pos": pos, "token": enc["input_ids"][r, pos],
+                         "article": np.full(len(pos), r), **sampler.layer_arrays(got, sampler.codes(got))}
+                for key, v in parts.items():
+                    out.setdefault(key, []).append(np.asarray(v))
+            return {key: np.concatenate(v) for key, v in out.items()}
 
-    nets: dict[int, Any] = {}
-    manifest = write_store(folder, meta_, n_chunks, produce, shard=shard, progress=progress)
+        manifest = write_store(folder, meta_, n_chunks, produce, shard=shard, progress=progress)
     done = sum(1 for k in manifest["chunks"] if int(k) % shard[1] == shard[0])
     return folder, {"sequences": len(use), "tokens_seen": int(lengths[use].sum()), "chunks": n_chunks,
                     "chunks_this_shard": done, "seconds": time.perf_counter() - t0, "shard": f"{shard[0]}/{shard[1]}"}
