@@ -43,10 +43,11 @@ class SegmentCrossings:
     lo, hi : float
     flip_units, flip_offsets : ndarray
         The code columns that change at ``t[i]`` are ``flip_units[flip_offsets[i]:flip_offsets[i + 1]]``
-        (see :attr:`units`).
+        (see [`units`][maso.SegmentCrossings.units]).
     uncertified : ndarray of int
         Pieces whose code the certificate could not confirm even after they were redone by LPs (empty unless a
-        :class:`~maso.NumericalWarning` said otherwise). See :func:`segment_crossings`.
+        [`NumericalWarning`][maso.errors.NumericalWarning] said otherwise). See
+        [`segment_crossings`][maso.segment_crossings].
     """
 
     t: np.ndarray
@@ -87,6 +88,19 @@ class SegmentCrossings:
         """Crossings per unit of input-space length (the polytope density along the path)."""
         return len(self.t) / self.length if self.length > 0 else 0.0
 
+    def __repr__(self) -> str:
+        # one line whatever the number of crossings (the dataclass repr printed every array)
+        bad = f", {len(self.uncertified)} uncertified" if len(self.uncertified) else ""
+        return (f"SegmentCrossings({len(self.t)} crossings, {self.n_pieces} pieces, t in [{self.lo:g}, {self.hi:g}], "
+                f"input_dim={self.origin.size}, {self.codes.shape[1]} units, length={self.length:.4g}{bad})")
+
+    def _repr_png_(self) -> bytes | None:
+        """The crossings as [`plot_crossings`][maso.plotting.plot_crossings] draws them, as PNG bytes: how Jupyter
+        shows a `SegmentCrossings` inline (drawn outside pyplot; ``None`` without matplotlib)."""
+        from maso.plotting import _png, plot_crossings
+
+        return _png(lambda ax: plot_crossings(self, ax=ax), (7.0, 2.5))
+
 
 def _check_pair(net: Network, a: Any, b: Any, what: str, names: tuple[str, str]) -> tuple[np.ndarray, np.ndarray, bool]:
     if not isinstance(net, Network):
@@ -120,14 +134,14 @@ def segment_crossings(net: Network, x0: Any, x1: Any, *, tol: float = 1e-12, met
     zero crossings are interpolated exactly; the layers before the first nonlinearity are evaluated at the two
     ends only. Breakpoints where the code does not actually change (a max-pool candidate that never wins) are
     dropped at the end by comparing the codes of neighbouring pieces. ``method="lp"`` restricts the network to
-    each line and enumerates its pieces with :func:`maso.enumerate_regions` (slower; a cross-check).
+    each line and enumerates its pieces with [`maso.enumerate_regions`][] (slower; a cross-check).
 
     The walk's answer is certified before it is returned: each piece's code is checked against a direct forward
     pass at the piece's two ends (best at both ends means best all along, since the network frozen on the code
     is affine in ``t``); a piece that fails is enumerated again by LPs on its span, and a piece whose unit ties
-    with a lower piece at both ends takes the code :meth:`Network.codes` gives its midpoint (ties go to the
-    lowest piece). Pieces that still fail are listed in ``SegmentCrossings.uncertified`` with a
-    :class:`~maso.NumericalWarning`. See the docs' "Slices and paths" page.
+    with a lower piece at both ends takes the code [`Network.codes`][maso.Network.codes] gives its midpoint
+    (ties go to the lowest piece). Pieces that still fail are listed in ``SegmentCrossings.uncertified`` with a
+    [`NumericalWarning`][maso.errors.NumericalWarning]. See the docs' "Slices and paths" page.
 
     Parameters
     ----------
@@ -170,9 +184,10 @@ def ray_crossings(
     """Where the code changes along the rays ``origin + s * direction`` for ``s`` in ``[s_min, s_max]``.
 
     With the default ``origin = 0`` this is the scaling path ``s * a`` of an activation ``a``; ``t`` of the
-    result is the scale ``s``. Same exactness, certificate and tolerances as :func:`segment_crossings`. A range
-    over many scales (``[-1e13, 1e13]``) is walked in pieces cut at ``s = +-4**k``, so that crossings are placed
-    relative to their own ``|s|`` (closer than ``tol * |s|`` they are one crossing, beyond ``|s| = 1``).
+    result is the scale ``s``. Same exactness, certificate and tolerances as
+    [`segment_crossings`][maso.segment_crossings]. A range over many scales (``[-1e13, 1e13]``) is walked in
+    pieces cut at ``s = +-4**k``, so that crossings are placed relative to their own ``|s|`` (closer than
+    ``tol * |s|`` they are one crossing, beyond ``|s| = 1``).
 
     Examples
     --------
@@ -235,7 +250,7 @@ def _split_scales(lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarra
     Values at a new point are interpolated between its neighbours, with a rounding error relative to theirs:
     over ``[-1e13, 1e13]`` the crossings near ``t = 1`` would be placed only to within about 1e-3. On pieces no
     longer than a few times their distance from 0, every crossing is placed relative to its own ``|t|``, which
-    is how :func:`_merge_distance` judges them. Returns the owner path and ``[lo, hi]`` of every piece.
+    is how `_merge_distance` judges them. Returns the owner path and ``[lo, hi]`` of every piece.
     """
     owner, out_lo, out_hi = [], [], []
     for i, (a, b) in enumerate(zip(lo.tolist(), hi.tolist())):
@@ -317,7 +332,7 @@ def _zeros(seg: np.ndarray, t: np.ndarray, d: np.ndarray):
     """Interior zero crossings of the columns of ``d`` (affine between consecutive points of a segment).
 
     A value that rounding moved off an exact zero at a point gives a crossing next to that point, which
-    :func:`_dedupe` merges into it.
+    `_dedupe` merges into it.
     """
     kk, ui = _nonzero2d(d[:-1] * d[1:] < 0)
     same = seg[kk] == seg[kk + 1]
@@ -330,7 +345,7 @@ def _zeros(seg: np.ndarray, t: np.ndarray, d: np.ndarray):
 class _Merge:
     """Where the old (sorted) and the new points of a path go when merged: ``pos_old``, ``pos_new``."""
 
-    __slots__ = ("pos_old", "pos_new", "n", "before")
+    __slots__ = ("before", "n", "pos_new", "pos_old")
 
     def __init__(self, pos_old: np.ndarray, pos_new: np.ndarray, before: np.ndarray) -> None:
         self.pos_old, self.pos_new, self.n = pos_old, pos_new, len(pos_old) + len(pos_new)
@@ -369,7 +384,7 @@ def _insert(seg, t, end, kk, new_t):
 
 
 def _dedupe(seg, t, end, floor, tol):
-    """One point per cluster of points closer than the merge distance (:func:`_merge_distance`).
+    """One point per cluster of points closer than the merge distance (`_merge_distance`).
 
     Returns ``(keep, rows)`` or None when nothing merges: ``keep`` the points that stay (a segment end if the
     cluster holds one, else its first point) and ``rows`` the point whose code row each kept point takes: the
@@ -484,7 +499,7 @@ def _path_max(seg: np.ndarray, n: int, values: np.ndarray) -> np.ndarray:
 
 
 class _Pieces:
-    """The walk's answer for ``n`` paths before it becomes :class:`SegmentCrossings`: crossings ``ts`` and piece
+    """The walk's answer for ``n`` paths before it becomes `SegmentCrossings`: crossings ``ts`` and piece
     codes ``pieces`` of all paths, path ``i`` owning crossings ``change_at[i]:change_at[i + 1]`` and the pieces
     ``change_at[i] + i`` to ``change_at[i + 1] + i``.
 
@@ -508,7 +523,7 @@ class _Pieces:
 
     def results(self, origin: np.ndarray, direction: np.ndarray,
                 fixed: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]]) -> list[SegmentCrossings]:
-        """One :class:`SegmentCrossings` per path; ``fixed[i] = (ts, codes, uncertified)`` replaces path ``i``."""
+        """One `SegmentCrossings` per path; ``fixed[i] = (ts, codes, uncertified)`` replaces path ``i``."""
         n, ts, pieces, change_at = self.n, self.ts, self.pieces, self.change_at
         flips = pieces[1:] != pieces[:-1]
         flips[change_at[1:-1] + np.arange(n - 1)] = False  # between the last piece of a path and the next's first
@@ -556,7 +571,7 @@ def _certify(net: Network, anch: Anchored, path: _Pieces, scale: np.ndarray, tol
 
     Pieces that fail are recomputed by the LP method on their span. Pieces on which a lower piece ties with the
     coded one at both ends (within the slack: e.g. two max-pool windows that hold the same input) take the code
-    of a direct evaluation at their midpoint, so ties are broken as :meth:`Network.codes` breaks them. A mended
+    of a direct evaluation at their midpoint, so ties are broken as `Network.codes` breaks them. A mended
     path is checked again; pieces that still fail are reported (``SegmentCrossings.uncertified``).
 
     Returns ``{path: (ts, codes, uncertified piece indices)}`` for the paths that changed.

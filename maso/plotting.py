@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+import io
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -14,11 +15,17 @@ from maso.errors import MasoError
 __all__ = ["code_colors", "plot_crossings", "plot_slice"]
 
 
-def _pyplot():
+def _require() -> None:
     try:
-        import matplotlib.pyplot as plt  # picks a non-interactive backend by itself when there is no display
+        import matplotlib  # noqa: F401
     except ImportError as e:  # pragma: no cover - depends on the environment
         raise MasoError('Plotting needs matplotlib: pip install "maso[plot]".') from e
+
+
+def _pyplot():
+    _require()
+    import matplotlib.pyplot as plt  # picks a non-interactive backend by itself when there is no display
+
     return plt
 
 
@@ -63,6 +70,23 @@ def _save(fig: Any, path: str | Path | None) -> None:
         fig.savefig(path, bbox_inches="tight", dpi=150)
 
 
+def _png(draw: Callable[..., Any], figsize: tuple[float, float]) -> bytes | None:
+    """PNG bytes of ``draw(ax=...)`` on a figure of its own, rendered by Agg without pyplot (for ``_repr_png_``).
+
+    The figure never enters pyplot's list of open figures, so a notebook's inline backend neither shows it a
+    second time nor keeps it alive; ``None`` without matplotlib (IPython then shows the text repr).
+    """
+    try:
+        from matplotlib.figure import Figure
+    except ImportError:  # pragma: no cover - depends on the environment
+        return None
+    fig = Figure(figsize=figsize)
+    draw(ax=fig.add_subplot())
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", bbox_inches="tight", dpi=100)  # a png savefig picks the Agg canvas itself
+    return buf.getvalue()
+
+
 def plot_slice(
     slice_regions: Any,
     *,
@@ -76,30 +100,38 @@ def plot_slice(
     path: str | Path | None = None,
     cmap: str = "viridis",
 ) -> Any:
-    """Draw a :class:`maso.SliceRegions`: regions, their edges, the decision boundary and data points.
+    """Draw a [`SliceRegions`][maso.SliceRegions]: regions, their edges, the decision boundary and data points.
 
     Parameters
     ----------
     slice_regions : SliceRegions
     color : {"code", "output", "argmax", "none"}
-        ``"code"``: a stable hash colour per region (see :func:`code_colors`); ``"output"``: the value of
-        ``output`` (default 0) at each region's interior point; ``"argmax"``: the winning output.
+        ``"code"``: a stable hash colour per region (see [`code_colors`][maso.plotting.code_colors]);
+        ``"output"``: the value of ``output`` (default 0) at each region's interior point; ``"argmax"``: the
+        winning class, exactly: regions that the decision boundary crosses are split along it and each piece
+        gets its own class (see [`SliceRegions.argmax_cells`][maso.SliceRegions.argmax_cells]; with
+        ``output``, the sign of that output).
     output : int, optional
     edges, decision_boundary : bool
         Draw region edges (thin) and the exact decision boundary (thick; see
-        :meth:`SliceRegions.decision_boundary`).
+        [`SliceRegions.decision_boundary`][maso.SliceRegions.decision_boundary]). With ``color="argmax"`` the
+        boundary drawn is the one between the coloured pieces.
     points : array, optional
         Points to overlay: plane coordinates ``(n, 2)``, or inputs ``(n, *input_shape)`` that are projected onto
         the plane.
     labels : sequence, optional
         Text labels of the points.
     ax : matplotlib Axes, optional
+        Draw there (no pyplot figure is created then).
     path : str or Path, optional
         Also save the figure there (PNG, SVG, PDF... by the suffix).
+    cmap : str
+        Colour map of the ``"output"`` and ``"argmax"`` colours.
 
     Returns
     -------
     matplotlib.figure.Figure
+        The figure drawn on (it stays open: a notebook shows it inline, ``plt.show()`` elsewhere).
 
     Examples
     --------
@@ -108,35 +140,41 @@ def plot_slice(
     >>> len(fig.axes)
     1
     """
-    plt = _pyplot()
+    _require()
+    from matplotlib import colormaps
     from matplotlib.collections import LineCollection, PolyCollection
 
     sl = slice_regions
+    if color not in ("code", "output", "argmax", "none"):
+        raise MasoError(f"color must be 'code', 'output', 'argmax' or 'none'. Got {color!r}.")
+    net = sl._network()
+    if output is not None and not (isinstance(output, (int, np.integer)) and not isinstance(output, bool)
+                                   and 0 <= output < net.output_dim):
+        raise MasoError(f"output must be an int in [0, {net.output_dim}). Got {output!r}.")
     fig, ax = _figure(ax, (6, 6))
     polys = sl.polygons()
-    if color == "code":
-        face = code_colors(sl.codes)
-    elif color in ("output", "argmax"):
-        net = sl._network()
-        y = np.asarray(net(sl.interior_points)).reshape(len(sl), -1)
-        if color == "argmax":
-            vals = y.argmax(axis=1).astype(float)
-            vals = vals / max(1.0, float(y.shape[1] - 1))
-        else:
-            j = 0 if output is None else int(output)
-            if not 0 <= j < y.shape[1]:
-                raise MasoError(f"output must be in [0, {y.shape[1]}). Got {output}.")
-            v = y[:, j]
-            vals = (v - v.min()) / (np.ptp(v) or 1.0)
-        face = plt.get_cmap(cmap)(vals)[:, :3]
-    elif color == "none":
-        face = np.ones((len(sl), 3))
+    line = {"colors": "k", "linewidths": 0.3} if edges else None
+    boundary = None
+    if color == "argmax":
+        cells = sl.argmax_cells(output)
+        shade = colormaps[cmap](cells.labels / max(1.0, float(cells.n_classes - 1)))[:, :3]
+        # each piece edged in its own colour: no hairline seams between pieces of one class
+        ax.add_collection(PolyCollection(cells.polygons(), facecolors=shade, edgecolors=shade, linewidths=0.2))
+        if line is not None:
+            ax.add_collection(PolyCollection(polys, facecolors="none", edgecolors="k", linewidths=0.3))
+        boundary = cells.boundary
     else:
-        raise MasoError(f"color must be 'code', 'output', 'argmax' or 'none'. Got {color!r}.")
-    ax.add_collection(PolyCollection(polys, facecolors=face, edgecolors="k" if edges else "none",
-                                     linewidths=0.3 if edges else 0.0))
+        if color == "code":
+            face = code_colors(sl.codes)
+        elif color == "output":
+            v = np.asarray(net(sl.interior_points)).reshape(len(sl), -1)[:, 0 if output is None else int(output)]
+            face = colormaps[cmap]((v - v.min()) / (np.ptp(v) or 1.0))[:, :3]
+        else:
+            face = np.ones((len(sl), 3))
+        ax.add_collection(PolyCollection(polys, facecolors=face, edgecolors="k" if edges else "none",
+                                         linewidths=0.3 if edges else 0.0))
     if decision_boundary:
-        segs = sl.decision_boundary(output if color == "output" else None)
+        segs = boundary if boundary is not None else sl.decision_boundary(output if color == "output" else None)
         if len(segs):
             ax.add_collection(LineCollection(segs, colors="k", linewidths=2.0))
     if points is not None:
@@ -165,6 +203,7 @@ def plot_crossings(
     ----------
     crossings : SegmentCrossings or list of them
     ax : matplotlib Axes, optional
+        Draw there (no pyplot figure is created then).
     path : str or Path, optional
         Also save the figure there.
     bins : int
@@ -182,6 +221,7 @@ def plot_crossings(
     >>> len(fig.axes)
     1
     """
+    _require()
     many = isinstance(crossings, (list, tuple))
     items = list(crossings) if many else [crossings]
     fig, ax = _figure(ax, (7, 2.5 if len(items) < 4 else 4))

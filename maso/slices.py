@@ -22,10 +22,11 @@ from maso.affine import Affine
 from maso.errors import DomainError, NumericalWarning, ParameterError, ParameterShapeError, ShapeError
 from maso.network import Network
 
-__all__ = ["DEFAULT_SLICE_TOL", "Plane", "SliceRegion", "SliceRegions", "slice_regions"]
+__all__ = ["DEFAULT_SLICE_TOL", "Plane", "SliceCells", "SliceRegion", "SliceRegions", "slice_regions"]
 
 DEFAULT_SLICE_TOL = 1e-12
-"""Default relative snapping tolerance of the mesh path (see :func:`slice_regions`)."""
+"""Default relative snapping tolerance of the mesh path (see [`slice_regions`][maso.slice_regions]), and of
+the ties between outputs in `SliceRegions.argmax_cells`."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -144,6 +145,11 @@ class SliceRegion:
     affine: Affine
     neighbours: tuple[int, ...]
 
+    def __repr__(self) -> str:
+        # one line: the arrays (a code of thousands of units, the polygon) are a print(region.code) away
+        return (f"SliceRegion(index={self.index}, {len(self.polygon)} vertices, area={self.area:.4g}, "
+                f"{len(self.code)} units, {self.affine.A.shape[0]} outputs, {len(self.neighbours)} neighbours)")
+
 
 @dataclass(frozen=True, eq=False)
 class SliceRegions:
@@ -174,7 +180,7 @@ class SliceRegions:
         Counts and timings: ``snapped`` (vertex values set to exactly zero by the tolerance), ``merged``
         (faces merged because they had the same code: spurious max-unit cuts, or rounding), ``slivers``
         (regions thinner than 64 units in the last place of the coordinates, which float64 does not resolve;
-        they come with a :class:`NumericalWarning`), ``min_area``...
+        they come with a [`NumericalWarning`][maso.errors.NumericalWarning]), ``min_area``...
     """
 
     plane: Plane
@@ -226,7 +232,7 @@ class SliceRegions:
         return self.vertices[self.polygon_vertices[self.polygon_offsets[i]:self.polygon_offsets[i + 1]]]
 
     def polygons(self) -> list[np.ndarray]:
-        """All polygons (as :meth:`polygon` gives them)."""
+        """All polygons (as [`polygon`][maso.SliceRegions.polygon] gives them)."""
         return [self.polygon(i) for i in range(len(self))]
 
     def find(self, coords: Any) -> np.ndarray:
@@ -267,14 +273,155 @@ class SliceRegions:
             g.add_edge(int(i), int(j), units=np.flatnonzero(self.codes[i] != self.codes[j]))
         return g
 
-    def decision_boundary(self, output: int | None = None) -> np.ndarray:
-        """The exact decision boundary on the rectangle as segments ``(k, 2, 2)`` in plane coordinates.
+    def __repr__(self) -> str:
+        # a fixed handful of numbers, whatever the number of regions (the dataclass repr printed every array)
+        net = self._net
+        units = f"{net.n_units} units, {net.output_dim} outputs, " if net is not None else ""
+        extra = "".join(f", {k}={self.stats[k]}" for k in ("snapped", "slivers", "merged") if self.stats.get(k))
+        return (f"SliceRegions({len(self)} regions on [{self.lo[0]:g}, {self.hi[0]:g}] x [{self.lo[1]:g}, "
+                f"{self.hi[1]:g}] of a plane in {self.plane.origin.size}-D, {units}method={self.method!r}{extra})")
+
+    def _repr_png_(self) -> bytes | None:
+        """The slice as [`plot`][maso.SliceRegions.plot] draws it by default, as PNG bytes: how Jupyter shows a
+        `SliceRegions` inline (``repr`` stays the one-line text).
+
+        Drawn on a figure of its own with the Agg renderer, outside pyplot: no figure is left open, and the
+        notebook's own figures are not drawn again. ``None`` (IPython then shows the text) without matplotlib, or
+        for slices of more than `_REPR_PNG_MAX_REGIONS` regions, whose drawing would stall the notebook.
+        """
+        if len(self) > _REPR_PNG_MAX_REGIONS:
+            return None
+        from maso.plotting import _png
+
+        return _png(self.plot, (5.0, 5.0))
+
+    def argmax_cells(self, output: int | None = None, *, tol: float | None = None) -> SliceCells:
+        """The slice cut into pieces on which one output wins: the exact class map, region by region.
+
+        On a region the outputs are affine in the plane coordinates, so the set where output ``k`` wins is the
+        region's polygon cut by the lines ``f_k = f_j``: convex, and computed exactly here (in float64) by
+        splitting the slice's mesh where each output overtakes the best of the outputs before it. Every piece
+        lies in one region and has one class; the pieces tile the rectangle.
 
         Parameters
         ----------
         output : int, optional
-            Give the zero level set of this output. By default: where the argmax of the outputs changes, or,
-            for a single output, its zero level set.
+            Classes by the sign of this output instead (class 1 where it is positive, 0 elsewhere). By default
+            the class is the argmax of the outputs, or, for a single output, its sign (as ``output=0``).
+        tol : float, optional
+            The tie tolerance (default: the slice's ``tol``, [`DEFAULT_SLICE_TOL`][maso.slices.DEFAULT_SLICE_TOL]
+            unless given to [`slice_regions`][maso.slice_regions]). A difference ``f_r - max_{j<r} f_j`` (or
+            the output, for sign classes) whose size at a mesh vertex is at most ``tol`` times the largest
+            ``|f|`` over the vertices is taken to be exactly zero: rounding neither cuts slivers along a tie nor
+            flips it. Ties go to the lower index, as ``numpy.argmax`` and ``torch.argmax`` break them: a piece
+            on which outputs ``j < k`` are equal (within the tolerance) is class ``j``, and for sign classes
+            ``f = 0`` is class 0.
+
+        Returns
+        -------
+        SliceCells
+            Polygons, their class (``labels``) and region, areas, and the boundary between classes: exactly the
+            mesh edges with pieces of different classes on their two sides.
+
+        Examples
+        --------
+        >>> net = maso.mlp([2, 8, 8, 3], seed=0)
+        >>> sl = maso.slice_regions(net, lo=(-2, -2), hi=(2, 2))
+        >>> cells = sl.argmax_cells()
+        >>> bool(np.isclose(cells.areas.sum(), 16.0)), len(cells) >= len(sl)
+        (True, True)
+        >>> x = cells.polygon(0).mean(axis=0)  # a point inside piece 0
+        >>> int(net(x).argmax()) == int(cells.labels[0])
+        True
+        """
+        net = self._network()
+        m = net.output_dim
+        if output is not None and (isinstance(output, (bool, np.bool_)) or
+                                   not (isinstance(output, (int, np.integer)) and 0 <= output < m)):
+            raise ParameterShapeError(f"output must be an int in [0, {m}) (the network has {m} outputs). "
+                                      f"Got {output!r}.")
+        if tol is None:
+            tol = self._tol
+        elif isinstance(tol, (bool, np.bool_)) or not isinstance(tol, (int, float, np.integer, np.floating)) or not (
+                0 <= float(tol) < 1e-3):
+            raise ParameterError(f"The 'tol' parameter of argmax_cells must be a real number in [0, 1e-3). "
+                                 f"Got {tol!r}.")
+        mesh, region = self._face_mesh()
+        mesh.set_carried(np.zeros((mesh.nV, 0)))  # carried activations are not needed: drop them from the copy
+        anch = Anchored(net, np.zeros((1, 2)), np.eye(2)[None])
+        Z = np.asarray(anch.value(None, mesh.P, net._output), dtype=np.float64).reshape(mesh.nV, m)
+        if output is not None:
+            Z = Z[:, [int(output)]]
+        mesh.set_values(Z)
+        # the scale of the outputs themselves, not of each difference: outputs that are equal but for rounding
+        # would otherwise be compared with their own noise and cut along it
+        finite = np.isfinite(Z)
+        floor = float(tol) * float(np.abs(Z[finite]).max(initial=0.0))
+        label = np.zeros(mesh.nF, dtype=np.int64)
+
+        def wins(d: np.ndarray) -> np.ndarray:
+            """Split the faces on which ``d`` (affine on each) changes sign; True on the faces where it is > 0."""
+            nonlocal label, region
+            d = np.where(np.abs(d) <= floor, 0.0, d)
+            if (d < 0).any() and (d > 0).any():
+                mesh.parent = np.arange(mesh.nF)
+                mesh.split(np.ascontiguousarray(d))
+                label, region = label[mesh.parent], region[mesh.parent]
+                d = np.concatenate([d, np.zeros(mesh.nV - len(d))])  # new vertices are on d = 0, exactly
+            # the mean over a face's vertices is d at an interior point; no face has both signs any more
+            return mesh.face_means(d)[:, 0] > 0
+
+        if Z.shape[1] == 1:
+            won = wins(mesh.Z[:, 0].copy())  # (not label[wins(...)]: wins replaces label)
+            label[won] = 1
+        else:
+            for r in range(1, m):
+                # on every face one output < r is the largest at all its vertices, so this max is affine there
+                Zc = mesh.Z
+                won = wins(Zc[:, r] - Zc[:, :r].max(axis=1))
+                label[won] = r
+        # pieces of one region with one class (cut apart by a line that a later output overtook on both sides)
+        # are one convex piece again
+        EF = mesh.EF
+        f0, f1 = np.maximum(EF[:, 0], 0), np.maximum(EF[:, 1], 0)
+        same = (EF >= 0).all(axis=1) & (region[f0] == region[f1]) & (label[f0] == label[f1])
+        mesh.parent = region
+        mesh.codes = label[:, None]
+        mesh.merge(same)
+        mesh.compact()
+        region, label = mesh.parent.copy(), mesh.codes[:, 0].astype(np.int64)
+        offsets, pv, areas, _ = _polygons(mesh.P, mesh.E, mesh.EF, mesh.nF)
+        E, EF = mesh.E, mesh.EF
+        inner = (EF >= 0).all(axis=1)
+        edge = inner & (label[np.maximum(EF[:, 0], 0)] != label[np.maximum(EF[:, 1], 0)])
+        return SliceCells(readonly(mesh.P.copy()), sealed(offsets), sealed(pv), sealed(label), sealed(region),
+                          sealed(areas), readonly(mesh.P[E[edge]]), m if output is None and m > 1 else 2,
+                          None if output is None else int(output), float(tol))
+
+    def _face_mesh(self) -> tuple[Mesh, np.ndarray]:
+        """A copy of the slice's mesh and the region of each of its faces (the LP path builds the mesh afresh and
+        matches its faces to the regions by code: -1 for a face whose code no region has)."""
+        if self._mesh is not None:
+            return self._mesh.copy(), np.arange(self._mesh.nF)
+        net = self._network()
+        mesh, _, base, columns = _partition(net, self.lo, self.hi, self._tol)
+        codes = _expand_codes(mesh, base, columns).astype(np.int64)
+        index = {c.tobytes(): i for i, c in enumerate(np.asarray(self.codes, dtype=np.int64))}
+        return mesh, np.array([index.get(c.tobytes(), -1) for c in codes], dtype=np.int64)
+
+    def decision_boundary(self, output: int | None = None) -> np.ndarray:
+        """The exact decision boundary on the rectangle as segments ``(k, 2, 2)`` in plane coordinates.
+
+        These are the edges between pieces of different classes of
+        [`argmax_cells`][maso.SliceRegions.argmax_cells] (its ``boundary``), split where they cross region
+        edges.
+
+        Parameters
+        ----------
+        output : int, optional
+            Give the zero level set of this output (the boundary between where it is positive and where it is
+            not). By default: where the argmax of the outputs changes, or, for a single output, its zero level
+            set. Ties are broken as ``argmax_cells`` breaks them.
 
         Examples
         --------
@@ -283,40 +430,84 @@ class SliceRegions:
         >>> segs.shape[1:]
         (2, 2)
         """
-        net = self._network()
-        m = net.output_dim
-        if output is not None and not (isinstance(output, (int, np.integer)) and 0 <= output < m):
-            raise ShapeError(f"output must be an int in [0, {m}). Got {output!r}.")
-        mesh = self._mesh
-        if mesh is None:
-            mesh = _partition(net, self.lo, self.hi, self._tol)[0]
-        mesh = mesh.copy()
-        anch = Anchored(net, np.zeros((1, 2)), np.eye(2)[None])
-        y = anch.value(None, mesh.P, net._output).reshape(mesh.nV, -1)
-        mesh.set_values(y)
-        if output is None and m > 1:
-            for r in range(1, m):
-                d = mesh.snap(mesh.Z[:, r] - mesh.Z[:, :r].max(axis=1), self._tol)
-                if (d < 0).any() and (d > 0).any():
-                    mesh.split(d)
-            label = np.argmax(mesh.face_means(mesh.Z), axis=1)
-        else:
-            j = 0 if output is None else int(output)
-            d = mesh.snap(mesh.Z[:, j].copy(), self._tol)
-            mesh.Z[:, j] = d
-            if (d < 0).any() and (d > 0).any():
-                mesh.split(d)
-            label = np.sign(mesh.face_means(mesh.Z)[:, j])
-        E, EF = mesh.E, mesh.EF
-        inner = (EF >= 0).all(axis=1)
-        edge = inner & (label[EF[:, 0]] != label[EF[:, 1]])
-        return mesh.P[E[edge]]
+        return self.argmax_cells(output).boundary
 
-    def plot(self, **kwargs: Any):
-        """Draw the slice; see :func:`maso.plotting.plot_slice` for the options. Returns the figure."""
+    def plot(self, **kwargs: Any) -> Any:
+        """Draw the slice; see [`plot_slice`][maso.plotting.plot_slice] for the options. Returns the figure.
+
+        Examples
+        --------
+        >>> sl = maso.slice_regions(maso.mlp([2, 8, 2], seed=0), lo=(-1, -1), hi=(1, 1))
+        >>> fig = sl.plot(color="argmax")
+        >>> fig.axes[0].get_title()
+        '... regions'
+        """
         from maso.plotting import plot_slice
 
         return plot_slice(self, **kwargs)
+
+
+_REPR_PNG_MAX_REGIONS = 100_000
+
+
+@dataclass(frozen=True, eq=False)
+class SliceCells:
+    """A slice cut into convex pieces on each of which one class wins (see
+    [`SliceRegions.argmax_cells`][maso.SliceRegions.argmax_cells]).
+
+    Attributes
+    ----------
+    vertices : ndarray of shape (V, 2)
+        Piece vertices in plane coordinates.
+    polygon_offsets, polygon_vertices : ndarray
+        Piece ``i`` is ``vertices[polygon_vertices[polygon_offsets[i]:polygon_offsets[i + 1]]]``,
+        counter-clockwise, without collinear vertices.
+    labels : ndarray of int, shape (n,)
+        The class of each piece: the winning output, or 1 where the output is positive and 0 elsewhere (one
+        output, or ``output`` given).
+    regions : ndarray of int, shape (n,)
+        The slice region that holds each piece (its affine map is the network's on the piece).
+    areas : ndarray of shape (n,)
+    boundary : ndarray of shape (k, 2, 2)
+        The segments between pieces of different classes: the decision boundary.
+    n_classes : int
+        Number of classes (outputs; 2 for sign classes).
+    output : int or None
+        The output whose sign gives the classes, or None for the argmax.
+    tol : float
+        The tie tolerance used.
+    """
+
+    vertices: np.ndarray
+    polygon_offsets: np.ndarray
+    polygon_vertices: np.ndarray
+    labels: np.ndarray
+    regions: np.ndarray
+    areas: np.ndarray
+    boundary: np.ndarray
+    n_classes: int
+    output: int | None
+    tol: float
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def polygon(self, i: int) -> np.ndarray:
+        """Vertices ``(k, 2)`` of piece ``i``, counter-clockwise."""
+        return self.vertices[self.polygon_vertices[self.polygon_offsets[i]:self.polygon_offsets[i + 1]]]
+
+    def polygons(self) -> list[np.ndarray]:
+        """All pieces (as `polygon` gives them)."""
+        return [self.polygon(i) for i in range(len(self))]
+
+    def class_areas(self) -> np.ndarray:
+        """Area of each class, ``(n_classes,)``."""
+        return np.bincount(self.labels, weights=self.areas, minlength=self.n_classes)
+
+    def __repr__(self) -> str:
+        what = "argmax" if self.output is None else f"sign of output {self.output}"
+        return (f"SliceCells({len(self)} pieces in {len(np.unique(self.regions))} regions, {self.n_classes} classes "
+                f"({what}), {len(self.boundary)} boundary segments, tol={self.tol:g})")
 
 
 # ----------------------------------------------------------------------------------------------- the mesh path
@@ -415,7 +606,7 @@ def _partition(net: Network, lo: np.ndarray, hi: np.ndarray, tol: float, progres
 class _VertexValues:
     """Node values at the mesh's vertices, by rows.
 
-    MLPs: NumPy from the vertex coordinates (:class:`DenseChain`). Other graphs: torch, from seeds: the affine
+    MLPs: NumPy from the vertex coordinates (`DenseChain`). Other graphs: torch, from seeds: the affine
     head from the plane's anchors, and the later nodes that are still read, held at every vertex in the mesh's
     carried values (``mesh.H``), which its cuts interpolate onto new vertices. Carrying is exact: a node is held
     only once every spline layer before it has cut the mesh, so it is affine on every face. Each layer is then
@@ -560,7 +751,7 @@ def _scores_of(vals: _VertexValues, node: int, units: np.ndarray) -> np.ndarray:
 
 def _gap(net: Network, node: int, x: np.ndarray) -> np.ndarray:
     """Two-piece units: a gap ``(V, U)`` with the sign of ``score_1 - score_0``, from the layer's input (for
-    ReLU, leaky ReLU and abs the input itself; see :func:`piece_gap`)."""
+    ReLU, leaky ReLU and abs the input itself; see `piece_gap`)."""
     if _two_piece(net, node):
         return np.ascontiguousarray(piece_gap(net, node, x))
     Q = piece_scores(net, node, x)
@@ -693,11 +884,11 @@ def slice_regions(
 ) -> SliceRegions:
     """The exact regions of ``net`` on the rectangle ``[lo, hi]`` of a plane, as polygons.
 
-    The plane is folded into the network's first layer (:meth:`Network.restrict`), so a slice of a
+    The plane is folded into the network's first layer ([`Network.restrict`][maso.Network.restrict]), so a slice of a
     40,000-dimensional input costs what a 2-D network costs. With ``method="mesh"`` (default) a planar mesh is
     refined unit by unit: edges are split where a unit's pre-activation changes sign, faces between the two
     new vertices; max-pool and maxout units are cut piece by piece and the faces a non-boundary cut separated are
-    merged again. No LP is solved. ``method="lp"`` runs :func:`maso.enumerate_regions` on the restricted network
+    merged again. No LP is solved. ``method="lp"`` runs [`maso.enumerate_regions`][] on the restricted network
     instead (slower, for cross-checks).
 
     Exactness: the mesh computes in float64. Vertex values within ``tol`` times the unit's largest value over
@@ -705,7 +896,7 @@ def slice_regions(
     through a corner give exact counts instead of zero-area slivers; the number of values snapped is in
     ``stats["snapped"]``. Faces that end up with identical codes on both sides of an edge are merged (counted
     in ``stats["merged"]``). If rounding ever breaks a face's convexity the slice is recomputed with the LP
-    method and a :class:`NumericalWarning` says so.
+    method and a [`NumericalWarning`][maso.errors.NumericalWarning] says so.
 
     Parameters
     ----------
@@ -713,7 +904,8 @@ def slice_regions(
     plane : Plane, optional
         Required unless the network's input is 2-D (then the plane is the input space itself).
     lo, hi : pair of float
-        The rectangle in plane coordinates. The defaults frame :meth:`Plane.through_points`' three points.
+        The rectangle in plane coordinates. The defaults frame the three points of
+        [`Plane.through_points`][maso.Plane.through_points].
     tol : float, default=1e-12
         Relative snapping tolerance of the mesh method (``tol`` of the LP enumerator for ``method="lp"``,
         then in plane units).
@@ -722,8 +914,8 @@ def slice_regions(
         Show a progress bar over the units (default: when stderr is a terminal and the network has at least
         1,000 units).
     max_regions : int or None, default=2,000,000
-        Stop with a :class:`DomainError` once the mesh has more faces than this (memory grows with them);
-        ``None`` for no limit.
+        Stop with a [`DomainError`][maso.errors.DomainError] once the mesh has more faces than this (memory
+        grows with them); ``None`` for no limit.
 
     Returns
     -------

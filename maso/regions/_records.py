@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -42,6 +43,11 @@ class Sliver:
     point: np.ndarray
     code_prefix: np.ndarray
 
+    def __repr__(self) -> str:
+        # one line: the point and the code prefix have the input's and the network's sizes
+        return (f"Sliver(unit={self.unit}, piece={self.piece}, thickness={self.thickness:.3g}, "
+                f"d={np.size(self.point)})")
+
 
 @dataclass(frozen=True, eq=False)
 class Region:
@@ -50,7 +56,7 @@ class Region:
     Attributes
     ----------
     code : ndarray of shape (n_units,)
-        The spline code (as :meth:`Network.codes` gives it).
+        The spline code (as [`Network.codes`][maso.Network.codes] gives it).
     polytope : Polytope
         Irredundant H-representation with unit-norm rows; ``polytope.units[i]`` is the (first) unit of facet
         ``i`` and its competing piece, ``(-1, -1)`` for a facet of the domain.
@@ -70,6 +76,11 @@ class Region:
     interior_point: np.ndarray
     inradius: float
     affine: Affine
+
+    def __repr__(self) -> str:
+        # one line: the code, the facets and the affine map are arrays of the network's and the input's sizes
+        return (f"Region(d={self.polytope.dim}, {len(self.polytope.b)} facets, inradius={self.inradius:.4g}, "
+                f"{np.size(self.code)} units, {np.shape(self.affine.A)[0]} outputs)")
 
     def contains(self, y: Any, *, atol: float = 1e-9) -> Any:
         """Whether points lie in the (closed) region."""
@@ -118,7 +129,7 @@ class Region:
         return self._optimize(objective, solver, sense=1.0)
 
     def minimize(self, objective: Any, *, solver: str | None = None) -> tuple[float, np.ndarray]:
-        """Minimise an objective over the region; see :meth:`maximize` (callables must be convex)."""
+        """Minimise an objective over the region; see [`maximize`][maso.Region.maximize] (callables must be convex)."""
         return self._optimize(objective, solver, sense=-1.0)
 
     def _optimize(self, objective: Any, solver: str | None, sense: float) -> tuple[float, np.ndarray]:
@@ -149,7 +160,7 @@ class Region:
 
 @dataclass(frozen=True)
 class VerificationReport:
-    """What :meth:`RegionSet.verify` checked, and what failed.
+    """What [`RegionSet.verify`][maso.RegionSet.verify] checked, and what failed.
 
     Attributes
     ----------
