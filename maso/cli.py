@@ -16,6 +16,7 @@ import errno
 import json
 import math
 import os
+import re
 import signal
 import sys
 import threading
@@ -64,12 +65,17 @@ _MAX_VERIFY_POINTS = 10_000_000
 _MAX_PARAMETERS = 50_000_000
 
 
-class _UsageError(Exception):
-    """A user mistake found by the command itself (exit code 2)."""
+from maso._cli_models import UsageError as _UsageError  # a user mistake (exit code 2)
 
 
 class _Parser(argparse.ArgumentParser):
     """argparse, with a mistake said in one line (prog: error: message) instead of the usage block."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Points are written "-1,0.5": argparse would take anything that starts with "-" and is not a plain
+        # number for an option. No maso option starts with "-" and a digit, so such words are values.
+        self._negative_number_matcher = re.compile(r"^-\.?\d")
 
     def error(self, message: str) -> NoReturn:
         raise _UsageError(f"{self.prog}: error: {message} (see {self.prog} --help)")
@@ -156,6 +162,7 @@ def _demo(args: argparse.Namespace) -> int:
     import maso
 
     widths = [2, *args.hidden, 2]
+    folder = _demo_folder(args.out)
     net = maso.mlp(widths, seed=args.seed)
     out = sys.stdout
     print(f"maso demo: a random-init ReLU network {widths} (seed {args.seed}), torch default initialisation", file=out)
@@ -222,22 +229,116 @@ def _demo(args: argparse.Namespace) -> int:
     print(f"diagonal (-1,-1) -> (1,1): {sc.n_pieces} linear pieces, code changes at t = "
           f"{np.array2string(sc.t, precision=3, max_line_width=100)}", file=out)
     ok = worst_map < 1e-9 and worst_region == 0.0 and report.ok and abs(area - 4.0) < 1e-9 and same
+    _demo_files(folder, net, widths, args.seed, regions, report, sl, out)
     print(f"\nall checks passed: {ok}", file=out)
     return EXIT_OK if ok else EXIT_FAILED
 
 
+def _demo_folder(path: str) -> str:
+    """The demo's --out folder, created before any work (a path that is a file, or cannot be made, is refused)."""
+    if not path.strip():
+        raise _UsageError("maso demo: error: --out is empty; give a folder (it is created if missing).")
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise _UsageError(f"maso demo: error: --out {path!r} is a file; give a folder (it is created if missing).")
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as e:
+        raise _UsageError(f"maso demo: error: --out {path!r}: cannot create the folder ({e.strerror or e}).") from None
+    return path
+
+
+def _demo_files(folder: str, net: Any, widths: list[int], seed: int, regions: Any, report: Any, sl: Any,
+                out: Any) -> None:
+    """regions.json (the slice's polygons with codes and classes, the count and certificate of the enumeration,
+    the decision boundary) and partition.png (the regions coloured by class, the exact decision boundary), or a
+    line saying how to get the figure when matplotlib is missing.
+
+    Both show the square [-R, R]^2 with R the smallest of 1, 2, 4, ..., 64 that the decision boundary crosses (a
+    random network's two classes often meet only far from the origin), else R = 64.
+    """
+    import maso
+
+    half = 1.0
+    while True:
+        if half > 1:
+            sl = maso.slice_regions(net, lo=(-half, -half), hi=(half, half))
+        boundary = sl.decision_boundary()
+        if len(boundary) or half >= 64:
+            break
+        half *= 2
+    y = np.asarray(net(sl.interior_points)).reshape(len(sl), -1)
+    data = {
+        "command": "demo",
+        "network": {"widths": widths, "activation": "relu", "seed": seed},
+        "domain": {"lo": [-half, -half], "hi": [half, half]},
+        "n_regions": len(sl),
+        "enumeration": {"domain": {"lo": [-1.0, -1.0], "hi": [1.0, 1.0]}, "n_regions": len(regions),
+                        "certificate": _fields(report)},
+        "regions": [{"code": sl.codes[i].tolist(), "polygon": sl.polygon(i).tolist(), "area": float(sl.areas[i]),
+                     "interior_point": sl.interior_points[i].tolist(), "output": y[i].tolist(),
+                     "class": int(np.argmax(y[i]))} for i in range(len(sl))],
+        "decision_boundary": {"segments": boundary.tolist(), "n_segments": len(boundary)},
+    }
+    json_path = os.path.join(folder, "regions.json")
+    with open(json_path, "w") as f:
+        json.dump(_jsonable(data), f, allow_nan=False, indent=1)
+    where = ("[-1, 1]^2" if half == 1 else f"[-{half:g}, {half:g}]^2 (the smallest square of side 2^k the decision "
+             "boundary crosses" + (")" if len(boundary) else "; it crosses none up to 64)"))
+    print(f"\nfiles: the {len(sl)} regions of {where}, with {len(boundary)} segments of the exact decision boundary",
+          file=out)
+    print(f"  regions (codes, polygons, outputs, classes) and the decision boundary as JSON: {json_path}", file=out)
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        print('  figure skipped: matplotlib is not installed (pip install "maso[plot]" to get partition.png)',
+              file=out)
+        return
+    import matplotlib.pyplot as plt
+
+    png = os.path.join(folder, "partition.png")
+    fig = sl.plot(color="argmax", path=png)
+    fig.axes[0].set_title(f"{len(sl)} regions of a ReLU network {widths} (seed {seed}) on [-{half:g}, {half:g}]^2,\n"
+                          "coloured by class; thick: the exact decision boundary", fontsize=9)
+    fig.savefig(png, bbox_inches="tight", dpi=150)
+    plt.close(fig)
+    print(f"  figure of the regions coloured by class, with the exact decision boundary: {png}", file=out)
+
+
 def _check_regions_args(args: argparse.Namespace) -> None:
     """What argparse cannot see, checked before any work."""
+    if args.model is not None:
+        for flag, value in (("--activation", args.activation), ("--pieces", args.pieces)):
+            if value is not None:
+                raise _UsageError(f"maso regions: error: {flag} is for the toy network of --widths; a --model file "
+                                  "has its own layers.")
+    else:
+        for flag, value in (("--builder", args.builder), ("--builder-args", args.builder_args),
+                            ("--input-shape", args.input_shape)):
+            if value is not None:
+                raise _UsageError(f"maso regions: error: {flag} goes with --model FILE.")
+    if len(args.box) > 2:
+        raise _UsageError(f"maso regions: error: --box takes B (the box [-B, B]^d) or LO HI; got {len(args.box)} "
+                          "values.")
+    if args.model is None:
+        _check_toy_args(args)
+    _check_checkpoint(args)
+
+
+def _check_toy_args(args: argparse.Namespace) -> None:
     widths = list(args.widths)
     if len(widths) < 2:
         raise _UsageError(f"maso regions: error: --widths needs at least d_in and d_out (e.g. --widths 2 8 1). "
                           f"Got {' '.join(map(str, widths))}.")
-    n_params = sum((a + 1) * b * (args.pieces if args.activation == "maxout" else 1)
+    pieces = args.pieces or 2
+    n_params = sum((a + 1) * b * (pieces if args.activation == "maxout" else 1)
                    for a, b in zip(widths[:-1], widths[1:]))
     if n_params > _MAX_PARAMETERS:
         raise _UsageError(f"maso regions: error: --widths {' '.join(map(str, widths))} makes a network of "
                           f"{n_params:,} parameters; this command builds toy networks of at most "
                           f"{_MAX_PARAMETERS:,}.")
+
+
+def _check_checkpoint(args: argparse.Namespace) -> None:
     if args.checkpoint is not None:
         if not args.checkpoint.strip():
             raise _UsageError("maso regions: error: --checkpoint is empty; give a file path (it is created if "
@@ -267,45 +368,287 @@ def _memory_arg(text: str) -> Any:
     return value
 
 
+# ------------------------------------------------------------------------------------ points and models
+def _points(command: str, items: Sequence[tuple[str, str]]) -> list[tuple[str, np.ndarray]]:
+    """The points of the command line, parsed (see ``maso._cli_models.parse_point``)."""
+    from maso._cli_models import parse_point
+
+    out = []
+    for what, text in items:
+        try:
+            out.append((what, parse_point(text, what)))
+        except _UsageError as e:
+            raise _UsageError(f"maso {command}: error: {e}") from None
+    return out
+
+
+def _half_width(text: str) -> float:
+    """``--box B``: a finite B > 0."""
+    try:
+        return _positive_float()(text)
+    except argparse.ArgumentTypeError as e:
+        raise _UsageError(f"maso regions: error: argument --box: {e} (B is the half-width of the box [-B, B]^d; "
+                          "or give LO HI)") from None
+
+
+def _bounds(command: str, flag: str, lo: np.ndarray, hi: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """``LO HI`` broadcast to ``size`` coordinates (a scalar to all), refusing an empty box."""
+    lo = np.broadcast_to(lo.reshape(-1) if lo.ndim else lo, (size,)).astype(np.float64)
+    hi = np.broadcast_to(hi.reshape(-1) if hi.ndim else hi, (size,)).astype(np.float64)
+    bad = np.flatnonzero(lo >= hi)
+    if len(bad):
+        i = int(bad[0])
+        raise _UsageError(f"maso {command}: error: {flag} LO HI is empty: LO >= HI in {len(bad)} of {size} "
+                          f"coordinates (the first: coordinate {i}, LO {lo[i]:g}, HI {hi[i]:g}); each LO must be "
+                          "below its HI.")
+    return lo, hi
+
+
+def _load(command: str, args: argparse.Namespace, points: list[tuple[str, np.ndarray]]) -> tuple[Any, tuple[int, ...]]:
+    """``--model`` read and its input shape found (from ``--input-shape``, the points or its first layer)."""
+    from maso._cli_models import input_shape_of, load_model, parse_shape
+
+    try:
+        shape = parse_shape(args.input_shape) if args.input_shape is not None else None
+        loaded = load_model(args.model, builder=args.builder, builder_args=args.builder_args)
+        shape = input_shape_of(loaded, points, shape)
+    except _UsageError as e:
+        raise _UsageError(f"maso {command}: error: {e}") from None
+    return loaded, shape
+
+
+def _network(command: str, loaded: Any, shape: tuple[int, ...]) -> Any:
+    from maso._cli_models import to_network
+
+    try:
+        return to_network(loaded, shape)
+    except _UsageError as e:
+        raise _UsageError(f"maso {command}: error: {e}") from None
+
+
+def _progress(args: argparse.Namespace) -> bool:
+    """--progress / --no-progress; by default a bar when stderr is a terminal."""
+    if args.progress is not None:
+        return bool(args.progress)
+    try:
+        return sys.stderr.isatty()
+    except Exception:  # a replaced stderr without isatty
+        return False
+
+
+def _model_fields(loaded: Any, net: Any, shape: tuple[int, ...]) -> dict[str, Any]:
+    return {**loaded.describe(), "input_shape": list(shape), "input_dim": int(net.input_dim),
+            "output_dim": int(net.output_dim), "n_units": int(net.n_units)}
+
+
+def _emit_json(out: dict[str, Any]) -> None:
+    json.dump(_jsonable(out), sys.stdout, allow_nan=False, separators=(",", ":"))
+    sys.stdout.write("\n")
+
+
+def _vec(a: np.ndarray, limit: int = 6) -> str:
+    """A short text of a vector: all of it up to ``limit`` numbers, else its first ones and its size."""
+    a = np.asarray(a, dtype=np.float64).reshape(-1)
+    if a.size <= limit:
+        return np.array2string(a, precision=4, separator=", ", max_line_width=10**6)
+    return np.array2string(a[:limit], precision=4, separator=", ", max_line_width=10**6)[:-1] + f", ...] ({a.size})"
+
+
+# -------------------------------------------------------------------------------------------------- regions
 def _regions(args: argparse.Namespace) -> int:
     import time
 
     import maso
 
     _check_regions_args(args)
-    widths = list(args.widths)
-    extra = {"pieces": args.pieces} if args.activation == "maxout" else {}
-    net = maso.mlp(widths, seed=args.seed, activation=args.activation, **extra)
-    d = widths[0]
-    box = maso.Box(-args.box * np.ones(d), args.box * np.ones(d))
+    if args.model is None:
+        widths = list(args.widths)
+        activation = args.activation or "relu"
+        d = widths[0]
+        if len(args.box) == 1:
+            b = _half_width(args.box[0])
+            lo, hi = -b * np.ones(d), b * np.ones(d)
+        else:
+            (_, lo), (_, hi) = _points("regions", [("--box LO", args.box[0]), ("--box HI", args.box[1])])
+            for what, p in (("LO", lo), ("HI", hi)):
+                if p.ndim and p.size != d:
+                    raise _UsageError(f"maso regions: error: --box {what} has {p.size} numbers; the network's input "
+                                      f"has {d} (wrong dimension).")
+            lo, hi = _bounds("regions", "--box", lo, hi, d)
+        extra = {"pieces": args.pieces or 2} if activation == "maxout" else {}
+        net = maso.mlp(widths, seed=args.seed, activation=activation, **extra)
+        network: dict[str, Any] = {"widths": widths, "activation": activation, "seed": args.seed}
+        title = f"{activation_name(activation)} network {widths} (seed {args.seed})"
+    else:
+        if len(args.box) == 1:
+            b = _half_width(args.box[0])
+            raw = [("--box", np.array(-b)), ("--box", np.array(b))]
+        else:
+            raw = _points("regions", [("--box LO", args.box[0]), ("--box HI", args.box[1])])
+        loaded, shape = _load("regions", args, raw)
+        d = math.prod(shape)
+        lo, hi = _bounds("regions", "--box", raw[0][1], raw[1][1], d)
+        net = _network("regions", loaded, shape)
+        network = _model_fields(loaded, net, shape)
+        title = f"{loaded.describe()['class']} from {args.model} ({net.n_units} units, input {shape})"
+    box = maso.Box(lo, hi)
     t = time.perf_counter()
     regions = maso.enumerate_regions(net, box, tol=args.tol, workers=args.workers, checkpoint=args.checkpoint,
-                                     progress=None if args.progress else False, max_memory=args.max_memory)
+                                     progress=_progress(args), max_memory=args.max_memory)
     dt = time.perf_counter() - t
     report = regions.verify(n_points=args.verify_points, rng=args.seed) if args.verify else None
+    cube = bool(np.all(lo == lo[0]) and np.all(hi == hi[0]))
+    where = (f"[{lo[0]:g}, {hi[0]:g}]^{d}" if cube else f"the box {_vec(lo)} .. {_vec(hi)}")
     if args.json:
-        out = {
+        domain: dict[str, Any] = {"lo": lo, "hi": hi, "dim": d}
+        if args.model is None and cube and lo[0] == -hi[0]:
+            domain["box"] = [float(lo[0]), float(hi[0])]
+        _emit_json({
             "command": "regions",
-            "network": {"widths": widths, "activation": args.activation, "seed": args.seed},
-            "domain": {"box": [-args.box, args.box], "dim": d},
+            "network": network,
+            "domain": domain,
             "tol": args.tol,
             "n_regions": len(regions),
             "slivers": len(regions.slivers),
             "seconds": dt,
             "stats": regions.stats,
             "certificate": None if report is None else _fields(report),
-            "regions": [{"code": r.code.tolist(), "interior_point": r.interior_point.tolist()} for r in regions],
-        }
-        json.dump(_jsonable(out), sys.stdout, allow_nan=False, separators=(",", ":"))
-        sys.stdout.write("\n")
+            "regions": [{"code": r.code.tolist(), "interior_point": r.interior_point.tolist(),
+                         "inradius": float(r.inradius)} for r in regions],
+        })
     else:
-        print(f"{activation_name(args.activation)} network {widths} (seed {args.seed}) on "
-              f"[-{args.box:g}, {args.box:g}]^{d}: {len(regions)} regions in {dt:.2f} s "
+        print(f"{title} on {where}: {len(regions)} regions in {dt:.2f} s "
               f"({len(regions) / max(dt, 1e-9):.0f} regions/s), {len(regions.slivers)} slivers thinner than "
               f"{args.tol:g}; LPs: {regions.stats}")
         if report is not None:
             print(f"certificate: {report}")
     return EXIT_OK if report is None or report.ok else EXIT_FAILED
+
+
+# ---------------------------------------------------------------------------------------------------- slice
+def _figure_check(command: str, path: str | None) -> None:
+    """--out of a figure: matplotlib present and the folder there, before any work."""
+    if path is None:
+        return
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        raise _UsageError(f"maso {command}: error: --out {path!r} draws a figure, which needs matplotlib: "
+                          "pip install \"maso[plot]\".") from None
+    parent = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(parent) or os.path.isdir(path):
+        raise _UsageError(f"maso {command}: error: --out {path!r}: "
+                          + ("is a directory; give a file name such as slice.png." if os.path.isdir(path) else
+                             f"its directory {parent} does not exist."))
+
+
+def _slice(args: argparse.Namespace) -> int:
+    import maso
+
+    pts = _points("slice", [(f"--through {n}", t) for n, t in zip("ABC", args.through)])
+    if args.window is not None:
+        (_, wlo), (_, whi) = _points("slice", [("--window LO", args.window[0]), ("--window HI", args.window[1])])
+        for what, p in (("LO", wlo), ("HI", whi)):
+            if p.ndim and p.size != 2:
+                raise _UsageError(f"maso slice: error: --window {what} has {p.size} numbers; a window corner is "
+                                  "plane coordinates S,T (2 numbers) or one number for both.")
+        lo, hi = _bounds("slice", "--window", wlo, whi, 2)
+    else:
+        lo, hi = np.array([-0.5, -0.5]), np.array([1.5, 1.5])
+    _figure_check("slice", args.out)
+    loaded, shape = _load("slice", args, pts)
+    d = math.prod(shape)
+    a, b, c = (np.broadcast_to(p, (d,)).astype(np.float64) if p.ndim == 0 else p.reshape(-1) for _, p in pts)
+    try:
+        plane = maso.Plane.through_points(a, b, c)
+    except maso.DomainError as e:
+        raise _UsageError(f"maso slice: error: --through A B C must not lie on one line: {e}") from None
+    net = _network("slice", loaded, shape)
+    sl = maso.slice_regions(net, plane, lo, hi, progress=_progress(args))
+    window_area = float(np.prod(hi - lo))
+    area = float(sl.areas.sum())
+    inside = plane(sl.interior_points).reshape(len(sl), *net.input_shape) if len(sl) else None
+    codes_ok = bool(len(sl) and np.array_equal(np.asarray(net.codes(inside)), sl.codes))
+    area_ok = abs(area - window_area) <= 1e-9 * window_area
+    ok = codes_ok and area_ok
+    output = None if net.output_dim > 1 else 0
+    boundary = sl.decision_boundary()
+    color = args.color if args.color != "auto" else ("argmax" if net.output_dim > 1 else "code")
+    if args.out is not None:
+        fig = sl.plot(color=color, points=np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0]]), labels=["A", "B", "C"],
+                      path=args.out)
+        import matplotlib.pyplot as plt
+
+        plt.close(fig)
+    if args.json:
+        _emit_json({
+            "command": "slice",
+            "network": _model_fields(loaded, net, shape),
+            "plane": {"origin": plane.origin.reshape(-1), "u": plane.u.reshape(-1), "v": plane.v.reshape(-1),
+                      "through": {"A": a, "B": b, "C": c, "A_st": [0.0, 0.0], "B_st": [1.0, 0.0],
+                                  "C_st": [0.0, 1.0]}},
+            "window": {"lo": lo, "hi": hi, "area": window_area},
+            "n_regions": len(sl),
+            "area": area,
+            "method": sl.method,
+            "stats": sl.stats,
+            "checks": {"area_sum": area, "window_area": window_area, "areas_ok": area_ok, "codes_ok": codes_ok,
+                       "ok": ok},
+            "regions": [{"code": sl.codes[i].tolist(), "polygon": sl.polygon(i).tolist(), "area": float(sl.areas[i]),
+                         "interior_point": sl.interior_points[i].tolist()} for i in range(len(sl))],
+            "decision_boundary": {"output": output, "segments": boundary.tolist(), "n_segments": len(boundary)},
+            "figure": None if args.out is None else os.path.abspath(args.out),
+        })
+    else:
+        print(f"slice of {loaded.describe()['class']} from {args.model} ({net.n_units} units, input {shape}) on the "
+              f"plane through A = {_vec(a)}, B = {_vec(b)}, C = {_vec(c)} (at plane coordinates (0, 0), (1, 0), "
+              f"(0, 1)), window s in [{lo[0]:g}, {hi[0]:g}], t in [{lo[1]:g}, {hi[1]:g}]:")
+        print(f"  {len(sl)} regions in {sl.stats['seconds']:.2f} s; areas sum to {area:.12g} (window {window_area:.12g}); "
+              f"codes at the interior points match: {codes_ok}")
+        what = "argmax of the outputs changes" if output is None else "the output is zero"
+        print(f"  decision boundary (where {what}): {len(boundary)} segments")
+        if args.out is not None:
+            print(f"  figure: {args.out}")
+        print(f"checks: {'OK' if ok else 'FAILED'}")
+    return EXIT_OK if ok else EXIT_FAILED
+
+
+# -------------------------------------------------------------------------------------------------- segment
+def _segment(args: argparse.Namespace) -> int:
+    import maso
+
+    pts = _points("segment", [("--from", args.x0), ("--to", args.x1)])
+    loaded, shape = _load("segment", args, pts)
+    d = math.prod(shape)
+    x0, x1 = (np.broadcast_to(p, (d,)).astype(np.float64) if p.ndim == 0 else p.reshape(-1) for _, p in pts)
+    if np.array_equal(x0, x1):
+        raise _UsageError("maso segment: error: --from and --to are the same point; a segment needs two.")
+    net = _network("segment", loaded, shape)
+    sc = maso.segment_crossings(net, x0.reshape(net.input_shape), x1.reshape(net.input_shape))
+    certified = len(sc.uncertified) == 0
+    if args.json:
+        _emit_json({
+            "command": "segment",
+            "network": _model_fields(loaded, net, shape),
+            "from": x0, "to": x1, "length": sc.length,
+            "n_crossings": len(sc.t), "n_pieces": sc.n_pieces,
+            "t": sc.t, "points": sc.points(),
+            "codes": sc.codes.tolist(),
+            "flips": [u.tolist() for u in sc.units],
+            "uncertified": sc.uncertified.tolist(), "certified": certified,
+        })
+    else:
+        print(f"segment of {loaded.describe()['class']} from {args.model} ({net.n_units} units, input {shape}) from "
+              f"{_vec(x0)} to {_vec(x1)} (length {sc.length:.6g}): {sc.n_pieces} linear pieces, the code changes at "
+              f"{len(sc.t)} points")
+        for i, (t, u) in enumerate(zip(sc.t, sc.units)):
+            if i == 50 and len(sc.t) > 60:
+                print(f"  ... {len(sc.t) - 50} more (all of them with --json)")
+                break
+            print(f"  t = {t:.12g}: {len(u)} unit{'s' if len(u) != 1 else ''} flip ({', '.join(map(str, u[:8]))}"
+                  f"{', ...' if len(u) > 8 else ''})")
+        print(f"certificate: {'OK' if certified else f'FAILED: {len(sc.uncertified)} pieces uncertified'}")
+    return EXIT_OK if certified else EXIT_FAILED
 
 
 def _fields(report: Any) -> dict[str, Any]:
@@ -341,6 +684,99 @@ def activation_name(a: str) -> str:
     return {"relu": "ReLU", "leaky_relu": "leaky-ReLU", "abs": "abs", "maxout": "maxout"}[a]
 
 
+_MODEL_HELP = """\
+model files (--model FILE):
+  torch.save(model, FILE)   a whole nn.Module. This is a pickle: loading it runs
+                            code from the file, so only open files you trust. Its
+                            class must be importable here.
+  torch.jit.save(m, FILE)   TorchScript. maso.from_torch cannot read TorchScript,
+                            so maso rebuilds the Python module when it is a chain
+                            of torch.nn / maso.nn layers (nn.Sequential, nested or
+                            not, or a module whose forward calls its submodules one
+                            after the other) and checks it against the TorchScript
+                            one; torch.jit.script keeps every layer's settings,
+                            torch.jit.trace only the weights (plain MLPs are fine).
+  torch.save(model.state_dict(), FILE) with --builder NAME --builder-args JSON
+                            a state dict (read with weights_only=True: no code runs)
+                            loaded into a maso.nn builder's module, e.g.
+                            --builder mlp_module --builder-args '{"widths": [2, 8, 1]}'
+                            (builders: mlp_module, inception_toy, inception_v1,
+                            inception5_tail and maso.nn's module classes; "seed"
+                            defaults to 0, "dtype" is a string such as "float64").
+  The model is put in eval mode. Its input shape (without the batch axis) comes
+  from --input-shape (e.g. 1,28,28), else from the points, else from its first
+  layer when that is nn.Linear. Points and boxes live in the flattened input.
+
+points: one argument each: comma-separated numbers without spaces (0.5,-1; a
+  single number is a scalar, repeated for every coordinate) or a .npy file.
+"""
+
+_REGIONS_HELP = """\
+Exact enumeration of the linear regions of a network in a box, certified
+(maso.enumerate_regions and RegionSet.verify). Either a toy MLP (--widths, the
+default) or your model (--model FILE).
+
+--json prints one object: command; network (toy: widths, activation, seed;
+--model: file, kind, builder, class, input_shape, input_dim, output_dim,
+n_units); domain (lo, hi, dim; toy boxes [-B, B]^d also box); tol; n_regions;
+slivers; seconds; stats; certificate (null with --no-verify, else the report's
+fields with ok and summary); regions: [{code, interior_point, inradius}] (codes:
+one int per unit, 1 = active for ReLU; points in the flattened input space).
+Numbers that are not finite are null.
+"""
+
+_SLICE_HELP = """\
+The exact 2-D slice of a model on the plane through three inputs A, B, C
+(maso.Plane.through_points, maso.slice_regions): the regions it cuts the plane
+into, as polygons, and the exact decision boundary. Plane coordinates (s, t)
+put A at (0, 0), B at (1, 0) and C at (0, 1), i.e. x = A + s (B - A) + t (C - A).
+The default window, s and t in [-0.5, 1.5], holds the triangle ABC with a margin
+of half its sides on every side; --window LO HI sets another (LO = S,T or one
+number for both; HI likewise).
+
+--json prints one object: command; network (as maso regions --model); plane
+(origin, u, v in the flattened input, through: A, B, C and their plane
+coordinates A_st, B_st, C_st); window (lo, hi, area); n_regions; area (sum of
+the region areas); method; stats; checks (area_sum, window_area, areas_ok,
+codes_ok: the code at each interior point, recomputed, is the region's; ok);
+regions: [{code, polygon: [[s, t], ...] counter-clockwise, area,
+interior_point: [s, t]}]; decision_boundary (output: null where the argmax of
+several outputs changes, 0 for the zero set of a single output; segments:
+[[[s, t], [s, t]], ...]; n_segments); figure (the --out path or null). Exit
+code 3 when a check fails.
+"""
+
+_SEGMENT_HELP = """\
+Where the code of a model changes along the segment from X0 to X1
+(maso.segment_crossings): exact crossings, certified against forward passes.
+x(t) = X0 + t (X1 - X0), t in [0, 1].
+
+--json prints one object: command; network (as maso regions --model); from; to;
+length; n_crossings; n_pieces (= n_crossings + 1); t (the crossing parameters,
+increasing); points (the crossings in the flattened input); codes (n_pieces
+rows, the code on each piece in order); flips (for each crossing, the units
+whose code changes there); uncertified (pieces the certificate could not
+confirm); certified. Exit code 3 when a piece is uncertified.
+"""
+
+
+def _model_args(p: argparse.ArgumentParser, required: bool, group: Any = None) -> None:
+    (group or p).add_argument("--model", required=required, default=None, metavar="FILE",
+                              help="the model file (see 'model files' below; a pickle runs code: trusted files only)")
+    p.add_argument("--builder", default=None, metavar="NAME",
+                   help="for a state dict FILE: the maso.nn builder of its module (e.g. mlp_module)")
+    p.add_argument("--builder-args", default=None, metavar="JSON",
+                   help="keyword arguments of --builder as a JSON object, e.g. '{\"widths\": [2, 8, 1]}'")
+    p.add_argument("--input-shape", default=None, metavar="SHAPE",
+                   help="the model's input shape without the batch axis, e.g. 1,28,28 (default: from the points)")
+
+
+def _progress_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--progress", dest="progress", action="store_const", const=True, default=None,
+                   help="show a progress bar on stderr (default: when stderr is a terminal)")
+    p.add_argument("--no-progress", dest="progress", action="store_const", const=False, help="no progress bar")
+
+
 def _parser() -> _Parser:
     import maso
 
@@ -349,35 +785,70 @@ def _parser() -> _Parser:
     parser.add_argument("--version", action="version", version=f"maso {maso.__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     seed = _int_in(0, _MAX_SEED)
-    demo = sub.add_parser("demo", help="codes, regions and affine maps of an embedded toy network", epilog=_EPILOG,
-                          formatter_class=argparse.RawDescriptionHelpFormatter)
+    raw = argparse.RawDescriptionHelpFormatter
+    demo = sub.add_parser("demo", help="codes, regions and affine maps of an embedded toy network, with a figure",
+                          description="The codes, regions and affine maps of an embedded toy network with 2 inputs "
+                                      "and 2 outputs, checked; writes a figure of its regions with the exact "
+                                      "decision boundary (partition.png, needs matplotlib) and the regions as JSON "
+                                      "(regions.json) into --out.", epilog=_EPILOG, formatter_class=raw)
     demo.add_argument("--seed", type=seed, default=0, help="seed of the toy network and points (default 0)")
     demo.add_argument("--hidden", type=_int_in(1, 1000), nargs="+", default=[8, 8], help="hidden widths (default 8 8)")
     demo.add_argument("--points", type=_int_in(0, _MAX_POINTS), default=3,
                       help="number of inputs to show (default 3; 0 shows none)")
     demo.add_argument("--width", type=_int_in(2, _MAX_MAP_WIDTH), default=64,
                       help="width of the character map (default 64)")
-    reg = sub.add_parser("regions", help="exact enumeration of the regions of a toy MLP in a box, certified",
-                         epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    reg.add_argument("--widths", type=_int_in(1, 10**9), nargs="+", default=[3, 8, 8, 1],
-                     help="[d_in, hidden..., d_out]")
-    reg.add_argument("--seed", type=seed, default=0, help="seed of the network and of the certificate (default 0)")
-    reg.add_argument("--activation", default="relu", choices=["relu", "leaky_relu", "abs", "maxout"])
-    reg.add_argument("--pieces", type=_int_in(2, 64), default=2, help="pieces of a maxout unit (default 2)")
-    reg.add_argument("--box", type=_positive_float(), default=1.0, help="half-width of the box [-b, b]^d (default 1)")
+    demo.add_argument("--out", default="maso-demo", metavar="DIR",
+                      help="folder for partition.png and regions.json (default ./maso-demo; created if missing)")
+    reg = sub.add_parser("regions", help="exact enumeration of the regions of a toy MLP or of --model FILE in a box, "
+                         "certified", description=_REGIONS_HELP, epilog=_MODEL_HELP + "\n" + _EPILOG,
+                         formatter_class=raw)
+    source = reg.add_mutually_exclusive_group()
+    source.add_argument("--widths", type=_int_in(1, 10**9), nargs="+", default=[3, 8, 8, 1],
+                        help="the toy MLP: [d_in, hidden..., d_out] (default 3 8 8 1)")
+    _model_args(reg, False, source)
+    reg.add_argument("--seed", type=seed, default=0,
+                     help="seed of the toy network and of the certificate's random points (default 0)")
+    reg.add_argument("--activation", default=None, choices=["relu", "leaky_relu", "abs", "maxout"],
+                     help="unit of the toy network (default relu)")
+    reg.add_argument("--pieces", type=_int_in(2, 64), default=None, help="pieces of a maxout unit (default 2)")
+    reg.add_argument("--box", nargs="+", default=["1"], metavar=("B|LO", "HI"),
+                     help="the box: B for [-B, B]^d (default 1), or LO HI (points; a number repeats for every "
+                          "coordinate), e.g. --box -1,0 1,2")
     reg.add_argument("--tol", type=_positive_float(), default=1e-9,
                      help="sliver tolerance in input units (default 1e-9)")
-    reg.add_argument("--workers", type=_int_in(1, 4096), default=1)
+    reg.add_argument("--workers", type=_int_in(1, 4096), default=1, help="worker processes (default 1)")
     reg.add_argument("--checkpoint", default=None, help="file to record finished tasks in (resumable)")
     reg.add_argument("--max-memory", type=_memory_arg, default="auto", metavar="BYTES",
                      help="stop with an error before the cells would take more memory than this: a size such as 2e9 "
                           "or 8G, 'auto' (half of what this machine or its limits leave; default) or 'none'")
-    reg.add_argument("--progress", action="store_true", help="show a progress bar (on stderr)")
+    _progress_args(reg)
     reg.add_argument("--no-verify", dest="verify", action="store_false", help="skip the certificate")
     reg.add_argument("--verify-points", type=_int_in(1, _MAX_VERIFY_POINTS), default=1000,
                      help="random points of the certificate's coverage check (default 1000)")
     reg.add_argument("--json", action="store_true",
-                     help="print one JSON object (counts, stats, certificate, each region's code and interior point)")
+                     help="print one JSON object (counts, stats, certificate, each region's code and interior point; "
+                          "schema above)")
+    sl = sub.add_parser("slice", help="the exact 2-D slice of --model FILE through three points, with its decision "
+                        "boundary", description=_SLICE_HELP, epilog=_MODEL_HELP + "\n" + _EPILOG, formatter_class=raw)
+    _model_args(sl, True)
+    sl.add_argument("--through", nargs=3, required=True, metavar=("A", "B", "C"),
+                    help="three points of the input space that span the plane")
+    sl.add_argument("--window", nargs=2, default=None, metavar=("LO", "HI"),
+                    help="the rectangle in plane coordinates: LO = S,T (or one number for both), HI likewise "
+                         "(default -0.5 1.5)")
+    sl.add_argument("--out", default=None, metavar="FIG",
+                    help="also draw the slice into this file (PNG, SVG, PDF by its suffix; needs matplotlib)")
+    sl.add_argument("--color", default="auto", choices=["auto", "code", "argmax", "output", "none"],
+                    help="colours of the figure's regions: auto (argmax for several outputs, else code), code (one "
+                         "colour per code), argmax (the winning output), output (the value of output 0), none")
+    _progress_args(sl)
+    sl.add_argument("--json", action="store_true", help="print one JSON object (schema above)")
+    sg = sub.add_parser("segment", help="where the code of --model FILE changes along a segment, exact",
+                        description=_SEGMENT_HELP, epilog=_MODEL_HELP + "\n" + _EPILOG, formatter_class=raw)
+    _model_args(sg, True)
+    sg.add_argument("--from", dest="x0", required=True, metavar="X0", help="the start of the segment (a point)")
+    sg.add_argument("--to", dest="x1", required=True, metavar="X1", help="its end (a point)")
+    sg.add_argument("--json", action="store_true", help="print one JSON object (schema above)")
     exp = sub.add_parser("experiment", help="the polytope-lens experiments (from the source checkout)",
                          epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     exp.add_argument("name", nargs="?", help="the experiment to run (see --list)")
@@ -485,6 +956,10 @@ def _run(argv: Sequence[str] | None, state: dict[str, Any]) -> int:
         return _demo(args)
     if args.command == "experiment":
         return _experiment(args)
+    if args.command == "slice":
+        return _slice(args)
+    if args.command == "segment":
+        return _segment(args)
     return _regions(args)
 
 
@@ -497,7 +972,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     Examples
     --------
-    >>> main(["demo", "--points", "1", "--width", "20"])  # doctest: +ELLIPSIS
+    >>> import tempfile
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     main(["demo", "--points", "1", "--width", "20", "--out", folder])  # doctest: +ELLIPSIS
     maso demo: ...
     all checks passed: True
     0

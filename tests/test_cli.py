@@ -35,20 +35,20 @@ def one_line(err: str) -> str:
 
 
 # ------------------------------------------------------------------------------------------------ success
-def test_demo_runs_and_checks(capsys):
-    assert main(["demo", "--points", "2", "--width", "30"]) == 0
+def test_demo_runs_and_checks(capsys, tmp_path):
+    assert main(["demo", "--points", "2", "--width", "30", "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "all checks passed: True" in out
     assert "distinct codes" in out and "region:" in out and "map   :" in out
 
 
-def test_demo_other_widths(capsys):
-    assert main(["demo", "--hidden", "5", "--seed", "3", "--points", "1", "--width", "20"]) == 0
+def test_demo_other_widths(capsys, tmp_path):
+    assert main(["demo", "--hidden", "5", "--seed", "3", "--points", "1", "--width", "20", "--out", str(tmp_path)]) == 0
 
 
-def test_demo_with_no_points_runs_the_rest(capsys):
+def test_demo_with_no_points_runs_the_rest(capsys, tmp_path):
     """--points 0 used to crash in affine_at on the empty batch (bad_inputs #90)."""
-    assert main(["demo", "--points", "0", "--width", "20"]) == 0
+    assert main(["demo", "--points", "0", "--width", "20", "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "input 0" not in out and "exact enumeration" in out and "all checks passed: True" in out
 
@@ -202,9 +202,10 @@ def test_failures_of_the_machine_are_one_line(error, code, monkeypatch, capsys):
     one_line(capsys.readouterr().err)
 
 
-def test_a_closed_pipe_is_quiet():
+def test_a_closed_pipe_is_quiet(tmp_path):
     """``maso demo | head -1``: the reader leaves after one line; maso ends quietly (bad_inputs #93)."""
-    with subprocess.Popen([sys.executable, "-u", "-m", "maso", "demo", "--points", "1", "--width", "20"], cwd=ROOT,
+    with subprocess.Popen([sys.executable, "-u", "-m", "maso", "demo", "--points", "1", "--width", "20", "--out",
+                           str(tmp_path)], cwd=ROOT,
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE) as p:
         assert p.stdout.readline().startswith(b"maso demo")
         p.stdout.close()  # later lines (after the enumeration) meet a closed pipe
@@ -246,10 +247,10 @@ def _wait_for(condition, p: subprocess.Popen, timeout: float = 90):
     raise AssertionError("the run ended, or never got there, before it could be interrupted")
 
 
-def test_closed_stdout_memory_budget_and_empty_checkpoint():
+def test_closed_stdout_memory_budget_and_empty_checkpoint(tmp_path):
     """stdout closed at start: quiet 141; --max-memory too small: the machine's limit, exit 1, one line (not a
     user mistake); an empty --checkpoint and a bad --max-memory: exit 2, one line."""
-    p = subprocess.run([sys.executable, "-m", "maso", "demo"], cwd=ROOT, stdout=subprocess.DEVNULL,
+    p = subprocess.run([sys.executable, "-m", "maso", "demo", "--out", str(tmp_path)], cwd=ROOT, stdout=subprocess.DEVNULL,
                        stderr=subprocess.PIPE, text=True, timeout=120, pass_fds=(),
                        preexec_fn=lambda: os.close(1))
     assert p.returncode == cli.EXIT_PIPE and p.stderr == ""
