@@ -143,12 +143,12 @@ class Anchored:
 
 
 class DenseChain:
-    """NumPy values of a chain network at points of its input: what :class:`Anchored` gives for one family.
+    """NumPy values of a chain network at points of its input: what `Anchored` gives for one family.
 
     For chains of ``Dense`` and ``Reshape`` layers and two-piece elementwise units (MLPs, and their
     restrictions to a plane), where torch's cost per call dominates the small meshes of 2-D slices. The affine
     head (everything before the first spline layer, e.g. a plane's parametrisation and the first ``Dense``) is
-    composed into one map once, so no input-dimensional value is formed. Build one with :meth:`of`.
+    composed into one map once, so no input-dimensional value is formed. Build one with `of`.
     """
 
     def __init__(self, net: Network, head: int, W: np.ndarray, b: np.ndarray) -> None:
@@ -236,9 +236,9 @@ def _elementwise(layer: Elementwise, x: np.ndarray, in_shape: tuple[int, ...]) -
 class Incremental:
     """Node values at a growing set of points, each node computed once.
 
-    Points are added by interpolating between two existing points (:meth:`interpolate`), which is exact for
+    Points are added by interpolating between two existing points (`interpolate`), which is exact for
     every value held: they are affine between points as long as the points already include every breakpoint
-    of the spline layers computed so far. :meth:`advance` computes the nodes up to a given one at all points.
+    of the spline layers computed so far. `advance` computes the nodes up to a given one at all points.
 
     Parameters
     ----------
@@ -315,7 +315,8 @@ def interval_codes(net: Network, node: int, x: np.ndarray, k: np.ndarray, tie: n
     breakpoint of the earlier layers), so its value at the midpoint is the mean of the two ends. ``tie``
     ``(len(k),)``: for layers of more than two pieces, pieces within ``tie`` of the best count as tied and the
     lowest of them wins. Values interpolated at the points carry rounding, so two max-pool windows that hold the
-    same input (an exact tie, which :meth:`Network.codes` gives to the lower piece) need not stay bit-equal.
+    same input (an exact tie, which [`Network.codes`][maso.Network.codes] gives to the lower piece) need not
+    stay bit-equal.
     """
     if _two_piece(net, node):
         g = piece_gap(net, node, x)

@@ -1,4 +1,4 @@
-"""The compiled kernels themselves (numba); imported on first use through :mod:`maso._kernels`."""
+"""The compiled kernels themselves (numba); imported on first use through `maso._kernels`."""
 
 from __future__ import annotations
 

@@ -29,7 +29,6 @@ from maso.network import Network
 
 __all__ = ["from_torch", "mlp", "SUPPORTED"]
 
-#: What :func:`from_torch` converts, for messages and docs.
 SUPPORTED = (
     "Linear, Conv1d/2d/3d (any stride, padding, dilation, groups, padding mode), BatchNorm1d/2d/3d in eval "
     "mode (folded), ReLU, LeakyReLU, PReLU, ReLU6, Hardtanh, Hardsigmoid, MaxPool1d/2d/3d, AvgPool1d/2d/3d, "
@@ -42,6 +41,8 @@ SUPPORTED = (
     "as soft spline codes (maso.soft): GELU (erf and tanh), SiLU, Sigmoid, Tanh, transformers' NewGELU/"
     "FastGELU/GELU/QuickGELU/SiLU activation modules, and the functions gelu, silu, sigmoid, tanh"
 )
+"""What [`from_torch`][maso.from_torch] converts (layers, then functions of traced models), in one line
+for messages and docs."""
 
 #: Smooth units maso converts as soft spline layers (exact per-unit identity), by module class name: this also
 #: covers activation classes of libraries maso does not import (transformers), checked by from_torch's final
@@ -870,7 +871,7 @@ def _example_batch(example_input: Any, dtype: torch.dtype, device: torch.device,
 def from_torch(module: nn.Module, example_input: Any, *, start: str | None = None, stop: str | None = None,
                batch_dims: int = 1, rtol: float = 1e-9) -> Network:
     """Convert a piecewise-affine PyTorch module (or the part of a model between two named modules) into a
-    :class:`maso.Network`.
+    [`maso.Network`][].
 
     The module is traced with ``torch.fx`` (``nn.Sequential`` and modules with residual or concatenation
     graphs alike; a module called twice, such as ResNet's one ``relu``, gives two nodes; in-place operations are
@@ -1063,7 +1064,7 @@ def _check_conversion(net: Network, fn: nn.Module, example: torch.Tensor, rtol: 
 
 
 def mlp(widths: Sequence[int], *, seed: int, activation: str = "relu", **kwargs: Any) -> Network:
-    """A toy fully connected network with torch's default initialisation (see :func:`maso.nn.mlp_module`).
+    """A toy fully connected network with torch's default initialisation (see [`maso.nn.mlp_module`][]).
 
     Parameters
     ----------
@@ -1073,7 +1074,7 @@ def mlp(widths: Sequence[int], *, seed: int, activation: str = "relu", **kwargs:
         Seed (torch's global RNG is left untouched).
     activation : {"relu", "leaky_relu", "abs", "maxout"}
     **kwargs
-        ``negative_slope`` or ``pieces``, passed to :func:`maso.nn.mlp_module`.
+        ``negative_slope`` or ``pieces``, passed to [`maso.nn.mlp_module`][].
 
     Examples
     --------

@@ -1,7 +1,7 @@
 """Compiled kernels for region enumeration's vertex method and the slice mesh (``pip install "maso[fast]"``).
 
 With numba installed, steps that run once per cell cut, once per region or once per mesh cut, and that cost
-dozens of small NumPy calls each, run as compiled loops (:mod:`maso._compiled`): the vertices and incidences
+dozens of small NumPy calls each, run as compiled loops (`maso._compiled`): the vertices and incidences
 of both parts of a cut cell (``split_vertices``), facets from incidences (``facet_rows``), the Chebyshev
 certificate (``certified``), a stage's units screened against a cell's vertices (``screen``), and the slice
 mesh's cuts, face means and polygons (``mesh_split``, ``mesh_cut_columns``, ``face_means``, ``polygons``).

@@ -163,7 +163,7 @@ def _free_bounds(m: int, d: int) -> tuple[np.ndarray, np.ndarray]:
 
 def extreme(n: np.ndarray, G: np.ndarray, h: np.ndarray, stats: LPStats | None = None) -> tuple[float, np.ndarray]:
     """``max n.x`` over the bounded polytope ``{x : G x <= h}``. Returns ``(value, argmax)``. Scale-equivariant,
-    as :func:`chebyshev`."""
+    as `chebyshev`."""
     e = _exponent(h)
     if e:
         v, x = _extreme(n, G, np.ldexp(h, -e), stats)

@@ -141,7 +141,7 @@ class Mesh:
         return self._split_numpy(d)
 
     def cut_columns(self, tol: float, max_faces: int | None = None) -> tuple[int, bool]:
-        """Snap (:meth:`snap`) and split (:meth:`split`) by each column of ``Z`` in turn.
+        """Snap (`snap`) and split (`split`) by each column of ``Z`` in turn.
 
         Returns the number of faces cut and whether the mesh outgrew ``max_faces`` (it stops there).
         """

@@ -137,7 +137,7 @@ def check_float(value: Any, name: str, caller: str, *, minimum: float | None = N
     """``value`` as a finite Python float in ``[minimum, maximum]`` (open at ``minimum`` with ``strict``).
 
     Python and NumPy reals of any precision are accepted; bools, complex numbers, strings, NaN and infinities
-    are refused with a :class:`ParameterError`.
+    are refused with a [`ParameterError`][maso.errors.ParameterError].
     """
     if value is None and allow_none:
         return None

@@ -93,7 +93,7 @@ class AffineOperator:
 
     ``jvp(v)`` returns ``A v`` (a Jacobian-vector product, pushed forward through the network with every
     unit frozen on its piece) and ``vjp(w)`` returns ``A^T w``; each costs about one forward pass. Use
-    :meth:`to_dense` to form the matrices when they fit in memory.
+    [`to_dense`][maso.AffineOperator.to_dense] to form the matrices when they fit in memory.
 
     Attributes
     ----------

@@ -3,13 +3,15 @@
 ``widths`` is ``(n_0, n_1, ..., n_L)``: the input dimension followed by the widths of the ``L`` hidden
 (two-piece) layers. Output layers without a nonlinearity do not cut the input space and are left out.
 
-* :func:`zaslavsky`: ``n`` hyperplanes in general position in ``R^d`` make ``sum_{i<=d} C(n, i)`` regions.
-* :func:`montufar2014_lower`: a construction with ``prod_{l<L} floor(n_l / n_0)^{n_0} * sum_{j<=n_0} C(n_L, j)``
-  regions (needs every ``n_l >= n_0``).
-* :func:`montufar2017_upper`: ``prod_l sum_{j<=d_l} C(n_l, j)`` with ``d_l = min(n_0, ..., n_l)``.
-* :func:`serra2018_upper`: ``sum over (j_1..j_L) in J of prod_l C(n_l, j_l)``,
+* [`zaslavsky`][maso.bounds.zaslavsky]: ``n`` hyperplanes in general position in ``R^d`` make
+  ``sum_{i<=d} C(n, i)`` regions.
+* [`montufar2014_lower`][maso.bounds.montufar2014_lower]: a construction with
+  ``prod_{l<L} floor(n_l / n_0)^{n_0} * sum_{j<=n_0} C(n_L, j)`` regions (needs every ``n_l >= n_0``).
+* [`montufar2017_upper`][maso.bounds.montufar2017_upper]: ``prod_l sum_{j<=d_l} C(n_l, j)`` with
+  ``d_l = min(n_0, ..., n_l)``.
+* [`serra2018_upper`][maso.bounds.serra2018_upper]: ``sum over (j_1..j_L) in J of prod_l C(n_l, j_l)``,
   ``J = {0 <= j_l <= min(n_0, n_1 - j_1, ..., n_{l-1} - j_{l-1}, n_l)}``; tight for one layer.
-* :func:`trivial_upper`: ``2^N`` with ``N = n_1 + ... + n_L``.
+* [`trivial_upper`][maso.bounds.trivial_upper]: ``2^N`` with ``N = n_1 + ... + n_L``.
 
 They are ordered ``montufar2014_lower <= serra2018_upper <= montufar2017_upper <= trivial_upper``, and any
 ReLU network with these widths has at most ``serra2018_upper`` regions.

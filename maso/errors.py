@@ -1,6 +1,6 @@
 """Exceptions and warnings raised by maso.
 
-Every error subclasses :class:`MasoError` and the builtin exception it *is*, so that
+Every error subclasses [`MasoError`][maso.errors.MasoError] and the builtin exception it *is*, so that
 ``except ValueError`` keeps working for callers that do not know maso.
 """
 
@@ -98,9 +98,10 @@ class ParameterError(MasoError, ValueError):
 
 
 class ParameterShapeError(ParameterError, ShapeError):
-    """A parameter that maso reported as a :class:`ShapeError` before 0.2 (``tol`` and ``method`` of
-    :func:`maso.enumerate_regions`) is out of range: a :class:`ParameterError`, and a ``ShapeError`` still, so
-    that ``except ShapeError`` clauses written then keep working."""
+    """A parameter that maso reported as a [`ShapeError`][maso.errors.ShapeError] before 0.2 (``tol`` and
+    ``method`` of [`maso.enumerate_regions`][]) is out of range: a
+    [`ParameterError`][maso.errors.ParameterError], and a ``ShapeError`` still, so that ``except ShapeError``
+    clauses written then keep working."""
 
 
 class WorkerError(MasoError, RuntimeError):

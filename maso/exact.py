@@ -1,13 +1,15 @@
 """Exact rational arithmetic for toy networks (sympy): exact maps, regions, symbolic and piecewise forms.
 
-Every float is a rational number, so a float network has an exact rational twin: :func:`from_network`
-converts its canonical chain (:meth:`maso.Network.maso_layers`) entry by entry without rounding, or with
-``max_denominator`` to readable fractions (then it is a *nearby* network; :meth:`ExactNetwork.to_network`
-gives its float version). :func:`from_weights` builds one from rational weights directly. Everything on an
-:class:`ExactNetwork` is computed with sympy Rationals: outputs, codes (ties go to the lowest piece, as in
-maso), each region's affine map and H-representation, the network as a symbolic ``Max`` expression and as a
-``Piecewise`` over enumerated regions, and :meth:`ExactNetwork.verify`, which checks an enumeration in exact
-arithmetic. Meant for tiny networks: cost grows with the number of units times the number of regions.
+Every float is a rational number, so a float network has an exact rational twin:
+[`from_network`][maso.exact.from_network] converts its canonical chain ([`maso.Network.maso_layers`][]) entry
+by entry without rounding, or with ``max_denominator`` to readable fractions (then it is a *nearby* network;
+[`ExactNetwork.to_network`][maso.exact.ExactNetwork.to_network] gives its float version).
+[`from_weights`][maso.exact.from_weights] builds one from rational weights directly. Everything on an
+[`ExactNetwork`][maso.exact.ExactNetwork] is computed with sympy Rationals: outputs, codes (ties go to the
+lowest piece, as in maso), each region's affine map and H-representation, the network as a symbolic ``Max``
+expression and as a ``Piecewise`` over enumerated regions, and
+[`ExactNetwork.verify`][maso.exact.ExactNetwork.verify], which checks an enumeration in exact arithmetic.
+Meant for tiny networks: cost grows with the number of units times the number of regions.
 
 Examples
 --------
@@ -79,7 +81,7 @@ class _Layer:
 
 @dataclass(frozen=True, eq=False)
 class ExactReport:
-    """What :meth:`ExactNetwork.verify` checked, in exact arithmetic.
+    """What [`ExactNetwork.verify`][maso.exact.ExactNetwork.verify] checked, in exact arithmetic.
 
     Attributes
     ----------
@@ -113,7 +115,7 @@ class ExactReport:
 class ExactNetwork:
     """A chain of max-affine spline layers with rational weights; the last layer may be affine (one piece).
 
-    Build with :func:`from_network` or :func:`from_weights`.
+    Build with [`from_network`][maso.exact.from_network] or [`from_weights`][maso.exact.from_weights].
     """
 
     def __init__(self, layers: Sequence[_Layer], input_dim: int) -> None:
@@ -160,7 +162,7 @@ class ExactNetwork:
         return self._run(self._point(x))[0]
 
     def code(self, x: Any) -> np.ndarray:
-        """Exact hard code at a point (lowest piece on ties), laid out as :meth:`maso.Network.codes`."""
+        """Exact hard code at a point (lowest piece on ties), laid out as [`maso.Network.codes`][]."""
         codes = self._run(self._point(x))[1]
         return np.concatenate(codes) if codes else np.zeros(0, dtype=np.int64)
 
@@ -207,7 +209,7 @@ class ExactNetwork:
     def region(self, code: Any) -> tuple[sp.Matrix, sp.Matrix]:
         """Exact inequalities ``A y <= b`` of the region with this code (one row per unit and rival piece).
 
-        Rows are not reduced (redundant and all-zero rows are kept), as in :meth:`maso.Network.region_at`.
+        Rows are not reduced (redundant and all-zero rows are kept), as in [`maso.Network.region_at`][].
         """
         _, _, inputs = self._walk(code)
         rows, rhs = [], []
@@ -227,7 +229,8 @@ class ExactNetwork:
 
     # ----------------------------------------------------------------------------------------- symbolic
     def affine_expression(self, code: Any) -> list[sp.Expr]:
-        """The region's exact affine map as expressions in :meth:`symbols`, one per output.
+        """The region's exact affine map as expressions in [`symbols`][maso.exact.ExactNetwork.symbols], one
+        per output.
 
         Examples
         --------
@@ -282,7 +285,7 @@ class ExactNetwork:
 
     # ------------------------------------------------------------------------------------- verification
     def verify(self, regions: Any, *, domain: Any = None) -> ExactReport:
-        """Check an enumeration (a :class:`maso.RegionSet` or a list of :class:`maso.Region`) exactly.
+        """Check an enumeration (a [`maso.RegionSet`][] or a list of [`maso.Region`][]) exactly.
 
         Per region, with its interior point converted to a rational exactly: the point satisfies every
         inequality of the code's exact H-representation strictly (else an exact LP, sympy's simplex, looks
@@ -290,7 +293,7 @@ class ExactNetwork:
         compared to the exact one. Codes must be distinct. For a 2-D domain, each region's exact polygon (the
         domain cut by its exact inequalities) is formed and the exact areas must sum to the domain's area: with
         distinct codes and non-empty interiors this proves the regions partition the domain. In 3-D and up,
-        coverage is not checked exactly (use :meth:`maso.RegionSet.verify` for sampled coverage).
+        coverage is not checked exactly (use [`maso.RegionSet.verify`][] for sampled coverage).
 
         Parameters
         ----------
@@ -350,7 +353,8 @@ class ExactNetwork:
 
     # ------------------------------------------------------------------------------------------ floats
     def to_network(self) -> Any:
-        """The float64 :class:`maso.Network` of these weights (:class:`maso.MASOLayer` and ``Dense`` layers).
+        """The float64 [`maso.Network`][] of these weights ([`maso.MASOLayer`][maso.layers.MASOLayer] and
+        ``Dense`` layers).
 
         Examples
         --------
@@ -454,7 +458,7 @@ def _from_dense(A: np.ndarray, B: np.ndarray, conv: Any) -> _Layer:
 
 
 def from_network(net: Any, *, max_denominator: int | None = None) -> ExactNetwork:
-    """The exact rational twin of a chain network (its :meth:`~maso.Network.maso_layers`).
+    """The exact rational twin of a chain network (its [`maso_layers`][maso.Network.maso_layers]).
 
     Parameters
     ----------

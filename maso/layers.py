@@ -1,13 +1,16 @@
-"""Layer operators: the nodes of a :class:`maso.Network`.
+"""Layer operators: the nodes of a [`maso.Network`][].
 
 Two families:
 
-* **Affine operators** (:class:`Dense`, :class:`Conv`, :class:`ElementwiseAffine`, :class:`AvgPool`,
-  :class:`AdaptiveAvgPool`, :class:`Mean`, :class:`Reshape`, :class:`Sum`, :class:`Concat`). They stay
+* **Affine operators** ([`Dense`][maso.layers.Dense], [`Conv`][maso.layers.Conv],
+  [`ElementwiseAffine`][maso.layers.ElementwiseAffine], [`AvgPool`][maso.layers.AvgPool],
+  [`AdaptiveAvgPool`][maso.layers.AdaptiveAvgPool], [`Mean`][maso.layers.Mean],
+  [`Reshape`][maso.layers.Reshape], [`Sum`][maso.layers.Sum], [`Concat`][maso.layers.Concat]). They stay
   structured: a convolution is applied as a convolution, and a dense matrix is only formed when asked for.
-* **Max-affine spline nonlinearities** (:class:`Elementwise`, :class:`MaxPool`, :class:`Maxout`,
-  :class:`MASOLayer`). Each unit ``k`` outputs the largest of ``R`` affine pieces of its input; its *hard
-  code* is the index of that piece (the lowest index on ties, so a ReLU unit at exactly 0 is off).
+* **Max-affine spline nonlinearities** ([`Elementwise`][maso.layers.Elementwise],
+  [`MaxPool`][maso.layers.MaxPool], [`Maxout`][maso.layers.Maxout], [`MASOLayer`][maso.layers.MASOLayer]).
+  Each unit ``k`` outputs the largest of ``R`` affine pieces of its input; its *hard code* is the index of
+  that piece (the lowest index on ties, so a ReLU unit at exactly 0 is off).
 
 All layers act on a batch: tensors carry a leading batch axis followed by the per-sample shape. Parameters
 are stored as read-only float64 NumPy arrays and moved to the device and dtype of the input on use.
@@ -112,7 +115,7 @@ class SplineLayer(Layer):
     """A max-affine spline operator acting unit-wise on its (single) input.
 
     The internal code (``icode``) is whatever indexes the chosen pieces fastest (a bool for two-piece units,
-    flat input indices for max-pooling); :meth:`public_code` turns it into piece indices ``0..R-1``.
+    flat input indices for max-pooling); `public_code` turns it into piece indices ``0..R-1``.
     """
 
     is_spline = True
@@ -133,7 +136,8 @@ class SplineLayer(Layer):
         raise NotImplementedError
 
     def frozen_vjp(self, cot: Tensor, icode: Tensor, p: dict[str, Tensor], in_shape: Shape) -> Tensor:
-        """Transpose of :meth:`frozen` (without bias) for cotangents ``(n, m, *out_shape)``."""
+        """Transpose of [`frozen`][maso.layers.SplineLayer.frozen] (without bias) for cotangents
+        ``(n, m, *out_shape)``."""
         raise NotImplementedError
 
     def facets(
@@ -161,7 +165,7 @@ class SplineLayer(Layer):
         raise NotImplementedError
 
     def internal_code(self, code: Tensor, in_shape: Shape) -> Tensor:
-        """Inverse of :meth:`public_code`: piece indices ``(n, *unit_shape)`` to the internal code."""
+        """Inverse of `public_code`: piece indices ``(n, *unit_shape)`` to the internal code."""
         return code.long()
 
 
@@ -923,7 +927,7 @@ class Maxout(SplineLayer):
     """Maxout: channels ``[c*R, (c+1)*R)`` of the input compete for output channel ``c``; code = winner.
 
     Channels are the first per-sample axis, so ``(C*R, ...)`` becomes ``(C, ...)``. The matching torch
-    module is :class:`maso.nn.Maxout`.
+    module is [`maso.nn.Maxout`][].
 
     Examples
     --------

@@ -1,16 +1,17 @@
 """Measures on spline codes: code distances, polytope density along paths, local complexity.
 
-* :func:`hamming`: units whose hard code differs.
-* :func:`soft_distance`: ``sum_k TV(t_k, t'_k)`` between soft codes; for two-piece units ``sum_k |p_k - q_k|``.
-  It is the expected Hamming distance when both codes are drawn with shared randomness (one uniform per unit,
-  or the maximal coupling for more pieces), is 0 iff the codes are equal and tends to :func:`hamming` as
-  the temperature goes to 0. :func:`independent_mismatch` is the same expectation under independent draws
+* [`hamming`][maso.measures.hamming]: units whose hard code differs.
+* [`soft_distance`][maso.measures.soft_distance]: ``sum_k TV(t_k, t'_k)`` between soft codes; for two-piece
+  units ``sum_k |p_k - q_k|``. It is the expected Hamming distance when both codes are drawn with shared
+  randomness (one uniform per unit, or the maximal coupling for more pieces), is 0 iff the codes are equal and
+  tends to [`hamming`][maso.measures.hamming] as the temperature goes to 0.
+  [`independent_mismatch`][maso.measures.independent_mismatch] is the same expectation under independent draws
   (not 0 for equal soft codes: it measures their uncertainty too).
-* :func:`path_density`: code changes per unit length along a segment: exact for piecewise-linear networks
-  (the 1-D walk of :func:`maso.segment_crossings`), or a sampled estimate (summed step distances on a grid
-  refined until it stops changing) for soft codes and smooth networks.
-* :func:`local_complexity`: Humayun, Balestriero & Baraniuk (2024): the number of units whose code is not the
-  same on all vertices ``x +- r u_i`` of a random cross-polytope around ``x``.
+* [`path_density`][maso.measures.path_density]: code changes per unit length along a segment: exact for
+  piecewise-linear networks (the 1-D walk of [`maso.segment_crossings`][]), or a sampled estimate (summed step
+  distances on a grid refined until it stops changing) for soft codes and smooth networks.
+* [`local_complexity`][maso.measures.local_complexity]: Humayun, Balestriero & Baraniuk (2024): the number of
+  units whose code is not the same on all vertices ``x +- r u_i`` of a random cross-polytope around ``x``.
 
 Examples
 --------
@@ -75,7 +76,7 @@ def soft_distance(p: Any, q: Any) -> np.ndarray:
     Parameters
     ----------
     p, q : arrays of shape (..., n_units, R)
-        Soft codes (:meth:`maso.Network.soft_codes`); rows sum to 1.
+        Soft codes ([`maso.Network.soft_codes`][]); rows sum to 1.
 
     Examples
     --------
@@ -148,7 +149,8 @@ def path_density(
     net : Network
     x0, x1 : array of shape input_shape, or (n, *input_shape) for n paths
     codes : {"hard", "soft"}, default="hard"
-        Hard codes count units that flip (:func:`hamming`); soft codes sum :func:`soft_distance` between steps.
+        Hard codes count units that flip ([`hamming`][maso.measures.hamming]); soft codes sum
+        [`soft_distance`][maso.measures.soft_distance] between steps.
     method : {"auto", "exact", "sampled"}, default="auto"
         ``"exact"`` walks the pieces (hard codes of a piecewise-linear network only); ``"auto"`` uses it when it
         applies. ``"sampled"`` evaluates codes on ``n_steps + 1`` evenly spaced points and doubles the grid until
@@ -159,7 +161,8 @@ def path_density(
     rtol : float, default=1e-3
         Convergence threshold of the sampled estimate.
     max_steps : int, default=65536
-        Finest grid tried; past it the result has ``converged=False`` and a :class:`NumericalWarning` is issued.
+        Finest grid tried; past it the result has ``converged=False`` and a
+        [`NumericalWarning`][maso.errors.NumericalWarning] is issued.
 
     Returns
     -------

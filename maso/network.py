@@ -56,7 +56,8 @@ class Node:
 
 @dataclass(frozen=True)
 class UnitGroup:
-    """The units of one spline layer and where their codes sit in a row of :meth:`Network.codes`.
+    """The units of one spline layer and where their codes sit in a row of
+    [`Network.codes`][maso.Network.codes].
 
     Attributes
     ----------
@@ -92,13 +93,13 @@ class UnitGroup:
 class Network:
     """A continuous piecewise-affine network: a DAG of affine operators and max-affine spline operators.
 
-    Build one with :func:`maso.from_torch`, :func:`maso.mlp`, :meth:`Network.sequential` or
-    :meth:`Network.from_graph`. A network is immutable.
+    Build one with [`maso.from_torch`][], [`maso.mlp`][], [`Network.sequential`][maso.Network.sequential] or
+    [`Network.from_graph`][maso.Network.from_graph]. A network is immutable.
 
     Inputs may be NumPy arrays (results come back as NumPy, computed in the input's float precision) or
     torch tensors (results stay on the tensor's device and dtype). An input is one sample of shape
-    :attr:`input_shape` or a batch ``(n, *input_shape)``. Affine maps and regions act on the flattened input
-    (``x.reshape(-1)``), of dimension :attr:`input_dim`.
+    [`input_shape`][maso.Network.input_shape] or a batch ``(n, *input_shape)``. Affine maps and regions act on
+    the flattened input (``x.reshape(-1)``), of dimension [`input_dim`][maso.Network.input_dim].
 
     Examples
     --------
@@ -256,8 +257,9 @@ class Network:
     def is_piecewise_linear(self) -> bool:
         """False if the network has soft (smooth) spline layers (GELU, SiLU, sigmoid, tanh, β-VQ).
 
-        Exact geometry (:meth:`affine_at`, :meth:`region_at`, region enumeration, slices, exact paths) needs a
-        piecewise-linear network; soft networks have :meth:`soft_codes` and :meth:`expected_affine_at`.
+        Exact geometry ([`affine_at`][maso.Network.affine_at], [`region_at`][maso.Network.region_at], region
+        enumeration, slices, exact paths) needs a piecewise-linear network; soft networks have
+        [`soft_codes`][maso.Network.soft_codes] and [`expected_affine_at`][maso.Network.expected_affine_at].
 
         Examples
         --------
@@ -561,7 +563,8 @@ class Network:
         Returns
         -------
         array or tensor of shape (n, n_units), or dict
-            Columns follow :attr:`units`; dtype ``uint8`` (``int32`` if a unit has over 255 pieces).
+            Columns follow [`units`][maso.Network.units]; dtype ``uint8`` (``int32`` if a unit has over 255
+            pieces).
 
         Examples
         --------
@@ -613,7 +616,8 @@ class Network:
         return self._nodes[self._nodes[i].inputs[0]].shape
 
     def activations(self, x: Any, names: Sequence[str | int] | None = None) -> dict[str, Any]:
-        """Outputs of chosen nodes (all nodes by default), e.g. to feed a :meth:`subnetwork`.
+        """Outputs of chosen nodes (all nodes by default), e.g. to feed a
+        [`subnetwork`][maso.Network.subnetwork].
 
         Examples
         --------
@@ -652,10 +656,10 @@ class Network:
             outputs and activations keep them; maps, operators and regions come flat, one per input in
             row-major order.
         dense : bool, default=True
-            If False, return an :class:`AffineOperator` that applies ``A`` and ``A^T`` by Jacobian-vector
-            products without forming it (for large models); it costs one forward pass to make.
+            If False, return an [`AffineOperator`][maso.AffineOperator] that applies ``A`` and ``A^T`` by
+            Jacobian-vector products without forming it (for large models); it costs one forward pass to make.
         with_codes : bool, default=False
-            Also return the codes (as :meth:`codes` gives them), from the same forward pass.
+            Also return the codes (as [`codes`][maso.Network.codes] gives them), from the same forward pass.
 
         Returns
         -------
@@ -687,10 +691,11 @@ class Network:
         """The soft-code-weighted affine map at ``x``: every unit frozen on its expected piece.
 
         Each unit is replaced by the affine map ``sum_r t_r l_r`` (its pieces weighted by its soft code at
-        ``x``, see :meth:`soft_codes`) and these are composed. Exact identity: the map reproduces the network
-        at ``x`` (``f(x) == net(x)``), and it equals the expectation of the hard region maps when each unit's
-        piece is drawn independently from its soft code. It is not the Jacobian (the gates' derivatives are left
-        out) and it holds at ``x`` only. For a piecewise-linear network it is :meth:`affine_at`.
+        ``x``, see [`soft_codes`][maso.Network.soft_codes]) and these are composed. Exact identity: the map
+        reproduces the network at ``x`` (``f(x) == net(x)``), and it equals the expectation of the hard region
+        maps when each unit's piece is drawn independently from its soft code. It is not the Jacobian (the
+        gates' derivatives are left out) and it holds at ``x`` only. For a piecewise-linear network it is
+        [`affine_at`][maso.Network.affine_at].
 
         Parameters
         ----------
@@ -699,7 +704,8 @@ class Network:
             outputs and activations keep them; maps, operators and regions come flat, one per input in
             row-major order.
         dense : bool, default=True
-            If False, return an :class:`AffineOperator` (Jacobian-vector products, nothing formed).
+            If False, return an [`AffineOperator`][maso.AffineOperator] (Jacobian-vector products, nothing
+            formed).
 
         Returns
         -------
@@ -739,9 +745,9 @@ class Network:
         Returns
         -------
         array or tensor of shape (n, n_units, R)
-            Columns follow :attr:`units` as in :meth:`codes`; ``R`` is the largest number of pieces of a unit
-            and a unit's missing pieces have probability 0. For two-piece units ``[..., 1]`` is
-            ``P(active)``. Float, in the input's precision.
+            Columns follow [`units`][maso.Network.units] as in [`codes`][maso.Network.codes]; ``R`` is the
+            largest number of pieces of a unit and a unit's missing pieces have probability 0. For two-piece
+            units ``[..., 1]`` is ``P(active)``. Float, in the input's precision.
 
         Examples
         --------
@@ -1011,9 +1017,9 @@ class Network:
         """The network on the affine subspace ``y(s) = origin + s @ directions`` (coordinates ``s``, shape ``(k,)``).
 
         The parametrisation becomes a new first layer (a ``Dense`` from ``k`` to ``input_dim``, reshaped to
-        :attr:`input_shape`), so codes, maps and regions of the result live in ``k`` dimensions and computing them
-        costs what a ``k``-dimensional input costs: no ``input_dim``-dimensional vertex is ever formed. Node names
-        are kept, so code columns match this network's.
+        [`input_shape`][maso.Network.input_shape]), so codes, maps and regions of the result live in ``k``
+        dimensions and computing them costs what a ``k``-dimensional input costs: no ``input_dim``-dimensional
+        vertex is ever formed. Node names are kept, so code columns match this network's.
 
         Parameters
         ----------

@@ -1,10 +1,12 @@
 """PyTorch modules that maso understands, and seeded builders of networks.
 
-:class:`Maxout` and :class:`Abs` fill gaps in ``torch.nn``; :func:`mlp_module` and :func:`inception_toy`
-build seeded random-init networks for tests, benchmarks and the demo without touching torch's global RNG;
-:func:`inception_v1` builds InceptionV1 in the inception5h layout of interpretability work (random init, or
-your weights file), whose part after any mixed layer (:meth:`InceptionV1.tail`) converts exactly;
-:func:`inception5_tail` is its part after ``maxpool10``.
+[`Maxout`][maso.nn.Maxout] and [`Abs`][maso.nn.Abs] fill gaps in ``torch.nn``;
+[`mlp_module`][maso.nn.mlp_module] and [`inception_toy`][maso.nn.inception_toy] build seeded random-init
+networks for tests, benchmarks and the demo without touching torch's global RNG;
+[`inception_v1`][maso.nn.inception_v1] builds InceptionV1 in the inception5h layout of interpretability work
+(random init, or your weights file), whose part after any mixed layer
+([`InceptionV1.tail`][maso.nn.InceptionV1.tail]) converts exactly;
+[`inception5_tail`][maso.nn.inception5_tail] is its part after ``maxpool10``.
 """
 
 from __future__ import annotations
@@ -255,8 +257,8 @@ class InceptionMixed(nn.Module):
 
     Children (attribute and ``named_modules`` names): ``_1x1``; ``_3x3_bottleneck`` -> ``_3x3``;
     ``_5x5_bottleneck`` -> ``_5x5``; ``_pool`` (3x3 max-pool, stride 1, 'SAME') -> ``_pool_reduce``. Each
-    ``_<branch>`` is a :class:`ConvReLU`; Lucid's activation ``mixed4a_3x3`` is ``mixed4a._3x3`` here and
-    ``mixed4a_3x3_pre_relu`` is ``mixed4a._3x3.conv``.
+    ``_<branch>`` is a [`ConvReLU`][maso.nn.ConvReLU]; Lucid's activation ``mixed4a_3x3`` is ``mixed4a._3x3``
+    here and ``mixed4a_3x3_pre_relu`` is ``mixed4a._3x3.conv``.
 
     Parameters
     ----------
@@ -295,8 +297,8 @@ _LUCENT_AUX = re.compile(r"(head[01]_bottleneck_pre_relu_conv|nn[01]_pre_relu_ma
 
 
 def _inception_key(key: str) -> str | None:
-    """The :class:`InceptionV1` name of a state-dict key in maso's or Lucent's naming; None for a key of
-    Lucent's auxiliary heads (not part of the model)."""
+    """The [`InceptionV1`][maso.nn.InceptionV1] name of a state-dict key in maso's or Lucent's naming; None
+    for a key of Lucent's auxiliary heads (not part of the model)."""
     m = _LUCENT_CONV.fullmatch(key)
     if m:
         layer, branch, param = m.groups()
@@ -314,7 +316,7 @@ def _listed(keys: Sequence[str], limit: int = 8, *, quote: bool = True) -> str:
 
 class InceptionV1(nn.Module):
     """InceptionV1 (GoogLeNet) in the layout of the ``inception5h`` TensorFlow graph that Lucid, Lucent and the
-    circuits / polytope-lens work study; build it with :func:`inception_v1`.
+    circuits / polytope-lens work study; build it with [`inception_v1`][maso.nn.inception_v1].
 
     The children, in order, are the graph's layers under its names (``layer_names``): ``conv2d0`` (7x7/2,
     TensorFlow 'SAME' padding: 2 left/top, 3 right/bottom), ``maxpool0`` (3x3/2), ``localresponsenorm0``,
@@ -323,8 +325,8 @@ class InceptionV1(nn.Module):
     average), ``flatten`` and ``softmax2_pre_activation`` (1024 -> 1008): ``forward`` returns the **logits**;
     apply ``torch.softmax(logits, 1)`` for the graph's ``softmax2``. Every path of ``named_modules()`` is a
     layer name of the graph: Lucid's ``<name>`` is the module ``<name>`` with ``_<branch>`` inside a mixed layer
-    (``mixed4a_3x3`` is ``mixed4a._3x3``, see :class:`InceptionMixed`), and ``<name>_pre_relu`` is
-    ``<name>.conv`` (``conv2d0_pre_relu`` is ``conv2d0.conv``).
+    (``mixed4a_3x3`` is ``mixed4a._3x3``, see [`InceptionMixed`][maso.nn.InceptionMixed]), and
+    ``<name>_pre_relu`` is ``<name>.conv`` (``conv2d0_pre_relu`` is ``conv2d0.conv``).
 
     The max-pools of stride 2 use ``ceil_mode=True``, which is TensorFlow's 'SAME' (one row and column of
     padding at the right and bottom on even sizes): 224 -> 112 -> 56 -> 28 -> 14 -> 7. The LRNs are
@@ -376,7 +378,8 @@ class InceptionV1(nn.Module):
 
     @property
     def layer_names(self) -> tuple[str, ...]:
-        """The names of the top-level layers, in order (the points where :meth:`tail` can cut)."""
+        """The names of the top-level layers, in order (the points where [`tail`][maso.nn.InceptionV1.tail]
+        can cut)."""
         return tuple(name for name, _ in self.named_children())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -400,7 +403,7 @@ class InceptionV1(nn.Module):
             The layers after ``after`` through ``upto``, under the same names, sharing their parameters with
             this model (a view: use ``copy.deepcopy`` for an independent copy). After any mixed layer or
             max-pool from ``maxpool1`` on it is piecewise affine and converts exactly with
-            :func:`maso.from_torch`.
+            [`maso.from_torch`][].
 
         Raises
         ------
@@ -539,18 +542,20 @@ def inception_v1(weights: str | os.PathLike[str] | Mapping[str, torch.Tensor] | 
                  dtype: torch.dtype = torch.float32) -> InceptionV1:
     """InceptionV1 (GoogLeNet) in the inception5h layout of interpretability work, in eval mode.
 
-    See :class:`InceptionV1` for the layers and their names. The part after any mixed layer converts exactly
-    with :func:`maso.from_torch`; :meth:`InceptionV1.tail` cuts it out as a module of its own.
+    See [`InceptionV1`][maso.nn.InceptionV1] for the layers and their names. The part after any mixed layer
+    converts exactly with [`maso.from_torch`][]; [`InceptionV1.tail`][maso.nn.InceptionV1.tail] cuts it out as
+    a module of its own.
 
     Parameters
     ----------
     weights : str or os.PathLike or mapping, optional
         A state dict, or the path of a file holding one (``torch.save(state_dict, path)``), in this model's
-        naming or in Lucent's (see :meth:`InceptionV1.load_weights`). Default: random weights (torch's default
-        initialisation, drawn in float32 from ``seed``: the same values in every dtype). maso never downloads
-        anything. Trained weights: Lucent's port of the inception5h graph, ``inception5h.pth`` (published with
-        github.com/ProGamerGov/pytorch-old-tensorflow-models; ``lucent.modelzoo.inceptionv1(pretrained=True)``
-        saves it in torch's hub cache, ``~/.cache/torch/hub/checkpoints/``), loads as it is.
+        naming or in Lucent's (see [`InceptionV1.load_weights`][maso.nn.InceptionV1.load_weights]). Default:
+        random weights (torch's default initialisation, drawn in float32 from ``seed``: the same values in
+        every dtype). maso never downloads anything. Trained weights: Lucent's port of the inception5h graph,
+        ``inception5h.pth`` (published with github.com/ProGamerGov/pytorch-old-tensorflow-models;
+        ``lucent.modelzoo.inceptionv1(pretrained=True)`` saves it in torch's hub cache,
+        ``~/.cache/torch/hub/checkpoints/``), loads as it is.
     seed : int, default=0
         Seed of the random initialisation (torch's global generator is left as it was).
     dtype : torch.dtype, default=torch.float32
@@ -586,8 +591,8 @@ def inception5_tail(*, seed: int, dtype: torch.dtype = torch.float32) -> nn.Sequ
     1008-way logits, at their real sizes: ``inception_v1(seed=seed, dtype=dtype).tail(after="maxpool10")``.
 
     Its input, ``(832, 7, 7)``, is the 40,768-dimensional space that the polytope-lens article slices (the
-    input of ``inception5a`` in its naming); for trained weights, load them into :func:`inception_v1` and take
-    its tail.
+    input of ``inception5a`` in its naming); for trained weights, load them into
+    [`inception_v1`][maso.nn.inception_v1] and take its tail.
 
     Examples
     --------

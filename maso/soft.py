@@ -14,12 +14,12 @@ What is exact and what is an interpretation
 * Exact: every unit's output equals ``sum_r t_r(u) l_r(u)`` (to float rounding) for the stated gate, and
   ``t`` is a probability vector; the hard code (the most probable piece) is the piece with the largest score,
   i.e. ``u > 0`` for ReLU-like units. Composing each unit's expected affine piece gives an affine map that
-  reproduces the network at the input (:meth:`maso.Network.expected_affine_at`); it equals the expectation of
+  reproduces the network at the input ([`maso.Network.expected_affine_at`][]); it equals the expectation of
   the hard region maps over codes drawn independently per unit from ``t`` at that input.
 * Interpretation: reading ``t`` as the probability of "being in a region" of the hard network. The expected
   map is not the Jacobian (the gates' own derivatives are left out), and the network has no polytopes: region
-  enumeration, slices and exact paths need piecewise-linear networks (use :func:`harden` for the ``tau -> 0``
-  limit).
+  enumeration, slices and exact paths need piecewise-linear networks (use [`harden`][maso.soft.harden] for the
+  ``tau -> 0`` limit).
 
 Examples
 --------
@@ -63,8 +63,8 @@ __all__ = [
 Tensor = torch.Tensor
 Shape = tuple[int, ...]
 
-#: Gates: how a unit's piece probabilities follow from its piece scores.
 GATES = ("logistic", "probit", "tanh")
+"""The gates of [`Soft`][maso.soft.Soft]: how a unit's piece probabilities follow from its piece scores."""
 
 _SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
 _SQRT_HALF = math.sqrt(0.5)
@@ -157,7 +157,7 @@ class Soft(SplineLayer):
     gate : {"logistic", "probit", "tanh"}, default="logistic"
     temperature : float > 0, default=1.0
     readout : array of shape (R,), optional
-        Only for an :class:`~maso.layers.Elementwise` base.
+        Only for an [`Elementwise`][maso.layers.Elementwise] base.
 
     Raises
     ------

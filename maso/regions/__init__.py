@@ -10,11 +10,12 @@ row incidences (double description: exact decisions from vertex extents, edges b
 test, facets from incidences, one LP per region for its Chebyshev centre); ``"lp"`` decides cuts from witness
 points, outer bounding boxes and LPs, and reduces rows to facets with ``daqp.minrep`` plus LPs.
 
-Exactness policy (see the docs' "Exactness" page):
+Exactness policy (see the docs' page "Exact region enumeration"):
 
 * distances are in input units, rows are normalised to unit norm;
 * a hyperplane cuts a cell only if both sides reach more than ``tol`` past it; parts thinner than ``tol`` are
-  never made into regions and never dropped silently: they are listed as :class:`Sliver` and counted apart;
+  never made into regions and never dropped silently: they are listed as [`Sliver`][maso.Sliver] and counted
+  apart;
 * identical pieces (duplicated units, a max-pool window of equal inputs) are merged, lowest index first; pieces
   whose difference is constant on a cell (zero-weight and dead units) decide their unit without a split;
 * a facet on which several units' hyperplanes coincide lists all of them.

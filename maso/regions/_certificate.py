@@ -1,4 +1,4 @@
-"""The certificate of an enumeration (:meth:`RegionSet.verify`).
+"""The certificate of an enumeration ([`RegionSet.verify`][maso.RegionSet.verify]).
 
 Every check recomputes what it checks from the network and the domain, not from the enumeration's cells:
 
@@ -84,7 +84,7 @@ _CHUNK_REGIONS = 1024
 
 
 def verify(rs: RegionSet, *, n_points: int = 1000, atol: float = 1e-8, rng: Any = None) -> VerificationReport:
-    """See :meth:`RegionSet.verify`."""
+    """See [`RegionSet.verify`][maso.RegionSet.verify]."""
     net = rs.network
     # the sample is drawn four times over in the bounding box and rejected outside the domain
     n_points = check_int(n_points, "n_points", "RegionSet.verify", minimum=0, maximum=10**7)
@@ -418,7 +418,7 @@ def _match_facets(rs: RegionSet, regions: list[Region], verts: list[np.ndarray |
 
     The region across a facet's point ``p`` is looked up by the network's code just across (``p`` moved by
     ``tol / 2`` along the facet's normal); where that does not name a region holding ``p``, every region whose
-    code can lie across (:class:`_Prefix`) is tried.
+    code can lie across (`_Prefix`) is tried.
     """
     net = rs.network
     shape = net.input_shape
@@ -470,7 +470,7 @@ def _holds(r: Region, p: np.ndarray, slack: float) -> bool:
 
 class _Prefix:
     """Regions by code prefix: those that can lie across a facet (the codes of layers up to the facet's agree,
-    its units flipped), as :meth:`RegionSet.graph` finds them."""
+    its units flipped), as [`RegionSet.graph`][maso.RegionSet.graph] finds them."""
 
     def __init__(self, rs: RegionSet, codes: np.ndarray) -> None:
         self.groups = rs.network.units

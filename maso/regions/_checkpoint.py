@@ -10,7 +10,7 @@ The frame CRC covers the 24 bytes before it (a damaged length is never trusted),
 the blob. The meta lists each array as ``[name, dtype, shape, offset]`` with a dtype from a fixed set of
 little-endian numeric types; arrays are read with ``np.frombuffer`` (read-only views). Nothing in a checkpoint is
 ever executed (no pickle). A damaged record is skipped: the reader resyncs on the next magic, so the valid records
-after it are kept, and a :class:`CheckpointWarning` says what is computed again.
+after it are kept, and a [`CheckpointWarning`][maso.errors.CheckpointWarning] says what is computed again.
 
 Records, in order: the *header* (format, maso version, digests of the network, domain, tol and method), the
 *plan* (the stage the domain was split to, the number of planned cells and a digest of their codes, the task
@@ -135,7 +135,7 @@ class _Bad(Exception):
 
 
 def _record_at(data: bytes, p: int) -> tuple[int, dict[str, Any], dict[str, np.ndarray]]:
-    """The record starting at ``p``: (its end, meta, arrays); :class:`_Bad` if there is none."""
+    """The record starting at ``p``: (its end, meta, arrays); `_Bad` if there is none."""
     n = len(data)
     if n - p < _HEAD:
         if MAGIC.startswith(data[p:p + len(MAGIC)]):
@@ -218,7 +218,7 @@ class _Checkpoint:
 
     * ``plan`` (the stored plan's meta, or None), ``plan_slivers``, and ``done``: task -> (regions, slivers);
     * while work remains the file is held open for writing, under an exclusive lock; a complete checkpoint is only
-      read. :meth:`close` releases it.
+      read. `close` releases it.
     """
 
     def __init__(self, path: str | bytes | os.PathLike, header: dict[str, Any], net: Network) -> None:

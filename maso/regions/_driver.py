@@ -1,4 +1,5 @@
-"""The public drivers: :func:`enumerate_regions` and :func:`iter_regions`."""
+"""The public drivers: [`enumerate_regions`][maso.enumerate_regions] and
+[`iter_regions`][maso.iter_regions]."""
 
 from __future__ import annotations
 
@@ -163,7 +164,7 @@ def iter_regions(net: Network, domain: Any, *, tol: float = DEFAULT_TOL, method:
     ------
     ResourceError
         The cells of a task would take more than half the memory (see ``max_memory`` of
-        :func:`enumerate_regions`).
+        [`enumerate_regions`][maso.enumerate_regions]).
 
     Examples
     --------
@@ -275,13 +276,13 @@ def enumerate_regions(
         low dimension. ``"lp"`` decides every cut and facet by LPs; its cost grows gently with the dimension.
         ``"auto"``: vertices up to d = 6.
     max_regions : int or None, default=None
-        Stop with a :class:`DomainError` once more regions than this are found, or more cells are alive in one
-        task (each cell becomes at least one region); ``None`` for no limit.
+        Stop with a [`DomainError`][maso.errors.DomainError] once more regions than this are found, or more
+        cells are alive in one task (each cell becomes at least one region); ``None`` for no limit.
     max_memory : float, "auto" or None, default="auto"
         Bytes the cells of the tasks and the regions found may take (estimated); past it a
-        :class:`ResourceError` (a ``MemoryError``) stops the run, instead of the operating system. ``"auto"``:
-        half of the memory the process can have (the machine's, a cgroup's or ``ulimit -v``); ``None``: no
-        limit. With ``workers``, each running task gets its share.
+        [`ResourceError`][maso.errors.ResourceError] (a ``MemoryError``) stops the run, instead of the
+        operating system. ``"auto"``: half of the memory the process can have (the machine's, a cgroup's or
+        ``ulimit -v``); ``None``: no limit. With ``workers``, each running task gets its share.
 
     Returns
     -------

@@ -9,7 +9,8 @@ Tolerances (every threshold is a named constant below, with its reason):
   after which ``_SAME`` is a relative threshold. Scaling a network's first layer and every bias by ``s > 0``
   therefore gives the same regions for any ``s`` whose values float64 can hold;
 * values that float64 cannot hold (infinite or NaN slopes or offsets, or slopes in the subnormal range where
-  relative precision is lost) raise :class:`DomainError` instead of deciding units on garbage.
+  relative precision is lost) raise [`DomainError`][maso.errors.DomainError] instead of deciding units on
+  garbage.
 """
 
 from __future__ import annotations
@@ -30,8 +31,9 @@ from maso.polytope import Polytope
 from maso.regions._geometry import _box_of
 from maso.regions._records import Region, Sliver
 
-#: Default tolerance (input-space distance): thinner parts are slivers, counted apart.
 DEFAULT_TOL = 1e-9
+"""Default ``tol`` of [`enumerate_regions`][maso.enumerate_regions] (an input-space distance): parts of a
+cell thinner than this are slivers, counted apart."""
 #: Below this (times the cell's coordinate scale, ``_coord_scale``), an input-space distance is numerical zero:
 #: a hyperplane through a vertex, a vertex on a row. Also the smallest ``tol`` accepted.
 _EPS = 1e-12
@@ -111,7 +113,7 @@ def _pack(inc: np.ndarray) -> np.ndarray:
 
 
 def _unpack(words: np.ndarray, m: int) -> np.ndarray:
-    """Inverse of :func:`_pack`: (k, m) bool."""
+    """Inverse of `_pack`: (k, m) bool."""
     return np.unpackbits(words.view(np.uint8), axis=1, bitorder="little")[:, :m].astype(bool)
 
 
@@ -200,7 +202,7 @@ class _Engine:
     # cells ----------------------------------------------------------------------------------------------
     def check_domain(self) -> tuple[float, np.ndarray, np.ndarray, np.ndarray]:
         """The domain's Chebyshev ball and bounding box ``(r, center, lo, hi)``, once it is known to be usable at
-        ``tol`` (computed once; :meth:`root` calls it, a driver may call it earlier to refuse before any work).
+        ``tol`` (computed once; `root` calls it, a driver may call it earlier to refuse before any work).
 
         Raises
         ------
@@ -235,7 +237,7 @@ class _Engine:
         Raises
         ------
         DomainError
-            As :meth:`check_domain`.
+            As `check_domain`.
         """
         r, c, lo, hi = self.check_domain()
         G, h = np.array(self.domain.A), np.array(self.domain.b)
@@ -293,7 +295,7 @@ class _Engine:
 
     def stage_scores(self, cells: list[_Cell], s: int) -> tuple[np.ndarray, np.ndarray]:
         """Piece scores of the units of stage ``s`` on every cell, ``(n, U, R, d)`` and ``(n, U, R)``, each
-        cell's scaled by a power of two to a largest slope entry in ``[0.5, 1)`` (:func:`_normalise_scores`)."""
+        cell's scaled by a power of two to a largest slope entry in ``[0.5, 1)`` (`_normalise_scores`)."""
         node = self.groups[s].node
         G, o = self._maps(cells, s, node)
         with torch.no_grad():

@@ -47,7 +47,7 @@ def _bounding_box(P: Polytope) -> tuple[np.ndarray, np.ndarray]:
 
 def _box_of(P: Polytope) -> tuple[np.ndarray, np.ndarray]:
     """The bounding box of ``P``: read off exactly when ``P`` is an axis-aligned box given by its ``2 d`` face
-    rows ``+-e_i`` (the usual :class:`~maso.Box` domain), else by LPs (:func:`_bounding_box`)."""
+    rows ``+-e_i`` (the usual [`Box`][maso.Box] domain), else by LPs (`_bounding_box`)."""
     A, b = np.asarray(P.A), np.asarray(P.b)
     d = P.dim
     nz = A != 0

@@ -41,7 +41,7 @@ def _run_task(payload: Payload, report: Callable[[int, int, int], None] | None =
 
 
 def _run_task_packed(payload: Payload) -> tuple[dict[str, Any], list[Sliver], LPStats]:
-    """:func:`_run_task` for another process: the regions come back packed."""
+    """`_run_task` for another process: the regions come back packed."""
     regions, slivers, stats = _run_task(payload)
     return _pack_regions(regions), slivers, stats
 
@@ -71,7 +71,7 @@ def _pack_regions(regions: list[Region]) -> dict[str, Any]:
 
 
 def _unpack_regions(pk: dict[str, Any]) -> list[Region]:
-    """Inverse of :func:`_pack_regions`; regions hold read-only views of the packed arrays."""
+    """Inverse of `_pack_regions`; regions hold read-only views of the packed arrays."""
     n = pk["n"]
     if n == 0:
         return []
@@ -110,7 +110,7 @@ def _pack_slivers(slivers: list[Sliver]) -> dict[str, np.ndarray]:
 
 
 def _unpack_slivers(arrays: dict[str, np.ndarray]) -> list[Sliver]:
-    """Inverse of :func:`_pack_slivers` (KeyError or ValueError on arrays that do not fit together)."""
+    """Inverse of `_pack_slivers` (KeyError or ValueError on arrays that do not fit together)."""
     unit, piece, thick = (arrays[k].tolist() for k in ("sl_unit", "sl_piece", "sl_thickness"))
     if not len(unit) == len(piece) == len(thick):
         raise ValueError("sliver arrays of different lengths")
@@ -178,7 +178,7 @@ def _gib(n: float) -> str:
 class _Budget:
     """Limits of one task (or of the planning): the cells alive in its engine, and their memory.
 
-    The engine calls :meth:`begin` at every stage and :meth:`grew` after every split (one cell can split into
+    The engine calls `begin` at every stage and `grew` after every split (one cell can split into
     millions of parts within a stage); past a limit it raises. Every cell alive becomes at least one region
     (unless it ends as a sliver), so ``max_cells`` is the run's ``max_regions``.
     """
@@ -250,7 +250,7 @@ def _pool(workers: int) -> ProcessPoolExecutor:
     The fork server (and the resource tracker) start now, with SIGINT blocked, which they and the workers they
     fork inherit: a Ctrl-C while they start (seconds, importing torch) is one KeyboardInterrupt in the caller,
     not a traceback in each process. Starting it is not awaited, so Ctrl-C works all along. Without a fork
-    server, workers are spawned at the first submits: make those under :func:`_spawning`.
+    server, workers are spawned at the first submits: make those under `_spawning`.
     """
     ctx = _pool_context()
     if ctx.get_start_method() == "forkserver":
@@ -263,12 +263,12 @@ def _pool(workers: int) -> ProcessPoolExecutor:
 
 
 def _spawning(pool: ProcessPoolExecutor) -> contextlib.AbstractContextManager:
-    """Context of the first submits to :func:`_pool`'s pool, which start its workers.
+    """Context of the first submits to `_pool`'s pool, which start its workers.
 
     With a fork server, each start waits until the server has forked the worker (after its imports: seconds), and
     a request sent cannot be taken back: a worker forked after its parent died fails with a traceback. So a Ctrl-C
     there is held until the workers are up, then raised (a second one is raised at once). Without a fork server
-    the workers are spawned here, with SIGINT blocked, for the reason given in :func:`_pool`.
+    the workers are spawned here, with SIGINT blocked, for the reason given in `_pool`.
     """
     if "forkserver" in multiprocessing.get_all_start_methods():
         return _sigint_held()
