@@ -280,9 +280,12 @@ def _torch_load(path: str) -> Any:
                          "torch.save(model), torch.jit.save or a state dict.") from None
     try:
         return torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as e:  # the pickle names a class that is not importable here, and the like
+    except (ImportError, AttributeError) as e:  # the pickle names a class that is not importable here
         raise UsageError(f"--model {path!r} could not be unpickled ({_first_line(e)}); a whole module needs its "
                          "class importable here (run from its project, or save it with torch.jit.script).") from None
+    except Exception as e:  # not a pickle at all: a text file, a damaged file
+        raise UsageError(f"--model {path!r} is not a file torch can read ({_first_line(e)}); expected "
+                         "torch.save(model), torch.jit.save or a state dict.") from None
 
 
 def _build(name: str, args_text: str | None, state: dict, path: str) -> Any:
