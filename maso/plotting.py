@@ -131,7 +131,10 @@ def plot_slice(
     Returns
     -------
     matplotlib.figure.Figure
-        The figure drawn on (it stays open: a notebook shows it inline, ``plt.show()`` elsewhere).
+        The figure drawn on. It stays open: a notebook shows it inline when the cell ends, ``plt.show()``
+        elsewhere. As the last expression of a notebook cell, IPython displays the returned figure as well, so
+        it shows twice, as for any function returning a pyplot figure: end the line with ``;`` or assign the
+        result. Evaluating the slice itself (``sl``) shows this default picture once, drawn outside pyplot.
 
     Examples
     --------

@@ -309,7 +309,7 @@ class SliceRegions:
             Classes by the sign of this output instead (class 1 where it is positive, 0 elsewhere). By default
             the class is the argmax of the outputs, or, for a single output, its sign (as ``output=0``).
         tol : float, optional
-            The tie tolerance (default: the slice's ``tol``, [`DEFAULT_SLICE_TOL`][maso.slices.DEFAULT_SLICE_TOL]
+            The tie tolerance (default: the slice's ``tol``, `DEFAULT_SLICE_TOL`
             unless given to [`slice_regions`][maso.slice_regions]). A difference ``f_r - max_{j<r} f_j`` (or
             the output, for sign classes) whose size at a mesh vertex is at most ``tol`` times the largest
             ``|f|`` over the vertices is taken to be exactly zero: rounding neither cuts slivers along a tie nor

@@ -8,6 +8,8 @@ against both.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pytest
 import torch
@@ -16,9 +18,9 @@ import maso
 from maso.layers import Dense, relu
 
 pytest.importorskip("matplotlib")
-import matplotlib  # noqa: E402
-import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.collections import LineCollection, PolyCollection  # noqa: E402
+import matplotlib
+import matplotlib.pyplot as plt
+from matplotlib.collections import LineCollection, PolyCollection
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -56,12 +58,20 @@ def _moons_classifier(seed: int = 0, width: int = 32) -> tuple[torch.nn.Sequenti
     return m, X, y
 
 
+@dataclass
+class Moons:
+    module: torch.nn.Module
+    net: maso.Network
+    sl: maso.SliceRegions
+    X: np.ndarray
+    y: np.ndarray
+
+
 @pytest.fixture(scope="module")
-def moons():
+def moons() -> Moons:
     module, X, y = _moons_classifier()
     net = maso.from_torch(module, torch.zeros(1, 2, dtype=torch.float64))
-    sl = maso.slice_regions(net, lo=(-1.5, -1.0), hi=(2.5, 1.5))
-    return module, net, sl, X, y
+    return Moons(module, net, maso.slice_regions(net, lo=(-1.5, -1.0), hi=(2.5, 1.5)), X, y)
 
 
 def _torch_out(module: torch.nn.Module, x: np.ndarray) -> np.ndarray:
@@ -116,7 +126,7 @@ def _argmax_and_margin(out: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 # ------------------------------------------------------------------------------------- argmax pieces
 def test_moons_pieces_match_sampled_torch_argmax(moons):
-    module, net, sl, X, y = moons
+    module, sl, X, y = moons.module, moons.sl, moons.X, moons.y
     cells = sl.argmax_cells()
     assert (_torch_out(module, X).argmax(1) == y).mean() > 0.95  # a real two-moons classifier
     assert len(cells.boundary) > 20 and set(cells.labels.tolist()) == {0, 1}
@@ -135,7 +145,7 @@ def test_moons_no_area_is_coloured_with_the_wrong_class(moons):
     piece's class near all its vertices, the whole piece has that class. So the wrongly coloured area of the new
     colouring is exactly 0, while colouring each region by its interior point (the old way) gets a positive
     area wrong, which sampling confirms independently."""
-    module, net, sl, X, y = moons
+    module, sl = moons.module, moons.sl
     cells = sl.argmax_cells()
     wrong_area = 0.0
     for i, poly in enumerate(cells.polygons()):
@@ -158,7 +168,7 @@ def test_moons_no_area_is_coloured_with_the_wrong_class(moons):
 
 
 def test_plot_argmax_colours_the_pieces_and_draws_their_boundary(moons):
-    module, net, sl, X, y = moons
+    sl, X = moons.sl, moons.X
     cells = sl.argmax_cells()
     fig = sl.plot(color="argmax", points=X[:20])
     ax = fig.axes[0]
@@ -205,7 +215,7 @@ def _chords(sl: maso.SliceRegions, module: torch.nn.Module) -> tuple[np.ndarray,
 
 
 def test_boundary_equals_independent_chords(moons):
-    module, net, sl, X, y = moons
+    module, sl = moons.module, moons.sl
     segs = sl.decision_boundary()
     chords, owner = _chords(sl, module)
     length = np.linalg.norm(segs[:, 1] - segs[:, 0], axis=1).sum()
@@ -307,7 +317,7 @@ def test_ties_go_to_the_lower_class():
 
 
 def test_plot_modes_and_errors(moons):
-    module, net, sl, X, y = moons
+    sl = moons.sl
     for color in ("code", "output", "argmax", "none"):
         fig = sl.plot(color=color, edges=color != "none")
         assert len(fig.axes) == 1
@@ -327,7 +337,7 @@ def test_plot_modes_and_errors(moons):
 
 # ------------------------------------------------------------------------------------------------ reprs
 def test_compact_reprs(moons):
-    module, net, sl, X, y = moons
+    net, sl = moons.net, moons.sl
     assert len(sl) > 1000
     text = repr(sl)
     assert len(text) < 300 and str(sl) == text and "\n" not in text
@@ -355,7 +365,7 @@ def test_compact_reprs(moons):
 
 
 def test_repr_png_is_drawn_outside_pyplot(moons, monkeypatch):
-    module, net, sl, X, y = moons
+    net, sl = moons.net, moons.sl
     keep = plt.figure()  # a figure of the user's, which must neither close nor multiply
     before = plt.get_fignums()
     png = sl._repr_png_()
