@@ -1,11 +1,22 @@
-"""Command line: ``maso demo`` (codes, regions, maps and an exact enumeration of an embedded toy network) and
-``maso regions`` (certified enumeration of a toy MLP in a box).
+"""Command line: ``maso demo`` (codes, regions, maps and an exact enumeration of an embedded toy network; writes
+a figure of its regions with the exact decision boundary and the regions as JSON), ``maso regions`` (certified
+enumeration of a toy MLP or of your model in a box), ``maso slice`` (the exact 2-D slice of your model through
+three points, with its decision boundary, and a figure), ``maso segment`` (where the code of your model changes
+along a segment) and ``maso experiment``.
+
+Your model: ``--model FILE``, a ``torch.save``d module (a pickle: it runs code, so trusted files only), a
+TorchScript module (rebuilt as a Python module when it is a chain of ``torch.nn``/``maso.nn`` layers) or a state
+dict with ``--builder NAME --builder-args JSON`` (a ``maso.nn`` builder). Points: ``0.5,-1`` (comma-separated,
+one number repeats for every coordinate) or a ``.npy`` file. ``--json`` prints one JSON object on stdout, with no
+NaN (non-finite numbers are null); each command's ``--help`` gives its schema.
 
 Exit codes (also in ``maso --help``): 0 success; 1 an unexpected internal error (a bug: its traceback is shown)
 or a failure of the machine (a worker process died, out of memory, a full disk), in one line; 2 a user mistake
-(bad arguments, a checkpoint of another run, a missing directory...), in one line, before any work; 3 the
-certificate (or the demo's own checks) FAILED; 130 interrupted by Ctrl-C (a checkpoint is kept); 141 the reader
-of the output went away (``maso demo | head -1``), quietly.
+(bad arguments, a missing file or one that is not a model, points of the wrong dimension, an empty box, an
+unsupported layer, a checkpoint of another run...), in one line, before any work; 3 a check FAILED (the
+certificate of ``maso regions`` or ``maso segment``, the tiling and codes of ``maso slice``, the demo's own
+checks); 130 interrupted by Ctrl-C (a checkpoint is kept); 141 the reader of the output went away
+(``maso demo | head -1``), quietly.
 """
 
 from __future__ import annotations
@@ -47,9 +58,12 @@ exit codes:
   0    success
   1    unexpected internal error (a bug: traceback shown), or the machine failed
        (a worker died, out of memory, disk full)
-  2    user mistake: bad arguments, a checkpoint of another run, a missing
-       directory... (one line on stderr, before any work)
-  3    the certificate (maso regions) or the demo's own checks FAILED
+  2    user mistake: bad arguments, a missing file or one that is not a
+       model, points of the wrong dimension, an empty box, an unsupported
+       layer, a checkpoint of another run... (one line on stderr, before any
+       work)
+  3    a check FAILED: the certificate (maso regions, maso segment), the
+       tiling and codes (maso slice) or the demo's own checks
   130  interrupted by Ctrl-C (a --checkpoint is kept: rerun to resume)
   141  standard output was closed early (e.g. maso demo | head -1)
 """
@@ -640,7 +654,7 @@ def _segment(args: argparse.Namespace) -> int:
     else:
         print(f"segment of {loaded.describe()['class']} from {args.model} ({net.n_units} units, input {shape}) from "
               f"{_vec(x0)} to {_vec(x1)} (length {sc.length:.6g}): {sc.n_pieces} linear pieces, the code changes at "
-              f"{len(sc.t)} points")
+              f"{len(sc.t)} point{'s' if len(sc.t) != 1 else ''}")
         for i, (t, u) in enumerate(zip(sc.t, sc.units)):
             if i == 50 and len(sc.t) > 60:
                 print(f"  ... {len(sc.t) - 50} more (all of them with --json)")
@@ -742,7 +756,7 @@ codes_ok: the code at each interior point, recomputed, is the region's; ok);
 regions: [{code, polygon: [[s, t], ...] counter-clockwise, area,
 interior_point: [s, t]}]; decision_boundary (output: null where the argmax of
 several outputs changes, 0 for the zero set of a single output; segments:
-[[[s, t], [s, t]], ...]; n_segments); figure (the --out path or null). Exit
+[[[s, t], [s, t]], ...]; n_segments); figure (the --out file, absolute, or null). Exit
 code 3 when a check fails.
 """
 
@@ -780,7 +794,8 @@ def _progress_args(p: argparse.ArgumentParser) -> None:
 def _parser() -> _Parser:
     import maso
 
-    parser = _Parser(prog="maso", description="The spline view of deep networks.", epilog=_EPILOG,
+    parser = _Parser(prog="maso", description="The spline view of deep networks: exact regions, codes and affine maps\n"
+                     "of piecewise-linear networks (a toy one, or yours with --model FILE).", epilog=_EPILOG,
                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"maso {maso.__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
