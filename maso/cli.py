@@ -589,10 +589,14 @@ def _slice(args: argparse.Namespace) -> int:
     boundary = sl.decision_boundary()
     color = args.color if args.color != "auto" else ("argmax" if net.output_dim > 1 else "code")
     if args.out is not None:
-        fig = sl.plot(color=color, points=np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0]]), labels=["A", "B", "C"],
-                      path=args.out)
         import matplotlib.pyplot as plt
 
+        fig = sl.plot(color=color, points=np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0]]), labels=["A", "B", "C"])
+        ax = fig.axes[0]
+        ax.set_xlabel("s (from A towards B)")
+        ax.set_ylabel("t (from A towards C)")
+        ax.set_title(f"{len(sl)} regions of the plane through A, B, C; thick: the exact decision boundary", fontsize=9)
+        fig.savefig(args.out, bbox_inches="tight", dpi=150)
         plt.close(fig)
     if args.json:
         _emit_json({
@@ -719,7 +723,8 @@ model files (--model FILE):
                             defaults to 0, "dtype" is a string such as "float64").
   The model is put in eval mode. Its input shape (without the batch axis) comes
   from --input-shape (e.g. 1,28,28), else from the points, else from its first
-  layer when that is nn.Linear. Points and boxes live in the flattened input.
+  layer when that is nn.Linear. Points are given flat (or, as .npy files, in
+  the input shape); the box of maso regions is in the flattened input space.
 
 points: one argument each: comma-separated numbers without spaces (0.5,-1; a
   single number is a scalar, repeated for every coordinate) or a .npy file.
