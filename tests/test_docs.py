@@ -112,10 +112,62 @@ def test_docs_test_markers_are_valid(page):
     assert not problems, "\n".join(problems)
 
 
-@pytest.mark.parametrize("block", _SKIPPED, ids=[f"{b.page}:{b.line}" for b in _SKIPPED])
-def test_skipped_block(block):
-    """Each block left out is listed (``pytest -rs`` shows it) with the reason its marker gives."""
-    pytest.skip(f"{block.page}:{block.line}: {block.skip}")
+if _SKIPPED:  # (an empty parametrisation would itself show up as a skip)
+
+    @pytest.mark.parametrize("block", _SKIPPED, ids=[f"{b.page}:{b.line}" for b in _SKIPPED])
+    def test_skipped_block(block):
+        """Each block left out is listed (``pytest -rs`` shows it) with the reason its marker gives."""
+        pytest.skip(f"{block.page}:{block.line}: {block.skip}")
+
+
+def test_marker_parsing(tmp_path, monkeypatch):
+    # the parser on a page written here: which blocks it finds, which it skips, which markers it refuses
+    monkeypatch.setattr(sys.modules[__name__], "ROOT", tmp_path)
+    page = tmp_path / "page.md"
+    page.write_text(textwrap.dedent("""\
+        # A page
+        ```python
+        a = 1
+        ```
+        <!-- docs-test: skip (needs a GPU (any CUDA device)) -->
+
+        ```python
+        b = 2
+        ```
+        <!-- docs-test: skip -->
+        ```py
+        c = 3
+        ```
+        <!-- docs-test: skip (a reason) -->
+        Some prose in between.
+
+        ```python
+        d = 4
+        ```
+        ````markdown
+        <!-- docs-test: skip (quoted in an example, not a marker) -->
+        ```python
+        not run
+        ```
+        ````
+        * a list item with a block:
+
+            ```python
+            e = 5
+            ```
+        <!-- docs-test: skip (before a shell block) -->
+        ```bash
+        ls
+        ```
+        """))
+    blocks, problems = _parse(page)
+    assert [(b.line, b.code, b.skip) for b in blocks] == [
+        (3, "a = 1\n", None), (8, "b = 2\n", "needs a GPU (any CUDA device)"), (12, "c = 3\n", None),
+        (18, "d = 4\n", None), (29, "e = 5\n", None)]
+    assert len(problems) == 3, problems
+    assert "page.md:10:" in problems[0] and "with a reason" in problems[0]
+    assert "page.md:14:" in problems[1] and "right before" in problems[1]
+    assert "page.md:31:" in problems[2] and "right before" in problems[2]
 
 
 # Pages whose python blocks read what a shell command shown earlier on the page wrote: the test runs that command
