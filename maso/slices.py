@@ -155,6 +155,11 @@ class SliceRegion:
 class SliceRegions:
     """The regions of a network on a rectangle of a plane.
 
+    ``repr`` is one line of counts (whatever the number of regions); a Jupyter notebook displays the slice as its
+    default [`plot`][maso.SliceRegions.plot]. Where the network's class changes, see
+    [`argmax_cells`][maso.SliceRegions.argmax_cells] and
+    [`decision_boundary`][maso.SliceRegions.decision_boundary].
+
     Attributes
     ----------
     plane : Plane
@@ -315,7 +320,8 @@ class SliceRegions:
             ``|f|`` over the vertices is taken to be exactly zero: rounding neither cuts slivers along a tie nor
             flips it. Ties go to the lower index, as ``numpy.argmax`` and ``torch.argmax`` break them: a piece
             on which outputs ``j < k`` are equal (within the tolerance) is class ``j``, and for sign classes
-            ``f = 0`` is class 0.
+            ``f = 0`` is class 0. With ``tol=0`` outputs that differ by less than a few units in the last place
+            of their size are told apart by rounding.
 
         Returns
         -------

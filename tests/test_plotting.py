@@ -307,7 +307,21 @@ def test_ties_go_to_the_lower_class():
     for j in range(len(x)):
         if abs(out[j, 0] - out[j, 1]) > 1e-9:
             assert all(c3.labels[i] == int(np.argmax(out[j])) for i in found[j])
-    # a tolerance that is too large merges nearly-tied classes, and is validated
+    # outputs apart by 2**-42 of their size: a tie for the default tolerance (class 0 throughout), two classes
+    # split exactly where f0 changes sign for tol=0 (f1 = f0 * (1 + 2**-42) wins where f0 > 0)
+    near = _two_layer(W1, b1, np.stack([row, row * (1 + 2.0**-42)]), [0.0, 0.0])
+    sln = maso.slice_regions(near, lo=(-1, -1), hi=(1, 1))
+    assert (sln.argmax_cells().labels == 0).all()
+    exact = sln.argmax_cells(tol=0.0)
+    assert set(exact.labels.tolist()) == {0, 1} and len(exact.boundary)
+    # f1 - f0 is computed to about eps * |f| only, so its zero is placed to about eps / 2**-42 ~ 1e-3 (relative):
+    # what the default tolerance guards against
+    f0 = np.asarray(near(x))[:, 0]
+    found = _pieces_of(exact, x)
+    for j in np.flatnonzero(np.abs(f0) > 1e-2):
+        assert all(exact.labels[i] == int(f0[j] > 0) for i in found[j])
+    np.testing.assert_allclose(np.asarray(near(exact.boundary.reshape(-1, 2)))[:, 0], 0.0, atol=1e-2)
+    # the tolerance is validated
     with pytest.raises(maso.ParameterError, match="tol"):
         sl3.argmax_cells(tol=0.5)
     with pytest.raises(maso.ShapeError, match="output"):
