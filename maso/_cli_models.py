@@ -7,8 +7,9 @@ A model file (``--model FILE``) is one of
 * a TorchScript module (``torch.jit.save``). [`maso.from_torch`][] traces Python modules with ``torch.fx``,
   which cannot read TorchScript, so the command rebuilds the Python module when the TorchScript one is a chain
   of ``torch.nn`` / ``maso.nn`` layers (an ``nn.Sequential``, or a module whose ``forward`` calls its submodules
-  one after the other, nested as deep as you like), and checks the rebuilt module against the TorchScript one on
-  random inputs;
+  one after the other, nested as deep as you like), with each layer's settings read from the attributes that
+  ``torch.jit.script`` keeps or from the constants of the operation that ``torch.jit.trace`` recorded, and checks
+  the rebuilt module against the TorchScript one on random inputs;
 * a state dict (``torch.save(model.state_dict(), FILE)``, read with ``weights_only=True``: no code runs) with a
   builder of [`maso.nn`][maso.nn] that makes the module to load it into: ``--builder mlp_module --builder-args
   '{"widths": [2, 8, 1]}'``.
@@ -396,6 +397,48 @@ def _derived(name: str, state: dict[str, Any], groups: int) -> Any:
     return None
 
 
+#: Where a traced layer's hyper-parameters sit among the inputs of its one aten operation (torch.jit.trace keeps
+#: them only there, as constants): operation -> (argument index, constructor argument) pairs.
+_TRACED_ARGS: dict[str, tuple[tuple[int, str], ...]] = {
+    "aten::_convolution": ((3, "stride"), (4, "padding"), (5, "dilation"), (8, "groups")),
+    "aten::leaky_relu": ((1, "negative_slope"),),
+    "aten::hardtanh": ((1, "min_val"), (2, "max_val")),
+    "aten::flatten": ((1, "start_dim"), (2, "end_dim")),
+    "aten::batch_norm": ((6, "momentum"), (7, "eps")),
+    **{f"aten::max_pool{n}d": ((1, "kernel_size"), (2, "stride"), (3, "padding"), (4, "dilation"), (5, "ceil_mode"))
+       for n in (1, 2, 3)},
+    **{f"aten::avg_pool{n}d": ((1, "kernel_size"), (2, "stride"), (3, "padding"), (4, "ceil_mode"),
+                                (5, "count_include_pad")) for n in (1, 2, 3)},
+}
+
+
+def _constant(value: Any) -> Any:
+    """A graph value that is a constant or a list of constants, as Python; raises ValueError otherwise."""
+    node = value.node()
+    if node.kind() == "prim::Constant":
+        return value.toIValue()
+    if node.kind() == "prim::ListConstruct":
+        return tuple(_constant(v) for v in node.inputs())
+    raise ValueError(node.kind())
+
+
+def _traced_settings(script: Any) -> dict[str, Any]:
+    """Hyper-parameters of a layer read from the constants of its graph (what torch.jit.trace keeps of them)."""
+    try:
+        nodes = [n for n in script.graph.nodes() if n.kind().startswith("aten::")]
+    except Exception:
+        return {}
+    found: dict[str, Any] = {}
+    for node in nodes:
+        args = list(node.inputs())
+        for i, name in _TRACED_ARGS.get(node.kind(), ()):
+            try:
+                found[name] = _constant(args[i])
+            except (IndexError, ValueError, RuntimeError):
+                pass
+    return found
+
+
 def _rebuild_leaf(script: Any, where: str, path: str) -> Any:
     cls = _python_class(script)
     if cls is None:
@@ -405,13 +448,17 @@ def _rebuild_leaf(script: Any, where: str, path: str) -> Any:
                          "Python model with torch.save(model, FILE), or its state_dict with --builder.")
     state = dict(script.state_dict())
     kwargs: dict[str, Any] = {}
-    groups = getattr(script, "groups", 1) if _has_attr(script, "groups") else 1
+    traced = _traced_settings(script)
+    groups = getattr(script, "groups") if _has_attr(script, "groups") else traced.get("groups", 1)
     for name, p in inspect.signature(cls.__init__).parameters.items():
         if name == "self" or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) or name in ("device", "dtype"):
             continue
-        if name != "bias" and _has_attr(script, name):
+        if name != "bias" and _has_attr(script, name):  # torch.jit.script keeps the layer's attributes
             value = getattr(script, name)
             kwargs[name] = tuple(value) if isinstance(value, list) else value
+            continue
+        if name in traced:  # torch.jit.trace keeps them as constants of the layer's operation
+            kwargs[name] = traced[name]
             continue
         value = _derived(name, state, int(groups))
         if value is not None:

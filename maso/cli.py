@@ -463,9 +463,8 @@ def _emit_json(out: dict[str, Any]) -> None:
 def _vec(a: np.ndarray, limit: int = 6) -> str:
     """A short text of a vector: all of it up to ``limit`` numbers, else its first ones and its size."""
     a = np.asarray(a, dtype=np.float64).reshape(-1)
-    if a.size <= limit:
-        return np.array2string(a, precision=4, separator=", ", max_line_width=10**6)
-    return np.array2string(a[:limit], precision=4, separator=", ", max_line_width=10**6)[:-1] + f", ...] ({a.size})"
+    text = ", ".join(f"{v:.6g}" for v in a[:limit])
+    return f"[{text}]" if a.size <= limit else f"[{text}, ... ({a.size} numbers)]"
 
 
 # -------------------------------------------------------------------------------------------------- regions
@@ -712,8 +711,11 @@ model files (--model FILE):
                             of torch.nn / maso.nn layers (nn.Sequential, nested or
                             not, or a module whose forward calls its submodules one
                             after the other) and checks it against the TorchScript
-                            one; torch.jit.script keeps every layer's settings,
-                            torch.jit.trace only the weights (plain MLPs are fine).
+                            one. Layer settings come from the attributes that
+                            torch.jit.script keeps, or from the constants of a
+                            traced layer's operation (stride, padding, slopes,
+                            pooling sizes...); what neither keeps (a traced
+                            convolution's reflection padding) is refused.
   torch.save(model.state_dict(), FILE) with --builder NAME --builder-args JSON
                             a state dict (read with weights_only=True: no code runs)
                             loaded into a maso.nn builder's module, e.g.

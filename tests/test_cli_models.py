@@ -89,8 +89,18 @@ def files(tmp_path_factory):
         warnings.simplefilter("ignore", DeprecationWarning)
         torch.jit.save(torch.jit.script(out["mlp2_model"]), d / "mlp2_script.pt")
         torch.jit.save(torch.jit.trace(out["mlp2_model"], torch.zeros(1, 2)), d / "mlp2_trace.pt")
-        leaky = seeded(3, lambda: nn.Linear(2, 4), lambda: nn.LeakyReLU(0.3), lambda: nn.Linear(4, 1))
-        torch.jit.save(torch.jit.trace(leaky, torch.zeros(1, 2)), d / "leaky_trace.pt")
+        # torch.jit.trace runs reflection padding as an operation of its own, outside the convolution's settings
+        reflect = seeded(3, lambda: nn.Conv2d(1, 2, 3, padding=1, padding_mode="reflect"), nn.ReLU, nn.Flatten,
+                         lambda: nn.Linear(32, 1))
+        torch.jit.save(torch.jit.trace(reflect, torch.zeros(1, 1, 4, 4)), d / "reflect_trace.pt")
+        out["cnn_model"] = seeded(6, lambda: nn.Conv2d(1, 3, 3, stride=2, padding=1), lambda: nn.BatchNorm2d(3, eps=1e-3),
+                                  lambda: nn.LeakyReLU(0.2), lambda: nn.MaxPool2d(2, stride=1, padding=1),
+                                  lambda: nn.AvgPool2d(2), lambda: nn.Hardtanh(-0.5, 2.0), nn.Flatten,
+                                  lambda: nn.Linear(12, 2))
+        with torch.no_grad():  # batch-norm statistics that are not the identity
+            out["cnn_model"][1].running_mean.uniform_(-0.5, 0.5)
+            out["cnn_model"][1].running_var.uniform_(0.5, 2.0)
+        torch.jit.save(torch.jit.trace(out["cnn_model"], torch.zeros(1, 1, 6, 6)), d / "cnn_trace.pt")
 
         class Residual(nn.Module):
             def __init__(self) -> None:
@@ -108,7 +118,7 @@ def files(tmp_path_factory):
     (d / "notes.txt").write_text("not a model\n")
     torch.save(torch.zeros(3), d / "tensor.pt")
     return out | {
-        name: str(d / f"{name}.pt") for name in ("mlp3", "mlp2_script", "mlp2_trace", "leaky_trace",
+        name: str(d / f"{name}.pt") for name in ("mlp3", "mlp2_script", "mlp2_trace", "reflect_trace", "cnn_trace",
                                                 "residual_script", "state", "softmax", "tensor")
     } | {"notes": str(d / "notes.txt"), "dir": d}
 
@@ -164,6 +174,20 @@ def test_regions_of_torchscript(name, files, capsys):
     model = files["mlp2_model"]
     check_regions_json(data, model, maso.from_torch(model, torch.zeros(1, 2)), maso.Box(-2 * np.ones(2), 2 * np.ones(2)))
     assert data["network"]["kind"] == "torchscript" and data["network"]["class"] == "Sequential"
+
+
+def test_a_traced_cnn_keeps_its_settings(files, capsys):
+    """torch.jit.trace keeps a layer's settings only as constants of its operation (stride, padding, slope, eps,
+    pooling sizes): they are read from there, and the crossings are those of the original Python module."""
+    x0 = np.linspace(-1, 1, 36).reshape(1, 6, 6)
+    data = run_json(["segment", "--model", files["cnn_trace"], "--input-shape", "1,6,6", "--from", "-1", "--to",
+                     ",".join(map(str, x0.ravel())), "--json"], capsys)
+    net = maso.from_torch(files["cnn_model"], torch.zeros(1, 1, 6, 6))
+    sc = maso.segment_crossings(net, -np.ones((1, 6, 6)), x0)
+    assert data["network"]["kind"] == "torchscript" and data["network"]["n_units"] == net.n_units
+    assert len(sc.t) > 0
+    np.testing.assert_allclose(data["t"], sc.t, rtol=1e-9, atol=1e-12)
+    np.testing.assert_array_equal(data["codes"], sc.codes)
 
 
 def test_regions_of_a_state_dict_with_a_builder(files, capsys):
@@ -298,7 +322,8 @@ MISTAKES = [
     (["regions", "--model", "{state}", "--builder", "mlp_module", "--builder-args", "{{widths"], "not JSON"),
     (["regions", "--model", "{mlp3}", "--builder", "mlp_module"], "drop --builder"),
     (["regions", "--model", "{softmax}"], "Softmax"),
-    (["regions", "--model", "{leaky_trace}"], "does not reproduce"),
+    (["segment", "--model", "{reflect_trace}", "--input-shape", "1,4,4", "--from", "0", "--to", "1"],
+     "does not reproduce"),
     (["regions", "--model", "{residual_script}"], "not a chain"),
     (["slice", "--model", "{mlp3}"], "--through"),
     (["slice", "--model", "{mlp3}", "--through", "0,0,0", "1,0,0"], "--through"),
