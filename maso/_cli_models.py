@@ -449,7 +449,7 @@ def _rebuild_leaf(script: Any, where: str, path: str) -> Any:
     state = dict(script.state_dict())
     kwargs: dict[str, Any] = {}
     traced = _traced_settings(script)
-    groups = getattr(script, "groups") if _has_attr(script, "groups") else traced.get("groups", 1)
+    groups = script.groups if _has_attr(script, "groups") else traced.get("groups", 1)
     for name, p in inspect.signature(cls.__init__).parameters.items():
         if name == "self" or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) or name in ("device", "dtype"):
             continue
