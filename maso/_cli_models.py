@@ -320,6 +320,9 @@ def _build(name: str, args_text: str | None, state: dict, path: str) -> Any:
         module = fn(**kwargs)
     except Exception as e:
         raise UsageError(f"--builder {name} with {args_text}: {_first_line(e)}.") from None
+    dtypes = {v.dtype for v in state.values() if v.is_floating_point()}
+    if len(dtypes) == 1 and "dtype" not in kwargs:  # load_state_dict would round float64 weights to float32
+        module = module.to(dtypes.pop())
     try:
         module.load_state_dict(state, strict=True)
     except Exception as e:

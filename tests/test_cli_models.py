@@ -198,6 +198,20 @@ def test_regions_of_a_state_dict_with_a_builder(files, capsys):
     assert data["network"]["kind"] == "state_dict" and data["network"]["builder"] == "mlp_module"
 
 
+def test_a_float64_state_dict_keeps_its_precision(tmp_path, capsys):
+    """The builder's module takes the state dict's dtype: float64 weights are not rounded to float32 on loading."""
+    model = maso.nn.mlp_module([2, 5, 1], seed=7, dtype=torch.float64)
+    with torch.no_grad():
+        model[0].bias += 1e-12  # a change that float32 cannot hold
+    torch.save(model.state_dict(), tmp_path / "sd64.pt")
+    data = run_json(["segment", "--model", str(tmp_path / "sd64.pt"), "--builder", "mlp_module", "--builder-args",
+                     '{"widths": [2, 5, 1]}', "--from", "-3,-2", "--to", "3,2.5", "--json"], capsys)
+    sc = maso.segment_crossings(maso.from_torch(model, torch.zeros(1, 2, dtype=torch.float64)),
+                                np.array([-3.0, -2.0]), np.array([3.0, 2.5]))
+    assert len(sc.t) > 0
+    np.testing.assert_allclose(data["t"], sc.t, rtol=0, atol=1e-15)
+
+
 def test_regions_text_and_progress_bar(files, capsys):
     assert main(["regions", "--model", files["mlp3"], "--progress", "--workers", "2"]) == 0
     captured = capsys.readouterr()
