@@ -249,8 +249,16 @@ def load_model(path: str, *, builder: str | None = None, builder_args: str | Non
         if isinstance(obj, torch.jit.ScriptModule):
             return LoadedModel(_rebuild(obj, path), "torchscript", path, script=obj)
         return LoadedModel(obj.eval(), "module", path)
-    if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
-        obj = obj["state_dict"]  # a training checkpoint {"state_dict": ..., "epoch": ...}
+    if isinstance(obj, dict):  # a training checkpoint {"model_state_dict": ..., "epoch": ..., "optimizer...": ...}
+        for key in ("model", "state_dict", "model_state_dict"):
+            if isinstance(obj.get(key), (dict, torch.nn.Module)):
+                obj = obj[key]
+                break
+    if isinstance(obj, torch.nn.Module):  # {"model": module}
+        if builder is not None:
+            raise UsageError(f"--model {path!r} holds a whole {type(obj).__name__} module, not a state dict: drop "
+                             "--builder.")
+        return LoadedModel(obj.eval(), "module", path)
     if isinstance(obj, dict) and obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
         if builder is None:
             raise UsageError(f"--model {path!r} holds a state dict (parameter names to tensors), not a module: name "

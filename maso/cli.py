@@ -723,6 +723,8 @@ model files (--model FILE):
                             (builders: mlp_module, inception_toy, inception_v1,
                             inception5_tail and maso.nn's module classes; "seed"
                             defaults to 0, "dtype" is a string such as "float64").
+  A training checkpoint (a dict with "model", "state_dict" or
+  "model_state_dict") is read as the module or state dict it holds.
   The model is put in eval mode. Its input shape (without the batch axis) comes
   from --input-shape (e.g. 1,28,28), else from the points, else from its first
   layer when that is nn.Linear. Points are given flat (or, as .npy files, in

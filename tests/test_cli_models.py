@@ -212,6 +212,21 @@ def test_a_float64_state_dict_keeps_its_precision(tmp_path, capsys):
     np.testing.assert_allclose(data["t"], sc.t, rtol=0, atol=1e-15)
 
 
+def test_training_checkpoints(tmp_path, files, capsys):
+    """{"model_state_dict": ..., "optimizer_state_dict": ...} (the PyTorch tutorials' form) and {"model": module}."""
+    model = files["state_model"]
+    torch.save({"epoch": 3, "model_state_dict": model.state_dict(),
+                "optimizer_state_dict": torch.optim.SGD(model.parameters(), lr=0.1).state_dict()}, tmp_path / "a.pt")
+    torch.save({"model": files["mlp3_model"], "epoch": 1}, tmp_path / "b.pt")
+    a = run_json(["segment", "--model", str(tmp_path / "a.pt"), "--builder", "mlp_module", "--builder-args",
+                  '{"widths": [2, 6, 6, 2]}', "--from", "-1", "--to", "1", "--json"], capsys)
+    sc = maso.segment_crossings(maso.from_torch(model, torch.zeros(1, 2)), -np.ones(2), np.ones(2))
+    np.testing.assert_allclose(a["t"], sc.t, rtol=1e-12, atol=1e-15)
+    b = run_json(["segment", "--model", str(tmp_path / "b.pt"), "--from", "-1", "--to", "1", "--json"], capsys)
+    sc = maso.segment_crossings(maso.from_torch(files["mlp3_model"], torch.zeros(1, 3)), -np.ones(3), np.ones(3))
+    np.testing.assert_allclose(b["t"], sc.t, rtol=1e-12, atol=1e-15)
+
+
 def test_regions_text_and_progress_bar(files, capsys):
     assert main(["regions", "--model", files["mlp3"], "--progress", "--workers", "2"]) == 0
     captured = capsys.readouterr()
