@@ -242,22 +242,17 @@ def load_model(path: str, *, builder: str | None = None, builder_args: str | Non
             raise UsageError(f"--model {path!r}: torch.jit.load could not read it ({_first_line(e)}).") from None
         return LoadedModel(_rebuild(script, path), "torchscript", path, script=script)
     obj = _torch_load(path)
+    if isinstance(obj, dict):  # a training checkpoint {"model_state_dict": ..., "epoch": ..., "optimizer...": ...}
+        for key in ("model", "state_dict", "model_state_dict"):
+            if isinstance(obj.get(key), (dict, torch.nn.Module)):
+                obj = obj[key]
+                break
     if isinstance(obj, torch.nn.Module):
         if builder is not None:
             raise UsageError(f"--model {path!r} holds a whole {type(obj).__name__} module, not a state dict: drop "
                              "--builder.")
         if isinstance(obj, torch.jit.ScriptModule):
             return LoadedModel(_rebuild(obj, path), "torchscript", path, script=obj)
-        return LoadedModel(obj.eval(), "module", path)
-    if isinstance(obj, dict):  # a training checkpoint {"model_state_dict": ..., "epoch": ..., "optimizer...": ...}
-        for key in ("model", "state_dict", "model_state_dict"):
-            if isinstance(obj.get(key), (dict, torch.nn.Module)):
-                obj = obj[key]
-                break
-    if isinstance(obj, torch.nn.Module):  # {"model": module}
-        if builder is not None:
-            raise UsageError(f"--model {path!r} holds a whole {type(obj).__name__} module, not a state dict: drop "
-                             "--builder.")
         return LoadedModel(obj.eval(), "module", path)
     if isinstance(obj, dict) and obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
         if builder is None:
