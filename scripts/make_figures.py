@@ -34,6 +34,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import hashlib
+import itertools
 import json
 import sys
 import time
@@ -117,7 +118,7 @@ def train_mlp(widths: tuple[int, ...], activation: type[torch.nn.Module], x: np.
     layers: list[torch.nn.Module] = []
     with one_thread(), torch.random.fork_rng():
         torch.manual_seed(seed)  # the default initialisation draws from the global generator (left as it was)
-        for i, (a, b) in enumerate(zip(widths[:-1], widths[1:])):
+        for i, (a, b) in enumerate(itertools.pairwise(widths)):
             layers.append(torch.nn.Linear(a, b))
             if i < len(widths) - 2:
                 layers.append(activation())

@@ -19,7 +19,7 @@ SUITE = ('python3 -m venv .venv && .venv/bin/pip install -q torch==2.13.0 -e ".[
 
 
 def _bash_blocks(text: str) -> list[str]:
-    return [m.group(1).strip() for m in re.finditer(r"^```bash\n(.*?)^```", text, flags=re.S | re.M)]
+    return [m.group(1).strip() for m in re.finditer(r"^```bash\n(.*?)^```", text, flags=re.DOTALL | re.MULTILINE)]
 
 
 def test_readme_opens_with_the_two_setup_commands():
@@ -52,7 +52,8 @@ def test_demo_command_in_a_fresh_copy(tmp_path):
     env["PATH"] = os.pathsep.join(p for p in env.get("PATH", "").split(os.pathsep)
                                   if not p.startswith(str(ROOT / ".venv")))
     start = time.perf_counter()
-    r = subprocess.run(["bash", "-c", DEMO], cwd=tmp_path, capture_output=True, text=True, env=env, timeout=1800)
+    r = subprocess.run(["bash", "-c", DEMO], cwd=tmp_path, capture_output=True, text=True, env=env, timeout=1800,
+                       check=False)
     seconds = time.perf_counter() - start
     assert r.returncode == 0, f"exit {r.returncode} after {seconds:.0f} s:\n{r.stdout[-2000:]}\n{r.stderr[-3000:]}"
     last = [line for line in r.stdout.splitlines() if line.strip()][-1]
