@@ -276,6 +276,7 @@ def effnet_window(quick: bool) -> tuple[tuple[float, float], tuple[float, float]
 def real_slice(out: Path, quick: bool) -> dict[str, Any]:
     """The exact slice of EfficientNet-Lite0's late activation space, cut by every later unit."""
     import matplotlib.pyplot as plt
+    from matplotlib.collections import PolyCollection
 
     s = effnet_setup()
     net = s["net"]
@@ -289,7 +290,10 @@ def real_slice(out: Path, quick: bool) -> dict[str, Any]:
                               for i in range(0, len(sl), 256)])
     present, counts = np.unique(cls, return_counts=True)
     fig, ax = plt.subplots(figsize=(7, 6))
-    sl.plot(color="argmax", ax=ax, cmap="tab20")
+    sl.plot(color="argmax", ax=ax, cmap="tab20", edges=False)
+    # thinner, translucent region edges than plot_slice's: thousands of regions would hide the colours
+    ax.add_collection(PolyCollection(sl.polygons(), facecolors="none", edgecolors=(0, 0, 0, 0.55),
+                                     linewidths=0.15, zorder=1.5))
     w = hi[0] - lo[0]
     names = ", ".join(f"{s['name_of'](int(c))} ({n})" for c, n in zip(present, counts))
     ax.set_title(f"EfficientNet-Lite0 (trained) after _blocks.{EFFNET_BLOCK}: {len(sl):,} exact regions\n"
