@@ -594,7 +594,9 @@ def _slice(args: argparse.Namespace) -> int:
         ax = fig.axes[0]
         ax.set_xlabel("s (from A towards B)")
         ax.set_ylabel("t (from A towards C)")
-        ax.set_title(f"{len(sl)} regions of the plane through A, B, C; thick: the exact decision boundary", fontsize=9)
+        where = ("thick: the exact decision boundary" if len(boundary) else
+                 "the decision boundary does not cross this window")
+        ax.set_title(f"{len(sl)} regions of the plane through A, B, C; {where}", fontsize=9)
         fig.savefig(args.out, bbox_inches="tight", dpi=150)
         plt.close(fig)
     if args.json:
