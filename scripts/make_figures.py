@@ -201,8 +201,8 @@ def toy_partition(out: Path, quick: bool) -> dict[str, Any]:
     cls = np.asarray(net(sl.interior_points)).argmax(axis=1)
     fig, ax = plt.subplots(figsize=(7, 4.6))
     sl.plot(color="argmax", ax=ax, cmap="coolwarm")
-    ax.scatter(x[:, 0], x[:, 1], c=np.where(y == 0, "#9ecae1", "#fcbba1"), s=7, edgecolors="k", linewidths=0.3,
-               zorder=3)
+    ax.scatter(x[:, 0], x[:, 1], c=np.where(y == 0, "white", "#ffd92f"), s=8, edgecolors="k", linewidths=0.3,
+               zorder=3)  # white: upper moon (class 0), yellow: lower moon (class 1)
     ax.set_title(f"ReLU MLP {list(TOY_WIDTHS)} on two moons: {len(sl)} exact regions, decision boundary in black",
                  fontsize=9)
     ax.set_xlabel("$x_1$")
