@@ -10,17 +10,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import matplotlib
+import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 import torch
+from matplotlib.collections import LineCollection, PolyCollection
 
 import maso
 from maso.layers import Dense, relu
-
-pytest.importorskip("matplotlib")
-import matplotlib
-import matplotlib.pyplot as plt
-from matplotlib.collections import LineCollection, PolyCollection
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
