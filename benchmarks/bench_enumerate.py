@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import subprocess
 import sys
 import textwrap
@@ -44,7 +45,8 @@ def run_relucent(d: int, w: int, seed: int, timeout: float) -> tuple[int | None,
         print(json.dumps({{"regions": len(cplx), "seconds": time.perf_counter() - t}}))
     """)
     try:
-        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout)
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout,
+                             check=False)  # the return code is inspected below
     except subprocess.TimeoutExpired:
         return None, None, f"timeout>{timeout:.0f}s"
     if out.returncode != 0:
@@ -104,7 +106,7 @@ def main() -> None:
                 nn = NNENUM.get((d, w)) if seed == 0 else None
                 nn_s = (f"{nn[0]} in {nn[1]:.3g}s = {nn[0] / nn[1]:.0f} reg/s; maso {n / t1 / (nn[0] / nn[1]):.2f}x"
                         if nn else "")
-                sp = f"{t1 / t2:>7.2f}x" if t2 == t2 else f"{'-':>8s}"
+                sp = f"{t1 / t2:>7.2f}x" if not math.isnan(t2) else f"{'-':>8s}"
                 print(f"{f'{d}-[{w}]x3-1':<16s} {seed:>4d} {n:>8d} {t1:>8.2f} {n / t1:>8.0f} {t2:>11.2f} "
                       f"{sp} {rel_n if rel_n is not None else '-':>9} "
                       f"{rel_t if rel_t is not None else float('nan'):>8.2f} {ratio} {agree:>5s}  {nn_s}", flush=True)

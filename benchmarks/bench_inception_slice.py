@@ -21,14 +21,14 @@ import os
 for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "2")
 
-import sys  # noqa: E402
-import time  # noqa: E402
+import sys
+import time
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
+import numpy as np
+import torch
 
-import maso  # noqa: E402
-import maso.slices as slices  # noqa: E402  (the baseline switches carrying off)
+import maso
+from maso import slices
 
 
 def main() -> None:

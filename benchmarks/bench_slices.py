@@ -14,15 +14,15 @@ import os
 for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")  # both tools single-threaded, NumPy's BLAS too (set before it loads)
 
-import argparse  # noqa: E402
-import copy  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
+import argparse
+import copy
+import sys
+import time
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
+import numpy as np
+import torch
 
-import maso  # noqa: E402
+import maso
 
 
 def best_of(fns, repeats, budget=0.5):

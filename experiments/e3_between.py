@@ -98,8 +98,7 @@ def _cnn(ctx: Any, name: str, cnn: Any, layers: list[str], stream: int,
 
 
 def _photos(ctx: Any, kind: str, stream: int) -> dict[str, Any]:
-    from maso_experiments import _density as D
-    from maso_experiments import data
+    from maso_experiments import _density as D, data
 
     rng = ctx.rng(stream)
     n_pairs = int(ctx.opt[f"{kind}_pairs"])

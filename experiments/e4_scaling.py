@@ -104,8 +104,7 @@ def _rays(ctx: Any, net: Any, dirs: np.ndarray, *, pieces: int = 1, batch: int =
 
 
 def _digits(ctx: Any, layers: list[str]) -> dict[str, Any]:
-    from maso_experiments import _density as D
-    from maso_experiments import data
+    from maso_experiments import _density as D, data
 
     cnn = data.digits_cnn(seed=ctx.seed, epochs=int(ctx.opt["epochs"]))
     ctx.describe(digits_model=cnn.describe, digits_data=cnn.test.describe)
@@ -134,8 +133,7 @@ def _digits(ctx: Any, layers: list[str]) -> dict[str, Any]:
 
 
 def _photos(ctx: Any, kind: str) -> dict[str, Any]:
-    from maso_experiments import _density as D
-    from maso_experiments import data
+    from maso_experiments import _density as D, data
 
     rng = ctx.rng(3)
     images = data.photo_views(1, rng=rng)[0]

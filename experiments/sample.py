@@ -210,7 +210,7 @@ class MLPSampler:
         self._hooks: list[Any] = []
         self._recording = False
 
-    def __enter__(self) -> MLPSampler:
+    def __enter__(self) -> MLPSampler:  # noqa: PYI034 - not subclassed
         def grab(key: str, where: str) -> Callable[..., None]:
             def hook(module: Any, inputs: Any, output: Any) -> None:
                 if not self._recording:  # e.g. maso.from_torch calling the block to check its conversion

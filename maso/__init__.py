@@ -16,17 +16,17 @@ Examples
 (True, True)
 """
 
-from maso import bounds as bounds
-from maso import layers as layers
-from maso import measures as measures
-from maso import nn as nn
-from maso import plotting as plotting
-from maso import soft as soft
-from maso._from_torch import SUPPORTED as SUPPORTED
-from maso._from_torch import from_torch as from_torch
-from maso._from_torch import mlp as mlp
-from maso.affine import Affine as Affine
-from maso.affine import AffineOperator as AffineOperator
+from maso import (
+    bounds as bounds,
+    layers as layers,
+    measures as measures,
+    nn as nn,
+    plotting as plotting,
+    soft as soft,
+)
+from maso._from_torch import SUPPORTED as SUPPORTED, from_torch as from_torch, mlp as mlp
+from maso.affine import Affine as Affine, AffineOperator as AffineOperator
+from maso.domain import Box as Box
 from maso.errors import (
     CheckpointError as CheckpointError,
     CheckpointWarning as CheckpointWarning,
@@ -46,26 +46,29 @@ from maso.errors import (
     WeightsFileError as WeightsFileError,
     WorkerError as WorkerError,
 )
-from maso.domain import Box as Box
 from maso.layers import MASOLayer as MASOLayer
-from maso.regions import DEFAULT_TOL as DEFAULT_TOL
-from maso.regions import Region as Region
-from maso.regions import RegionSet as RegionSet
-from maso.regions import Sliver as Sliver
-from maso.regions import VerificationReport as VerificationReport
-from maso.regions import enumerate_regions as enumerate_regions
-from maso.regions import iter_regions as iter_regions
-from maso.network import Network as Network
-from maso.network import Node as Node
-from maso.network import UnitGroup as UnitGroup
-from maso.paths import SegmentCrossings as SegmentCrossings
-from maso.paths import ray_crossings as ray_crossings
-from maso.paths import segment_crossings as segment_crossings
-from maso.slices import Plane as Plane
-from maso.slices import SliceRegion as SliceRegion
-from maso.slices import SliceRegions as SliceRegions
-from maso.slices import slice_regions as slice_regions
+from maso.network import Network as Network, Node as Node, UnitGroup as UnitGroup
+from maso.paths import (
+    SegmentCrossings as SegmentCrossings,
+    ray_crossings as ray_crossings,
+    segment_crossings as segment_crossings,
+)
 from maso.polytope import Polytope as Polytope
+from maso.regions import (
+    DEFAULT_TOL as DEFAULT_TOL,
+    Region as Region,
+    RegionSet as RegionSet,
+    Sliver as Sliver,
+    VerificationReport as VerificationReport,
+    enumerate_regions as enumerate_regions,
+    iter_regions as iter_regions,
+)
+from maso.slices import (
+    Plane as Plane,
+    SliceRegion as SliceRegion,
+    SliceRegions as SliceRegions,
+    slice_regions as slice_regions,
+)
 
 __version__ = "0.2.0"
 
@@ -79,28 +82,15 @@ def __getattr__(name: str):
     raise AttributeError(f"module 'maso' has no attribute {name!r}")
 
 __all__ = [
+    "DEFAULT_TOL",
+    "SUPPORTED",
     "Affine",
+    "AffineOperator",
     "Box",
     "CheckpointError",
     "CheckpointWarning",
-    "DEFAULT_TOL",
-    "DomainError",
-    "Region",
-    "RegionSet",
-    "SegmentCrossings",
-    "Sliver",
-    "SolverError",
-    "VerificationReport",
-    "enumerate_regions",
-    "iter_regions",
-    "segment_crossings",
-    "ray_crossings",
-    "Plane",
-    "SliceRegion",
-    "SliceRegions",
-    "slice_regions",
-    "AffineOperator",
     "ConversionError",
+    "DomainError",
     "InvalidWeightsError",
     "MASOLayer",
     "MasoError",
@@ -109,23 +99,36 @@ __all__ = [
     "NumericalWarning",
     "ParameterError",
     "ParameterShapeError",
-    "ResourceError",
+    "Plane",
     "Polytope",
-    "SUPPORTED",
+    "Region",
+    "RegionSet",
+    "ResourceError",
+    "SegmentCrossings",
     "ShapeError",
+    "SliceRegion",
+    "SliceRegions",
+    "Sliver",
+    "SolverError",
     "SubnetworkError",
     "TrainingModeError",
     "UnitGroup",
     "UnsupportedLayerError",
+    "VerificationReport",
     "WeightsFileError",
     "WorkerError",
-    "from_torch",
     "bounds",
+    "enumerate_regions",
     "exact",
+    "from_torch",
+    "iter_regions",
     "layers",
     "measures",
     "mlp",
     "nn",
     "plotting",
+    "ray_crossings",
+    "segment_crossings",
+    "slice_regions",
     "soft",
 ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+
 def _njit(fn):
     try:
         return numba.njit(cache=True, nogil=True)(fn)
@@ -216,10 +217,8 @@ def screen(P, Q, V, same, eps):  # pragma: no cover - compiled
             for j in range(d):
                 f += V[v, j] * nrm[j]
             f = f + t
-            if f > top:
-                top = f
-            if f < bottom:
-                bottom = f
+            top = max(top, f)
+            bottom = min(bottom, f)
         status[u] = 1 if bottom >= eps else (0 if top <= -eps else -1)
     return status
 
@@ -239,10 +238,8 @@ def certified(G, h, c, r, tol):  # pragma: no cover - compiled
         for j in range(G.shape[1]):
             s += G[i, j] * c[j]
         v = s + r - h[i]
-        if v > worst:
-            worst = v
-        if abs(h[i]) > hmax:
-            hmax = abs(h[i])
+        worst = max(worst, v)
+        hmax = max(hmax, abs(h[i]))
     return worst <= tol * (1.0 + hmax)
 
 

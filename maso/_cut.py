@@ -12,12 +12,12 @@ are used instead.
 from __future__ import annotations
 
 import difflib
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch
-import torch.fx as fx
-from torch import nn
+from torch import fx, nn
 
 from maso.errors import ConversionError, ShapeError, SubnetworkError
 

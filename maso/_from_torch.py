@@ -5,17 +5,15 @@ from __future__ import annotations
 import contextlib
 import copy
 import io
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
-import torch.fx as fx
-from torch import nn
+from torch import fx, nn
 from torch.fx.passes.shape_prop import ShapeProp
 
-from maso import layers as L
-from maso import nn as mnn
-from maso import soft as S
+from maso import layers as L, nn as mnn, soft as S
 from maso._validation import check_float, check_int
 from maso.errors import (
     ConversionError,
@@ -27,7 +25,7 @@ from maso.errors import (
 )
 from maso.network import Network
 
-__all__ = ["from_torch", "mlp", "SUPPORTED"]
+__all__ = ["SUPPORTED", "from_torch", "mlp"]
 
 SUPPORTED = (
     "Linear, Conv1d/2d/3d (any stride, padding, dilation, groups, padding mode), BatchNorm1d/2d/3d in eval "
@@ -1027,7 +1025,7 @@ def _float64_copy(fn: nn.Module) -> nn.Module | None:
     """A float64 copy of ``fn`` on the CPU, or None where the module cannot be copied or cast."""
     try:
         return copy.deepcopy(fn).to(device="cpu", dtype=torch.float64)
-    except Exception:  # pragma: no cover - exotic modules (custom __deepcopy__, non-castable buffers)
+    except Exception:  # noqa: BLE001  # pragma: no cover - exotic modules (custom __deepcopy__, non-castable buffers)
         return None
 
 

@@ -32,7 +32,7 @@ def _load() -> None:
     if not os.environ.get("MASO_NO_KERNELS"):
         try:
             from maso import _compiled as impl
-        except Exception:  # not installed (or broken against this NumPy): the NumPy code paths run
+        except Exception:  # noqa: BLE001 - not installed (or broken against this NumPy): the NumPy code paths run
             impl = None
     g = globals()
     for name in _NAMES:

@@ -11,10 +11,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from maso import _kernels
-
 from maso.errors import SolverError
 
-__all__ = ["chebyshev", "extreme", "LPStats"]
+__all__ = ["LPStats", "chebyshev", "extreme"]
 
 #: Bounds at or beyond this are infinite (DAQP's convention for absent bounds).
 _BIG = 1e30
@@ -37,7 +36,7 @@ class LPStats:
     highs: int = 0
     fallbacks: int = 0
 
-    def merge(self, other: "LPStats") -> None:
+    def merge(self, other: LPStats) -> None:
         self.daqp += other.daqp
         self.highs += other.highs
         self.fallbacks += other.fallbacks

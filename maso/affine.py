@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -43,7 +44,7 @@ class Affine:
     b: Any
 
     @classmethod
-    def _trusted(cls, A: Any, b: Any) -> "Affine":
+    def _trusted(cls, A: Any, b: Any) -> Affine:
         """Wrap arrays maso has just created and owns: mark NumPy arrays read-only without copying them."""
         obj = cls.__new__(cls)
         for a in (A, b):
@@ -73,7 +74,7 @@ class Affine:
             raise TypeError("An unbatched Affine has no length.")
         return int(self.A.shape[0])
 
-    def __getitem__(self, i: int) -> "Affine":
+    def __getitem__(self, i: int) -> Affine:
         if not self.batched:
             raise TypeError("Index a batched Affine (A of shape (n, d_out, d_in)).")
         return Affine(self.A[i], self.b[i])
@@ -130,7 +131,7 @@ class AffineOperator:
 
     def to_dense(self) -> Affine:
         """Form the matrices (by ``d_out`` vector-Jacobian products per input)."""
-        n, m, d = self.shape
+        n, m, _ = self.shape
         b = self.b
         torch_b = isinstance(b, torch.Tensor)
         rows = []

@@ -154,7 +154,7 @@ class _Interrupt:
         self.fired = True
         raise KeyboardInterrupt
 
-    def __enter__(self) -> _Interrupt:
+    def __enter__(self) -> _Interrupt:  # noqa: PYI034 - private, not subclassed
         if threading.current_thread() is threading.main_thread():
             self._old = signal.signal(signal.SIGINT, self.handler)
         return self
@@ -446,7 +446,7 @@ def _progress(args: argparse.Namespace) -> bool:
         return bool(args.progress)
     try:
         return sys.stderr.isatty()
-    except Exception:  # a replaced stderr without isatty
+    except Exception:  # noqa: BLE001 - a replaced stderr without isatty
         return False
 
 

@@ -9,23 +9,23 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 __all__ = [
-    "MasoError",
-    "ShapeError",
-    "UnsupportedLayerError",
-    "ConversionError",
-    "TrainingModeError",
-    "InvalidWeightsError",
-    "SubnetworkError",
-    "NumericalWarning",
-    "SolverError",
-    "DomainError",
     "CheckpointError",
-    "ParameterError",
-    "WorkerError",
-    "ResourceError",
     "CheckpointWarning",
+    "ConversionError",
+    "DomainError",
+    "InvalidWeightsError",
+    "MasoError",
+    "NumericalWarning",
+    "ParameterError",
     "ParameterShapeError",
+    "ResourceError",
+    "ShapeError",
+    "SolverError",
+    "SubnetworkError",
+    "TrainingModeError",
+    "UnsupportedLayerError",
     "WeightsFileError",
+    "WorkerError",
 ]
 
 

@@ -20,8 +20,9 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Sequence
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -31,27 +32,27 @@ from maso._validation import readonly
 from maso.errors import ShapeError
 
 __all__ = [
-    "Layer",
-    "AffineLayer",
-    "SplineLayer",
-    "Dense",
-    "Conv",
-    "ElementwiseAffine",
-    "AvgPool",
     "AdaptiveAvgPool",
-    "Mean",
-    "Reshape",
-    "Index",
-    "Pad",
-    "Sum",
+    "AffineLayer",
+    "AvgPool",
     "Concat",
+    "Conv",
+    "Dense",
     "Elementwise",
+    "ElementwiseAffine",
+    "Index",
+    "Layer",
+    "MASOLayer",
     "MaxPool",
     "Maxout",
-    "MASOLayer",
-    "relu",
-    "leaky_relu",
+    "Mean",
+    "Pad",
+    "Reshape",
+    "SplineLayer",
+    "Sum",
     "absolute",
+    "leaky_relu",
+    "relu",
 ]
 
 Tensor = torch.Tensor

@@ -23,8 +23,18 @@ from torch import nn
 
 from maso.errors import ShapeError, SubnetworkError, WeightsFileError
 
-__all__ = ["Maxout", "Abs", "mlp_module", "inception_toy", "InceptionBlock", "inception_v1", "InceptionV1",
-           "InceptionMixed", "ConvReLU", "inception5_tail"]
+__all__ = [
+    "Abs",
+    "ConvReLU",
+    "InceptionBlock",
+    "InceptionMixed",
+    "InceptionV1",
+    "Maxout",
+    "inception5_tail",
+    "inception_toy",
+    "inception_v1",
+    "mlp_module",
+]
 
 
 @contextlib.contextmanager

@@ -11,7 +11,7 @@ import numpy as np
 from maso._validation import readonly
 from maso.errors import ShapeError
 
-__all__ = ["Polytope", "DEFAULT_ATOL"]
+__all__ = ["DEFAULT_ATOL", "Polytope"]
 
 #: Default absolute tolerance of membership tests: ``A @ y <= b + atol``.
 DEFAULT_ATOL = 1e-9
@@ -44,7 +44,7 @@ class Polytope:
     units: np.ndarray | None = None
 
     @classmethod
-    def _trusted(cls, A: np.ndarray, b: np.ndarray, units: np.ndarray | None = None) -> "Polytope":
+    def _trusted(cls, A: np.ndarray, b: np.ndarray, units: np.ndarray | None = None) -> Polytope:
         """Wrap arrays maso has just made and checked (no copy, no validation); they become read-only."""
         obj = cls.__new__(cls)
         for arr in (A, b, units):

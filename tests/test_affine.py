@@ -5,11 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from archs import autograd_reference, random_inputs, random_model
+from hypothesis import given, settings, strategies as st
 
 import maso
-from archs import autograd_reference, random_inputs, random_model
 
 SEEDS = st.integers(0, 2**20)
 

@@ -31,9 +31,9 @@ DOCS = ROOT / "docs"
 
 # A fenced block opens with ``` (or more backticks) and a language; it may be indented (inside a list item or
 # an admonition) and may carry attributes after the language ("```python title=...").
-_FENCE = re.compile(r"^(?P<indent>[ \t]*)(?P<ticks>`{3,})[ \t]*(?P<lang>[\w+-]*)[^\n]*$", re.M)
-_MARKER = re.compile(r"<!--\s*docs-test:(?P<body>.*?)-->", re.S)
-_SKIP = re.compile(r"^\s*skip\s*\((?P<reason>[^()]*(?:\([^()]*\)[^()]*)*)\)\s*$", re.S)
+_FENCE = re.compile(r"^(?P<indent>[ \t]*)(?P<ticks>`{3,})[ \t]*(?P<lang>[\w+-]*)[^\n]*$", re.MULTILINE)
+_MARKER = re.compile(r"<!--\s*docs-test:(?P<body>.*?)-->", re.DOTALL)
+_SKIP = re.compile(r"^\s*skip\s*\((?P<reason>[^()]*(?:\([^()]*\)[^()]*)*)\)\s*$", re.DOTALL)
 
 
 @dataclass(frozen=True)
@@ -63,7 +63,7 @@ def _parse(page: Path) -> tuple[list[Block], list[str]]:
     while (m := _FENCE.search(text, pos)) is not None:
         indent, ticks, lang = m.group("indent"), m.group("ticks"), m.group("lang").lower()
         # the closing fence: the same indentation (or less) and at least as many backticks, nothing else
-        close = re.compile(rf"^[ \t]{{0,{len(indent)}}}`{{{len(ticks)},}}[ \t]*$", re.M)
+        close = re.compile(rf"^[ \t]{{0,{len(indent)}}}`{{{len(ticks)},}}[ \t]*$", re.MULTILINE)
         c = close.search(text, m.end() + 1)
         if c is None:  # an unclosed fence runs to the end of the page, as in CommonMark
             body, end = text[m.end() + 1:], len(text)
@@ -252,7 +252,7 @@ def site(tmp_path_factory):
 def test_mkdocs_build_strict(site):
     _, log = site
     # strict mode already fails on these; this names them should a plugin only log them
-    assert not re.search(r"^(WARNING|ERROR)", log, re.M), log[-4000:]
+    assert not re.search(r"^(WARNING|ERROR)", log, re.MULTILINE), log[-4000:]
 
 
 def test_site_loads_nothing_from_other_sites(site):

@@ -69,7 +69,7 @@ def test_empty_batches_give_empty_results(name, kind):
 
 def test_maps_in_blocks_equal_maps_at_once(monkeypatch):
     """Dense maps are computed block by block into one array: the same maps and codes as in one block."""
-    import maso.network as network
+    from maso import network
 
     net = maso.mlp([3, 16, 16, 2], seed=1)
     x = np.random.default_rng(0).normal(size=(50, 3))
@@ -177,7 +177,7 @@ def test_plane_refuses_what_is_not_a_real_vector(bad):
 ])
 def test_slice_parameters_are_checked_up_front(kwargs, error, says, monkeypatch):
     """max_regions=-5 used to run the slice and fail with 'more than -5 faces' (bad_inputs #34)."""
-    import maso.slices as slices
+    from maso import slices
 
     monkeypatch.setattr(slices, "_from_mesh", _no_slice)
     monkeypatch.setattr(slices, "_from_lp", _no_slice)

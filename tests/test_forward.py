@@ -8,8 +8,7 @@ import numpy as np
 import pytest
 import torch
 from archs import random_inputs, random_model
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
 
 import maso
 
@@ -56,9 +55,7 @@ def _torch_codes(module, x):
     def hook(name, m):
         def fn(mod, inputs, output):
             u = inputs[0]
-            if isinstance(mod, torch.nn.LeakyReLU) and mod.negative_slope > 1:
-                out[name] = (u > 0).to(torch.uint8)
-            elif isinstance(mod, (torch.nn.ReLU, torch.nn.LeakyReLU, torch.nn.PReLU, maso.nn.Abs)):
+            if isinstance(mod, torch.nn.LeakyReLU) and mod.negative_slope > 1 or isinstance(mod, (torch.nn.ReLU, torch.nn.LeakyReLU, torch.nn.PReLU, maso.nn.Abs)):
                 out[name] = (u > 0).to(torch.uint8)
             elif isinstance(mod, maso.nn.Maxout):
                 n, c = u.shape[:2]
@@ -102,7 +99,7 @@ def test_codes_equal_torch_hooks(seed):
 def test_codes_of_big_batches_come_in_blocks(kind, monkeypatch):
     """A batch bigger than the memory block is coded block by block, with the same rows, per-layer codes and
     single-input shape as in one pass (the InceptionV1 tail asked torch for 5.5 GB at once on 8,227 inputs)."""
-    import maso.network as network
+    from maso import network
 
     module, shape, _ = random_model(3, kind=kind)
     net = _convert(module, shape)
@@ -123,7 +120,7 @@ def test_codes_of_big_batches_come_in_blocks(kind, monkeypatch):
 def test_outputs_activations_and_soft_codes_of_big_batches_come_in_blocks(kind, monkeypatch):
     """Like codes: the forward pass, activations and soft codes of a big batch run block by block into one
     result, equal to one pass."""
-    import maso.network as network
+    from maso import network
 
     module, shape, _ = random_model(4, kind=kind)
     net = _convert(module, shape)

@@ -7,11 +7,10 @@ import itertools
 
 import numpy as np
 import torch
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from archs import random_inputs, random_model
+from hypothesis import given, settings, strategies as st
 
 import maso
-from archs import random_inputs, random_model
 
 
 def _power_diagram_code(A: np.ndarray, B: np.ndarray, x: np.ndarray) -> np.ndarray:
@@ -46,7 +45,7 @@ def test_layer_codes_equal_power_diagram(K, R, D, seed):
 def test_chain_of_dense_masos_reproduces_network(seed):
     """Property: maso_layers() composes to the network and its codes are the network's codes
     (for chains of Linear/Conv/pooling with ReLU, leaky, abs, PReLU, maxout and max-pool units)."""
-    module, shape, kind = random_model(seed, kind=["mlp", "cnn"][seed % 2])
+    module, shape, _kind = random_model(seed, kind=["mlp", "cnn"][seed % 2])
     net = maso.from_torch(module, torch.zeros(1, *shape, dtype=torch.float64))
     concave = any(np.any(g.layer.sign != 1) for g in net.nodes[1:] if isinstance(g.layer, maso.layers.Elementwise))
     if concave:  # a leaky ReLU with slope > 1 is a min, not a max: no max-affine form (checked below)

@@ -405,7 +405,7 @@ def test_minilm_trained_gelu_mlps_convert():
     for k in (0, 5):
         layer = model.encoder.layer[k].intermediate
         acts = {}
-        h = layer.register_forward_hook(lambda m, i, o: acts.update(x=i[0], y=o))
+        h = layer.register_forward_hook(lambda m, i, o: acts.update(x=i[0], y=o))  # noqa: B023 - removed in-loop
         with torch.no_grad():
             model(**batch)
         h.remove()

@@ -5,18 +5,16 @@ from __future__ import annotations
 
 import itertools
 import math
-import warnings
 
+import exact2d
 import numpy as np
 import pytest
 import torch
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
 from scipy.optimize import linprog
 
 import maso
-import exact2d
-from maso.layers import Dense, Elementwise, absolute, leaky_relu, relu
+from maso.layers import Dense, absolute, leaky_relu, relu
 
 
 def _mlp(weights: list[tuple[np.ndarray, np.ndarray]], act=relu) -> maso.Network:
@@ -238,7 +236,7 @@ def test_maximize_direct_and_cvxpy_agree():
         for k in range(3):
             c = np.eye(3)[k]
             v_direct, x_direct = r.maximize(c)
-            v_cvx, x_cvx = r.maximize(lambda y, out: out[k])
+            v_cvx, x_cvx = r.maximize(lambda y, out: out[k])  # noqa: B023 - called at once
             assert v_direct == pytest.approx(v_cvx, abs=1e-6)
             assert r.contains(x_direct) and r.contains(x_cvx, atol=1e-6)
             assert net(x_direct)[k] == pytest.approx(v_direct, abs=1e-9)

@@ -10,8 +10,7 @@ import numpy as np
 import pytest
 import torch
 from archs import random_inputs, random_model
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
 from test_regions import _degenerate_nets, _mlp, random_2d_case
 
 import maso
@@ -242,7 +241,7 @@ def test_carried_vertex_values_equal_recomputed_ones(seed, monkeypatch):
     """Graphs that are not MLPs carry the values of the nodes later layers read onto new mesh vertices (by
     interpolation) instead of recomputing them from the plane's anchors at every layer. Same slices either way,
     and the carrying does happen."""
-    import maso.slices as slices
+    from maso import slices
 
     kind = ("cnn", "residual", "inception")[seed % 3]
     module, shape, _ = random_model(seed, kind)
@@ -274,7 +273,7 @@ def test_carried_vertex_values_equal_recomputed_ones(seed, monkeypatch):
 
 def test_carrying_stops_within_the_memory_budget(monkeypatch):
     """When the carried values would outgrow the memory budget, layers are computed from the anchors again."""
-    import maso.slices as slices
+    from maso import slices
 
     module, shape, _ = random_model(1, "residual")
     net = maso.from_torch(module, torch.zeros(1, *shape, dtype=torch.float64))
@@ -292,7 +291,7 @@ def test_inception5_slice_codes_match_the_network(monkeypatch):
     max-pooling included). Every region's code is the network's code at its interior point, the areas fill the
     window, and the slice is the same with the vertex values recomputed instead of carried (this found max-pool
     ties scaled by rounding noise)."""
-    import maso.slices as slices
+    from maso import slices
 
     net = maso.from_torch(maso.nn.inception5_tail(seed=0, dtype=torch.float64),
                           torch.zeros(1, 832, 7, 7, dtype=torch.float64))
@@ -434,7 +433,7 @@ def test_region_budget_is_a_clear_error():
 def test_faces_hold_only_the_units_that_vary(monkeypatch):
     """A wide layer cut by a small window: faces hold the few columns that vary; the full codes equal the
     network's codes at the interior points, and codes that would not fit in memory are a clear error."""
-    import maso.slices as slices
+    from maso import slices
 
     net = maso.mlp([2, 2000, 1], seed=3)
     sl = maso.slice_regions(net, lo=(0.1, 0.1), hi=(0.12, 0.12))

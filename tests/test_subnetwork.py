@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from archs import autograd_reference
 
 import maso
-from archs import autograd_reference
 
 
 def _seq_model(seed: int) -> torch.nn.Sequential:

@@ -25,5 +25,12 @@ from maso.regions._driver import enumerate_regions, iter_regions
 from maso.regions._engine import DEFAULT_TOL
 from maso.regions._records import Region, RegionSet, Sliver, VerificationReport
 
-__all__ = ["Region", "RegionSet", "Sliver", "VerificationReport", "enumerate_regions", "iter_regions",
-           "DEFAULT_TOL"]
+__all__ = [
+           "DEFAULT_TOL",
+           "Region",
+           "RegionSet",
+           "Sliver",
+           "VerificationReport",
+           "enumerate_regions",
+           "iter_regions",
+]

@@ -83,7 +83,7 @@ def _overflow(where: str) -> DomainError:
 class _Cell:
     """A polytope with the codes of the layers handled so far fixed (mutable, internal)."""
 
-    __slots__ = ("G", "h", "labels", "code", "center", "radius", "wit", "lo", "hi", "V", "inc", "eps")
+    __slots__ = ("G", "V", "center", "code", "eps", "h", "hi", "inc", "labels", "lo", "radius", "wit")
 
     def __init__(self, G, h, labels, code, center, radius, wit, lo, hi, V=None, inc=None, eps=_EPS):
         self.G, self.h, self.labels, self.code = G, h, labels, code
@@ -92,7 +92,7 @@ class _Cell:
         self.V, self.inc = V, inc  # vertex method: vertices (k, d) and which rows each is tight on (k, m)
         self.eps = eps  # numerical zero of input distances here: _EPS times the domain's coordinate scale
 
-    def add_row(self, n: np.ndarray, c: float, label: tuple[int, int], box: bool = True) -> "_Cell":
+    def add_row(self, n: np.ndarray, c: float, label: tuple[int, int], box: bool = True) -> _Cell:
         G = np.concatenate((self.G, n[None]))  # concatenate: np.vstack/np.append cost 3-5x more per call here
         h = np.concatenate((self.h, (c,)))
         lo, hi = _tighten(self.lo, self.hi, n, c, self.eps) if box else (self.lo, self.hi)
@@ -696,7 +696,7 @@ class _Engine:
             try:
                 red = np.asarray(daqp.minrep(np.array(G, order="C"), np.array(s / scale))) == 1
                 self.stats.daqp += 1
-            except Exception:  # pragma: no cover - fall back to LPs for every row
+            except Exception:  # noqa: BLE001  # pragma: no cover - fall back to LPs for every row
                 red = np.zeros(m, dtype=bool)
             active &= ~(red & ~sure)
         for i in range(m):
