@@ -310,7 +310,7 @@ def _demo_files(folder: str, net: Any, widths: list[int], seed: int, regions: An
     import matplotlib.pyplot as plt
 
     png = os.path.join(folder, "partition.png")
-    fig = sl.plot(color="argmax", path=png)
+    fig = sl.plot(color="argmax")
     fig.axes[0].set_title(f"{len(sl)} regions of a ReLU network {widths} (seed {seed}) on [-{half:g}, {half:g}]^2,\n"
                           "coloured by class; thick: the exact decision boundary", fontsize=9)
     fig.savefig(png, bbox_inches="tight", dpi=150)

@@ -203,6 +203,8 @@ class SliceRegions:
     _mesh: Mesh | None = field(default=None, repr=False)
     _tol: float = DEFAULT_SLICE_TOL
     _adjacency: np.ndarray | None = field(default=None, repr=False)
+    # argmax_cells by (output, tol): plot, decision_boundary and _repr_png_ all ask for it (seconds on big slices)
+    _cells: dict = field(default_factory=dict, repr=False, init=False)
 
     def __len__(self) -> int:
         return len(self.codes)
@@ -352,6 +354,9 @@ class SliceRegions:
                 0 <= float(tol) < 1e-3):
             raise ParameterError(f"The 'tol' parameter of argmax_cells must be a real number in [0, 1e-3). "
                                  f"Got {tol!r}.")
+        key = (None if output is None else int(output), float(tol))
+        if key in self._cells:
+            return self._cells[key]
         mesh, region = self._face_mesh()
         mesh.set_carried(np.zeros((mesh.nV, 0)))  # carried activations are not needed: drop them from the copy
         anch = Anchored(net, np.zeros((1, 2)), np.eye(2)[None])
@@ -400,9 +405,11 @@ class SliceRegions:
         E, EF = mesh.E, mesh.EF
         inner = (EF >= 0).all(axis=1)
         edge = inner & (label[np.maximum(EF[:, 0], 0)] != label[np.maximum(EF[:, 1], 0)])
-        return SliceCells(readonly(mesh.P.copy()), sealed(offsets), sealed(pv), sealed(label), sealed(region),
-                          sealed(areas), readonly(mesh.P[E[edge]]), m if output is None and m > 1 else 2,
-                          None if output is None else int(output), float(tol))
+        cells = SliceCells(readonly(mesh.P.copy()), sealed(offsets), sealed(pv), sealed(label), sealed(region),
+                           sealed(areas), readonly(mesh.P[E[edge]]), m if output is None and m > 1 else 2,
+                           key[0], key[1])
+        self._cells[key] = cells
+        return cells
 
     def _face_mesh(self) -> tuple[Mesh, np.ndarray]:
         """A copy of the slice's mesh and the region of each of its faces (the LP path builds the mesh afresh and

@@ -222,25 +222,6 @@ def toy_partition(out: Path, quick: bool) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------------------------- 2. real-model slice
-class EffnetAfter(torch.nn.Module):
-    """EfficientNet-Lite0 after block ``k``: the remaining blocks, the head convolution and the classifier.
-
-    A module of its own because ``maso.from_torch(model, x, start=...)`` cannot cut this model: its forward reads
-    the batch size from the input, which the cut sees as a path around ``start``.
-    """
-
-    def __init__(self, model: torch.nn.Module, k: int) -> None:
-        super().__init__()
-        self.blocks = torch.nn.ModuleList(list(model._blocks)[k + 1:])
-        self.head = torch.nn.Sequential(model._conv_head, model._bn1, model._swish, model._avg_pooling,
-                                        torch.nn.Flatten(), model._fc)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        for block in self.blocks:
-            x = block(x)
-        return self.head(x)
-
-
 def effnet_setup() -> dict[str, Any]:
     """EfficientNet-Lite0 in float64, the three photos' activations after block ``EFFNET_BLOCK``, the tail as a
     torch module and as a maso network, and the photos' predicted classes."""
@@ -256,7 +237,9 @@ def effnet_setup() -> dict[str, Any]:
     finally:
         hook.remove()
     acts = got["a"].numpy()
-    tail = EffnetAfter(model, EFFNET_BLOCK).eval()
+    from maso_experiments._density import EffnetTail  # the cut from_torch(start=) refuses, as E3-E5 make it
+
+    tail = EffnetTail(model, EFFNET_BLOCK).eval()
     net = maso.from_torch(tail, torch.from_numpy(acts))
     pred = logits.argmax(1).numpy()
     return {"model": model, "tail": tail, "net": net, "acts": acts,
