@@ -28,6 +28,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from maso._gates import probabilities_from_scores, two_piece_probabilities
 from maso._validation import readonly
 from maso.errors import ShapeError
 
@@ -78,6 +79,9 @@ class Layer:
     n_inputs: ClassVar[int] = 1
     #: True for max-affine spline nonlinearities (layers with a code).
     is_spline: ClassVar[bool] = False
+    #: True for smooth spline layers ([`maso.soft.Soft`][]): their output mixes the pieces by probability, so the
+    #: network has no polytopes and exact geometry refuses it.
+    is_soft: ClassVar[bool] = False
 
     def arrays(self) -> dict[str, np.ndarray]:
         """The parameter arrays, moved to the computing device by the network."""
@@ -168,6 +172,43 @@ class SplineLayer(Layer):
     def internal_code(self, code: Tensor, in_shape: Shape) -> Tensor:
         """Inverse of `public_code`: piece indices ``(n, *unit_shape)`` to the internal code."""
         return code.long()
+
+    # -- the soft view, answered by every spline layer (hard ones degenerate to their hard code) ----------
+    def piece_scores(self, x: Tensor, p: dict[str, Tensor], in_shape: Shape) -> Tensor:
+        """Signed piece scores ``(n, U, R)`` at layer inputs ``x`` of shape ``(n, *in_shape)``.
+
+        A unit's code is the argmax of its scores (``-inf`` for a piece it lacks).
+        """
+        if x.shape[0] == 0:  # an empty batch: the scores of one sample, none kept (their shape is what matters)
+            return self.piece_scores(x.new_zeros((1, *in_shape)), p, in_shape)[:0]
+        G = x.new_zeros((x.shape[0], 1, *in_shape))  # scores() wants slopes too; one zero column is cheapest
+        return self.scores(G, x, in_shape)[1]
+
+    def piece_probabilities(self, x: Tensor, p: dict[str, Tensor], in_shape: Shape,
+                            temperature: float | None = None) -> Tensor:
+        """Each unit's probability of being on each of its pieces: ``(n, U, R)`` in ``x``'s dtype.
+
+        A hard layer gives its code one-hot; at a ``temperature`` it gives the softmax of its piece scores over
+        ``temperature`` (the logistic gate), which tends to the one-hot code as ``temperature -> 0``.
+        """
+        n = x.shape[0]
+        if temperature is None:
+            code = self.public_code(self.forward(x, p, True)[1], in_shape)  # type: ignore[arg-type]
+            code = code.reshape(n, math.prod(code.shape[1:])).long()
+            return F.one_hot(code, self.n_pieces).to(x.dtype)
+        return probabilities_from_scores("logistic", self.piece_scores(x, p, in_shape), temperature)
+
+    def expected_forward(self, x: Tensor, p: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
+        """Output and the code that [`frozen`][maso.layers.SplineLayer.frozen] takes for each unit's *expected*
+        piece: a hard layer's own internal code (a one-hot distribution), a soft layer's probabilities."""
+        y, code = self.forward(x, p, True)
+        return y, code  # type: ignore[return-value]
+
+    def output_shape(self, in_shape: Shape) -> Shape:
+        """Per-sample output shape for per-sample input shape ``in_shape``."""
+        y, _ = self.forward(torch.zeros((1, *in_shape), dtype=torch.float64),
+                            {k: torch.from_numpy(np.array(v)) for k, v in self.arrays().items()}, False)
+        return tuple(y.shape[1:])
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -589,10 +630,25 @@ class Elementwise(SplineLayer):
     def n_pieces(self) -> int:
         return int(self.slopes.shape[0])
 
+    @property
+    def kind(self) -> str:
+        """``"relu"``, ``"leaky"`` (slopes ``(a, 1)``, ``a < 1``), ``"abs"`` or ``"generic"``: which fast path
+        applies (the special kinds have no intercepts and one sign)."""
+        return self._kind
+
     def arrays(self):
         return {"slopes": self.slopes, "intercepts": self.intercepts, "sign": self.sign}
 
-    def _pieces(self, p, rank):
+    def unit_signs(self, in_shape: Shape) -> np.ndarray:
+        """The sign of every unit, ``(U,)`` for per-sample inputs of shape ``in_shape``."""
+        return _pieces_per_unit(self.sign[None], in_shape)[0]
+
+    def output_shape(self, in_shape: Shape) -> Shape:
+        return tuple(in_shape)
+
+    def piece_parameters(self, p: dict[str, Tensor], rank: int) -> tuple[list[Tensor], list[Tensor], Tensor]:
+        """Slopes and intercepts of each piece and the sign, on the device tensors ``p``, broadcastable
+        against inputs ``(n, *in_shape)`` with ``len(in_shape) == rank``."""
         R = self.n_pieces
         s = [_per_channel(p["slopes"][r], rank) for r in range(R)]
         c = [_per_channel(p["intercepts"][r], rank) for r in range(R)]
@@ -606,7 +662,7 @@ class Elementwise(SplineLayer):
             return F.leaky_relu(x, float(self.slopes[0])), (x > 0 if need_code else None)
         if self._kind == "abs":
             return x.abs(), (x > 0 if need_code else None)
-        s, c, sg = self._pieces(p, rank)
+        s, c, sg = self.piece_parameters(p, rank)
         if self.n_pieces == 1:
             return s[0] * x + c[0], torch.zeros_like(x, dtype=torch.bool)
         if self.n_pieces == 2:
@@ -625,7 +681,7 @@ class Elementwise(SplineLayer):
         if self._kind == "relu":  # slope 1 where active, 0 elsewhere; no intercepts
             s = icode.to(p["slopes"].dtype)
             return s, torch.zeros((), dtype=s.dtype, device=s.device)
-        s, c, _ = self._pieces(p, rank)
+        s, c, _ = self.piece_parameters(p, rank)
         if icode.dtype == torch.bool:
             return torch.where(icode, s[1], s[0]), torch.where(icode, c[1], c[0])
         ss = torch.zeros(icode.shape, dtype=s[0].dtype, device=icode.device)
@@ -652,7 +708,7 @@ class Elementwise(SplineLayer):
         rank = len(in_shape)
         g = G.reshape(D, -1).T
         u = o.reshape(-1)
-        s, c, sg = self._pieces(p, rank)
+        s, c, sg = self.piece_parameters(p, rank)
         S = torch.stack([torch.broadcast_to(v, in_shape).reshape(-1) for v in s])  # (R, U)
         Cc = torch.stack([torch.broadcast_to(v, in_shape).reshape(-1) for v in c])
         sgn = torch.broadcast_to(sg, in_shape).reshape(-1)
@@ -683,6 +739,26 @@ class Elementwise(SplineLayer):
 
     def internal_code(self, code, in_shape):
         return code.bool() if self.n_pieces == 2 else code.long()
+
+    def score_gap(self, x: Tensor, p: dict[str, Tensor]) -> Tensor:
+        """``sign (l_1(x) - l_0(x))`` of two-piece units, in ``x``'s shape: positive where piece 1 wins."""
+        if self._kind == "relu":
+            return x
+        s, c, sg = self.piece_parameters(p, x.dim() - 1)
+        return sg * ((s[1] * x + c[1]) - (s[0] * x + c[0]))
+
+    def piece_scores(self, x, p, in_shape):
+        if self._kind == "relu" and x.shape[0] > 0:  # pieces {0, u}: no (n, 1, U) slope stack needed
+            u = x.reshape(x.shape[0], math.prod(in_shape))
+            return torch.stack([torch.zeros_like(u), u], dim=-1)
+        return super().piece_scores(x, p, in_shape)
+
+    def piece_probabilities(self, x, p, in_shape, temperature=None):
+        if temperature is None or self.n_pieces != 2:
+            return super().piece_probabilities(x, p, in_shape, temperature)
+        # two pieces: the gate on the gap, each side computed directly (tiny probabilities keep full precision)
+        t0, t1 = two_piece_probabilities("logistic", self.score_gap(x, p) / temperature)
+        return torch.stack([t0, t1], dim=-1).reshape(x.shape[0], math.prod(in_shape), 2)
 
     def to_maso(self, W, b, in_shape):
         if np.any(self.sign != 1):
@@ -948,6 +1024,9 @@ class Maxout(SplineLayer):
     @property
     def n_pieces(self) -> int:
         return self.pieces
+
+    def output_shape(self, in_shape: Shape) -> Shape:
+        return (in_shape[0] // self.pieces, *in_shape[1:])
 
     def _split(self, x, lead):
         C = x.shape[lead] // self.pieces

@@ -38,14 +38,15 @@ True
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 import torch
 
+from maso import _gates
 from maso.errors import ParameterError, ShapeError, UnsupportedLayerError
-from maso.layers import Elementwise, Maxout, MaxPool, SplineLayer, _maxpool_out_spatial, absolute, relu
+from maso.layers import Elementwise, Maxout, MaxPool, SplineLayer, absolute, relu
 
 __all__ = [
     "GATES",
@@ -63,12 +64,8 @@ __all__ = [
 Tensor = torch.Tensor
 Shape = tuple[int, ...]
 
-GATES = ("logistic", "probit", "tanh")
+GATES = _gates.GATES
 """The gates of [`Soft`][maso.soft.Soft]: how a unit's piece probabilities follow from its piece scores."""
-
-_SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
-_SQRT_HALF = math.sqrt(0.5)
-_GELU_NEW_CUBIC = 0.044715
 
 
 def temperature_of(beta: float) -> float:
@@ -95,45 +92,13 @@ def temperature_of(beta: float) -> float:
     return (1.0 - beta) / beta
 
 
-def _check_temperature(tau: Any) -> float:
-    if isinstance(tau, bool) or not isinstance(tau, (int, float, np.floating)) or not (
-            math.isfinite(float(tau)) and float(tau) > 0):
-        raise ParameterError(f"temperature must be a finite number > 0 (-> 0 is the hard code). Got {tau!r}.")
-    return float(tau)
-
-
-def _ndtr(d: Tensor) -> Tensor:
-    # torch.special.ndtr goes through 1 + erf and loses the lower tail (ndtr(-10) == 0); erfc keeps it.
-    return 0.5 * torch.special.erfc(-d * _SQRT_HALF)
-
-
-def _gate_probability(gate: str, d: Tensor) -> tuple[Tensor, Tensor]:
-    """Probabilities of pieces 0 and 1 of a two-piece unit from its (tempered) score gap ``d = l_1 - l_0``.
-
-    Each side is computed directly (not as ``1 - other``) so that tiny probabilities keep full precision.
-    """
-    if gate == "logistic":
-        return torch.sigmoid(-d), torch.sigmoid(d)
-    if gate == "probit":
-        return _ndtr(-d), _ndtr(d)
-    z = torch.tanh(_SQRT_2_OVER_PI * (d + _GELU_NEW_CUBIC * d * d * d))
-    return 0.5 * (1.0 - z), 0.5 * (1.0 + z)
-
+_check_temperature = _gates.check_temperature  # TEMPORARY: network.py's soft_codes still calls it
 
 _FUSED = {
     "logistic": torch.nn.functional.silu,
     "probit": torch.nn.functional.gelu,
     "tanh": lambda x: torch.nn.functional.gelu(x, approximate="tanh"),
 }
-
-
-def _upper_probability(gate: str, d: Tensor) -> Tensor:
-    """Probability of piece 1 alone (the forward pass needs no more)."""
-    if gate == "logistic":
-        return torch.sigmoid(d)
-    if gate == "probit":
-        return _ndtr(d)
-    return 0.5 * (1.0 + torch.tanh(_SQRT_2_OVER_PI * (d + _GELU_NEW_CUBIC * d * d * d)))
 
 
 @dataclass(frozen=True, repr=False, eq=False)
@@ -175,6 +140,8 @@ class Soft(SplineLayer):
     (True, array([0, 0, 1], dtype=uint8))
     """
 
+    is_soft = True
+
     base: SplineLayer
     gate: str = "logistic"
     temperature: float = 1.0
@@ -187,7 +154,7 @@ class Soft(SplineLayer):
                 kind=type(self.base).__name__)
         if self.gate not in GATES:
             raise ParameterError(f"gate must be one of {GATES}; got {self.gate!r}.")
-        object.__setattr__(self, "temperature", _check_temperature(self.temperature))
+        object.__setattr__(self, "temperature", _gates.check_temperature(self.temperature))
         if self.gate != "logistic" and self.base.n_pieces != 2:
             raise ParameterError(
                 f"The {self.gate!r} gate is defined for two-piece units only (its probability is a function of "
@@ -215,39 +182,20 @@ class Soft(SplineLayer):
 
     # -- pieces and probabilities ------------------------------------------------------------------------
     def _out_shape(self, in_shape: Shape) -> Shape:
-        if isinstance(self.base, Elementwise):
-            return in_shape
-        if isinstance(self.base, Maxout):
-            return (in_shape[0] // self.base.pieces, *in_shape[1:])
-        return (in_shape[0], *_maxpool_out_spatial(self.base, in_shape))
+        return self.base.output_shape(in_shape)
 
     def _scores(self, x: Tensor, in_shape: Shape) -> Tensor:
         """Signed piece scores ``(n, U, R)`` at inputs ``x`` (``-inf`` for pieces a unit lacks)."""
-        if x.shape[0] == 0:  # an empty batch: the scores of one sample, none kept (their shape is what matters)
-            return self._scores(x.new_zeros((1, *in_shape)), in_shape)[:0]
-        if isinstance(self.base, Elementwise) and self.base._kind == "relu":
-            u = x.reshape(x.shape[0], math.prod(in_shape))
-            return torch.stack([torch.zeros_like(u), u], dim=-1)
-        G = x.new_zeros((x.shape[0], 1, *in_shape))  # scores() wants slopes too; one zero column is cheapest
-        return self.base.scores(G, x, in_shape)[1]
+        return self.base.piece_scores(x, {}, in_shape)
 
     def _sign(self, x: Tensor, in_shape: Shape) -> Tensor | float:
         if isinstance(self.base, Elementwise) and np.any(self.base.sign != 1):
-            from maso.layers import _pieces_per_unit
-
-            return torch.from_numpy(_pieces_per_unit(self.base.sign[None], in_shape)[0].copy()).to(x)[:, None]
+            return torch.from_numpy(self.base.unit_signs(in_shape).copy()).to(x)[:, None]
         return 1.0
 
     def probabilities(self, x: Tensor, in_shape: Shape) -> Tensor:
         """Piece probabilities ``(n, U, R)`` at layer inputs ``x`` of shape ``(n, *in_shape)``."""
-        Q = self._scores(x, in_shape)
-        tau = self.temperature
-        if Q.shape[-1] == 2 and torch.isfinite(Q).all():
-            t0, t1 = _gate_probability(self.gate, (Q[..., 1] - Q[..., 0]) / tau)
-            return torch.stack([t0, t1], dim=-1)
-        if Q.shape[-1] == 1:
-            return torch.ones_like(Q)
-        return torch.softmax(Q / tau, dim=-1)
+        return _gates.probabilities_from_scores(self.gate, self._scores(x, in_shape), self.temperature)
 
     def _mix(self, x: Tensor, t: Tensor, in_shape: Shape, bias: bool) -> Tensor:
         """``sum_r t_r l_r(x)`` for inputs ``(m, *in_shape)``; with ``bias=False`` the pieces' linear parts only."""
@@ -269,15 +217,15 @@ class Soft(SplineLayer):
     def _gap_and_output(self, x: Tensor, p: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
         """Tempered score gap ``d = sign (l_1 - l_0) / tau`` and the output ``l_0 + P(piece 1) (l_1 - l_0)``."""
         base = self.base
-        if base._kind == "relu":
+        if base.kind == "relu":
             l0, l1, d = None, x, x
         else:
-            s, c, sg = base._pieces(p, x.dim() - 1)
+            s, c, sg = base.piece_parameters(p, x.dim() - 1)
             l0, l1 = s[0] * x + c[0], s[1] * x + c[1]
             d = sg * (l1 - l0)
         if self.temperature != 1.0:
             d = d / self.temperature
-        p1 = _upper_probability(self.gate, d)
+        p1 = _gates.upper_probability(self.gate, d)
         if self.readout is not None:
             v0, v1 = float(self.readout[0]), float(self.readout[1])
             y = p1 if (v0, v1) == (0.0, 1.0) else v0 + (v1 - v0) * p1
@@ -293,7 +241,7 @@ class Soft(SplineLayer):
         if self.readout is not None:
             v = torch.as_tensor(np.array(self.readout), dtype=t.dtype, device=t.device)
             return torch.zeros_like(tt[..., 0]), (tt * v).sum(-1)
-        s, c, _ = self.base._pieces(p, len(in_shape))
+        s, c, _ = self.base.piece_parameters(p, len(in_shape))
         slope = sum(tt[..., r] * s[r] for r in range(len(s)))
         icpt = sum(tt[..., r] * c[r] for r in range(len(c)))
         return slope, icpt
@@ -301,7 +249,7 @@ class Soft(SplineLayer):
     # -- SplineLayer interface -----------------------------------------------------------------------------
     def forward(self, x, p, need_code):
         in_shape = tuple(x.shape[1:])
-        fused = _FUSED.get(self.gate) if (getattr(self.base, "_kind", "") == "relu" and self.temperature == 1.0
+        fused = _FUSED.get(self.gate) if (getattr(self.base, "kind", "") == "relu" and self.temperature == 1.0
                                            and self.readout is None) else None
         if fused is not None:  # torch's own kernel for u * p(u): same function, one pass
             return fused(x), (x > 0 if need_code else None)
@@ -313,15 +261,22 @@ class Soft(SplineLayer):
         code = self.base.forward(x, p, True)[1] if need_code else None
         return y, code
 
-    def soft_forward(self, x: Tensor, p: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
+    def expected_forward(self, x: Tensor, p: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
         """Output and piece probabilities ``(n, U, R)``."""
         in_shape = tuple(x.shape[1:])
         if self._two_piece():
             d, y = self._gap_and_output(x, p)
-            t0, t1 = _gate_probability(self.gate, d)
+            t0, t1 = _gates.two_piece_probabilities(self.gate, d)
             return y, torch.stack([t0, t1], dim=-1).reshape(x.shape[0], math.prod(in_shape), 2)
         t = self.probabilities(x, in_shape)
         return self._mix(x, t, in_shape, True).reshape(x.shape[0], *self._out_shape(in_shape)), t
+
+    def piece_probabilities(self, x, p, in_shape, temperature=None):
+        # the gate re-evaluated at another temperature on the same pre-activations (the layer is not changed)
+        layer = self if temperature is None else replace(self, temperature=temperature)
+        return layer.expected_forward(x, p)[1]
+
+    soft_forward = expected_forward  # TEMPORARY: network.py still tests hasattr(layer, "soft_forward")
 
     def public_code(self, icode, in_shape):
         return self.base.public_code(icode, in_shape)
@@ -461,11 +416,11 @@ def soften(net: Any, *, beta: float | None = None, temperature: float | None = N
     """
     if (beta is None) == (temperature is None):
         raise ParameterError("soften needs exactly one of beta or temperature.")
-    tau = temperature_of(beta) if beta is not None else _check_temperature(temperature)
+    tau = temperature_of(beta) if beta is not None else _gates.check_temperature(temperature)
 
     def swap(node):
         layer = node.layer
-        if isinstance(layer, SplineLayer) and not isinstance(layer, Soft):
+        if isinstance(layer, SplineLayer) and not layer.is_soft:
             if not isinstance(layer, (Elementwise, MaxPool, Maxout)):
                 raise UnsupportedLayerError(f"soften: layer {node.name!r} ({type(layer).__name__}) has no soft "
                                             "version.", kind=type(layer).__name__, path=node.name)

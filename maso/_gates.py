@@ -1,0 +1,73 @@
+"""Gates: how a unit's piece probabilities follow from its piece scores.
+
+Shared by the hard layers (their tempered soft codes, ``Network.soft_codes(temperature=...)``) and the soft
+layers of [`maso.soft`][]; it sits below both so that neither imports the other.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import torch
+
+from maso.errors import ParameterError
+
+Tensor = torch.Tensor
+
+GATES = ("logistic", "probit", "tanh")
+
+_SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
+_SQRT_HALF = math.sqrt(0.5)
+_GELU_NEW_CUBIC = 0.044715
+
+
+def check_temperature(tau: Any) -> float:
+    """``tau`` as a float, or a [`ParameterError`][maso.ParameterError] unless it is finite and > 0."""
+    if isinstance(tau, bool) or not isinstance(tau, (int, float, np.floating)) or not (
+            math.isfinite(float(tau)) and float(tau) > 0):
+        raise ParameterError(f"temperature must be a finite number > 0 (-> 0 is the hard code). Got {tau!r}.")
+    return float(tau)
+
+
+def ndtr(d: Tensor) -> Tensor:
+    """The standard normal CDF, accurate in the lower tail."""
+    # torch.special.ndtr goes through 1 + erf and loses the lower tail (ndtr(-10) == 0); erfc keeps it.
+    return 0.5 * torch.special.erfc(-d * _SQRT_HALF)
+
+
+def two_piece_probabilities(gate: str, d: Tensor) -> tuple[Tensor, Tensor]:
+    """Probabilities of pieces 0 and 1 of a two-piece unit from its (tempered) score gap ``d = l_1 - l_0``.
+
+    Each side is computed directly (not as ``1 - other``) so that tiny probabilities keep full precision.
+    """
+    if gate == "logistic":
+        return torch.sigmoid(-d), torch.sigmoid(d)
+    if gate == "probit":
+        return ndtr(-d), ndtr(d)
+    z = torch.tanh(_SQRT_2_OVER_PI * (d + _GELU_NEW_CUBIC * d * d * d))
+    return 0.5 * (1.0 - z), 0.5 * (1.0 + z)
+
+
+def upper_probability(gate: str, d: Tensor) -> Tensor:
+    """Probability of piece 1 alone (the forward pass needs no more)."""
+    if gate == "logistic":
+        return torch.sigmoid(d)
+    if gate == "probit":
+        return ndtr(d)
+    return 0.5 * (1.0 + torch.tanh(_SQRT_2_OVER_PI * (d + _GELU_NEW_CUBIC * d * d * d)))
+
+
+def probabilities_from_scores(gate: str, scores: Tensor, temperature: float) -> Tensor:
+    """Piece probabilities ``(..., R)`` from signed piece scores ``(..., R)`` (``-inf`` for absent pieces).
+
+    Two-piece units use the gate on their gap (``"logistic"`` is the two-way softmax); units with more pieces
+    take the softmax (only the logistic gate is defined for them); a one-piece unit has probability 1.
+    """
+    if scores.shape[-1] == 2 and torch.isfinite(scores).all():
+        t0, t1 = two_piece_probabilities(gate, (scores[..., 1] - scores[..., 0]) / temperature)
+        return torch.stack([t0, t1], dim=-1)
+    if scores.shape[-1] == 1:
+        return torch.ones_like(scores)
+    return torch.softmax(scores / temperature, dim=-1)
