@@ -30,7 +30,7 @@ import torch.nn.functional as F
 
 from maso._gates import probabilities_from_scores, two_piece_probabilities
 from maso._validation import readonly
-from maso.errors import ShapeError
+from maso.errors import ParameterShapeError, ShapeError
 
 __all__ = [
     "AdaptiveAvgPool",
@@ -469,9 +469,10 @@ class Pad(AffineLayer):
         if len(self.pad) % 2 or any(not isinstance(v, int) for v in self.pad):
             raise ShapeError(f"Pad needs an even number of integer sizes. Got {self.pad!r}.")
         if self.mode not in ("constant", "reflect", "replicate", "circular"):
-            raise ShapeError(f"Pad mode must be constant, reflect, replicate or circular. Got {self.mode!r}.")
+            raise ParameterShapeError(
+                f"Pad mode must be constant, reflect, replicate or circular. Got {self.mode!r}.")
         if not np.isfinite(self.value):
-            raise ShapeError(f"Pad needs a finite value (a network with infinite values is not affine). Got "
+            raise ParameterShapeError(f"Pad needs a finite value (a network with infinite values is not affine). Got "
                              f"{self.value!r}.")
 
     def forward(self, xs, p):
@@ -611,8 +612,11 @@ class Elementwise(SplineLayer):
             raise ShapeError(
                 f"Elementwise needs slopes and intercepts of one shape (R,) or (R, C). Got {s.shape}, {c.shape}."
             )
-        if not np.all(np.abs(sg) == 1.0) or (sg.ndim == 1 and (s.ndim != 2 or sg.shape[0] != s.shape[1])):
-            raise ShapeError("Elementwise sign must be +1 or -1, a scalar or one per channel.")
+        if sg.ndim > 1 or (sg.ndim == 1 and (s.ndim != 2 or sg.shape[0] != s.shape[1])):
+            raise ShapeError("Elementwise sign must be a scalar or one per channel (shape (C,) with slopes (R, C)). "
+                             f"Got shape {sg.shape} with slopes {s.shape}.")
+        if not np.all(np.abs(sg) == 1.0):
+            raise ParameterShapeError(f"Elementwise sign must be +1 or -1. Got {sg.tolist()!r}.")
         object.__setattr__(self, "slopes", s)
         object.__setattr__(self, "intercepts", c)
         object.__setattr__(self, "sign", sg)
@@ -1018,7 +1022,7 @@ class Maxout(SplineLayer):
 
     def __post_init__(self) -> None:
         if int(self.pieces) < 1:
-            raise ShapeError(f"Maxout needs pieces >= 1. Got {self.pieces}.")
+            raise ParameterShapeError(f"Maxout needs pieces >= 1. Got {self.pieces}.")
         object.__setattr__(self, "pieces", int(self.pieces))
 
     @property
@@ -1115,7 +1119,7 @@ class MASOLayer(SplineLayer):
                 f"Got {A.shape} and {B.shape}."
             )
         if not np.all(np.isfinite(A)) or np.any(np.isnan(B)) or np.any(B == np.inf):
-            raise ShapeError("MASOLayer slopes must be finite and offsets finite or -inf.")
+            raise ParameterShapeError("MASOLayer slopes must be finite and offsets finite or -inf.")
         object.__setattr__(self, "A", A)
         object.__setattr__(self, "B", B)
 

@@ -45,7 +45,7 @@ import numpy as np
 import torch
 
 from maso import _gates
-from maso.errors import ParameterError, ShapeError, UnsupportedLayerError
+from maso.errors import ParameterError, ParameterShapeError, ShapeError, UnsupportedLayerError
 from maso.layers import Elementwise, Maxout, MaxPool, SplineLayer, absolute, relu
 
 __all__ = [
@@ -163,9 +163,11 @@ class Soft(SplineLayer):
             if not isinstance(self.base, Elementwise):
                 raise ShapeError("readout values are supported for Elementwise bases only.")
             v = np.array(self.readout, dtype=np.float64)
-            if v.shape != (self.base.n_pieces,) or not np.all(np.isfinite(v)):
-                raise ShapeError(f"readout needs one finite value per piece, shape ({self.base.n_pieces},); "
+            if v.shape != (self.base.n_pieces,):
+                raise ShapeError(f"readout needs one value per piece, shape ({self.base.n_pieces},); "
                                  f"got {np.shape(self.readout)}.")
+            if not np.all(np.isfinite(v)):
+                raise ParameterShapeError(f"readout values must be finite; got {v.tolist()!r}.")
             v.setflags(write=False)
             object.__setattr__(self, "readout", v)
 
@@ -396,7 +398,7 @@ def _replace_layers(net: Any, fn: Any, caller: str) -> Any:
     if not isinstance(net, Network):
         raise ShapeError(f"{caller} needs a maso.Network (e.g. from maso.from_torch). Got {type(net).__name__}.")
     nodes = [net.nodes[0]] + [Node(n.name, fn(n), n.inputs, n.shape, n.source) for n in net.nodes[1:]]
-    return Network(nodes, net._output)
+    return Network(nodes, net.program.output)
 
 
 def soften(net: Any, *, beta: float | None = None, temperature: float | None = None,
