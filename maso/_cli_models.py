@@ -32,9 +32,12 @@ import warnings
 import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:  # torch is imported where used: `maso --help` stays fast
+    import torch
 
 __all__ = ["LoadedModel", "UsageError", "builders", "input_shape_of", "load_model", "parse_point", "parse_shape",
            "to_network"]
@@ -363,7 +366,7 @@ def _chain(script: Any) -> list[str] | None:
     return order if len(outputs) == 1 and outputs[0].unique() == current else None
 
 
-def _python_class(script: Any) -> type | None:
+def _python_class(script: Any) -> type[torch.nn.Module] | None:
     """The torch.nn or maso.nn class a TorchScript module was made from (only those namespaces: nothing is
     imported on the file's word)."""
     import torch

@@ -127,6 +127,7 @@ def cut(module: nn.Module, example_input: Any, start: str | None, stop: str | No
     leaves = {n for n in rec.exit if rec.exit[n] < s_enter or rec.enter[n] > t_exit}
     if start is not None:
         leaves.add(start)
+    part: fx.GraphModule | None
     try:
         gm = trace(module, leaves)
         part = _graph_part(gm, x, start, stop, want)

@@ -6,7 +6,7 @@ import contextlib
 import copy
 import io
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -19,6 +19,7 @@ from maso.errors import (
     ConversionError,
     InvalidWeightsError,
     ParameterError,
+    ParameterShapeError,
     ShapeError,
     TrainingModeError,
     UnsupportedLayerError,
@@ -153,6 +154,11 @@ def _clamp_chain(lo: float | None, hi: float | None) -> list[L.Layer]:
     return []
 
 
+def _sizes(v: int | tuple[int, ...] | list[int]) -> tuple[int, ...]:
+    """A torch pooling size (an int, or one per axis) as a tuple; the layer repeats a 1-tuple over its axes."""
+    return tuple(int(a) for a in v) if isinstance(v, (tuple, list)) else (int(v),)
+
+
 def _conv_layer(weight: torch.Tensor, bias: torch.Tensor | None, stride, padding, dilation, groups,
                 padding_mode: str = "zeros", pad: Sequence[int] = ()) -> L.Conv:
     if isinstance(padding, str) and padding == "valid":
@@ -168,7 +174,8 @@ def _convert_module(m: nn.Module, path: str, in_shape: tuple[int, ...], out_shap
     if isinstance(m, nn.Linear):
         return [L.Dense(_np(m.weight), _np(m.bias, m.out_features))]
     if _is_conv1d(m):
-        return [L.Dense(_np(m.weight).T, _np(getattr(m, "bias", None), m.weight.shape[1]))]
+        w = cast(torch.Tensor, m.weight)  # _is_conv1d checked it
+        return [L.Dense(_np(w).T, _np(getattr(m, "bias", None), w.shape[1]))]
     if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Conv3d)):
         pad = m._reversed_padding_repeated_twice if m.padding_mode != "zeros" else ()
         return [_conv_layer(m.weight, m.bias, m.stride, m.padding, m.dilation, m.groups, m.padding_mode, pad)]
@@ -207,10 +214,12 @@ def _convert_module(m: nn.Module, path: str, in_shape: tuple[int, ...], out_shap
                                         "(the indices are the unit codes: use Network.codes).", kind=kind,
                                         path=path)
         nd = {nn.MaxPool1d: 1, nn.MaxPool2d: 2, nn.MaxPool3d: 3}[type(m)]
-        return [L.MaxPool(nd, m.kernel_size, m.stride, m.padding, m.dilation, m.ceil_mode)]
+        return [L.MaxPool(nd, _sizes(m.kernel_size), _sizes(m.stride), _sizes(m.padding), _sizes(m.dilation),
+                          m.ceil_mode)]
     if isinstance(m, (nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d)):
         nd = {nn.AvgPool1d: 1, nn.AvgPool2d: 2, nn.AvgPool3d: 3}[type(m)]
-        return [L.AvgPool(nd, m.kernel_size, m.stride, m.padding, m.ceil_mode, m.count_include_pad,
+        return [L.AvgPool(nd, _sizes(m.kernel_size), _sizes(m.stride), _sizes(m.padding), m.ceil_mode,
+                          m.count_include_pad,
                           getattr(m, "divisor_override", None))]
     if isinstance(m, (nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d)):
         nd = {nn.AdaptiveAvgPool1d: 1, nn.AdaptiveAvgPool2d: 2, nn.AdaptiveAvgPool3d: 3}[type(m)]
@@ -417,7 +426,7 @@ class _Converter:
                 self.env[node] = ("c", obj.detach() if isinstance(obj, torch.Tensor) else obj)
             elif node.op == "call_module":
                 m = self.gm.get_submodule(str(node.target))
-                src = self.val(node.args[0]) if node.args else ("c", None)
+                src: tuple[str, Any] = self.val(node.args[0]) if node.args else ("c", None)
                 if src[0] != "t" or len(node.args) != 1 or node.kwargs:
                     raise ConversionError(f"Module {node.target!r} must be called on one activation.")
                 in_shape = self.out_shape(node.args[0])
@@ -820,10 +829,11 @@ def _fold(prev: L.Layer, ea: L.ElementwiseAffine) -> L.Layer | None:
                 return v.reshape(c)
             return None
 
-        s, t = chan(scale), chan(shift)
-        if s is None or t is None:
+        s_c, t_c = chan(scale), chan(shift)
+        if s_c is None or t_c is None:
             return None
-        return L.Conv(prev.weight * s.reshape(c, *([1] * (nd + 1))), prev.bias * s + t, prev.stride, prev.padding,
+        return L.Conv(prev.weight * s_c.reshape(c, *([1] * (nd + 1))), prev.bias * s_c + t_c, prev.stride,
+                      prev.padding,
                       prev.dilation, prev.groups, prev.padding_mode, prev.pad)
     return None
 
@@ -1082,8 +1092,8 @@ def mlp(widths: Sequence[int], *, seed: int, activation: str = "relu", **kwargs:
     """
     if isinstance(widths, (str, bytes)) or not hasattr(widths, "__len__") or len(widths) < 2 or any(
             isinstance(w, (bool, np.bool_)) or not isinstance(w, (int, np.integer)) or w < 1 for w in widths):
-        raise ShapeError(f"widths must be a sequence [d_in, hidden..., d_out] of at least two positive integers. "
-                         f"Got {widths!r}.")
+        raise ParameterShapeError(f"widths must be a sequence [d_in, hidden..., d_out] of at least two positive "
+                                  f"integers. Got {widths!r}.")
     seed = check_int(seed, "seed", "maso.mlp", minimum=0, maximum=2**64 - 1)
     module = mnn.mlp_module(widths, seed=seed, activation=activation, dtype=torch.float64, **kwargs)
     return from_torch(module, torch.zeros(1, int(widths[0]), dtype=torch.float64))

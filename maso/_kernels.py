@@ -16,6 +16,7 @@ the environment; the callers then run their NumPy code.
 from __future__ import annotations
 
 import os
+from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -28,10 +29,12 @@ _NAMES = ("certified", "face_means", "facet_rows", "mesh_cut_columns", "mesh_spl
 
 
 def _load() -> None:
-    impl = None
+    impl: ModuleType | None = None
     if not os.environ.get("MASO_NO_KERNELS"):
         try:
-            from maso import _compiled as impl
+            from maso import _compiled
+
+            impl = _compiled
         except Exception:  # noqa: BLE001 - not installed (or broken against this NumPy): the NumPy code paths run
             impl = None
     g = globals()

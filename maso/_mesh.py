@@ -233,15 +233,15 @@ class Mesh:
         # the two zero vertices of every cut face
         idx = np.concatenate([cand, np.arange(nE, nE + n_new)])
         ee, ff = self._E[idx], self._EF[idx]
-        keys = []
+        parts = []
         Vt = self.nV
         for j in (0, 1):
             fj = ff[:, j]
             inside = cut[fj]
             for k in (0, 1):
                 m = inside & (s[ee[:, k]] == 0)
-                keys.append(fj[m] * Vt + ee[m, k])
-        keys = np.unique(np.concatenate(keys))
+                parts.append(fj[m] * Vt + ee[m, k])
+        keys = np.unique(np.concatenate(parts))
         zf, zv = keys // Vt, keys % Vt
         if len(zf) != 2 * len(cut_faces) or np.any(zf[0::2] != cut_faces) or np.any(zf[1::2] != cut_faces):
             counts = np.bincount(zf, minlength=F)[cut_faces]

@@ -7,7 +7,7 @@ import numbers
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal, overload
 
 import numpy as np
 import torch
@@ -111,6 +111,13 @@ def sealed(a: np.ndarray) -> np.ndarray:
 
 
 # ------------------------------------------------------------------------------------------- parameters
+# (overloads: None comes back only with allow_none=True)
+@overload
+def check_int(value: Any, name: str, caller: str, *, minimum: int | None = None, maximum: int | None = None,
+              allow_none: Literal[False] = False) -> int: ...
+@overload
+def check_int(value: Any, name: str, caller: str, *, minimum: int | None = None, maximum: int | None = None,
+              allow_none: bool) -> int | None: ...
 def check_int(value: Any, name: str, caller: str, *, minimum: int | None = None, maximum: int | None = None,
               allow_none: bool = False) -> int | None:
     """``value`` as a Python int in ``[minimum, maximum]``; bools, floats, strings and the like are refused.
@@ -132,6 +139,12 @@ def check_int(value: Any, name: str, caller: str, *, minimum: int | None = None,
     return v
 
 
+@overload
+def check_float(value: Any, name: str, caller: str, *, minimum: float | None = None, maximum: float | None = None,
+                strict: bool = False, allow_none: Literal[False] = False) -> float: ...
+@overload
+def check_float(value: Any, name: str, caller: str, *, minimum: float | None = None, maximum: float | None = None,
+                strict: bool = False, allow_none: bool) -> float | None: ...
 def check_float(value: Any, name: str, caller: str, *, minimum: float | None = None, maximum: float | None = None,
                 strict: bool = False, allow_none: bool = False) -> float | None:
     """``value`` as a finite Python float in ``[minimum, maximum]`` (open at ``minimum`` with ``strict``).

@@ -5,15 +5,19 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeAlias, overload
 
 import numpy as np
+import numpy.typing as npt
 import torch
 
 from maso._validation import readonly
 from maso.errors import ShapeError
 
 __all__ = ["Affine", "AffineOperator"]
+
+#: What maso's affine maps hold and return: NumPy arrays, or torch tensors when the network was called with tensors.
+Array: TypeAlias = np.ndarray | torch.Tensor
 
 
 @dataclass(frozen=True, eq=False)
@@ -79,7 +83,11 @@ class Affine:
             raise TypeError("Index a batched Affine (A of shape (n, d_out, d_in)).")
         return Affine(self.A[i], self.b[i])
 
-    def __call__(self, x: Any) -> Any:
+    @overload
+    def __call__(self, x: torch.Tensor) -> torch.Tensor: ...
+    @overload
+    def __call__(self, x: npt.ArrayLike) -> np.ndarray: ...
+    def __call__(self, x: Any) -> Array:
         """Apply the map to ``x`` of shape ``(d_in,)`` (or ``(n, d_in)`` for a batched map, one each)."""
         if self.batched:
             if isinstance(self.A, torch.Tensor):
@@ -117,15 +125,15 @@ class AffineOperator:
     _offset: Callable[[], Any]
 
     @functools.cached_property
-    def b(self) -> Any:
+    def b(self) -> Array:
         """Offsets ``(n, d_out)``: computed on first use by one frozen pass at the origin."""
         return self._offset()
 
-    def jvp(self, v: Any) -> Any:
+    def jvp(self, v: Any) -> Array:
         """``A @ v`` for ``v`` of shape ``(n, d_in)`` (one direction per input) → ``(n, d_out)``."""
         return self._jvp(v)
 
-    def vjp(self, w: Any) -> Any:
+    def vjp(self, w: Any) -> Array:
         """``A.T @ w`` for ``w`` of shape ``(n, d_out)`` → ``(n, d_in)``."""
         return self._vjp(w)
 
@@ -134,12 +142,10 @@ class AffineOperator:
         n, m, _ = self.shape
         b = self.b
         torch_b = isinstance(b, torch.Tensor)
-        rows = []
+        rows: list[Any] = []  # tensors or arrays, as b is
         for j in range(m):
-            if torch_b:
-                w = torch.zeros((n, m), dtype=b.dtype, device=b.device)
-            else:
-                w = np.zeros((n, m), dtype=b.dtype)
+            w: Array = torch.zeros((n, m), dtype=b.dtype, device=b.device) if isinstance(b, torch.Tensor) else (
+                np.zeros((n, m), dtype=b.dtype))
             w[..., j] = 1
             rows.append(self.vjp(w))
         A = torch.stack(rows, dim=-2) if torch_b else np.stack(rows, axis=-2)

@@ -33,6 +33,7 @@ import sys
 import threading
 import warnings
 from collections.abc import Callable, Iterator, Sequence
+from types import ModuleType
 from typing import Any, NoReturn
 
 import numpy as np
@@ -137,7 +138,7 @@ def _say(text: str) -> None:
 def _one_line_warnings() -> Iterator[None]:
     """Warnings as one line each (``maso: warning: ...``) instead of file:line and the source line."""
     with warnings.catch_warnings():
-        warnings.showwarning = lambda message, category, *_args, **_kw: _say(  # type: ignore[assignment]
+        warnings.showwarning = lambda message, category, *_args, **_kw: _say(
             f"maso: warning: {category.__name__}: {message}")
         yield
 
@@ -674,7 +675,10 @@ def _fields(report: Any) -> dict[str, Any]:
     """The certificate's fields (whatever the report holds), with its verdict."""
     import dataclasses
 
-    fields = dataclasses.asdict(report) if dataclasses.is_dataclass(report) else dict(vars(report))
+    if dataclasses.is_dataclass(report) and not isinstance(report, type):
+        fields = dataclasses.asdict(report)
+    else:
+        fields = dict(vars(report))
     fields["ok"] = bool(report.ok)
     fields["summary"] = str(report)
     return fields
@@ -890,7 +894,7 @@ def _parser() -> _Parser:
     return parser
 
 
-def load_experiments() -> Any:
+def load_experiments() -> ModuleType:
     """The experiments folder, imported as ``maso_experiments`` (a name that shadows no other package).
 
     Looked for in ``$MASO_EXPERIMENTS``, then in the source checkout maso runs from (an editable install:
@@ -913,6 +917,7 @@ def load_experiments() -> Any:
                           "MASO_EXPERIMENTS to its experiments/ folder.")
     spec = importlib.util.spec_from_file_location("maso_experiments", folder / "__init__.py",
                                                   submodule_search_locations=[str(folder)])
+    assert spec is not None and spec.loader is not None  # a spec for an existing .py file, with its file loader
     module = importlib.util.module_from_spec(spec)
     sys.modules["maso_experiments"] = module
     try:

@@ -34,7 +34,9 @@ class MasoError(Exception):
 
 
 class ShapeError(MasoError, ValueError):
-    """An array has the wrong shape or dtype for the call it was passed to."""
+    """An array has the wrong shape or dtype for the call it was passed to, or NaN or infinite entries where
+    finite numbers are needed. Out-of-range settings (a size, a count, a method name) are a
+    [`ParameterError`][maso.errors.ParameterError] instead."""
 
 
 class UnsupportedLayerError(MasoError, TypeError):
@@ -94,12 +96,13 @@ class CheckpointWarning(UserWarning):
 
 
 class ParameterError(MasoError, ValueError):
-    """A numeric parameter is out of its valid range (a temperature, β, a radius, a number of steps...)."""
+    """A parameter is out of its valid range or not one of its accepted values (a temperature, β, a radius, a
+    number of steps, layer widths, a method or activation name, a piece index...)."""
 
 
 class ParameterShapeError(ParameterError, ShapeError):
     """A parameter that maso reported as a [`ShapeError`][maso.errors.ShapeError] before 0.2 (``tol`` and
-    ``method`` of [`maso.enumerate_regions`][]) is out of range: a
+    ``method`` of [`maso.enumerate_regions`][], the widths of [`maso.mlp`][]...) is out of range: a
     [`ParameterError`][maso.errors.ParameterError], and a ``ShapeError`` still, so that ``except ShapeError``
     clauses written then keep working."""
 

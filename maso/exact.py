@@ -26,12 +26,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import sympy as sp
 
-from maso.errors import ParameterError, ShapeError
+from maso.errors import ParameterError, ParameterShapeError, ShapeError
+
+if TYPE_CHECKING:  # imported where used: importing maso.exact stays free of the network module
+    from maso.network import Network
 
 __all__ = ["ExactNetwork", "ExactReport", "from_network", "from_weights", "rational"]
 
@@ -150,6 +153,7 @@ class ExactNetwork:
                 for r in range(R):
                     if lay.present[k, r] and (best is None or scores[r][k] > scores[best][k]):
                         best = r
+                assert best is not None  # every unit has a finite piece (a unit with none has no value)
                 q[k] = best
                 out.append(scores[best][k])
             x = sp.Matrix(out)
@@ -178,7 +182,7 @@ class ExactNetwork:
                 continue
             q = c[i:i + K]
             if np.any(q < 0) or np.any(q >= R) or not np.all(lay.present[np.arange(K), q]):
-                raise ShapeError("The code selects a piece a unit does not have.")
+                raise ParameterShapeError("The code selects a piece a unit does not have.")
             out.append(q)
             i += K
         return out
@@ -352,7 +356,7 @@ class ExactNetwork:
         return ExactReport(len(regs), ok, max_err, distinct, area_sum, dom_area, tuple(problems))
 
     # ------------------------------------------------------------------------------------------ floats
-    def to_network(self) -> Any:
+    def to_network(self) -> Network:
         """The float64 [`maso.Network`][] of these weights ([`maso.MASOLayer`][maso.layers.MASOLayer] and
         ``Dense`` layers).
 
@@ -366,7 +370,7 @@ class ExactNetwork:
         from maso.layers import Dense, MASOLayer
         from maso.network import Network
 
-        layers = []
+        layers: list[Dense | MASOLayer] = []
         for lay in self._layers:
             R = lay.present.shape[1]
             A = np.stack([np.array(lay.A[r].tolist(), dtype=np.float64) for r in range(R)], axis=1)
@@ -530,4 +534,5 @@ def from_weights(layers: Sequence[tuple[Any, Any]], *, activation: str = "relu",
             s0, s1 = (rational(s) for s in slopes)
             out.append(_Layer((sp.ImmutableMatrix(s0 * Wm), sp.ImmutableMatrix(s1 * Wm)),
                               (sp.ImmutableMatrix(s0 * bm), sp.ImmutableMatrix(s1 * bm)), np.ones((K, 2), dtype=bool)))
+    assert d_in is not None  # there is at least one layer
     return ExactNetwork(out, int(d_in))

@@ -141,7 +141,7 @@ class PathDensity:
 def path_density(
     net: Network, x0: Any, x1: Any, *, codes: str = "hard", method: str = "auto", n_steps: int = 200,
     rtol: float = 1e-3, max_steps: int = 1 << 16,
-) -> Any:
+) -> PathDensity | list[PathDensity]:
     """Polytope density along the segment ``x0 -> x1``: total code change and change per unit length.
 
     Parameters

@@ -11,17 +11,17 @@ networks for tests, benchmarks and the demo without touching torch's global RNG;
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 from collections import OrderedDict
-from collections.abc import Iterator, Mapping, Sequence
-from typing import Any, ClassVar
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar, TypedDict
 
 import torch
 from torch import nn
 
-from maso.errors import ShapeError, SubnetworkError, WeightsFileError
+from maso._random import torch_seeded
+from maso.errors import ParameterShapeError, ShapeError, SubnetworkError, WeightsFileError
 
 __all__ = [
     "Abs",
@@ -37,14 +37,6 @@ __all__ = [
 ]
 
 
-@contextlib.contextmanager
-def _seeded(seed: int) -> Iterator[None]:
-    """Torch's global generator seeded inside the block and restored after it (no global side effects)."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        yield
-
-
 class Maxout(nn.Module):
     """Maxout over groups of ``pieces`` consecutive channels: ``(n, C*R, ...) -> (n, C, ...)``.
 
@@ -58,7 +50,7 @@ class Maxout(nn.Module):
     def __init__(self, pieces: int) -> None:
         super().__init__()
         if int(pieces) < 1:
-            raise ShapeError(f"Maxout needs pieces >= 1. Got {pieces}.")
+            raise ParameterShapeError(f"Maxout needs pieces >= 1. Got {pieces}.")
         self.pieces = int(pieces)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -120,11 +112,11 @@ def mlp_module(
     """
     widths = [int(w) for w in widths]
     if len(widths) < 2 or any(w < 1 for w in widths):
-        raise ShapeError(f"widths must be at least [d_in, d_out] of positive sizes. Got {widths}.")
+        raise ParameterShapeError(f"widths must be at least [d_in, d_out] of positive sizes. Got {widths}.")
     if activation not in _ACTIVATIONS:
-        raise ShapeError(f"activation must be one of {_ACTIVATIONS}. Got {activation!r}.")
+        raise ParameterShapeError(f"activation must be one of {_ACTIVATIONS}. Got {activation!r}.")
     layers: list[nn.Module] = []
-    with _seeded(seed):
+    with torch_seeded(seed):
         for i, (a, b) in enumerate(zip(widths[:-1], widths[1:])):
             last = i == len(widths) - 2
             if activation == "maxout" and not last:
@@ -173,7 +165,7 @@ def inception_toy(
     >>> net(torch.zeros(2, 3, 32, 32)).shape
     torch.Size([2, 10])
     """
-    with _seeded(seed):
+    with torch_seeded(seed):
         model = nn.Sequential(
             nn.Conv2d(in_channels, width, 3, padding=1),
             nn.BatchNorm2d(width),
@@ -188,7 +180,8 @@ def inception_toy(
             nn.Linear(2 * width, n_classes),
         )
         for m in model.modules():
-            if isinstance(m, nn.BatchNorm2d):
+            # (running_* are None only for track_running_stats=False, which these layers are not)
+            if isinstance(m, nn.BatchNorm2d) and m.running_mean is not None and m.running_var is not None:
                 m.running_mean.uniform_(-0.2, 0.2)
                 m.running_var.uniform_(0.5, 1.5)
                 m.weight.data.uniform_(0.5, 1.5)
@@ -197,9 +190,16 @@ def inception_toy(
 
 
 # ------------------------------------------------------------------------------------------------ InceptionV1
+class _LRNAttributes(TypedDict):
+    depth_radius: int
+    bias: float
+    alpha: float
+    beta: float
+
+
 #: The attributes of both LRN nodes (``localresponsenorm0`` and ``localresponsenorm1``) of the inception5h graph,
 #: in TensorFlow's terms: ``x_c / (bias + alpha * sum(x_{c-r} ** 2, ..., x_{c+r} ** 2)) ** beta``, r = depth_radius.
-_LRN_TF = {"depth_radius": 5, "bias": 2.0, "alpha": 1e-4, "beta": 0.5}
+_LRN_TF: _LRNAttributes = {"depth_radius": 5, "bias": 2.0, "alpha": 1e-4, "beta": 0.5}
 
 #: Channels of the mixed layers of inception5h: input, 1x1, 3x3 bottleneck, 3x3, 5x5 bottleneck, 5x5, pool reduce.
 _MIXED = {
@@ -588,7 +588,7 @@ def inception_v1(weights: str | os.PathLike[str] | Mapping[str, torch.Tensor] | 
     >>> net.input_shape, net.output_shape
     ((1024, 7, 7), (1008,))
     """
-    with _seeded(seed):
+    with torch_seeded(seed):
         model = InceptionV1()
     model = model.to(dtype)
     if weights is not None:

@@ -6,11 +6,20 @@ import hashlib
 import io
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from maso.errors import MasoError
+
+if TYPE_CHECKING:  # matplotlib is optional and slow to import: only the type checker reads these
+    from types import ModuleType
+
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+    from maso.paths import SegmentCrossings
+    from maso.slices import SliceRegions
 
 __all__ = ["code_colors", "plot_crossings", "plot_slice"]
 
@@ -22,7 +31,7 @@ def _require() -> None:
         raise MasoError('Plotting needs matplotlib: pip install "maso[plot]".') from e
 
 
-def _pyplot():
+def _pyplot() -> ModuleType:
     _require()
     import matplotlib.pyplot as plt  # picks a non-interactive backend by itself when there is no display
 
@@ -59,13 +68,17 @@ def code_colors(codes: np.ndarray, *, saturation: float = 0.55, value: float = 0
     return hsv_to_rgb(hsv) if len(hsv) else np.zeros((0, 3))
 
 
-def _figure(ax: Any, figsize: tuple[float, float]) -> tuple[Any, Any]:
+def _figure(ax: Axes | None, figsize: tuple[float, float]) -> tuple[Figure, Axes]:
+    """A new pyplot figure and its axes, or ``ax`` and the figure that holds it (the whole figure, for an ``ax``
+    inside a subfigure: the one that can be saved)."""
     if ax is None:
         return _pyplot().subplots(figsize=figsize)
-    return ax.figure, ax
+    fig = ax.get_figure(root=True)
+    assert fig is not None  # an Axes is made in a figure
+    return fig, ax
 
 
-def _save(fig: Any, path: str | Path | None) -> None:
+def _save(fig: Figure, path: str | Path | None) -> None:
     if path is not None:
         fig.savefig(path, bbox_inches="tight", dpi=150)
 
@@ -88,7 +101,7 @@ def _png(draw: Callable[..., Any], figsize: tuple[float, float]) -> bytes | None
 
 
 def plot_slice(
-    slice_regions: Any,
+    slice_regions: SliceRegions,
     *,
     color: str = "code",
     output: int | None = None,
@@ -96,10 +109,10 @@ def plot_slice(
     decision_boundary: bool = True,
     points: Any = None,
     labels: Sequence[Any] | None = None,
-    ax: Any = None,
+    ax: Axes | None = None,
     path: str | Path | None = None,
     cmap: str = "viridis",
-) -> Any:
+) -> Figure:
     """Draw a [`SliceRegions`][maso.SliceRegions]: regions, their edges, the decision boundary and data points.
 
     Parameters
@@ -131,7 +144,7 @@ def plot_slice(
     Returns
     -------
     matplotlib.figure.Figure
-        The figure drawn on. It stays open: a notebook shows it inline when the cell ends, ``plt.show()``
+        The figure drawn on (with ``ax``: the figure that holds it). It stays open: a notebook shows it inline when the cell ends, ``plt.show()``
         elsewhere. As the last expression of a notebook cell, IPython displays the returned figure as well, so
         it shows twice, as for any function returning a pyplot figure: end the line with ``;`` or assign the
         result. Evaluating the slice itself (``sl``) shows this default picture once, drawn outside pyplot.
@@ -179,7 +192,7 @@ def plot_slice(
     if decision_boundary:
         segs = boundary if boundary is not None else sl.decision_boundary(output if color == "output" else None)
         if len(segs):
-            ax.add_collection(LineCollection(segs, colors="k", linewidths=2.0))
+            ax.add_collection(LineCollection(list(segs), colors="k", linewidths=2.0))  # (n, 2, 2): n segments
     if points is not None:
         pts = np.asarray(points, dtype=np.float64)
         if pts.ndim != 2 or pts.shape[1] != 2:
@@ -197,14 +210,15 @@ def plot_slice(
 
 
 def plot_crossings(
-    crossings: Any, *, ax: Any = None, path: str | Path | None = None, bins: int = 50,
-) -> Any:
+    crossings: SegmentCrossings | list[SegmentCrossings] | tuple[SegmentCrossings, ...], *, ax: Axes | None = None,
+    path: str | Path | None = None, bins: int = 50,
+) -> Figure:
     """Draw where the code changes along paths: one row of ticks per path (marker size = units flipping) and,
     for several paths, a histogram of the crossing density along the path parameter.
 
     Parameters
     ----------
-    crossings : SegmentCrossings or list of them
+    crossings : SegmentCrossings, or a list or tuple of them
     ax : matplotlib Axes, optional
         Draw there (no pyplot figure is created then).
     path : str or Path, optional
@@ -215,6 +229,7 @@ def plot_crossings(
     Returns
     -------
     matplotlib.figure.Figure
+        The figure drawn on (with ``ax``: the figure that holds it).
 
     Examples
     --------
@@ -226,7 +241,7 @@ def plot_crossings(
     """
     _require()
     many = isinstance(crossings, (list, tuple))
-    items = list(crossings) if many else [crossings]
+    items = list(crossings) if isinstance(crossings, (list, tuple)) else [crossings]
     fig, ax = _figure(ax, (7, 2.5 if len(items) < 4 else 4))
     if len(items) <= 20:
         for row, sc in enumerate(items):

@@ -95,7 +95,7 @@ class Polytope:
             raise ShapeError(f"Points must have {self.dim} coordinates each. Got shape {np.shape(y)}.")
         return self.b - y @ self.A.T
 
-    def contains(self, y: Any, *, atol: float = DEFAULT_ATOL) -> Any:
+    def contains(self, y: Any, *, atol: float = DEFAULT_ATOL) -> np.bool_ | np.ndarray:
         """Whether ``A @ y <= b + atol`` holds; ``y`` of shape ``(d,)`` gives a bool, ``(k, d)`` a bool array."""
         s = self.slack(y)
         return np.all(s >= -atol, axis=-1)

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import maso
+from maso._random import torch_seeded
 
 ACTIVATIONS = ("relu", "leaky", "leaky_big", "abs", "prelu", "relu6", "hardtanh", "hardsigmoid")
 
@@ -47,17 +48,13 @@ def _randomise_bn(bn: nn.modules.batchnorm._BatchNorm, rng: np.random.Generator)
         bn.bias.copy_(torch.as_tensor(rng.uniform(-0.3, 0.3, c)))
 
 
-def _seeded(rng: np.random.Generator):
-    torch_seed = int(rng.integers(0, 2**31))
-    ctx = torch.random.fork_rng(devices=[])
-    ctx.__enter__()
-    torch.manual_seed(torch_seed)
-    return ctx
+def _torch_seed(rng: np.random.Generator) -> int:
+    """The seed of torch's generator for one model, drawn from ``rng`` before the model's own draws."""
+    return int(rng.integers(0, 2**31))
 
 
 def mlp(rng: np.random.Generator) -> tuple[nn.Module, tuple[int, ...]]:
-    ctx = _seeded(rng)
-    try:
+    with torch_seeded(_torch_seed(rng)):
         d = int(rng.integers(1, 6))
         widths = [d] + [int(w) for w in rng.integers(2, 9, size=int(rng.integers(1, 4)))] + [int(rng.integers(1, 4))]
         mods: list[nn.Module] = []
@@ -74,13 +71,10 @@ def mlp(rng: np.random.Generator) -> tuple[nn.Module, tuple[int, ...]]:
                     mods.append(bn)
                 mods.append(activation(rng, b))
         return nn.Sequential(*mods).double().eval(), (d,)
-    finally:
-        ctx.__exit__(None, None, None)
 
 
 def cnn(rng: np.random.Generator) -> tuple[nn.Module, tuple[int, ...]]:
-    ctx = _seeded(rng)
-    try:
+    with torch_seeded(_torch_seed(rng)):
         nd = int(rng.integers(1, 3))
         Conv = nn.Conv1d if nd == 1 else nn.Conv2d
         BN = nn.BatchNorm1d if nd == 1 else nn.BatchNorm2d
@@ -119,8 +113,6 @@ def cnn(rng: np.random.Generator) -> tuple[nn.Module, tuple[int, ...]]:
         module = nn.Sequential(*mods, nn.Linear(n_flat, hidden), nn.ReLU(), nn.Dropout(0.3),
                                nn.Linear(hidden, int(rng.integers(1, 3))))
         return module.double().eval(), shape
-    finally:
-        ctx.__exit__(None, None, None)
 
 
 class Residual(nn.Module):
@@ -163,23 +155,17 @@ class InceptionLike(nn.Module):
 
 
 def residual(rng: np.random.Generator) -> tuple[nn.Module, tuple[int, ...]]:
-    ctx = _seeded(rng)
-    try:
+    with torch_seeded(_torch_seed(rng)):
         d = int(rng.integers(2, 5))
         return Residual(d, int(rng.integers(2, 7)), int(rng.integers(0, 3))).double().eval(), (d,)
-    finally:
-        ctx.__exit__(None, None, None)
 
 
 def inception(rng: np.random.Generator) -> tuple[nn.Module, tuple[int, ...]]:
-    ctx = _seeded(rng)
-    try:
+    with torch_seeded(_torch_seed(rng)):
         c = int(rng.integers(1, 3))
         m = InceptionLike(c)
         _randomise_bn(m.b[1], rng)
         return m.double().eval(), (c, int(rng.integers(4, 7)), int(rng.integers(4, 7)))
-    finally:
-        ctx.__exit__(None, None, None)
 
 
 BUILDERS = {"mlp": mlp, "cnn": cnn, "residual": residual, "inception": inception}
@@ -243,10 +229,7 @@ class PoolBlock(nn.Module):
 
 
 def pool_block(rng: np.random.Generator) -> tuple[nn.Module, tuple[int, ...]]:
-    ctx = _seeded(rng)
-    try:
+    with torch_seeded(_torch_seed(rng)):
         c = int(rng.integers(1, 3))
         m = PoolBlock(c, int(rng.integers(1, 3)), int(rng.integers(0, 3)))
         return m.double().eval(), (c, int(rng.integers(4, 7)), int(rng.integers(4, 7)))
-    finally:
-        ctx.__exit__(None, None, None)

@@ -240,17 +240,32 @@ def test_an_example_that_does_not_fit_says_why_without_a_traceback(capfd):
     (dict(seed=2**64), maso.ParameterError, "'seed'"),
     (dict(seed=1.5), maso.ParameterError, "'seed'"),
     (dict(seed=True), maso.ParameterError, "'seed'"),
-    (dict(widths=[2]), maso.ShapeError, "at least two positive integers"),
-    (dict(widths=[2, 0, 1]), maso.ShapeError, "at least two positive integers"),
-    (dict(widths=[2, 2.5, 1]), maso.ShapeError, "at least two positive integers"),
-    (dict(widths=[2, True, 1]), maso.ShapeError, "at least two positive integers"),
-    (dict(widths="21"), maso.ShapeError, "at least two positive integers"),
+    (dict(widths=[2]), maso.ParameterError, "at least two positive integers"),
+    (dict(widths=[2, 0, 1]), maso.ParameterError, "at least two positive integers"),
+    (dict(widths=[2, 2.5, 1]), maso.ParameterError, "at least two positive integers"),
+    (dict(widths=[2, True, 1]), maso.ParameterError, "at least two positive integers"),
+    (dict(widths="21"), maso.ParameterError, "at least two positive integers"),
 ])
 def test_mlp_arguments(kwargs, error, says):
     args = dict(widths=[2, 3, 1], seed=0) | kwargs
     with pytest.raises(error, match=says):
         maso.mlp(args.pop("widths"), **args)
     assert maso.mlp([2, 3, 1], seed=2**64 - 1).n_units == 3
+
+
+@pytest.mark.parametrize("call, says", [
+    (lambda: maso.mlp([2], seed=0), "at least two positive integers"),
+    (lambda: maso.nn.mlp_module([2, 0, 1], seed=0), "positive sizes"),
+    (lambda: maso.nn.mlp_module([2, 3, 1], seed=0, activation="gelu"), "activation must be one of"),
+    (lambda: maso.nn.Maxout(0), "pieces >= 1"),
+    (lambda: maso.exact.from_weights([([[1, -1]], [0]), ([[2]], [1])]).affine_map([2]), "a piece a unit"),
+])
+def test_out_of_range_settings_are_parameter_errors_and_still_shape_errors(call, says):
+    """Wrong values (not wrong shapes) are ParameterErrors; they were ShapeErrors before, and still are
+    (ParameterShapeError), so that `except ShapeError` written then keeps working."""
+    with pytest.raises(maso.ParameterError, match=says) as caught:
+        call()
+    assert isinstance(caught.value, maso.ShapeError)
 
 
 def test_from_torch_rtol_is_checked():
