@@ -34,8 +34,8 @@ class MasoError(Exception):
 
 
 class ShapeError(MasoError, ValueError):
-    """An array has the wrong shape or dtype for the call it was passed to, or NaN or infinite entries where
-    finite numbers are needed. Out-of-range settings (a size, a count, a method name) are a
+    """An array has the wrong shape or dtype for the call it was passed to, or an input (a point, a batch, an
+    example) holds NaN or infinite values. Wrong values of settings, weights or constraints are a
     [`ParameterError`][maso.errors.ParameterError] instead."""
 
 
@@ -97,7 +97,8 @@ class CheckpointWarning(UserWarning):
 
 class ParameterError(MasoError, ValueError):
     """A parameter is out of its valid range or not one of its accepted values (a temperature, β, a radius, a
-    number of steps, layer widths, a method or activation name, a piece index...)."""
+    number of steps, layer widths, a method or activation name, a piece index, non-finite weights or
+    constraints...)."""
 
 
 class ParameterShapeError(ParameterError, ShapeError):

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from maso._validation import readonly
-from maso.errors import ShapeError
+from maso.errors import ParameterShapeError, ShapeError
 
 __all__ = ["DEFAULT_ATOL", "Polytope"]
 
@@ -64,7 +64,7 @@ class Polytope:
                 f"Got {A.shape} and {b.shape}."
             )
         if not (np.all(np.isfinite(A)) and np.all(np.isfinite(b))):
-            raise ShapeError("Polytope constraints must be finite.")
+            raise ParameterShapeError("Polytope constraints must be finite.")
         object.__setattr__(self, "A", A)
         object.__setattr__(self, "b", b)
         if self.units is not None:

@@ -258,6 +258,7 @@ def test_mlp_arguments(kwargs, error, says):
     (lambda: maso.nn.mlp_module([2, 0, 1], seed=0), "positive sizes"),
     (lambda: maso.nn.mlp_module([2, 3, 1], seed=0, activation="gelu"), "activation must be one of"),
     (lambda: maso.nn.Maxout(0), "pieces >= 1"),
+    (lambda: maso.Polytope(np.array([[np.inf, 1.0]]), np.ones(1)), "constraints must be finite"),
     (lambda: maso.exact.from_weights([([[1, -1]], [0]), ([[2]], [1])]).affine_map([2]), "a piece a unit"),
 ])
 def test_out_of_range_settings_are_parameter_errors_and_still_shape_errors(call, says):
