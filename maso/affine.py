@@ -5,14 +5,16 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeAlias, overload
+from typing import TYPE_CHECKING, Any, TypeAlias, overload
 
 import numpy as np
-import numpy.typing as npt
 import torch
 
 from maso._validation import readonly
 from maso.errors import ShapeError
+
+if TYPE_CHECKING:
+    import numpy.typing as npt
 
 __all__ = ["Affine", "AffineOperator"]
 
