@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from maso.errors import MasoError
+from maso.errors import MasoError, ParameterError
 
 if TYPE_CHECKING:  # matplotlib is optional and slow to import: only the type checker reads these
     from types import ModuleType
@@ -162,11 +162,11 @@ def plot_slice(
 
     sl = slice_regions
     if color not in ("code", "output", "argmax", "none"):
-        raise MasoError(f"color must be 'code', 'output', 'argmax' or 'none'. Got {color!r}.")
+        raise ParameterError(f"color must be 'code', 'output', 'argmax' or 'none'. Got {color!r}.")
     net = sl._network()
     if output is not None and not (isinstance(output, (int, np.integer)) and not isinstance(output, bool)
                                    and 0 <= output < net.output_dim):
-        raise MasoError(f"output must be an int in [0, {net.output_dim}). Got {output!r}.")
+        raise ParameterError(f"output must be an int in [0, {net.output_dim}). Got {output!r}.")
     fig, ax = _figure(ax, (6, 6))
     polys = sl.polygons()
     line = {"colors": "k", "linewidths": 0.3} if edges else None

@@ -336,15 +336,27 @@ def test_plot_modes_and_errors(moons):
         plt.close(fig)
     fig = sl.plot(color="argmax", output=1)  # pieces by the sign of output 1
     plt.close(fig)
-    with pytest.raises(maso.MasoError, match="output"):
+    with pytest.raises(maso.ParameterError, match="output"):
         sl.plot(color="argmax", output=2)
-    with pytest.raises(maso.MasoError, match="color"):
+    with pytest.raises(maso.ParameterError, match="color"):
         sl.plot(color="rainbow")
     # drawing on a given Axes of a figure outside pyplot leaves pyplot alone
     before = plt.get_fignums()
     f = matplotlib.figure.Figure()
     assert maso.plotting.plot_slice(sl, ax=f.add_subplot(), color="argmax") is f
     assert plt.get_fignums() == before
+
+
+
+def test_plot_into_a_subfigure_returns_and_saves_the_whole_figure(moons, tmp_path):
+    """An Axes inside a SubFigure: the Figure that holds it comes back (SubFigure cannot be saved), and
+    path= saves that figure."""
+    f = matplotlib.figure.Figure()
+    left, right = f.subfigures(1, 2)
+    assert maso.plotting.plot_slice(moons.sl, ax=right.add_subplot(), path=tmp_path / "s.png") is f
+    assert (tmp_path / "s.png").stat().st_size > 0
+    sc = maso.segment_crossings(moons.net, np.array([-1.0, -1.0]), np.array([1.0, 1.0]))
+    assert maso.plotting.plot_crossings(sc, ax=left.add_subplot()) is f
 
 
 # ------------------------------------------------------------------------------------------------ reprs
