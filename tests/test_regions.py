@@ -3,6 +3,7 @@ volumes, degenerate arrangements, adjacency, optimisation over regions, and type
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 
@@ -354,3 +355,49 @@ def test_multi_piece_units_agree_across_methods(seed):
         b = maso.enumerate_regions(net, _box(3), method="lp")
         assert sorted(r.code.tobytes() for r in a) == sorted(r.code.tobytes() for r in b)
         assert a.verify(rng=seed).ok and b.verify(rng=seed).ok
+
+
+def test_region_set_is_immutable():
+    """A RegionSet is frozen like SliceRegions: no attribute can be set or deleted, its regions and slivers are
+    tuples of frozen records whose arrays are read-only (a sliver's too, from the engine or a checkpoint)."""
+    W = np.array([[1.0, 0.0], [0.3, 1.0]])
+    thin = maso.Network.sequential((2,), [Dense(W, np.array([-(1.0 - 1e-11), 0.1])), relu(),
+                                          Dense(np.ones((1, 2)), np.zeros(1))])
+    for method in ("vertices", "lp"):
+        with pytest.warns(maso.NumericalWarning, match="thinner than tol"):
+            res = maso.enumerate_regions(thin, _box(2), method=method)
+        for name, value in (("tol", 1e-3), ("slivers", ()), ("network", None), ("new_attribute", 1)):
+            with pytest.raises(dataclasses.FrozenInstanceError):
+                setattr(res, name, value)
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            del res.domain
+        assert isinstance(res.slivers, tuple) and len(res.slivers) == 1
+        arrays = [a for r in res for a in (r.code, r.interior_point, r.polytope.A, r.affine.A)]
+        arrays += [a for s in res.slivers for a in (s.point, s.code_prefix)]
+        assert not any(a.flags.writeable for a in arrays)
+        again = maso.RegionSet(res.network, res.domain, list(res), res.slivers, res.tol, res.stats)
+        assert len(again) == len(res) and again.find(np.zeros(2)) == res.find(np.zeros(2)) is not None
+
+
+def test_two_engines_one_contract():
+    """method="vertices" and "lp" are two classes of one abstract engine, picked once by name ("auto": vertices
+    up to d = 6); each implements the algorithm's steps, and both give the same regions."""
+    from maso.regions import _driver
+    from maso.regions._engine import Engine, make_engine
+    from maso.regions._lp_engine import LPEngine
+    from maso.regions._vertex_engine import VertexEngine
+
+    assert Engine.__abstractmethods__ == {"_root_cell", "_extents", "split_two", "split_many", "facets"}
+    with pytest.raises(TypeError):
+        Engine(maso.mlp([2, 3, 1], seed=0), _box(2), 1e-9)  # abstract
+    for d, method, cls in ((2, "auto", VertexEngine), (7, "auto", LPEngine), (2, "lp", LPEngine),
+                           (7, "vertices", VertexEngine)):
+        eng, dom = _driver._prepare(maso.mlp([d, 3, 1], seed=0), _box(d), 1e-9, "test", method)
+        assert type(eng) is cls and eng.method == cls.method
+        assert type(make_engine(eng.net, dom, 1e-9, cls.method)) is cls
+    net = maso.mlp([3, 6, 6, 1], seed=2, activation="maxout", pieces=3)
+    codes = {}
+    for method in ("vertices", "lp"):
+        eng, _ = _driver._prepare(net, _box(3), 1e-9, "test", method)
+        codes[method] = sorted(r.code.tobytes() for r in eng.finalize(eng.expand([eng.root()], 0)))
+    assert codes["vertices"] == codes["lp"] and len(codes["lp"]) > 50

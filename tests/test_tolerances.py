@@ -244,8 +244,9 @@ def test_huge_polytope_rows_are_normalised_without_overflow():
 
 
 # ------------------------------------------------------------------------------------------ constants
-@pytest.mark.parametrize("module", ["maso.regions._engine", "maso.regions._geometry", "maso.regions._certificate",
-                                    "maso.domain"])
+@pytest.mark.parametrize("module", ["maso.regions._engine", "maso.regions._lp_engine", "maso.regions._vertex_engine",
+                                    "maso.regions._geometry", "maso.regions._certificate", "maso.regions._driver",
+                                    "maso.regions._parallel", "maso.domain"])
 def test_tolerances_are_named_constants(module):
     """Every small float literal (a tolerance) in a function body is a module-level constant with its reason
     (public parameters' defaults excepted)."""

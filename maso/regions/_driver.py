@@ -30,7 +30,15 @@ from maso.errors import (
 from maso.network import Network
 from maso.polytope import Polytope
 from maso.regions._checkpoint import _cells_digest, _Checkpoint, _run_header
-from maso.regions._engine import _EPS, _VERTEX_MAX_DIM, DEFAULT_TOL, _Cell, _Engine
+from maso.regions._engine import (
+    _EPS,
+    _VERTEX_MAX_DIM,
+    DEFAULT_TOL,
+    Engine,
+    _Cell,
+    make_engine,
+    require_piecewise_linear,
+)
 from maso.regions._parallel import (
     _bounds,
     _Budget,
@@ -110,21 +118,22 @@ def _check_parameters(caller: str, *, workers: Any, executor: Any, checkpoint: A
     return workers, min_tasks, max_regions
 
 
-def _prepare(net: Network, domain: Any, tol: Any, caller: str, method: Any = "auto") -> tuple[_Engine, Polytope]:
+def _prepare(net: Network, domain: Any, tol: Any, caller: str, method: Any = "auto"
+             ) -> tuple[Engine[Any], Polytope]:
     """The engine of a run (its ``tol``: the checked tolerance as a float) and the domain."""
     if not isinstance(net, Network):
         raise ShapeError(f"{caller} needs a maso.Network. Got {type(net).__name__}.")
-    net._require_piecewise_linear(caller)
+    require_piecewise_linear(net, caller)
     tol = _tolerance(tol, caller)
     method = _method(method, caller)
     dom = as_domain(domain, net.input_dim, caller=caller)
     if method == "auto":
         method = "vertices" if net.input_dim <= _VERTEX_MAX_DIM else "lp"
-    return _Engine(net, dom, tol, method), dom
+    return make_engine(net, dom, tol, method), dom
 
 
 # -------------------------------------------------------------------------------------------------- plan
-def _plan(eng: _Engine, budget: _Budget, min_tasks: int | None = None, stage: int | None = None
+def _plan(eng: Engine[Any], budget: _Budget, min_tasks: int | None = None, stage: int | None = None
           ) -> tuple[list[_Cell], int]:
     """Split the domain through the first stages: until there are ``min_tasks`` independent cells (when the
     network allows), or through ``stage`` stages (a resumed run plans what its checkpoint planned)."""
@@ -348,7 +357,7 @@ def enumerate_regions(
             ck.close()
 
 
-def _run(net: Network, dom: Polytope, tol: float, eng: _Engine, ck: _Checkpoint | None, executor: Any,
+def _run(net: Network, dom: Polytope, tol: float, eng: Engine[Any], ck: _Checkpoint | None, executor: Any,
          workers: int, serial: bool, n_par: int, min_tasks: int, max_regions: int | None, max_bytes: float,
          bar: _Progress) -> RegionSet:
     planner = _Budget(max_regions, max_bytes, report=bar.planning)

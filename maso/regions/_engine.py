@@ -1,4 +1,9 @@
-"""The subdivision engine: cells cut layer by layer into the regions of a network (LP and vertex methods).
+"""The subdivision engines' contract: cells cut layer by layer into the regions of a network.
+
+`Engine` holds what both exact algorithms share (domain checks, the root cell, each stage's piece scores, the stage
+driver, ``expand`` and ``finalize``); ``_lp_engine.LPEngine`` (``method="lp"``) and ``_vertex_engine.VertexEngine``
+(``method="vertices"``) supply the steps that differ: the cell's representation, how a unit cuts a cell into two or
+more pieces, and the facets of a finished cell. `make_engine` picks one by name.
 
 Tolerances (every threshold is a named constant below, with its reason):
 
@@ -15,15 +20,16 @@ Tolerances (every threshold is a named constant below, with its reason):
 
 from __future__ import annotations
 
+import abc
 import math
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, ClassVar, Generic, TypeVar
 
 import numpy as np
 import torch
 
-from maso import _kernels
 from maso._lp import LPStats, chebyshev, extreme
-from maso._validation import readonly
+from maso._validation import readonly, sealed
 from maso.affine import Affine
 from maso.errors import DomainError
 from maso.network import Network
@@ -52,8 +58,11 @@ _COINCIDENT = 1e-10
 _RADIUS_SLACK = 1e-9
 #: Redundancy LPs relax the tested row by this (input units): any positive amount keeps the LP bounded.
 _RELAX = 1.0
+#: The smallest positive normal float64: slopes are compared relative to it (``_UNDERFLOW``), and it floors the
+#: rescaling of ``daqp.minrep``'s right-hand side (``irredundant``: a centre on a row must not divide by zero).
+_TINY = float(np.finfo(np.float64).tiny)
 #: Slopes below ``float64 tiny / _SAME`` are in the range where ``_SAME``-relative comparisons lose precision.
-_UNDERFLOW = float(np.finfo(np.float64).tiny) / _SAME
+_UNDERFLOW = _TINY / _SAME
 #: ``tol`` must exceed this many float64 spacings of the largest domain coordinate (else distances of ``tol``
 #: are not resolved where the domain lies).
 _TOL_ULPS = 64
@@ -79,29 +88,90 @@ def _overflow(where: str) -> DomainError:
     )
 
 
-# ------------------------------------------------------------------------------------------------ engine
+
+# ------------------------------------------------------------------------------------------ the network
+# Every use of Network's internals by the engines is here (the evaluator of issue 16 replaces these lines).
+def _input_shape_of(net: Network, node: int) -> tuple[int, ...]:
+    """Shape of the (first) input of node ``node``."""
+    return net._input_shape_of(node)
+
+
+def _frozen(net: Network, z: torch.Tensor, icodes: dict[int, torch.Tensor], *, bias: bool, until: int | None
+            ) -> torch.Tensor:
+    """The network run on ``z`` ``(n, T, *input_shape)`` with every unit frozen on its coded piece (stopping before
+    node ``until``: its input)."""
+    return net._frozen(z, icodes, bias=bias, until=until)[0]
+
+
+def _code_dtype(net: Network) -> type:
+    """The dtype of the network's code rows: uint8 or int32."""
+    return np.uint8 if net._code_dtype == np.uint8 else np.int32
+
+
+def require_piecewise_linear(net: Network, caller: str) -> None:
+    """Refuse networks with soft (smooth) spline layers: they have no regions.
+
+    Raises
+    ------
+    UnsupportedLayerError
+        A soft spline layer in ``net``.
+    """
+    net._require_piecewise_linear(caller)
+
+
+# ------------------------------------------------------------------------------------------------ cells
 class _Cell:
-    """A polytope with the codes of the layers handled so far fixed (mutable, internal)."""
+    """A polytope with the codes of the layers handled so far fixed (mutable, internal): rows ``G x <= h`` with
+    their labels, an interior ball (``center``, ``radius``; None and 0 where not known), witness points, an outer
+    bounding box ``[lo, hi]`` (not tight) and ``eps``, the numerical zero of input distances here (``_EPS``
+    times the domain's coordinate scale). The LP engine's cell; `_VertexCell` adds vertices."""
 
-    __slots__ = ("G", "V", "center", "code", "eps", "h", "hi", "inc", "labels", "lo", "radius", "wit")
+    __slots__ = ("G", "center", "code", "eps", "h", "hi", "labels", "lo", "radius", "wit")
 
-    def __init__(self, G, h, labels, code, center, radius, wit, lo, hi, V=None, inc=None, eps=_EPS):
+    def __init__(self, G, h, labels, code, center, radius, wit, lo, hi, eps=_EPS):
         self.G, self.h, self.labels, self.code = G, h, labels, code
         self.center, self.radius, self.wit = center, radius, wit
-        self.lo, self.hi = lo, hi  # an outer bounding box (not tight)
-        self.V, self.inc = V, inc  # vertex method: vertices (k, d) and which rows each is tight on (k, m)
-        self.eps = eps  # numerical zero of input distances here: _EPS times the domain's coordinate scale
+        self.lo, self.hi = lo, hi
+        self.eps = eps
 
-    def add_row(self, n: np.ndarray, c: float, label: tuple[int, int], box: bool = True) -> _Cell:
+    def add_row(self, n: np.ndarray, c: float, label: tuple[int, int]) -> _Cell:
+        """This cell cut by ``n.x <= c`` (the bounding box tightened with it), with a code of its own."""
         G = np.concatenate((self.G, n[None]))  # concatenate: np.vstack/np.append cost 3-5x more per call here
         h = np.concatenate((self.h, (c,)))
-        lo, hi = _tighten(self.lo, self.hi, n, c, self.eps) if box else (self.lo, self.hi)
-        return _Cell(G, h, self.labels + [[label]], self.code.copy(), None, 0.0, None, lo, hi, None, None, self.eps)
+        lo, hi = _tighten(self.lo, self.hi, n, c, self.eps)
+        return _Cell(G, h, self.labels + [[label]], self.code.copy(), None, 0.0, None, lo, hi, self.eps)
 
     def copy(self) -> _Cell:
         """A cell sharing this one's arrays, with its own code and labels (to be changed independently)."""
         return _Cell(self.G, self.h, [list(x) for x in self.labels], self.code.copy(), self.center, self.radius,
-                     self.wit, self.lo, self.hi, self.V, self.inc, self.eps)
+                     self.wit, self.lo, self.hi, self.eps)
+
+
+class _VertexCell(_Cell):
+    """A `_Cell` with its vertices ``V`` ``(k, d)`` and their incidences ``inc``: which rows each vertex is tight
+    on, as bit sets ``(k, ceil(m / 64))`` uint64 (`_pack`). The vertex engine's cell."""
+
+    __slots__ = ("V", "inc")
+
+    def __init__(self, G, h, labels, code, center, radius, wit, lo, hi, eps, V, inc):
+        # the fields assigned here, not by super().__init__: cells are made once per cut
+        self.G, self.h, self.labels, self.code = G, h, labels, code
+        self.center, self.radius, self.wit = center, radius, wit
+        self.lo, self.hi = lo, hi
+        self.eps = eps
+        self.V, self.inc = V, inc
+
+    def cut(self, n: np.ndarray, c: float, label: tuple[int, int], V: np.ndarray, inc: np.ndarray) -> _VertexCell:
+        """This cell cut by ``n.x <= c``, whose vertices and incidences are ``V`` and ``inc`` (the bounding box
+        is kept: vertices decide every cut), with a code of its own."""
+        G = np.concatenate((self.G, n[None]))
+        h = np.concatenate((self.h, (c,)))
+        return _VertexCell(G, h, self.labels + [[label]], self.code.copy(), None, 0.0, None, self.lo, self.hi,
+                           self.eps, V, inc)
+
+    def copy(self) -> _VertexCell:
+        return _VertexCell(self.G, self.h, [list(x) for x in self.labels], self.code.copy(), self.center,
+                           self.radius, self.wit, self.lo, self.hi, self.eps, self.V, self.inc)
 
 
 def _pack(inc: np.ndarray) -> np.ndarray:
@@ -186,11 +256,31 @@ def _normalise_scores(P: np.ndarray, Q: np.ndarray) -> tuple[np.ndarray, np.ndar
     return P, Q
 
 
-class _Engine:
-    def __init__(self, net: Network, domain: Polytope, tol: float, method: str = "lp") -> None:
+
+# ------------------------------------------------------------------------------------------------ engine
+#: The cell type of an engine.
+C = TypeVar("C", bound=_Cell)
+
+
+class Engine(abc.ABC, Generic[C]):
+    """One exact algorithm that cuts the domain into the regions of a network (one run, or one task of a run).
+
+    Shared by both algorithms: the domain's checks and root cell, each stage's piece scores, the stage driver
+    (`split_stage`: two-piece units screened at once, then each undecided unit cuts every cell), `split_unit`
+    (identical pieces merged), `expand` and `finalize` (affine maps and records). Each algorithm supplies the
+    cell's representation (`_root_cell`), the extents of units over a cell (`_extents`), the cut of a cell by a
+    unit with two pieces (`split_two`) or more (`split_many`), and the facets of a finished cell (`facets`).
+
+    An engine gathers its LP counts (``stats``) and the slivers it met (``slivers``); the cells are the caller's.
+    """
+
+    #: The ``method`` of [`enumerate_regions`][maso.enumerate_regions] this engine runs (also in checkpoint
+    #: headers, task payloads and ``RegionSet.stats``).
+    method: ClassVar[str]
+
+    def __init__(self, net: Network, domain: Polytope, tol: float) -> None:
         self.net = net
         self.domain = domain
-        self.method = method
         self.tol = float(tol)
         self.d = net.input_dim
         self.groups = net.units
@@ -231,8 +321,8 @@ class _Engine:
         self._domain_r = float(r)
         return self._domain
 
-    def root(self) -> _Cell:
-        """The domain as the first cell (with its vertices for the vertex method).
+    def root(self) -> C:
+        """The domain as the first cell, in this engine's representation.
 
         Raises
         ------
@@ -247,34 +337,14 @@ class _Engine:
         code = np.full(self.net.n_units, -1, dtype=np.int16)
         cell = _Cell(G, h, [[(-1, -1)] for _ in range(len(h))], code, c, r, c[None].copy(), lo - pad, hi + pad,
                      eps=eps)
-        if self.method == "vertices":
-            cell.V, cell.inc = self._root_vertices(G, h, lo, hi, eps)
-        return cell
-
-    def _root_vertices(self, G: np.ndarray, h: np.ndarray, lo: np.ndarray, hi: np.ndarray, eps: float
-                       ) -> tuple[np.ndarray, np.ndarray]:
-        """Vertices of the domain ``G x <= h`` and their packed incidences: the bounding box ``[lo, hi]`` (its
-        corners and incidences are exact) cut by each domain row with the engine's own exact vertex cut, then
-        the box rows dropped. No tolerance of an outside vertex solver enters (a domain 1e-10 thick keeps its
-        two sides apart)."""
-        d = self.d
-        bits = (np.arange(2 ** d)[:, None] >> np.arange(d)[None, :]) & 1  # corner k takes hi_i where bit i is set
-        V = np.where(bits == 1, hi[None, :], lo[None, :])
-        box = _Cell(np.vstack([-np.eye(d), np.eye(d)]), np.concatenate([-lo, hi]), [[(-1, -1)] for _ in range(2 * d)],
-                    np.zeros(0, dtype=np.int16), None, 0.0, None, lo, hi, V, _pack(np.hstack([bits == 0, bits == 1])),
-                    eps)
-        for j in range(len(h)):
-            fv = box.V @ G[j] - h[j]  # > 0: outside row j
-            box = self._split_both(box, G[j], -h[j], fv, (-1, -1), (-1, -1))[1]
-        inc = _unpack(box.inc, len(box.h))[:, 2 * d:]
-        return box.V, _pack(inc)
+        return self._root_cell(cell, lo, hi)
 
     def _domain_radius(self) -> float:
         if self._domain_r is None:  # a worker's engine: its cells come planned, the domain checked
             self._domain_r = float(chebyshev(np.array(self.domain.A), np.array(self.domain.b), self.stats)[0])
         return self._domain_r
 
-    def _maps(self, cells: list[_Cell], n_groups: int, until: int | None) -> tuple[torch.Tensor, torch.Tensor]:
+    def _maps(self, cells: Sequence[_Cell], n_groups: int, until: int | None) -> tuple[torch.Tensor, torch.Tensor]:
         """Linear parts ``(n, d, ...)`` and offsets ``(n, 1, ...)`` of the input of node ``until`` (the output
         if None) on each cell, from the codes of the first ``n_groups`` spline layers."""
         net = self.net
@@ -284,77 +354,66 @@ class _Engine:
         for g in self.groups[:n_groups]:
             layer = net.nodes[g.node].layer
             pub = torch.from_numpy(codes[:, g.columns].astype(np.int64)).reshape(n, *g.shape)
-            icodes[g.node] = layer.internal_code(pub, net._input_shape_of(g.node))
+            icodes[g.node] = layer.internal_code(pub, _input_shape_of(net, g.node))
         shape = net.input_shape
         with torch.no_grad():
             eye = torch.eye(d, dtype=torch.float64).reshape(1, d, *shape).expand(n, d, *shape)
             zero = torch.zeros((n, 1, *shape), dtype=torch.float64)
-            G, _ = net._frozen(eye, icodes, bias=False, until=until)
-            o, _ = net._frozen(zero, icodes, bias=True, until=until)
+            G = _frozen(net, eye, icodes, bias=False, until=until)
+            o = _frozen(net, zero, icodes, bias=True, until=until)
         return G, o
 
-    def stage_scores(self, cells: list[_Cell], s: int) -> tuple[np.ndarray, np.ndarray]:
+    def stage_scores(self, cells: Sequence[_Cell], s: int) -> tuple[np.ndarray, np.ndarray]:
         """Piece scores of the units of stage ``s`` on every cell, ``(n, U, R, d)`` and ``(n, U, R)``, each
         cell's scaled by a power of two to a largest slope entry in ``[0.5, 1)`` (`_normalise_scores`)."""
         node = self.groups[s].node
         G, o = self._maps(cells, s, node)
         with torch.no_grad():
-            P, Q = self.net.nodes[node].layer.scores(G, o[:, 0], self.net._input_shape_of(node))
+            P, Q = self.net.nodes[node].layer.scores(G, o[:, 0], _input_shape_of(self.net, node))
         return _normalise_scores(P.numpy(), Q.numpy())
 
-    def split_stage(self, cell: _Cell, s: int, P: np.ndarray, Q: np.ndarray, budget: Any = None) -> list[_Cell]:
+    def split_stage(self, cell: C, s: int, P: np.ndarray, Q: np.ndarray, budget: Any = None) -> list[C]:
+        """The parts of ``cell`` on which every unit of stage ``s`` has one piece (scores ``P``, ``Q`` of the
+        cell), and their codes."""
         g = self.groups[s]
-        cells = [cell]
-        todo = range(g.size)
+        cells: list[C] = [cell]
         two = P.shape[1] == 2 and bool(np.all(np.isfinite(Q)))
-        if two and cell.V is not None and _kernels.screen is not None:
-            status = _kernels.screen(P, Q, cell.V, _SAME, cell.eps)
-            cols = g.offset + np.arange(g.size)
-            on, off = status == 1, status == 0
-            cell.code[cols[on]] = 1
-            cell.code[cols[off]] = 0
-            todo = np.flatnonzero(status < 0)
-        elif two:
-            # Two-piece units, all at once: a unit whose hyperplane misses the cell's outer box (or whose
-            # pieces differ by a constant) is decided for the cell and every part of it, without an LP.
-            a = P[:, 1] - P[:, 0]
-            beta = Q[:, 1] - Q[:, 0]
-            norm = np.sqrt((a * a).sum(axis=1))  # sums in the order of the compiled screen (identical results)
-            flat = norm <= _SAME
-            safe = np.where(flat, 1.0, norm)  # no 0/0 for flat units (their rows are zeroed)
-            nrm = a / safe[:, None]
-            nrm[flat] = 0.0
-            t = np.where(flat, beta, beta / safe)
-            if cell.V is not None:  # exact extents over the vertices
-                F = (cell.V[:, None, :] * nrm[None, :, :]).sum(axis=2) + t
-                top, bottom = F.max(axis=0), F.min(axis=0)
-            else:
-                top = t + np.maximum(nrm * cell.lo, nrm * cell.hi).sum(axis=1)
-                bottom = t + np.minimum(nrm * cell.lo, nrm * cell.hi).sum(axis=1)
-            on = np.where(flat, beta > 0, bottom >= cell.eps)
-            off = np.where(flat, beta <= 0, top <= -cell.eps)
-            cols = g.offset + np.arange(g.size)
-            cell.code[cols[on]] = 1
-            cell.code[cols[off]] = 0
-            todo = np.nonzero(~(on | off))[0]
+        todo = self._screen(cell, g.offset, P, Q) if two else range(g.size)
         for u in todo:
             col = g.offset + int(u)
-            nxt: list[_Cell] = []
+            nxt: list[C] = []
             for c in cells:
                 # Two-piece units were screened above (equal pieces have a zero-norm difference).
-                if two and self.method == "vertices":
-                    parts = self._split_two_v(c, col, 0, 1, P[u], Q[u])
-                elif two:
-                    parts = self._split_two(c, col, 0, 1, P[u], Q[u])
-                else:
-                    parts = self.split_unit(c, col, P[u], Q[u])
+                parts = self.split_two(c, col, 0, 1, P[u], Q[u]) if two else self.split_unit(c, col, P[u], Q[u])
                 if budget is not None:  # one cell can split into millions of parts within a stage
                     budget.grew(len(parts) - 1, parts)
                 nxt.extend(parts)
             cells = nxt
         return cells
 
-    def split_unit(self, c: _Cell, col: int, P: np.ndarray, Q: np.ndarray) -> list[_Cell]:
+    def _screen(self, cell: C, offset: int, P: np.ndarray, Q: np.ndarray) -> np.ndarray:
+        """Two-piece units, all at once: a unit whose hyperplane misses the cell (by `_extents`), or whose pieces
+        differ by a constant, is decided for the cell and every part of it, without a cut. Its code columns
+        start at ``offset``; returns the indices of the undecided units."""
+        a = P[:, 1] - P[:, 0]
+        beta = Q[:, 1] - Q[:, 0]
+        norm = np.sqrt((a * a).sum(axis=1))  # sums in the order of the compiled screen (identical results)
+        flat = norm <= _SAME
+        safe = np.where(flat, 1.0, norm)  # no 0/0 for flat units (their rows are zeroed)
+        nrm = a / safe[:, None]
+        nrm[flat] = 0.0
+        t = np.where(flat, beta, beta / safe)
+        top, bottom = self._extents(cell, nrm, t)
+        on = np.where(flat, beta > 0, bottom >= cell.eps)
+        off = np.where(flat, beta <= 0, top <= -cell.eps)
+        cols = offset + np.arange(len(P))
+        cell.code[cols[on]] = 1
+        cell.code[cols[off]] = 0
+        return np.nonzero(~(on | off))[0]
+
+    def split_unit(self, c: C, col: int, P: np.ndarray, Q: np.ndarray) -> list[C]:
+        """The parts of ``c`` on which unit ``col`` (piece scores ``P`` ``(R, d)``, ``Q`` ``(R,)``; ``-inf``:
+        a missing piece) has one piece; identical pieces are merged first, the lowest index kept."""
         valid = [r for r in range(len(Q)) if np.isfinite(Q[r])]
         pieces: list[int] = []
         for r in valid:  # merge identical pieces, keeping the lowest index (ties go to it)
@@ -365,188 +424,8 @@ class _Engine:
             c.code[col] = pieces[0]
             return [c]
         if len(pieces) == 2:
-            split = self._split_two_v if self.method == "vertices" else self._split_two
-            return split(c, col, pieces[0], pieces[1], P, Q)
-        if self.method == "vertices":
-            return self._split_many_v(c, col, pieces, P, Q)
-        return self._split_many(c, col, pieces, P, Q)
-
-    def _split_two(self, c: _Cell, col: int, r0: int, r1: int, P: np.ndarray, Q: np.ndarray) -> list[_Cell]:
-        a = P[r1] - P[r0]
-        beta = Q[r1] - Q[r0]
-        norm = float(np.linalg.norm(a))
-        if norm <= _SAME:  # constant difference on the cell: a zero-weight or dead unit
-            c.code[col] = r1 if beta > 0 else r0
-            return [c]
-        n, t = a / norm, beta / norm  # f(x) = n.x + t > 0  <=>  piece r1
-        # Outer box bound: if f stays below numerical zero on the box (or above), no LP is needed.
-        top = t + np.maximum(n * c.lo, n * c.hi).sum()
-        bottom = t + np.minimum(n * c.lo, n * c.hi).sum()
-        if top <= -c.eps:
-            c.code[col] = r0
-            return [c]
-        if bottom >= c.eps:
-            c.code[col] = r1
-            return [c]
-        fw = c.wit @ n + t
-        fmax, xmax = (float(fw.max()), c.wit[int(fw.argmax())]) if fw.max() > self.tol else (None, None)
-        fmin, xmin = (float(fw.min()), c.wit[int(fw.argmin())]) if fw.min() < -self.tol else (None, None)
-        if fmax is None:
-            v, xmax = extreme(n, c.G, c.h, self.stats)
-            fmax = v + t
-        if fmin is None:
-            v, xmin = extreme(-n, c.G, c.h, self.stats)
-            fmin = -v + t
-        pos, neg = fmax > self.tol, -fmin > self.tol
-        if pos and neg:
-            out = []
-            for side, (sign, piece, other, xs) in enumerate(((1.0, r1, r0, xmax), (-1.0, r0, r1, xmin))):
-                # piece r1 side: f >= 0  <=>  -n.x <= t ; row keeps the unit off `other`
-                sub = c.add_row(-sign * n, sign * t, (col, other))
-                sub.code[col] = piece
-                r, center = chebyshev(sub.G, sub.h, self.stats)
-                if r <= self.tol:
-                    self.slivers.append(Sliver(col, piece, max(r, 0.0), center, c.code.copy()))
-                    continue
-                sub.center, sub.radius = center, r
-                keep = c.wit[(sign * fw) >= -c.eps]
-                sub.wit = np.vstack([center[None], xs[None], keep])[:_MAX_WITNESSES]
-                out.append(sub)
-            return out
-        if pos:
-            piece, thin, xthin, alt = r1, -fmin, xmin, r0
-        elif neg:
-            piece, thin, xthin, alt = r0, fmax, xmax, r1
-        else:  # cannot happen for a cell of inradius > tol; keep it whole, on the centre's side
-            piece, thin, xthin, alt = (r1 if c.center @ n + t > 0 else r0), max(fmax, -fmin), c.center, r0
-        c.code[col] = piece
-        if thin > c.eps:
-            self.slivers.append(Sliver(col, alt, float(thin), np.asarray(xthin), c.code.copy()))
-        elif thin > -c.eps:
-            self._label_coincident(c, n, t, col, alt)
-        c.wit = np.vstack([c.wit, xthin[None]])[:_MAX_WITNESSES] if xthin is not None else c.wit
-        return [c]
-
-    # vertex method ---------------------------------------------------------------------------------------
-    def _split_both(self, c: _Cell, n: np.ndarray, t: float, fv: np.ndarray, label_pos: tuple[int, int],
-                    label_neg: tuple[int, int]) -> tuple[_Cell, _Cell]:
-        """Both parts of ``c`` cut by ``f = n.x + t = 0``: ``f >= 0`` and ``f <= 0``, with their vertices.
-
-        New vertices lie on the edges that cross ``f = 0``. Two vertices span an edge iff the rows tight on both
-        are tight on no other vertex (the double-description adjacency test; exact for degenerate polytopes).
-        Incidences are bit sets: ``c.inc`` holds one uint64 word per 64 rows.
-        """
-        if _kernels.split_vertices is not None:  # compiled: same arithmetic, no per-call NumPy overhead
-            V, inc, k = _kernels.split_vertices(c.V, c.inc, fv, self.d, c.eps, len(c.h))
-            hi_part = c.add_row(-n, t, label_pos, box=False)
-            hi_part.V, hi_part.inc, hi_part.center = V[:k], inc[:k], None
-            lo_part = c.add_row(n, -t, label_neg, box=False)
-            lo_part.V, lo_part.inc, lo_part.center = V[k:], inc[k:], None
-            return hi_part, lo_part
-        pos, neg = fv > c.eps, fv < -c.eps
-        zero = ~pos & ~neg
-        ia, ib = np.nonzero(pos)[0], np.nonzero(neg)[0]
-        words = c.inc
-        if words.shape[1] == 1:  # up to 64 rows: one word per vertex, 2-D bit operations
-            w = words[:, 0]
-            common1 = w[ia][:, None] & w[ib][None, :]  # (a, b)
-            ca, cb = np.nonzero(np.bitwise_count(common1) >= self.d - 1)
-            C1 = common1[ca, cb]  # (P,)
-            sup = (C1[:, None] & ~w[None, :]) == 0  # (P, k): vertex w tight on all of C
-            C = C1[:, None]
-        else:
-            common = words[ia][:, None, :] & words[ib][None, :, :]  # (a, b, W)
-            ca, cb = np.nonzero(np.bitwise_count(common).sum(axis=-1) >= self.d - 1)
-            C = common[ca, cb]  # (P, W)
-            sup = np.all((C[:, None, :] & ~words[None, :, :]) == 0, axis=-1)
-        rows = np.arange(len(ca))
-        sup[rows, ia[ca]] = False
-        sup[rows, ib[cb]] = False
-        adj = ~sup.any(axis=1)
-        i, j = ia[ca[adj]], ib[cb[adj]]
-        lam = fv[i] / (fv[i] - fv[j])
-        new_V = c.V[i] + lam[:, None] * (c.V[j] - c.V[i])
-        new_inc = C[adj]
-        m = len(c.h)  # index of the new row
-        word, bit = divmod(m, 64)
-        if word >= words.shape[1]:  # the new row needs one more word
-            words = np.concatenate((words, np.zeros((len(words), 1), dtype=np.uint64)), axis=1)
-            new_inc = np.concatenate((new_inc, np.zeros((len(new_inc), 1), dtype=np.uint64)), axis=1)
-        else:
-            words, new_inc = words.copy(), new_inc.copy()
-        flag = np.uint64(1 << bit)
-        new_inc[:, word] |= flag  # new vertices lie on the new row, and so do the old ones at f = 0
-        words[zero, word] |= flag
-        out = []
-        for keep, sign, t_row, label in ((pos | zero, -1.0, t, label_pos), (neg | zero, 1.0, -t, label_neg)):
-            sub = c.add_row(sign * n, t_row, label, box=False)  # f >= 0 <=> -n.x <= t ; f <= 0 <=> n.x <= -t
-            sub.V = np.concatenate((c.V[keep], new_V))
-            sub.inc = np.concatenate((words[keep], new_inc))
-            sub.center = None
-            out.append(sub)
-        return out[0], out[1]
-
-    def _split_two_v(self, c: _Cell, col: int, r0: int, r1: int, P: np.ndarray, Q: np.ndarray) -> list[_Cell]:
-        a = P[r1] - P[r0]
-        beta = Q[r1] - Q[r0]
-        norm = math.sqrt(a @ a)
-        if norm <= _SAME:
-            c.code[col] = r1 if beta > 0 else r0
-            return [c]
-        n, t = a / norm, beta / norm
-        fv = c.V @ n + t
-        fmax, fmin = float(fv.max()), float(fv.min())
-        if fmax > self.tol and -fmin > self.tol:
-            hi_part, lo_part = self._split_both(c, n, t, fv, (col, r0), (col, r1))
-            hi_part.code[col] = r1
-            lo_part.code[col] = r0
-            return [hi_part, lo_part]
-        if fmax > self.tol:
-            piece, thin, ithin, alt = r1, -fmin, int(fv.argmin()), r0
-        elif -fmin > self.tol:
-            piece, thin, ithin, alt = r0, fmax, int(fv.argmax()), r1
-        else:  # cannot happen for a full-dimensional cell
-            piece, thin, ithin, alt = (r1 if fmax >= -fmin else r0), max(fmax, -fmin), int(np.abs(fv).argmax()), r0
-        c.code[col] = piece
-        if thin > c.eps:
-            self.slivers.append(Sliver(col, alt, float(thin), c.V[ithin].copy(), c.code.copy()))
-        elif thin > -c.eps:
-            self._label_coincident(c, n, t, col, alt)
-        return [c]
-
-    def _split_many_v(self, c: _Cell, col: int, pieces: list[int], P: np.ndarray, Q: np.ndarray) -> list[_Cell]:
-        out = []
-        for r in pieces:
-            rivals = _rivals(r, pieces, P, Q)
-            sub, ok, thin, touching = c, rivals is not None, None, []
-            for s, n, t in rivals or ():  # piece s beats r where n.x + t > 0: keep f <= 0
-                fv = sub.V @ n + t
-                if fv.min() >= -self.tol:  # piece r never wins by more than tol here
-                    if fv.min() < -c.eps:
-                        thin = (float(-fv.min()), sub.V[int(fv.argmin())].copy())
-                    ok = False
-                    break
-                if fv.max() > c.eps:
-                    sub = self._split_both(sub, n, t, fv, (col, r), (col, s))[1]
-                elif fv.max() > -c.eps:  # r's boundary with s runs along the cell: maybe one of its facets
-                    touching.append((n, t, s))
-            if not ok:
-                if thin is not None:
-                    self.slivers.append(Sliver(col, r, thin[0], thin[1], c.code.copy()))
-                continue
-            if sub is c:
-                sub = c.copy()
-            else:  # the intersection of several cuts can be thin although each cut reaches past tol
-                radius, center = chebyshev(sub.G, sub.h, self.stats)
-                if radius <= self.tol:
-                    if radius > c.eps:
-                        self.slivers.append(Sliver(col, r, float(radius), center, c.code.copy()))
-                    continue
-            sub.code[col] = r
-            for n, t, s in touching:
-                self._label_coincident(sub, n, t, col, s)
-            out.append(sub)
-        return out
+            return self.split_two(c, col, pieces[0], pieces[1], P, Q)
+        return self.split_many(c, col, pieces, P, Q)
 
     def _label_coincident(self, c: _Cell, n: np.ndarray, t: float, col: int, piece: int) -> None:
         """The unit's hyperplane touches the cell: if it is one of the cell's rows, label that row with it too."""
@@ -557,32 +436,7 @@ class _Engine:
                 if (col, piece) not in c.labels[i]:
                     c.labels[i] = c.labels[i] + [(col, piece)]
 
-    def _split_many(self, c: _Cell, col: int, pieces: list[int], P: np.ndarray, Q: np.ndarray) -> list[_Cell]:
-        out = []
-        for r in pieces:
-            rivals = _rivals(r, pieces, P, Q)
-            if rivals is None:
-                continue
-            sub = c
-            for s, n, t in rivals:
-                sub = sub.add_row(n, -t, (col, s))
-            radius, center = chebyshev(sub.G, sub.h, self.stats)
-            if radius <= self.tol:
-                if radius > c.eps:
-                    self.slivers.append(Sliver(col, r, float(radius), center, c.code.copy()))
-                continue
-            if sub is c:
-                sub = c.copy()
-            sub.code[col] = r
-            sub.center, sub.radius = center, radius
-            w = c.wit
-            inside = np.all(w @ sub.G[len(c.h):].T <= sub.h[len(c.h):] + c.eps, axis=1) if len(sub.h) > len(c.h) \
-                else np.ones(len(w), bool)
-            sub.wit = np.vstack([center[None], w[inside]])[:_MAX_WITNESSES]
-            out.append(sub)
-        return out
-
-    def expand(self, cells: list[_Cell], start: int, stop: int | None = None, budget: Any = None) -> list[_Cell]:
+    def expand(self, cells: list[C], start: int, stop: int | None = None, budget: Any = None) -> list[C]:
         """Split cells through stages ``start..stop-1`` (all remaining stages by default).
 
         ``budget`` (a ``_parallel._Budget``) is told the cells of every stage (``begin``) and every split's parts
@@ -596,42 +450,31 @@ class _Engine:
             if budget is not None:
                 budget.begin(s, len(self.groups), cells)
             P, Q = self.stage_scores(cells, s)
-            nxt: list[_Cell] = []
+            nxt: list[C] = []
             for i, c in enumerate(cells):
                 nxt.extend(self.split_stage(c, s, P[i], Q[i], budget))
             cells = nxt
         return cells
 
     # regions --------------------------------------------------------------------------------------------
-    def finalize(self, cells: list[_Cell]) -> list[Region]:
+    def finalize(self, cells: list[C]) -> list[Region]:
+        """The regions of cells with every unit decided (cells found thinner than ``tol`` become slivers)."""
         if not cells:
             return []
-        net = self.net
         n, d = len(cells), self.d
         if min(int(c.code.min(initial=0)) for c in cells) < 0:
             raise RuntimeError("internal: undecided units in a final cell")
-        J, b = self._maps(cells, len(self.groups), None)
-        J = J.reshape(n, d, -1).transpose(1, 2).numpy()
-        b = b.reshape(n, -1).numpy()
+        Jt, bt = self._maps(cells, len(self.groups), None)
+        J = Jt.reshape(n, d, -1).transpose(1, 2).numpy()
+        b = bt.reshape(n, -1).numpy()
         if not (np.isfinite(J).all() and np.isfinite(b).all()):
             raise _overflow("the affine maps of its regions")
-        code_dtype = np.uint8 if net._code_dtype == np.uint8 else np.int32
+        code_dtype = _code_dtype(self.net)
         regions = []
         for i, c in enumerate(cells):
-            if self.method == "vertices":
-                keep = self.facets_from_vertices(c)
-                c.radius, c.center = chebyshev(c.G[keep], c.h[keep], self.stats)
-                if c.radius > self._domain_radius() * (1 + _RADIUS_SLACK) + c.eps:
-                    # wider than the domain: rounding lost a facet (vertices too close to tell rows apart);
-                    # find the facets again with LPs, from the Chebyshev ball of every row
-                    c.radius, c.center = chebyshev(c.G, c.h, self.stats)
-                    keep = self.irredundant(c)
-                    c.radius, c.center = chebyshev(c.G[keep], c.h[keep], self.stats)
-                if c.radius <= self.tol:  # thin although every cut reached past tol: a sliver, counted apart
-                    self.slivers.append(Sliver(-1, -1, max(float(c.radius), 0.0), c.center, c.code.copy()))
-                    continue
-            else:
-                keep = self.irredundant(c)
+            keep = self.facets(c)
+            if keep is None:
+                continue
             labels = [c.labels[k] for k in keep]
             units = np.array([lab[0] for lab in labels], dtype=np.int64)
             facet_units = tuple([tuple([int(u) for u, _ in lab]) for lab in labels])
@@ -639,40 +482,6 @@ class _Engine:
             regions.append(Region(readonly(c.code, code_dtype), poly, facet_units, readonly(c.center),
                                   float(c.radius), Affine._trusted(J[i].copy(), b[i].copy())))
         return regions
-
-    def facets_from_vertices(self, c: _Cell) -> list[int]:
-        """Facet rows, from vertex incidences alone.
-
-        In a full-dimensional polytope a row's tight-vertex set is a facet's vertex set iff it has at least d
-        vertices and no other row's set strictly contains it (every lower face lies in a facet, and the rows
-        include every facet). Rows with equal sets are coincident (duplicated units): the first is kept with
-        every label.
-        """
-        m = len(c.h)
-        if _kernels.facet_rows is not None:
-            out = _kernels.facet_rows(c.inc, m, self.d).tolist()
-            n_keep = out[0]
-            for i, f in zip(out[1 + n_keep::2], out[2 + n_keep::2]):  # coincident rows: merge labels
-                c.labels[f] = c.labels[f] + [lab for lab in c.labels[i] if lab not in c.labels[f]]
-            return out[1:1 + n_keep]
-        else:
-            F = _unpack(c.inc, m).T  # (m, k)
-            if F.shape[1] <= 64:  # each row's vertex set as one uint64 word: (m, m) subset tests
-                f = _pack(F)[:, 0]
-                big = np.bitwise_count(f) >= self.d
-                subset = (f[:, None] & ~f[None, :]) == 0  # [i, j]: F_i within F_j
-            else:
-                big = F.sum(axis=1) >= self.d
-                subset = ~np.any(F[:, None, :] & ~F[None, :, :], axis=-1)
-            equal = subset & subset.T
-            strict = subset & ~equal
-            facet = big & ~strict.any(axis=1)
-            first = np.argmax(equal & facet[None, :], axis=1)  # the first facet row with the same vertex set
-        idx = np.arange(m)
-        for i in np.nonzero(facet & (first != idx))[0]:  # coincident rows (duplicated units): merge labels
-            f = int(first[i])
-            c.labels[f] = c.labels[f] + [lab for lab in c.labels[i] if lab not in c.labels[f]]
-        return np.nonzero(facet & (first == idx))[0].tolist()
 
     def irredundant(self, c: _Cell) -> list[int]:
         """Indices of the rows that are facets (slack above tol), duplicates and weak redundancy removed."""
@@ -692,7 +501,7 @@ class _Engine:
             # first: minrep has absolute tolerances.
             import daqp
 
-            scale = max(float(s.min()), float(np.finfo(np.float64).tiny))
+            scale = max(float(s.min()), _TINY)
             try:
                 red = np.asarray(daqp.minrep(np.array(G, order="C"), np.array(s / scale))) == 1
                 self.stats.daqp += 1
@@ -710,3 +519,43 @@ class _Engine:
             if v - h[i] > self.tol:
                 active[i] = True
         return np.nonzero(active)[0].tolist()
+
+    def _sliver(self, unit: int, piece: int, thickness: float, point: np.ndarray, code: np.ndarray) -> None:
+        """Record a part thinner than ``tol`` (its arrays made read-only: they end in a frozen RegionSet)."""
+        self.slivers.append(Sliver(unit, piece, thickness, sealed(point), sealed(code)))
+
+    # the algorithm's steps ------------------------------------------------------------------------------
+    @abc.abstractmethod
+    def _root_cell(self, cell: _Cell, lo: np.ndarray, hi: np.ndarray) -> C:
+        """The domain's cell (rows, ball, padded box) in this engine's representation; ``[lo, hi]`` is the
+        domain's exact bounding box."""
+
+    @abc.abstractmethod
+    def _extents(self, cell: C, nrm: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Upper and lower bounds ``(U,)`` of ``nrm[u] . x + t[u]`` over the cell, for `_screen`: units whose
+        bounds keep one sign are decided without a cut."""
+
+    @abc.abstractmethod
+    def split_two(self, c: C, col: int, r0: int, r1: int, P: np.ndarray, Q: np.ndarray) -> list[C]:
+        """The parts of ``c`` where piece ``r0`` or ``r1`` of unit ``col`` wins (one or two cells, their code at
+        ``col`` set); parts thinner than ``tol`` become slivers."""
+
+    @abc.abstractmethod
+    def split_many(self, c: C, col: int, pieces: list[int], P: np.ndarray, Q: np.ndarray) -> list[C]:
+        """The parts of ``c`` where each of ``pieces`` (three or more, all distinct) of unit ``col`` wins."""
+
+    @abc.abstractmethod
+    def facets(self, c: C) -> list[int] | None:
+        """Indices of the facet rows of a finished cell (coincident rows' labels merged), with ``c.center`` and
+        ``c.radius`` its Chebyshev ball; None if the cell proves thinner than ``tol`` (recorded as a sliver)."""
+
+
+def make_engine(net: Network, domain: Polytope, tol: float, method: str) -> Engine[Any]:
+    """The engine of ``method`` (``"lp"`` or ``"vertices"``; ``"auto"`` is resolved by the driver) for ``net``
+    on ``domain`` at ``tol``."""
+    # imported here: both modules build on this one
+    from maso.regions._lp_engine import LPEngine
+    from maso.regions._vertex_engine import VertexEngine
+
+    engines: dict[str, type[Engine[Any]]] = {LPEngine.method: LPEngine, VertexEngine.method: VertexEngine}
+    return engines[method](net, domain, tol)

@@ -20,21 +20,27 @@ import numpy as np
 import torch
 
 from maso._lp import LPStats
+from maso._validation import sealed
 from maso.affine import Affine
 from maso.errors import DomainError, ResourceError
 from maso.network import Network
 from maso.polytope import Polytope
-from maso.regions._engine import _Cell, _Engine
+from maso.regions._engine import _Cell, make_engine
 from maso.regions._records import Region, Sliver
 
-#: A task: network, domain, tol, its cells, the stage they are at, method, and its limits (cells, bytes).
+#: A task: network, domain, tol, its cells, the stage they are at, the engine's ``method`` (its name, not the
+#: engine: each task gathers its own LP counts and slivers, in whatever process runs it), and its limits (cells,
+#: bytes).
 Payload = tuple[Network, Polytope, float, list[_Cell], int, str, tuple[int | None, float]]
+#: The default memory budget is this fraction of the memory the process can have (the rest: Python, torch, the
+#: regions' records being built).
+_MEMORY_SHARE = 0.5
 
 
 def _run_task(payload: Payload, report: Callable[[int, int, int], None] | None = None
               ) -> tuple[list[Region], list[Sliver], LPStats]:
     net, domain, tol, cells, stage, method, limits = payload
-    eng = _Engine(net, domain, tol, method)
+    eng = make_engine(net, domain, tol, method)
     budget = _Budget(*limits, report=report)
     cells = eng.expand(list(cells), stage, budget=budget)
     return eng.finalize(cells), eng.slivers, eng.stats
@@ -119,7 +125,7 @@ def _unpack_slivers(arrays: dict[str, np.ndarray]) -> list[Sliver]:
         cols[key] = arrays[key] if key in arrays else [arrays[f"{key}.{i}"] for i in range(len(unit))]
         if len(cols[key]) != len(unit):
             raise ValueError("sliver arrays of different lengths")
-    return [Sliver(int(u), int(p), float(t), cols["sl_point"][i], cols["sl_code"][i])
+    return [Sliver(int(u), int(p), float(t), sealed(cols["sl_point"][i]), sealed(cols["sl_code"][i]))
             for i, (u, p, t) in enumerate(zip(unit, piece, thick))]
 
 
@@ -150,7 +156,7 @@ def _memory_budget() -> float:
                 limits.append(max(0, soft - used))
     except (ImportError, OSError, ValueError, IndexError, AttributeError):
         pass
-    return 0.5 * min(limits) if limits else math.inf
+    return _MEMORY_SHARE * min(limits) if limits else math.inf
 
 
 def _bytes_of(obj: Any) -> float:
@@ -160,7 +166,7 @@ def _bytes_of(obj: Any) -> float:
         arrays = (obj.code, p.A, p.b, p.units, obj.interior_point, f.A, f.b)
         return sum(a.nbytes for a in arrays) + 112 * len(arrays) + 64 * len(p.b) + 900
     total = 600.0
-    for name in getattr(type(obj), "__slots__", ()):
+    for name in (n for cls in type(obj).__mro__ for n in getattr(cls, "__slots__", ())):  # a _VertexCell's too
         v = getattr(obj, name, None)
         if isinstance(v, np.ndarray):
             total += v.nbytes + 112

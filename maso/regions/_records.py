@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -229,8 +229,11 @@ class VerificationReport:
                 f"{self.multiply_covered} in several")
 
 
+@dataclass(frozen=True, eq=False, init=False, repr=False)
 class RegionSet(Sequence[Region]):
-    """The regions of a network in a domain: sized, iterable, indexable.
+    """The regions of a network in a domain: sized, iterable, indexable; immutable (like
+    [`SliceRegions`][maso.SliceRegions]: no attribute can be set, the regions are frozen records with read-only
+    arrays).
 
     Attributes
     ----------
@@ -244,6 +247,15 @@ class RegionSet(Sequence[Region]):
         LPs solved (DAQP, HiGHS), fallbacks, tasks.
     """
 
+    network: Network
+    domain: Polytope
+    slivers: tuple[Sliver, ...]
+    tol: float
+    stats: dict[str, Any]
+    _regions: tuple[Region, ...] = field(repr=False)
+    # region index by code bytes, for find (a memo of _regions, built once here: O(n) and every find needs it)
+    _index: dict[bytes, int] = field(repr=False, init=False)
+
     def __init__(self, network: Network, domain: Polytope, regions: Sequence[Region], slivers: Sequence[Sliver],
                  tol: float, stats: dict[str, int]) -> None:
         if not isinstance(network, Network) or not isinstance(domain, Polytope):
@@ -253,13 +265,11 @@ class RegionSet(Sequence[Region]):
         bad = [type(r).__name__ for r in regions if not isinstance(r, Region)]
         if bad:
             raise ShapeError(f"RegionSet holds maso.Region objects; got {bad[0]} among them.")
-        self.network = network
-        self.domain = domain
-        self._regions = tuple(regions)
-        self.slivers = tuple(slivers)
-        self.tol = tol
-        self.stats = dict(stats)
-        self._index = {r.code.tobytes(): i for i, r in enumerate(self._regions)}
+        # frozen: the fields are set once, here (object.__setattr__, as dataclasses' own __init__ does)
+        for name, value in (("network", network), ("domain", domain), ("_regions", regions),
+                            ("slivers", tuple(slivers)), ("tol", tol), ("stats", dict(stats)),
+                            ("_index", {r.code.tobytes(): i for i, r in enumerate(regions)})):
+            object.__setattr__(self, name, value)
 
     def __len__(self) -> int:
         return len(self._regions)
