@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from maso._program import affine_frontier, chunks, evaluate, params
 from maso.layers import Dense, Elementwise, Reshape, SplineLayer, _pieces_per_unit
 from maso.network import Network
 
@@ -64,21 +65,6 @@ def piece_gap(net: Network, node: int, x: np.ndarray) -> np.ndarray:
     return sg * ((S[1] - S[0]) * X + (C[1] - C[0]))
 
 
-def _head(net: Network, x: torch.Tensor, nodes: Any, *, bias: bool) -> dict[int, torch.Tensor]:
-    """Values of the affine head's ``nodes`` at inputs ``x`` (``bias=False``: of its linear part alone)."""
-    need = set(nodes)
-    for i in range(max(need, default=0), 0, -1):
-        if i in need:
-            need.update(net.nodes[i].inputs)
-    p = net._params("cpu", torch.float64)
-    vals = {0: x}
-    for i in sorted(need - {0}):
-        node = net.nodes[i]
-        fn = node.layer.forward if bias else node.layer.linear
-        vals[i] = fn([vals[j] for j in node.inputs], p[i])
-    return {j: vals[j] for j in nodes}
-
-
 class Anchored:
     """Values of ``net`` at ``origins[i] + coords @ directions[i]`` for many families ``i`` at once.
 
@@ -93,17 +79,17 @@ class Anchored:
         self.net = net
         n, k, _ = directions.shape
         self.n, self.k = n, k
-        front = net._affine_frontier()
+        front = affine_frontier(net.program)
         shape = net.input_shape
         o = torch.from_numpy(np.ascontiguousarray(origins, dtype=np.float64)).reshape(n, *shape)
         u = torch.from_numpy(np.ascontiguousarray(directions, dtype=np.float64)).reshape(n * k, *shape)
         with torch.no_grad():  # only the head: the nodes up to the frontier
-            self.base = _head(net, o, front, bias=True)
+            self.base = evaluate(net.program, {0: o}, front)
             # slopes from the linear part itself, not as differences of values: with a large offset the
             # difference loses the slope's low digits (an offset 1e12 times the slope left it exact to 1e-4)
-            lin = _head(net, u, front, bias=False)
+            lin = evaluate(net.program, {0: u}, front, bias=False)
         self.slopes = {j: v.reshape(n, k, *v.shape[1:]) for j, v in lin.items()}
-        self._per_sample = net._sample_size + 1
+        self._per_sample = net.program.sample_size + 1
 
     def _seeds(self, which: np.ndarray | None, coords: np.ndarray,
                nodes: Any = None) -> dict[int, torch.Tensor]:
@@ -129,9 +115,9 @@ class Anchored:
         """Values of ``node`` at the points, shape ``(N, *node_shape)``."""
         parts = []
         with torch.no_grad():
-            for sl in self.net._chunks(len(coords), self._per_sample):
+            for sl in chunks(len(coords), self._per_sample):
                 w = None if which is None else which[sl]
-                parts.append(self.net._evaluate(self._seeds(w, coords[sl]), node).numpy())
+                parts.append(evaluate(self.net.program, self._seeds(w, coords[sl]), (node,))[node].numpy())
         if not parts:
             return np.zeros((0, *self.net.nodes[node].shape))
         return np.concatenate(parts)
@@ -258,7 +244,7 @@ class Incremental:
             for j in node.inputs:
                 readers[j].add(i)
         self.readers = readers
-        need = {net._output} | {g.node for g in net.units}
+        need = {net.program.output} | {g.node for g in net.units}
         for i in range(len(net.nodes) - 1, -1, -1):
             if i in need and i not in self.done:
                 need.update(net.nodes[i].inputs)
@@ -288,7 +274,7 @@ class Incremental:
     def advance(self, stop: int) -> np.ndarray:
         """Value of node ``stop`` at all points (computing the needed nodes up to it)."""
         net = self.net
-        p = net._params("cpu", torch.float64)
+        p = params(net.program, "cpu", torch.float64)
         with torch.no_grad():
             for i in range(self.last + 1, stop + 1):
                 if i not in self.need or i in self.done:
@@ -302,7 +288,7 @@ class Incremental:
                 self.vals[i] = y.numpy()
                 self.done.add(i)
                 for j in set(node.inputs):
-                    if self.readers[j] <= self.done and j != net._output:
+                    if self.readers[j] <= self.done and j != net.program.output:
                         self.vals.pop(j, None)
             self.last = max(self.last, stop)
         return self.vals[stop]
@@ -320,8 +306,8 @@ def interval_codes(net: Network, node: int, x: np.ndarray, k: np.ndarray, tie: n
     """
     if _two_piece(net, node):
         g = piece_gap(net, node, x)
-        return (np.add(g[:-1], g[1:]) > 0)[k].astype(net._code_dtype)  # slices: no float gathers
+        return (np.add(g[:-1], g[1:]) > 0)[k].astype(net.program.code_dtype)  # slices: no float gathers
     Q = piece_scores(net, node, 0.5 * (x[k] + x[k + 1]))  # (len(k), U, R), -inf for missing pieces
     best = Q.max(axis=2, keepdims=True)
     slack = 0.0 if tie is None else tie[:, None, None]
-    return np.argmax(Q >= best - slack, axis=2).astype(net._code_dtype)  # pieces in public-code order
+    return np.argmax(Q >= best - slack, axis=2).astype(net.program.code_dtype)  # pieces in public-code order

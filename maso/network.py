@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal, cast, overload
 
 import numpy as np
 import torch
 
+from maso import _program as evaluator
+from maso._program import Node, Program, UnitGroup
 from maso._validation import Batch, as_batch, check_bool, check_fits, real_vector
-from maso.affine import Affine, AffineOperator
+from maso.affine import Affine, AffineOperator, Array
 from maso.errors import ShapeError, SubnetworkError
 from maso.layers import AffineLayer, Elementwise, Layer, MASOLayer, Maxout, MaxPool, SplineLayer
 from maso.polytope import Polytope
@@ -19,75 +20,6 @@ from maso.polytope import Polytope
 __all__ = ["Network", "Node", "UnitGroup"]
 
 Shape = tuple[int, ...]
-
-# Intermediate tensors of batched map computations are kept below this many elements by chunking the batch.
-_CHUNK_ELEMENTS = 1 << 27
-
-
-def _tensor(a: np.ndarray, dtype: Any, device: Any) -> torch.Tensor:
-    # Parameters are read-only arrays; torch wants writable memory, so copy.
-    return torch.from_numpy(np.array(a, copy=True)).to(device=device, dtype=dtype)
-
-
-@dataclass(frozen=True, eq=False)
-class Node:
-    """One node of a network graph.
-
-    Attributes
-    ----------
-    name : str
-        Unique name (the torch module path for converted models, e.g. ``"features.3"``).
-    layer : Layer or None
-        The operator; ``None`` for the input node.
-    inputs : tuple of int
-        Indices of the nodes it reads, all earlier in the topological order.
-    shape : tuple of int
-        Per-sample shape of its output.
-    source : str
-        Where it came from (module path and type), for messages.
-    """
-
-    name: str
-    layer: Layer | None
-    inputs: tuple[int, ...]
-    shape: Shape
-    source: str = ""
-
-
-@dataclass(frozen=True)
-class UnitGroup:
-    """The units of one spline layer and where their codes sit in a row of
-    [`Network.codes`][maso.Network.codes].
-
-    Attributes
-    ----------
-    name : str
-        The layer's node name.
-    node : int
-        The node index.
-    shape : tuple of int
-        Per-sample shape of the layer's units (its output shape).
-    n_pieces : int
-        Largest number of pieces of a unit (2 for ReLU-like units, the window size for max-pooling).
-    offset : int
-        First column of this layer's units in a code row.
-    """
-
-    name: str
-    node: int
-    shape: Shape
-    n_pieces: int
-    offset: int
-
-    @property
-    def size(self) -> int:
-        """Number of units."""
-        return math.prod(self.shape)
-
-    @property
-    def columns(self) -> slice:
-        """The columns of this layer in a code row."""
-        return slice(self.offset, self.offset + self.size)
 
 
 class Network:
@@ -114,37 +46,7 @@ class Network:
     """
 
     def __init__(self, nodes: Sequence[Node], output: int | None = None) -> None:
-        nodes = tuple(nodes)
-        if not nodes or nodes[0].layer is not None or nodes[0].inputs:
-            raise ShapeError("A Network's first node must be its input (layer None, no inputs).")
-        names = set()
-        for i, node in enumerate(nodes):
-            if node.name in names:
-                raise ShapeError(f"Node names must be unique; {node.name!r} appears twice.")
-            names.add(node.name)
-            if i and node.layer is None:
-                raise ShapeError(f"Only the first node may be an input; node {node.name!r} has no layer.")
-            if any(not 0 <= j < i for j in node.inputs):
-                raise ShapeError(f"Node {node.name!r} reads a node that does not come before it.")
-        self._nodes = nodes
-        self._output = len(nodes) - 1 if output is None else int(output)
-        last_use = [0] * len(nodes)
-        for i, node in enumerate(nodes):
-            for j in node.inputs:
-                last_use[j] = i
-        last_use[self._output] = len(nodes)
-        self._last_use = tuple(last_use)
-        groups, offset = [], 0
-        for i, node in enumerate(nodes):
-            if isinstance(node.layer, SplineLayer):
-                g = UnitGroup(node.name, i, node.shape, node.layer.n_pieces, offset)
-                groups.append(g)
-                offset += g.size
-        self._units = tuple(groups)
-        self._n_units = offset
-        self._sample_size = sum(math.prod(node.shape) for node in nodes)  # values of all nodes, one input
-        self._code_dtype = np.uint8 if max((g.n_pieces for g in groups), default=2) <= 255 else np.int32
-        self._param_cache: dict[tuple[Any, Any], list[dict[str, torch.Tensor]]] = {}
+        self._program = Program.of(nodes, output)
 
     # ------------------------------------------------------------------------------------------------ build
     @classmethod
@@ -219,13 +121,13 @@ class Network:
                 raise ShapeError(f"Node {name!r} ({type(layer).__name__}) takes {want or 'one or more'} "
                                  f"input(s); got {len(ins)}.")
             idx = tuple(index[s] for s in ins)
-            p = {k: _tensor(v, torch.float64, "cpu") for k, v in layer.arrays().items()}
+            p = {k: evaluator.param_tensor(v, torch.float64, "cpu") for k, v in layer.arrays().items()}
             try:
                 with torch.no_grad():
                     if isinstance(layer, SplineLayer):
                         y, _ = layer.forward(values[idx[0]], p, True)
                     else:
-                        y = layer.forward([values[j] for j in idx], p)
+                        y = cast(AffineLayer, layer).forward([values[j] for j in idx], p)
             except (RuntimeError, ValueError, IndexError) as e:
                 shapes = [nodes[j].shape for j in idx]
                 raise ShapeError(f"Node {name!r} ({layer!r}) does not accept input shape(s) {shapes}: {e}") from e
@@ -239,19 +141,36 @@ class Network:
 
     # ------------------------------------------------------------------------------------------ structure
     @property
+    def program(self) -> Program:
+        """The evaluator record of this network, for maso's algorithms (internal API).
+
+        A frozen ``maso._program.Program``: the nodes, the output, the last reader of every value, the unit
+        groups, the code dtype. This network's methods, region enumeration, slices and exact paths all compute
+        through the passes over it in ``maso._program`` (``forward``, ``frozen_pass``, ``pullback``,
+        ``evaluate``), so none of them reaches into the network itself.
+
+        Examples
+        --------
+        >>> net = maso.mlp([2, 3, 1], seed=0)
+        >>> net.program.nodes is net.nodes, net.program.output
+        (True, 3)
+        """
+        return self._program
+
+    @property
     def nodes(self) -> tuple[Node, ...]:
         """All nodes in topological order; node 0 is the input."""
-        return self._nodes
+        return self._program.nodes
 
     @property
     def units(self) -> tuple[UnitGroup, ...]:
         """The spline layers, in order, with the columns of their units in a code row."""
-        return self._units
+        return self._program.units
 
     @property
     def n_units(self) -> int:
         """Total number of spline units (the length of a code row)."""
-        return self._n_units
+        return self._program.n_units
 
     @property
     def is_piecewise_linear(self) -> bool:
@@ -266,28 +185,21 @@ class Network:
         >>> maso.mlp([2, 3, 1], seed=0).is_piecewise_linear
         True
         """
-        return not any(hasattr(n.layer, "soft_forward") for n in self._nodes)
+        return not any(hasattr(n.layer, "soft_forward") for n in self.nodes)
 
     def _require_piecewise_linear(self, caller: str) -> None:
-        for node in self._nodes:
-            if hasattr(node.layer, "soft_forward"):
-                from maso.errors import UnsupportedLayerError
-
-                raise UnsupportedLayerError(
-                    f"{caller} is exact geometry of a piecewise-linear network, but node {node.name!r} is a soft "
-                    f"spline layer ({node.layer!r}): the network is smooth and has no polytopes. Use "
-                    "maso.soft.harden(net) for its hard (temperature -> 0) limit, or Network.soft_codes and "
-                    "Network.expected_affine_at for the soft view.", kind="Soft", path=node.name)
+        # shim: regions engine (H2) switches to maso._program
+        evaluator.require_piecewise_linear(self._program, caller)
 
     @property
     def input_shape(self) -> Shape:
         """Per-sample input shape."""
-        return self._nodes[0].shape
+        return self._program.input_shape
 
     @property
     def output_shape(self) -> Shape:
         """Per-sample output shape."""
-        return self._nodes[self._output].shape
+        return self._program.output_shape
 
     @property
     def input_dim(self) -> int:
@@ -302,13 +214,13 @@ class Network:
     def node_index(self, name: str | int) -> int:
         """Index of a node given by name or index."""
         if isinstance(name, (int, np.integer)) and not isinstance(name, bool):
-            if not -len(self._nodes) <= name < len(self._nodes):
-                raise SubnetworkError(f"Node index {name} is out of range (network has {len(self._nodes)} nodes).")
-            return int(name) % len(self._nodes)
-        for i, node in enumerate(self._nodes):
+            if not -len(self.nodes) <= name < len(self.nodes):
+                raise SubnetworkError(f"Node index {name} is out of range (network has {len(self.nodes)} nodes).")
+            return int(name) % len(self.nodes)
+        for i, node in enumerate(self.nodes):
             if node.name == name:
                 return i
-        close = [n.name for n in self._nodes if str(name) in n.name][:5]
+        close = [n.name for n in self.nodes if str(name) in n.name][:5]
         raise SubnetworkError(
             f"No node named {name!r}. " + (f"Did you mean one of {close}? " if close else "")
             + "See Network.summary() for the node names."
@@ -327,9 +239,9 @@ class Network:
         2      Dense       1       (1,)
         """
         rows = [("node", "operator", "inputs", "shape", "units")]
-        for node in self._nodes:
+        for node in self.nodes:
             op = "input" if node.layer is None else type(node.layer).__name__
-            ins = ",".join(self._nodes[j].name for j in node.inputs)
+            ins = ",".join(self.nodes[j].name for j in node.inputs)
             units = (f"{math.prod(node.shape)} x {node.layer.n_pieces} pieces"
                      if isinstance(node.layer, SplineLayer) else "")
             rows.append((node.name, op, ins, str(node.shape), units))
@@ -338,173 +250,27 @@ class Network:
 
     def __repr__(self) -> str:
         return (f"Network(input_shape={self.input_shape}, output_shape={self.output_shape}, "
-                f"nodes={len(self._nodes)}, spline_layers={len(self._units)}, units={self._n_units})")
+                f"nodes={len(self.nodes)}, spline_layers={len(self.units)}, units={self.n_units})")
 
     # ---------------------------------------------------------------------------------------- computation
-    def _params(self, device: Any, dtype: Any) -> list[dict[str, torch.Tensor]]:
-        key = (str(device), dtype)
-        p = self._param_cache.get(key)
-        if p is None:
-            p = [
-                {} if node.layer is None else
-                {k: _tensor(v, dtype, device) for k, v in node.layer.arrays().items()}
-                for node in self._nodes
-            ]
-            self._param_cache[key] = p
-        return p
+    # Shims for the regions engine until it imports maso._program itself; the integrator removes them.
+    @property
+    def _code_dtype(self) -> type[np.integer[Any]]:
+        return self._program.code_dtype  # shim: regions engine (H2) switches to maso._program
 
-    def _forward(
-        self, x: torch.Tensor, *, need_codes: bool = False, keep: Iterable[int] = (), soft: bool = False
-    ) -> tuple[torch.Tensor, dict[int, torch.Tensor], dict[int, torch.Tensor]]:
-        """Forward pass; with ``need_codes`` the internal codes of spline nodes, where ``soft`` gives soft
-        layers' piece probabilities ``(n, U, R)`` instead of their hard codes (what their ``frozen`` takes)."""
-        keep = set(keep)
-        p = self._params(x.device, x.dtype)
-        vals: dict[int, torch.Tensor] = {0: x}
-        icodes: dict[int, torch.Tensor] = {}
-        kept = {0: x} if 0 in keep else {}
-        for i in range(1, len(self._nodes)):
-            if self._last_use[i] == 0 and i != self._output and i not in keep:
-                continue  # dead node: nothing reads it
-            node = self._nodes[i]
-            layer = node.layer
-            if isinstance(layer, SplineLayer):
-                if soft and need_codes and hasattr(layer, "soft_forward"):
-                    y, c = layer.soft_forward(vals[node.inputs[0]], p[i])
-                else:
-                    y, c = layer.forward(vals[node.inputs[0]], p[i], need_codes)
-                if need_codes:
-                    icodes[i] = c
-            else:
-                y = layer.forward([vals[j] for j in node.inputs], p[i])  # type: ignore[union-attr]
-            vals[i] = y
-            if i in keep:
-                kept[i] = y
-            for j in set(node.inputs):
-                if self._last_use[j] == i:
-                    del vals[j]
-        return vals[self._output], icodes, kept
+    def _input_shape_of(self, i: int) -> Shape:
+        return self._program.input_shape_of(i)  # shim: regions engine (H2) switches to maso._program
 
-    def _affine_frontier(self) -> tuple[int, ...]:
-        """Nodes computed before any spline layer (affine in the input) that a later node still reads.
-
-        Along a line or on a plane every such node is an affine function of the coordinates, so its values
-        follow from a few anchor points: walks and slices interpolate them instead of rerunning the head.
-        """
-        affine = self._affine_nodes()
-        front = set()
-        for i, node in enumerate(self._nodes):
-            if i not in affine:
-                front.update(j for j in node.inputs if j in affine)
-        if self._output in affine:
-            front.add(self._output)
-        return tuple(sorted(front))
-
-    def _affine_nodes(self) -> set[int]:
-        """Nodes computed before any spline layer: affine functions of the input."""
-        affine = {0}
-        for i, node in enumerate(self._nodes[1:], 1):
-            if not isinstance(node.layer, SplineLayer) and all(j in affine for j in node.inputs):
-                affine.add(i)
-        return affine
-
-    def _evaluate(self, seeds: dict[int, torch.Tensor], stop: int) -> torch.Tensor:
-        """Value of node ``stop`` given the values of some nodes (``seeds``, which must cut it off the input)."""
-        return self._evaluate_many(seeds, (stop,))[stop]
-
-    def _evaluate_many(self, seeds: dict[int, torch.Tensor], stops: Sequence[int]) -> dict[int, torch.Tensor]:
-        """Values of the nodes ``stops`` given the values of some nodes (which must cut them off the input)."""
-        need = set(stops)
-        for i in range(max(stops), -1, -1):
-            if i in need and i not in seeds:
-                need.update(self._nodes[i].inputs)
-        x = next(iter(seeds.values()))
-        p = self._params(x.device, x.dtype)
-        vals = dict(seeds)
-        for i in sorted(need):
-            if i in vals:
-                continue
-            node = self._nodes[i]
-            if node.layer is None:
-                raise SubnetworkError("_evaluate: the seeds do not cut the node off the input.")
-            if isinstance(node.layer, SplineLayer):
-                vals[i] = node.layer.forward(vals[node.inputs[0]], p[i], False)[0]
-            else:
-                vals[i] = node.layer.forward([vals[j] for j in node.inputs], p[i])
-        return {i: vals[i] for i in stops}
-
-    def _frozen(
-        self, z: torch.Tensor, icodes: dict[int, torch.Tensor], *, bias: bool, record: Iterable[int] = (),
-        until: int | None = None,
-    ) -> tuple[torch.Tensor, dict[int, torch.Tensor]]:
-        """Run the network with every unit frozen on its coded piece. ``z``: ``(n, T, *input_shape)``.
-
-        With ``until``, stop before node ``until`` and return its (first) input instead of the output: only the
-        codes of spline nodes before it are needed.
-        """
-        record = set(record)
-        p = self._params(z.device, z.dtype)
-        n, T = z.shape[:2]
-        vals = {0: z}
-        rec: dict[int, torch.Tensor] = {}
-        for i in range(1, len(self._nodes) if until is None else until):
-            if self._last_use[i] == 0 and i != self._output:
-                continue
-            node = self._nodes[i]
-            layer = node.layer
-            if isinstance(layer, SplineLayer):
-                zin = vals[node.inputs[0]]
-                if i in record:
-                    rec[i] = zin
-                y = layer.frozen(zin, icodes[i], p[i], self._nodes[node.inputs[0]].shape, bias)
-            else:
-                ins = [vals[j].reshape(n * T, *self._nodes[j].shape) for j in node.inputs]
-                fn = layer.forward if bias else layer.linear  # type: ignore[union-attr]
-                y = fn(ins, p[i]).reshape(n, T, *node.shape)
-            vals[i] = y
-            for j in set(node.inputs):
-                if self._last_use[j] == i:
-                    del vals[j]
-        if until is not None:
-            return vals[self._nodes[until].inputs[0]], rec
-        return vals[self._output], rec
-
-    def _pullback(self, cot: torch.Tensor, icodes: dict[int, torch.Tensor]) -> torch.Tensor:
-        """``A^T`` applied to cotangents ``(n, m, *output_shape)`` → ``(n, m, *input_shape)``."""
-        p = self._params(cot.device, cot.dtype)
-        n, m = cot.shape[:2]
-        cots = {self._output: cot}
-        for i in range(self._output, 0, -1):
-            c = cots.pop(i, None)
-            if c is None:
-                continue
-            node = self._nodes[i]
-            layer = node.layer
-            if isinstance(layer, SplineLayer):
-                j = node.inputs[0]
-                grads = [layer.frozen_vjp(c, icodes[i], p[i], self._nodes[j].shape)]
-            else:
-                in_shapes = [self._nodes[j].shape for j in node.inputs]
-                flat = layer.vjp(c.reshape(n * m, *node.shape), p[i], in_shapes)  # type: ignore[union-attr]
-                grads = [g.reshape(n, m, *s) for g, s in zip(flat, in_shapes)]
-            for j, g in zip(node.inputs, grads):
-                cots[j] = cots[j] + g if j in cots else g
-        g0 = cots.get(0)
-        if g0 is None:  # the output does not depend on the input
-            g0 = torch.zeros((n, m, *self.input_shape), dtype=cot.dtype, device=cot.device)
-        return g0
+    def _frozen(self, z: torch.Tensor, icodes: dict[int, torch.Tensor], *, bias: bool, record: Iterable[int] = (),
+                until: int | None = None) -> tuple[torch.Tensor, dict[int, torch.Tensor]]:
+        # shim: regions engine (H2) switches to maso._program
+        return evaluator.frozen_pass(self._program, z, icodes, bias=bias, record=record, until=until)
 
     def _batch(self, x: Any, caller: str) -> Batch:
         return as_batch(x, self.input_shape, caller=caller)
 
-    def _chunks(self, n: int, per_sample: int, limit: int | None = None) -> list[slice]:
-        """Blocks of a batch of ``n`` inputs whose intermediates (``per_sample`` numbers each) stay below ``limit``
-        (default ``_CHUNK_ELEMENTS``)."""
-        size = max(1, (_CHUNK_ELEMENTS if limit is None else limit) // max(1, per_sample))
-        return [slice(s, min(n, s + size)) for s in range(0, n, size)]
-
     # ---------------------------------------------------------------------------------------------- public
-    def __call__(self, x: Any) -> Any:
+    def __call__(self, x: Any) -> Array:
         """Forward pass.
 
         Parameters
@@ -529,13 +295,13 @@ class Network:
         t = batch.tensor
         n = t.shape[0]
         self._check_output_fits(n, self.output_dim, t, "Network.__call__", "outputs")
-        blocks = self._chunks(n, self._sample_size)
+        blocks = evaluator.chunks(n, self._program.sample_size)
         with torch.no_grad():
             if len(blocks) <= 1:
-                return batch.out(self._forward(t)[0])
+                return batch.out(evaluator.forward(self._program, t)[0])
             y = torch.empty((n, *self.output_shape), dtype=t.dtype, device=t.device)
             for sl in blocks:  # a big batch of a wide network must not hold all its activations at once
-                y[sl] = self._forward(t[sl])[0]
+                y[sl] = evaluator.forward(self._program, t[sl])[0]
         return batch.out(y)
 
     def _check_output_fits(self, n: int, per_input: int, t: torch.Tensor, caller: str, what: str,
@@ -545,7 +311,14 @@ class Network:
         check_fits(n * per_input * item, f"{caller}: the {what} of {n:,} inputs ({per_input:,} numbers each)",
                    lambda budget: f"Pass at most {budget // max(1, per_input * item):,} inputs at a time.", t.device)
 
-    def codes(self, x: Any, *, by_layer: bool = False) -> Any:
+    @overload
+    def codes(self, x: Any, *, by_layer: Literal[False] = ...) -> Array: ...
+    @overload
+    def codes(self, x: Any, *, by_layer: Literal[True]) -> dict[str, Array]: ...
+    @overload
+    def codes(self, x: Any, *, by_layer: bool) -> Array | dict[str, Array]: ...
+
+    def codes(self, x: Any, *, by_layer: bool = False) -> Array | dict[str, Array]:
         """Hard spline codes: the piece each unit is on.
 
         ReLU-like units give a bit (1 = ``u > 0``); max-pool and maxout units give the index of the winning
@@ -577,45 +350,42 @@ class Network:
         by_layer = check_bool(by_layer, "by_layer", "Network.codes")
         batch = self._batch(x, "Network.codes")
         n = batch.tensor.shape[0]
-        self._check_output_fits(n, self._n_units, batch.tensor, "Network.codes", "codes",
-                                item=np.dtype(self._code_dtype).itemsize)
+        self._check_output_fits(n, self.n_units, batch.tensor, "Network.codes", "codes",
+                                item=np.dtype(self._program.code_dtype).itemsize)
         # in blocks of inputs: a big batch of a wide network must not hold all its activations at once
-        blocks = self._chunks(n, self._sample_size) or [slice(0, 0)]
+        blocks = evaluator.chunks(n, self._program.sample_size) or [slice(0, 0)]
         with torch.no_grad():
             if by_layer:
-                parts: dict[str, list[torch.Tensor]] = {g.name: [] for g in self._units}
+                parts: dict[str, list[torch.Tensor]] = {g.name: [] for g in self.units}
                 for sl in blocks:
-                    _, icodes, _ = self._forward(batch.tensor[sl], need_codes=True)
-                    for g in self._units:
+                    _, icodes, _ = evaluator.forward(self._program, batch.tensor[sl], need_codes=True)
+                    for g in self.units:
                         parts[g.name].append(self._public(g, icodes))
                 return {name: batch.out(torch.cat(p)) for name, p in parts.items()}
             row = self._empty_code_rows(n, batch.tensor.device)
             for sl in blocks:
-                _, icodes, _ = self._forward(batch.tensor[sl], need_codes=True)
+                _, icodes, _ = evaluator.forward(self._program, batch.tensor[sl], need_codes=True)
                 self._fill_code_rows(row[sl], icodes)
             return batch.out(row)
 
     def _public(self, g: UnitGroup, icodes: dict[int, torch.Tensor]) -> torch.Tensor:
-        return self._nodes[g.node].layer.public_code(icodes[g.node], self._input_shape_of(g.node))
+        return self._program.spline_layer(g.node).public_code(icodes[g.node], self._program.input_shape_of(g.node))
 
-    def _code_rows(self, icodes: dict[int, torch.Tensor], batch: Batch, keep_lead: bool = True) -> Any:
+    def _code_rows(self, icodes: dict[int, torch.Tensor], batch: Batch, keep_lead: bool = True) -> Array:
         row = self._empty_code_rows(batch.tensor.shape[0], batch.tensor.device)
         self._fill_code_rows(row, icodes)
         return batch.out(row, keep_lead=keep_lead)
 
     def _empty_code_rows(self, n: int, device: Any) -> torch.Tensor:
-        tdtype = torch.uint8 if self._code_dtype == np.uint8 else torch.int32
-        return torch.empty((n, self._n_units), dtype=tdtype, device=device)
+        tdtype = torch.uint8 if self._program.code_dtype == np.uint8 else torch.int32
+        return torch.empty((n, self.n_units), dtype=tdtype, device=device)
 
     def _fill_code_rows(self, row: torch.Tensor, icodes: dict[int, torch.Tensor]) -> None:
         with torch.no_grad():
-            for g in self._units:
+            for g in self.units:
                 row[:, g.columns] = self._public(g, icodes).reshape(len(row), g.size)
 
-    def _input_shape_of(self, i: int) -> Shape:
-        return self._nodes[self._nodes[i].inputs[0]].shape
-
-    def activations(self, x: Any, names: Sequence[str | int] | None = None) -> dict[str, Any]:
+    def activations(self, x: Any, names: Sequence[str | int] | None = None) -> dict[str, Array]:
         """Outputs of chosen nodes (all nodes by default), e.g. to feed a
         [`subnetwork`][maso.Network.subnetwork].
 
@@ -626,23 +396,37 @@ class Network:
         (3,)
         """
         batch = self._batch(x, "Network.activations")
-        idx = list(range(len(self._nodes))) if names is None else [self.node_index(s) for s in names]
+        idx = list(range(len(self.nodes))) if names is None else [self.node_index(s) for s in names]
         t = batch.tensor
         n = t.shape[0]
-        self._check_output_fits(n, sum(math.prod(self._nodes[i].shape) for i in set(idx)), t, "Network.activations",
+        self._check_output_fits(n, sum(math.prod(self.nodes[i].shape) for i in set(idx)), t, "Network.activations",
                                 "activations")
-        blocks = self._chunks(n, self._sample_size)
+        blocks = evaluator.chunks(n, self._program.sample_size)
         with torch.no_grad():
             if len(blocks) <= 1:
-                _, _, kept = self._forward(t, keep=idx)
+                _, _, kept = evaluator.forward(self._program, t, keep=idx)
             else:
-                kept = {i: torch.empty((n, *self._nodes[i].shape), dtype=t.dtype, device=t.device) for i in idx}
+                kept = {i: torch.empty((n, *self.nodes[i].shape), dtype=t.dtype, device=t.device) for i in idx}
                 for sl in blocks:
-                    for i, v in self._forward(t[sl], keep=idx)[2].items():
+                    for i, v in evaluator.forward(self._program, t[sl], keep=idx)[2].items():
                         kept[i][sl] = v
-        return {self._nodes[i].name: batch.out(kept[i]) for i in idx}
+        return {self.nodes[i].name: batch.out(kept[i]) for i in idx}
 
-    def affine_at(self, x: Any, *, dense: bool = True, with_codes: bool = False) -> Any:
+    @overload
+    def affine_at(self, x: Any, *, dense: Literal[True] = ..., with_codes: Literal[False] = ...) -> Affine: ...
+    @overload
+    def affine_at(self, x: Any, *, dense: Literal[False], with_codes: Literal[False] = ...) -> AffineOperator: ...
+    @overload
+    def affine_at(self, x: Any, *, dense: Literal[True] = ..., with_codes: Literal[True]) -> tuple[Array, Affine]: ...
+    @overload
+    def affine_at(self, x: Any, *, dense: Literal[False], with_codes: Literal[True]
+                  ) -> tuple[Array, AffineOperator]: ...
+    @overload
+    def affine_at(self, x: Any, *, dense: bool = ..., with_codes: bool = ...
+                  ) -> Affine | AffineOperator | tuple[Array, Affine | AffineOperator]: ...
+
+    def affine_at(self, x: Any, *, dense: bool = True, with_codes: bool = False
+                  ) -> Affine | AffineOperator | tuple[Array, Affine | AffineOperator]:
         """The exact affine map of the region of ``x``: ``net(y) = A @ y + b`` for all ``y`` with x's code.
 
         ``A`` is computed by propagating through the network with every unit frozen on the piece that its
@@ -681,13 +465,21 @@ class Network:
         >>> f.A.shape, bool(np.allclose(f(x), net(x)))
         ((2, 2, 3), True)
         """
-        self._require_piecewise_linear("Network.affine_at")
+        evaluator.require_piecewise_linear(self._program, "Network.affine_at")
         dense = check_bool(dense, "dense", "Network.affine_at")
         with_codes = check_bool(with_codes, "with_codes", "Network.affine_at")
-        return self._affine_map(self._batch(x, "Network.affine_at"), dense, with_codes, soft=False,
-                                caller="Network.affine_at")
+        codes, f = self._affine_map(self._batch(x, "Network.affine_at"), dense, with_codes, soft=False,
+                                    caller="Network.affine_at")
+        return (codes, f) if codes is not None else f
 
-    def expected_affine_at(self, x: Any, *, dense: bool = True) -> Any:
+    @overload
+    def expected_affine_at(self, x: Any, *, dense: Literal[True] = ...) -> Affine: ...
+    @overload
+    def expected_affine_at(self, x: Any, *, dense: Literal[False]) -> AffineOperator: ...
+    @overload
+    def expected_affine_at(self, x: Any, *, dense: bool) -> Affine | AffineOperator: ...
+
+    def expected_affine_at(self, x: Any, *, dense: bool = True) -> Affine | AffineOperator:
         """The soft-code-weighted affine map at ``x``: every unit frozen on its expected piece.
 
         Each unit is replaced by the affine map ``sum_r t_r l_r`` (its pieces weighted by its soft code at
@@ -721,9 +513,19 @@ class Network:
         """
         dense = check_bool(dense, "dense", "Network.expected_affine_at")
         return self._affine_map(self._batch(x, "Network.expected_affine_at"), dense, False, soft=True,
-                                caller="Network.expected_affine_at")
+                                caller="Network.expected_affine_at")[1]
 
-    def soft_codes(self, x: Any, *, temperature: float | None = None, by_layer: bool = False) -> Any:
+    @overload
+    def soft_codes(self, x: Any, *, temperature: float | None = None, by_layer: Literal[False] = ...) -> Array: ...
+    @overload
+    def soft_codes(self, x: Any, *, temperature: float | None = None, by_layer: Literal[True]
+                   ) -> dict[str, Array]: ...
+    @overload
+    def soft_codes(self, x: Any, *, temperature: float | None = None, by_layer: bool
+                   ) -> Array | dict[str, Array]: ...
+
+    def soft_codes(self, x: Any, *, temperature: float | None = None, by_layer: bool = False
+                   ) -> Array | dict[str, Array]:
         """Soft spline codes: each unit's probability of being on each of its pieces.
 
         Soft layers (GELU, SiLU, β-VQ...) give their gate's probabilities; hard layers give one-hot rows (the
@@ -767,12 +569,12 @@ class Network:
         batch = self._batch(x, "Network.soft_codes")
         t = batch.tensor
         n = t.shape[0]
-        R = max((g.n_pieces for g in self._units), default=1)
-        self._check_output_fits(n, self._n_units * R, t, "Network.soft_codes", "piece probabilities")
+        R = max((g.n_pieces for g in self.units), default=1)
+        self._check_output_fits(n, self.n_units * R, t, "Network.soft_codes", "piece probabilities")
         parts: dict[str, torch.Tensor] = {}
-        out = None if by_layer else torch.zeros((n, self._n_units, R), dtype=t.dtype, device=t.device)
+        out = None if by_layer else torch.zeros((n, self.n_units, R), dtype=t.dtype, device=t.device)
         with torch.no_grad():
-            for sl in self._chunks(n, self._sample_size) or [slice(0, 0)]:
+            for sl in evaluator.chunks(n, self._program.sample_size) or [slice(0, 0)]:
                 for g, pr in self._soft_block(t[sl], temperature).items():
                     if out is not None:
                         out[sl, g.columns, :pr.shape[-1]] = pr
@@ -782,7 +584,7 @@ class Network:
                     parts[g.name][sl] = pr
         if out is None:
             return {g.name: batch.out(parts[g.name].reshape(n, *g.shape, parts[g.name].shape[-1]))
-                    for g in self._units}
+                    for g in self.units}
         return batch.out(out)
 
     def _soft_block(self, t: torch.Tensor, temperature: float | None) -> dict[UnitGroup, torch.Tensor]:
@@ -790,13 +592,13 @@ class Network:
         from maso import soft
 
         n = t.shape[0]
-        inputs = {g.node: self._nodes[g.node].inputs[0] for g in self._units}
-        _, _, kept = self._forward(t, keep=set(inputs.values()))
+        inputs = {g.node: self.nodes[g.node].inputs[0] for g in self.units}
+        _, _, kept = evaluator.forward(self._program, t, keep=set(inputs.values()))
         per_layer = {}
-        for g in self._units:
-            layer = self._nodes[g.node].layer
+        for g in self.units:
+            layer = self._program.spline_layer(g.node)
             z = kept[inputs[g.node]]
-            p = self._params(z.device, z.dtype)[g.node]
+            p = evaluator.params(self._program, z.device, z.dtype)[g.node]
             if temperature is not None:
                 base = layer.base if isinstance(layer, soft.Soft) else layer
                 gate = layer.gate if isinstance(layer, soft.Soft) else "logistic"
@@ -810,19 +612,22 @@ class Network:
             elif isinstance(layer, soft.Soft):
                 probs = layer.soft_forward(z, p)[1]
             else:
-                code = layer.public_code(layer.forward(z, p, True)[1], self._input_shape_of(g.node))
+                code = layer.public_code(layer.forward(z, p, True)[1], self._program.input_shape_of(g.node))
                 probs = torch.nn.functional.one_hot(code.reshape(n, g.size).long(), g.n_pieces)
             per_layer[g] = probs.reshape(n, g.size, probs.shape[-1]).to(t.dtype)
         return per_layer
 
-    def _affine_map(self, batch: Batch, dense: bool, with_codes: bool, *, soft: bool, caller: str) -> Any:
+    def _affine_map(self, batch: Batch, dense: bool, with_codes: bool, *, soft: bool, caller: str
+                    ) -> tuple[Array | None, Affine | AffineOperator]:
+        """The maps (dense or as an operator) of the inputs, and their code rows if ``with_codes`` (else None)."""
+        prog = self._program
         t = batch.tensor
         n, m, d = t.shape[0], self.output_dim, self.input_dim
         if not dense:
             with torch.no_grad():
-                _, icodes, _ = self._forward(t, need_codes=True, soft=soft)
+                _, icodes, _ = evaluator.forward(prog, t, need_codes=True, soft=soft)
             op = self._operator(batch, icodes)
-            return (self._code_rows(icodes, batch, keep_lead=False), op) if with_codes else op
+            return (self._code_rows(icodes, batch, keep_lead=False) if with_codes else None), op
         item = t.element_size()
         # Refuse up front what cannot fit, before any forward pass (A alone is n * m * d numbers).
         left = check_fits(
@@ -831,36 +636,38 @@ class Network:
             lambda budget: f"Use {caller}(x, dense=False) for an AffineOperator that applies A by Jacobian-vector "
             f"products without forming it, or pass at most {budget // (m * (d + 1) * item):,} inputs at a time.",
             t.device)
-        widest = max(math.prod(node.shape) for node in self._nodes)
-        per_sample = max(self._sample_size, min(m, d) * widest)
+        widest = max(math.prod(node.shape) for node in self.nodes)
+        per_sample = max(prog.sample_size, min(m, d) * widest)
         # blocks of inputs: the intermediates of one block (a few tensors of per_sample numbers per input) must
         # fit next to the result
-        limit = _CHUNK_ELEMENTS if left is None else max(1, min(_CHUNK_ELEMENTS, left // (8 * item)))
+        most = evaluator.CHUNK_ELEMENTS
+        limit = most if left is None else max(1, min(most, left // (8 * item)))
         with torch.no_grad():
             A = torch.empty((n, m, d), dtype=t.dtype, device=t.device)
             b = torch.empty((n, m), dtype=t.dtype, device=t.device)
             rows = self._empty_code_rows(n, t.device) if with_codes else None
-            for sl in self._chunks(n, per_sample, limit) or [slice(0, 0)]:
+            for sl in evaluator.chunks(n, per_sample, limit) or [slice(0, 0)]:
                 k = sl.stop - sl.start
-                _, ic, _ = self._forward(t[sl], need_codes=True, soft=soft)
+                _, ic, _ = evaluator.forward(prog, t[sl], need_codes=True, soft=soft)
                 if rows is not None:
                     self._fill_code_rows(rows[sl], ic)
                 zero = torch.zeros((k, 1, *self.input_shape), dtype=t.dtype, device=t.device)
-                b[sl] = self._frozen(zero, ic, bias=True)[0].reshape(k, m)
+                b[sl] = evaluator.frozen_pass(prog, zero, ic, bias=True)[0].reshape(k, m)
                 if m <= d:
                     eye = torch.eye(m, dtype=t.dtype, device=t.device).reshape(1, m, *self.output_shape)
-                    A[sl] = self._pullback(eye.expand(k, *eye.shape[1:]), ic).reshape(k, m, d)
+                    A[sl] = evaluator.pullback(prog, eye.expand(k, *eye.shape[1:]), ic).reshape(k, m, d)
                 else:
                     eye = torch.eye(d, dtype=t.dtype, device=t.device).reshape(1, d, *self.input_shape)
-                    A[sl] = self._frozen(eye.expand(k, *eye.shape[1:]), ic, bias=False)[0].reshape(k, d, m
-                                                                                                  ).transpose(1, 2)
+                    AT = evaluator.frozen_pass(prog, eye.expand(k, *eye.shape[1:]), ic, bias=False)[0]
+                    A[sl] = AT.reshape(k, d, m).transpose(1, 2)
         codes = batch.out(rows, keep_lead=False) if rows is not None else None
         if batch.was_single:
             A, b = A[0], b[0]
         f = Affine._trusted(A.cpu().numpy(), b.cpu().numpy()) if batch.was_numpy else Affine(A, b)
-        return (codes, f) if with_codes else f
+        return codes, f
 
     def _operator(self, batch: Batch, icodes: dict[int, torch.Tensor]) -> AffineOperator:
+        prog = self._program
         t = batch.tensor
         n, m, d = t.shape[0], self.output_dim, self.input_dim
 
@@ -875,21 +682,23 @@ class Network:
         def jvp(v: Any) -> Any:
             vt = to_tensor(v, d, "jvp").reshape(n, 1, *self.input_shape)
             with torch.no_grad():
-                return batch.out(self._frozen(vt, icodes, bias=False)[0].reshape(n, m), keep_lead=False)
+                y = evaluator.frozen_pass(prog, vt, icodes, bias=False)[0]
+                return batch.out(y.reshape(n, m), keep_lead=False)
 
         def vjp(w: Any) -> Any:
             wt = to_tensor(w, m, "vjp").reshape(n, 1, *self.output_shape)
             with torch.no_grad():
-                return batch.out(self._pullback(wt, icodes).reshape(n, d), keep_lead=False)
+                return batch.out(evaluator.pullback(prog, wt, icodes).reshape(n, d), keep_lead=False)
 
         def offset() -> Any:
             zero = torch.zeros((n, 1, *self.input_shape), dtype=t.dtype, device=t.device)
             with torch.no_grad():
-                return batch.out(self._frozen(zero, icodes, bias=True)[0].reshape(n, m), keep_lead=False)
+                y = evaluator.frozen_pass(prog, zero, icodes, bias=True)[0]
+                return batch.out(y.reshape(n, m), keep_lead=False)
 
         return AffineOperator(shape=(n, m, d), _jvp=jvp, _vjp=vjp, _offset=offset)
 
-    def region_at(self, x: Any) -> Any:
+    def region_at(self, x: Any) -> Polytope | tuple[Polytope, ...]:
         """The region of ``x``: the inequalities its code imposes, in the (flattened) input space.
 
         Every unit contributes one row per competing piece: ``(piece_r - piece_q)(y) <= 0`` where ``q`` is
@@ -922,25 +731,27 @@ class Network:
         >>> P.n_constraints, bool(P.contains(x))
         (8, True)
         """
-        self._require_piecewise_linear("Network.region_at")
+        prog = self._program
+        evaluator.require_piecewise_linear(prog, "Network.region_at")
         batch = self._batch(x, "Network.region_at")
         t = batch.tensor.to(torch.float64)
         d = self.input_dim
-        record = [g.node for g in self._units]
+        record = [g.node for g in self.units]
         out = []
         with torch.no_grad():
-            _, icodes, _ = self._forward(t, need_codes=True)
+            _, icodes, _ = evaluator.forward(prog, t, need_codes=True)
+            p = evaluator.params(prog, t.device, t.dtype)
             eye = torch.eye(d, dtype=t.dtype, device=t.device).reshape(1, d, *self.input_shape)
             zero = torch.zeros((1, 1, *self.input_shape), dtype=t.dtype, device=t.device)
             for s in range(t.shape[0]):
                 ic = {k: v[s:s + 1] for k, v in icodes.items()}
-                _, G = self._frozen(eye, ic, bias=False, record=record)
-                _, O = self._frozen(zero, ic, bias=True, record=record)
+                _, G = evaluator.frozen_pass(prog, eye, ic, bias=False, record=record)
+                _, O = evaluator.frozen_pass(prog, zero, ic, bias=True, record=record)
                 rows, rhs, units = [], [], []
-                for g in self._units:
-                    layer = self._nodes[g.node].layer
-                    r, h, u, pc = layer.facets(G[g.node][0], O[g.node][0, 0], ic[g.node][0], self._params(
-                        t.device, t.dtype)[g.node], self._input_shape_of(g.node))
+                for g in self.units:
+                    layer = prog.spline_layer(g.node)
+                    r, h, u, pc = layer.facets(G[g.node][0], O[g.node][0, 0], ic[g.node][0], p[g.node],
+                                               prog.input_shape_of(g.node))
                     order = torch.argsort(u * g.n_pieces + pc)  # rows grouped by unit, then piece
                     rows.append(r[order])
                     rhs.append(h[order])
@@ -953,11 +764,6 @@ class Network:
                     A, bb, uu = np.zeros((0, d)), np.zeros(0), np.zeros((0, 2), dtype=np.int64)
                 out.append(Polytope(A, bb, uu))
         return out[0] if batch.was_single else tuple(out)
-
-    def __getstate__(self) -> dict[str, Any]:
-        state = self.__dict__.copy()
-        state["_param_cache"] = {}  # device tensors are rebuilt on demand
-        return state
 
     # -------------------------------------------------------------------------------------- sub-networks
     def subnetwork(self, start: str | int | None = None, stop: str | int | None = None) -> Network:
@@ -982,29 +788,29 @@ class Network:
         True
         """
         s = 0 if start is None else self.node_index(start)
-        e = self._output if stop is None else self.node_index(stop)
+        e = self._program.output if stop is None else self.node_index(stop)
         desc = {s}
-        for i in range(s + 1, len(self._nodes)):
-            if any(j in desc for j in self._nodes[i].inputs):
+        for i in range(s + 1, len(self.nodes)):
+            if any(j in desc for j in self.nodes[i].inputs):
                 desc.add(i)
         anc = {e}
         for i in range(e, -1, -1):
             if i in anc:
-                anc.update(self._nodes[i].inputs)
+                anc.update(self.nodes[i].inputs)
         if e not in desc:
             raise SubnetworkError(
-                f"Node {self._nodes[e].name!r} does not depend on node {self._nodes[s].name!r}: no sub-network "
+                f"Node {self.nodes[e].name!r} does not depend on node {self.nodes[s].name!r}: no sub-network "
                 "runs from the first to the second."
             )
         keep = sorted((desc & anc) - {s})
         new_index = {s: 0}
-        nodes = [Node(self._nodes[s].name, None, (), self._nodes[s].shape, "input")]
+        nodes = [Node(self.nodes[s].name, None, (), self.nodes[s].shape, "input")]
         for i in keep:
-            node = self._nodes[i]
-            outside = [self._nodes[j].name for j in node.inputs if j not in new_index]
+            node = self.nodes[i]
+            outside = [self.nodes[j].name for j in node.inputs if j not in new_index]
             if outside:
                 raise SubnetworkError(
-                    f"Node {self._nodes[s].name!r} does not separate the network: node {node.name!r} also reads "
+                    f"Node {self.nodes[s].name!r} does not separate the network: node {node.name!r} also reads "
                     f"{outside}, which the sub-network would not have. Start at a node that all paths pass "
                     "through (e.g. the output of a whole residual or Inception block)."
                 )
@@ -1044,19 +850,19 @@ class Network:
         from maso.layers import Dense, Reshape
 
         k = U.shape[0]
-        names = {n.name for n in self._nodes}
+        names = {n.name for n in self.nodes}
         base = "restrict"
         while base in names or base + "/reshape" in names:
             base = "_" + base
-        head = [Node(self._nodes[0].name, None, (), (k,), "subspace coordinates"),
+        head = [Node(self.nodes[0].name, None, (), (k,), "subspace coordinates"),
                 Node(base, Dense(U.T, o), (0,), (self.input_dim,), "subspace parametrisation")]
         shift = 1
         if self.input_shape != (self.input_dim,):
             head.append(Node(base + "/reshape", Reshape(self.input_shape), (1,), self.input_shape, "reshape"))
             shift = 2
         nodes = head + [Node(n.name, n.layer, tuple(j + shift if j else shift for j in n.inputs), n.shape, n.source)
-                        for n in self._nodes[1:]]
-        return Network(nodes, self._output + shift)
+                        for n in self.nodes[1:]]
+        return Network(nodes, self._program.output + shift)
 
     # ---------------------------------------------------------------------------------- canonical form
     def maso_layers(self) -> tuple[MASOLayer, ...]:
@@ -1080,11 +886,11 @@ class Network:
         >>> bool(np.allclose(chain(np.ones(2)), net(np.ones(2))))
         True
         """
-        self._require_piecewise_linear("Network.maso_layers")
-        for i, node in enumerate(self._nodes[1:], 1):
+        evaluator.require_piecewise_linear(self._program, "Network.maso_layers")
+        for i, node in enumerate(self.nodes[1:], 1):
             if node.inputs != (i - 1,):
                 raise SubnetworkError(f"maso_layers needs a chain of layers; node {node.name!r} is not one.")
-        if self._output != len(self._nodes) - 1:
+        if self._program.output != len(self.nodes) - 1:
             raise SubnetworkError("maso_layers needs the output to be the last node.")
         out: list[MASOLayer] = []
         shape = self.input_shape
@@ -1092,9 +898,9 @@ class Network:
         b = np.zeros(math.prod(shape))
         pending = False
         with torch.no_grad():
-            for i, node in enumerate(self._nodes[1:], 1):
+            for i, node in enumerate(self.nodes[1:], 1):
                 layer = node.layer
-                p = self._params("cpu", torch.float64)[i]
+                p = evaluator.params(self._program, "cpu", torch.float64)[i]
                 if isinstance(layer, SplineLayer):
                     A, B = layer.to_maso(W, b, shape)
                     out.append(MASOLayer(A, B))

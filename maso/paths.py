@@ -18,6 +18,7 @@ from maso._anchored import (
     piece_gap,
     piece_scores,
 )
+from maso._program import chunks, evaluate, require_piecewise_linear
 from maso._validation import check_bool, check_float, real_vector, sealed
 from maso.domain import Box
 from maso.errors import NumericalWarning, ParameterError, ParameterShapeError, ShapeError
@@ -105,7 +106,7 @@ class SegmentCrossings:
 def _check_pair(net: Network, a: Any, b: Any, what: str, names: tuple[str, str]) -> tuple[np.ndarray, np.ndarray, bool]:
     if not isinstance(net, Network):
         raise ShapeError(f"{what} needs a maso.Network; got {type(net).__name__}.")
-    net._require_piecewise_linear(what)
+    require_piecewise_linear(net.program, what)
     a = real_vector(a, names[0], what)
     b = real_vector(b, names[1], what)
     shape = net.input_shape
@@ -434,7 +435,7 @@ def _walk(net: Network, origin: np.ndarray, direction: np.ndarray, lo: np.ndarra
     # row i: the code on the interval from point i to point i + 1 (layers done so far); a point added inside
     # an interval starts a piece of it, so it copies the row of the point just before it in the merged order
     # (not of the interval's left end: a new point tied with the right end is placed after it)
-    codes = np.zeros((len(t), net.n_units), dtype=net._code_dtype)
+    codes = np.zeros((len(t), net.n_units), dtype=net.program.code_dtype)
     for gi, g in enumerate(net.units):
         X = inc.advance(net.nodes[g.node].inputs[0])
         if _two_piece(net, g.node):
@@ -606,13 +607,13 @@ def _check(net: Network, anch: Anchored, path: _Pieces, scale: np.ndarray, tol: 
     srcs = sorted({net.nodes[g.node].inputs[0] for g in groups})
     if not srcs:
         return bad, tie
-    step = max(1, net._chunks(N, net._sample_size + 1)[0].stop)
+    step = max(1, chunks(N, net.program.sample_size + 1)[0].stop)
     a = 0
     with torch.no_grad():
         while a < N - 1:  # blocks of points overlapping by one, so both ends of every piece meet in a block
             b = min(N, a + step + 1)
             w = path.pt_path[a:b]
-            vals = net._evaluate_many(anch._seeds(w, path.pt_t[a:b, None]), srcs)
+            vals = evaluate(net.program, anch._seeds(w, path.pt_t[a:b, None]), srcs)
             left = np.flatnonzero(~ends[a:b - 1])  # block-relative left ends of the pieces in the block
             g_ids = right_piece[a + left]  # consecutive pieces: a slice
             g_ids = slice(int(g_ids[0]), int(g_ids[-1]) + 1) if len(g_ids) else slice(0, 0)

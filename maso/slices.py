@@ -17,6 +17,7 @@ import torch
 from maso import _kernels
 from maso._anchored import Anchored, DenseChain, _two_piece, piece_gap, piece_scores
 from maso._mesh import Mesh, MeshDegeneracy
+from maso._program import affine_nodes, chunks, evaluate, require_piecewise_linear
 from maso._validation import check_bool, check_int, readonly, real_vector, sealed
 from maso.affine import Affine
 from maso.errors import DomainError, NumericalWarning, ParameterError, ParameterShapeError, ShapeError
@@ -360,7 +361,7 @@ class SliceRegions:
         mesh, region = self._face_mesh()
         mesh.set_carried(np.zeros((mesh.nV, 0)))  # carried activations are not needed: drop them from the copy
         anch = Anchored(net, np.zeros((1, 2)), np.eye(2)[None])
-        Z = np.asarray(anch.value(None, mesh.P, net._output), dtype=np.float64).reshape(mesh.nV, m)
+        Z = np.asarray(anch.value(None, mesh.P, net.program.output), dtype=np.float64).reshape(mesh.nV, m)
         if output is not None:
             Z = Z[:, [int(output)]]
         mesh.set_values(Z)
@@ -537,8 +538,8 @@ def _partition(net: Network, lo: np.ndarray, hi: np.ndarray, tol: float, progres
     """
     mesh = Mesh(lo, hi)
     vals = _VertexValues(net, mesh)
-    mesh.codes = np.zeros((1, 0), dtype=net._code_dtype)
-    base = np.zeros(net.n_units, dtype=net._code_dtype)
+    mesh.codes = np.zeros((1, 0), dtype=net.program.code_dtype)
+    base = np.zeros(net.n_units, dtype=net.program.code_dtype)
     held: list[np.ndarray] = []
     stats = {"splits": 0, "merged": 0}
     bar = None
@@ -635,7 +636,7 @@ class _VertexValues:
         self.carry = self.anch is not None
         if not self.carry:
             return
-        self._affine = net._affine_nodes()  # the anchors give these
+        self._affine = affine_nodes(net.program)  # the anchors give these
         self._size = [math.prod(n.shape) for n in net.nodes]
         # per node: the last node that reads it on the way to a spline layer (the output is never needed here)
         useful = {g.node for g in net.units}
@@ -668,12 +669,12 @@ class _VertexValues:
             if i in need and i not in self.held and i not in self.anch.base:
                 need.update(net.nodes[i].inputs)
         with torch.no_grad():
-            for sl in net._chunks(len(P), self.anch._per_sample):
+            for sl in chunks(len(P), self.anch._per_sample):
                 seeds = self.anch._seeds(None, P[sl], [j for j in self.anch.base if j in need])
                 for j, at in self.held.items():
                     block = np.ascontiguousarray(H[sl, at:at + self._size[j]])
                     seeds[j] = torch.from_numpy(block).reshape(len(block), *net.nodes[j].shape)
-                for j, y in net._evaluate_many(seeds, nodes).items():
+                for j, y in evaluate(net.program, seeds, nodes).items():
                     out[j].append(y.numpy())
         return {j: np.concatenate(v) if v else np.zeros((0, *net.nodes[j].shape)) for j, v in out.items()}
 
@@ -947,7 +948,7 @@ def slice_regions(
     start = time.perf_counter()
     if not isinstance(net, Network):
         raise ShapeError(f"slice_regions needs a maso.Network; got {type(net).__name__}.")
-    net._require_piecewise_linear("slice_regions")
+    require_piecewise_linear(net.program, "slice_regions")
     identity = plane is None and net.input_shape == (2,)  # the input space itself: nothing to restrict
     if plane is None:
         if net.input_dim != 2:

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from maso._program import params
 from maso.layers import Elementwise, SplineLayer, _pieces_per_unit
 from maso.network import Network
 
@@ -83,7 +84,7 @@ class ExactLine:
         S0 = max(_scale_of(x0), _scale_of(u))
         self.E = {0: S0}
         self.start = list(zip(_ints(x0, S0), _ints(u, S0)))
-        p = net._params("cpu", torch.float64)
+        p = params(net.program, "cpu", torch.float64)
         self.ops: dict[int, Any] = {}
         groups = {g.node: g for g in net.units}
         with torch.no_grad():

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 import maso
-from maso import _validation
+from maso import _program, _validation
 from maso.errors import ResourceError
 
 
@@ -69,13 +69,11 @@ def test_empty_batches_give_empty_results(name, kind):
 
 def test_maps_in_blocks_equal_maps_at_once(monkeypatch):
     """Dense maps are computed block by block into one array: the same maps and codes as in one block."""
-    from maso import network
-
     net = maso.mlp([3, 16, 16, 2], seed=1)
     x = np.random.default_rng(0).normal(size=(50, 3))
     codes, whole = net.affine_at(x, with_codes=True)
-    monkeypatch.setattr(network, "_CHUNK_ELEMENTS", 100)
-    assert len(net._chunks(50, 16, 100)) > 5
+    monkeypatch.setattr(_program, "CHUNK_ELEMENTS", 100)
+    assert len(_program.chunks(50, 16, 100)) > 5
     codes_b, blocks = net.affine_at(x, with_codes=True)
     np.testing.assert_array_equal(codes_b, codes)
     np.testing.assert_allclose(blocks.A, whole.A, rtol=0, atol=1e-14)
@@ -88,7 +86,7 @@ def test_dense_maps_that_cannot_fit_are_refused_before_any_work(monkeypatch):
     is a ResourceError up front that names the size and what to do (bad_inputs #15)."""
     net = maso.mlp([784, 16, 10], seed=0)
     monkeypatch.setattr(_validation, "memory_budget", lambda device="cpu": 10**9)  # 1 GB left
-    monkeypatch.setattr(maso.Network, "_forward", _no_forward)
+    monkeypatch.setattr(_program, "forward", _no_forward)
     x = torch.zeros((200_000, 784))
     for call in (net.affine_at, net.expected_affine_at):
         with pytest.raises(ResourceError, match=r"200,000 inputs.*6\.28 GB.*only 1 GB.*dense=False.*at most 31,847 inputs"):

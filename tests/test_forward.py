@@ -99,14 +99,14 @@ def test_codes_equal_torch_hooks(seed):
 def test_codes_of_big_batches_come_in_blocks(kind, monkeypatch):
     """A batch bigger than the memory block is coded block by block, with the same rows, per-layer codes and
     single-input shape as in one pass (the InceptionV1 tail asked torch for 5.5 GB at once on 8,227 inputs)."""
-    from maso import network
+    from maso import _program
 
     module, shape, _ = random_model(3, kind=kind)
     net = _convert(module, shape)
     x = random_inputs(3, shape, 37)
     rows, layers, one = net.codes(x), net.codes(x, by_layer=True), net.codes(x[5])
     per_sample = sum(int(np.prod(node.shape)) for node in net.nodes)
-    monkeypatch.setattr(network, "_CHUNK_ELEMENTS", 5 * per_sample)  # blocks of 5 inputs
+    monkeypatch.setattr(_program, "CHUNK_ELEMENTS", 5 * per_sample)  # blocks of 5 inputs
     np.testing.assert_array_equal(net.codes(x), rows)
     for name, codes in net.codes(x, by_layer=True).items():
         np.testing.assert_array_equal(codes, layers[name])
@@ -120,7 +120,7 @@ def test_codes_of_big_batches_come_in_blocks(kind, monkeypatch):
 def test_outputs_activations_and_soft_codes_of_big_batches_come_in_blocks(kind, monkeypatch):
     """Like codes: the forward pass, activations and soft codes of a big batch run block by block into one
     result, equal to one pass."""
-    from maso import network
+    from maso import _program
 
     module, shape, _ = random_model(4, kind=kind)
     net = _convert(module, shape)
@@ -128,8 +128,8 @@ def test_outputs_activations_and_soft_codes_of_big_batches_come_in_blocks(kind, 
     whole = (net(x), net.activations(x), net.soft_codes(x), net.soft_codes(x, by_layer=True),
              net.soft_codes(x, temperature=0.5))
     per_sample = sum(int(np.prod(node.shape)) for node in net.nodes)
-    monkeypatch.setattr(network, "_CHUNK_ELEMENTS", 4 * per_sample)  # blocks of 4 inputs
-    assert len(net._chunks(len(x), per_sample)) == 6
+    monkeypatch.setattr(_program, "CHUNK_ELEMENTS", 4 * per_sample)  # blocks of 4 inputs
+    assert len(_program.chunks(len(x), per_sample)) == 6
     out, acts, soft, soft_layers, tempered = (net(x), net.activations(x), net.soft_codes(x),
                                               net.soft_codes(x, by_layer=True), net.soft_codes(x, temperature=0.5))
     same = functools.partial(np.testing.assert_allclose, rtol=1e-12, atol=1e-14)  # BLAS rounds per batch size

@@ -39,6 +39,7 @@ import torch
 from scipy.spatial import QhullError
 
 from maso._lp import chebyshev
+from maso._program import frozen_pass
 from maso._validation import check_float, check_int
 from maso.errors import SolverError
 from maso.network import Network
@@ -262,15 +263,15 @@ def _stage_scores(net: Network, codes: np.ndarray, s: int) -> tuple[np.ndarray, 
     for g in groups[:s]:
         layer = net.nodes[g.node].layer
         pub = torch.from_numpy(codes[:, g.columns].astype(np.int64)).reshape(n, *g.shape)
-        icodes[g.node] = layer.internal_code(pub, net._input_shape_of(g.node))
+        icodes[g.node] = layer.internal_code(pub, net.program.input_shape_of(g.node))
     node = groups[s].node
     shape = net.input_shape
     with torch.no_grad():
         eye = torch.eye(d, dtype=torch.float64).reshape(1, d, *shape).expand(n, d, *shape)
         zero = torch.zeros((n, 1, *shape), dtype=torch.float64)
-        G, _ = net._frozen(eye, icodes, bias=False, until=node)
-        o, _ = net._frozen(zero, icodes, bias=True, until=node)
-        P, Q = net.nodes[node].layer.scores(G, o[:, 0], net._input_shape_of(node))
+        G, _ = frozen_pass(net.program, eye, icodes, bias=False, until=node)
+        o, _ = frozen_pass(net.program, zero, icodes, bias=True, until=node)
+        P, Q = net.nodes[node].layer.scores(G, o[:, 0], net.program.input_shape_of(node))
     return P.numpy(), Q.numpy()
 
 

@@ -378,7 +378,7 @@ class _Checkpoint:
         floats = ("A", "b", "center", "radius", "map_A", "map_b")
         wrong = [k for k, shape in want.items() if a[k].shape != shape
                  or (a[k].dtype.kind != "f" if k in floats else k != "code" and a[k].dtype.kind not in "iu")]
-        if wrong or rows < 0 or m < 0 or a["code"].dtype != np.dtype(net._code_dtype):
+        if wrong or rows < 0 or m < 0 or a["code"].dtype != np.dtype(net.program.code_dtype):
             raise ValueError(f"region arrays of the wrong shape or dtype ({', '.join(wrong) or 'code dtype'})")
         return _unpack_regions({"n": n, **a})
 
