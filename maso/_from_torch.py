@@ -1060,6 +1060,7 @@ def _check_conversion(net: Network, fn: nn.Module, example: torch.Tensor, rtol: 
             tol = max(rtol, 16 * torch.finfo(raw.dtype).eps)
             against = f"it (in {raw.dtype})"
         got = net(x64)
+    assert isinstance(got, torch.Tensor)  # a tensor in, a tensor out
     scale = float(want.abs().max()) if want.numel() else 0.0
     if got.shape != want.shape or not torch.allclose(got, want, rtol=tol, atol=tol * (1 + scale)):
         err = float((got - want).abs().max()) if got.shape == want.shape and got.numel() else float("nan")

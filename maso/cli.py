@@ -187,6 +187,7 @@ def _demo(args: argparse.Namespace) -> int:
     codes = net.codes(points)
     maps = net.affine_at(points)
     regions = net.region_at(points)
+    assert isinstance(regions, tuple)  # a batch of points: one region each
     worst_map = 0.0
     worst_region = 0.0
     for i, x in enumerate(points):
@@ -229,22 +230,22 @@ def _demo(args: argparse.Namespace) -> int:
     for r in range(H):
         print("  " + "".join(labels[r * W:(r + 1) * W]), file=out)
     # Exact enumeration of the same square, certified.
-    regions = maso.enumerate_regions(net, maso.Box([-1.0, -1.0], [1.0, 1.0]), progress=False)
-    report = regions.verify(rng=args.seed)
-    area = sum(r.volume() for r in regions)
-    print(f"\nexact enumeration of [-1, 1]^2: {len(regions)} regions (the grid above saw {len(keys)}), "
-          f"{len(regions.slivers)} slivers, total area {area:.12f}", file=out)
+    found = maso.enumerate_regions(net, maso.Box([-1.0, -1.0], [1.0, 1.0]), progress=False)
+    report = found.verify(rng=args.seed)
+    area = sum(r.volume() for r in found)
+    print(f"\nexact enumeration of [-1, 1]^2: {len(found)} regions (the grid above saw {len(keys)}), "
+          f"{len(found.slivers)} slivers, total area {area:.12f}", file=out)
     print(f"certificate: {report}", file=out)
     # The fast mesh path on the same square must find the same regions; and one exact segment.
     sl = maso.slice_regions(net, lo=(-1, -1), hi=(1, 1))
-    same = {c.tobytes() for c in sl.codes} == {r.code.tobytes() for r in regions}
+    same = {c.tobytes() for c in sl.codes} == {r.code.tobytes() for r in found}
     print(f"mesh slice of the same square: {len(sl)} regions in {sl.stats['seconds'] * 1e3:.1f} ms, same codes as the "
           f"enumeration: {same}; decision boundary: {len(sl.decision_boundary())} segments", file=out)
     sc = maso.segment_crossings(net, np.array([-1.0, -1.0]), np.array([1.0, 1.0]))
     print(f"diagonal (-1,-1) -> (1,1): {sc.n_pieces} linear pieces, code changes at t = "
           f"{np.array2string(sc.t, precision=3, max_line_width=100)}", file=out)
     ok = worst_map < 1e-9 and worst_region == 0.0 and report.ok and abs(area - 4.0) < 1e-9 and same
-    _demo_files(folder, net, widths, args.seed, regions, report, sl, out)
+    _demo_files(folder, net, widths, args.seed, found, report, sl, out)
     print(f"\nall checks passed: {ok}", file=out)
     return EXIT_OK if ok else EXIT_FAILED
 
