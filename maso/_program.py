@@ -131,6 +131,8 @@ class Program:
     last_use : tuple of int
         Per node, the index of the last node that reads it (0: none; ``len(nodes)`` for the output, which
         is never freed).
+    live : tuple of int
+        The nodes after the input that the output or another node reads, in order: what a pass runs.
     units : tuple of UnitGroup
         The spline nodes in order, with their columns in a code row.
     n_units : int
@@ -151,6 +153,7 @@ class Program:
     nodes: tuple[Node, ...]
     output: int
     last_use: tuple[int, ...]
+    live: tuple[int, ...]
     units: tuple[UnitGroup, ...]
     n_units: int
     sample_size: int
@@ -204,6 +207,7 @@ class Program:
             nodes=nodes,
             output=out,
             last_use=tuple(last_use),
+            live=tuple(i for i in range(1, len(nodes)) if last_use[i]),  # the output's is len(nodes)
             units=tuple(groups),
             n_units=offset,
             sample_size=sum(math.prod(node.shape) for node in nodes),
@@ -323,7 +327,7 @@ def _walk(program: Program, vals: Values, order: Iterable[int], spline: SplineSt
         if isinstance(layer, SplineLayer):
             vals[i] = spline(i, layer, vals[node.inputs[0]])
         else:  # every other layer is affine (only the input node, never in `order`, has none)
-            vals[i] = affine(i, cast(AffineLayer, layer), [vals[j] for j in node.inputs])
+            vals[i] = affine(i, layer, [vals[j] for j in node.inputs])  # type: ignore[arg-type]
         for j in set(node.inputs):
             if last_use[j] == i and j not in keep:
                 del vals[j]
@@ -370,7 +374,7 @@ def forward(program: Program, x: torch.Tensor, *, need_codes: bool = False, keep
         return layer.forward(ins, p[i])
 
     # dead nodes (nothing reads them) are skipped unless kept
-    order = [i for i in range(1, len(program.nodes)) if program.last_use[i] or i == out or i in keep]
+    order = sorted(keep.union(program.live).difference((0,))) if keep else program.live
     vals = _walk(program, {0: x}, order, spline, affine, keep)
     return vals[out], icodes, {i: vals[i] for i in keep}
 
@@ -403,7 +407,7 @@ def frozen_pass(program: Program, z: torch.Tensor, icodes: Values, *, bias: bool
     record = set(record)
     p = params(program, z.device, z.dtype)
     n, T = z.shape[:2]
-    nodes, out = program.nodes, program.output
+    nodes = program.nodes
     rec: Values = {}
 
     def spline(i: int, layer: SplineLayer, zin: torch.Tensor) -> torch.Tensor:
@@ -417,10 +421,9 @@ def frozen_pass(program: Program, z: torch.Tensor, icodes: Values, *, bias: bool
         fn = layer.forward if bias else layer.linear
         return fn(flat, p[i]).reshape(n, T, *node.shape)
 
-    stop = len(nodes) if until is None else until
-    order = [i for i in range(1, stop) if program.last_use[i] or i == out]
+    order = program.live if until is None else [i for i in program.live if i < until]
     vals = _walk(program, {0: z}, order, spline, affine)
-    return vals[out if until is None else nodes[until].inputs[0]], rec
+    return vals[program.output if until is None else nodes[until].inputs[0]], rec
 
 
 def evaluate(program: Program, seeds: Values, stops: Iterable[int], *, bias: bool = True) -> Values:
