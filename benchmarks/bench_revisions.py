@@ -42,15 +42,15 @@ WORKLOADS: dict[str, tuple[str, str]] = {
     "slice_regions, MLP 32-64-64-64-10": (
         ("net = maso.mlp([32, 64, 64, 64, 10], seed=0); rng = np.random.default_rng(0); "
         "pts = rng.normal(size=(3, 32))"),
-        "len(maso.slice_regions(net, pts[0], pts[1], pts[2]))"),
+        "len(maso.slice_regions(net, maso.Plane.through_points(pts[0], pts[1], pts[2])))"),
     "slice_regions, small CNN (1,12,12)": (
         ("import torch\n"
         "torch.manual_seed(0)\n"
         "m = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.ReLU(), torch.nn.MaxPool2d(2), "
-        "torch.nn.Conv2d(4, 4, 3), torch.nn.ReLU(), torch.nn.Flatten(), torch.nn.Linear(64, 3)).double()\n"
+        "torch.nn.Conv2d(4, 4, 3), torch.nn.ReLU(), torch.nn.Flatten(), torch.nn.Linear(36, 3)).double()\n"
         "net = maso.from_torch(m, torch.zeros(1, 1, 12, 12, dtype=torch.float64))\n"
         "pts = np.random.default_rng(0).normal(size=(3, 1, 12, 12))"),
-        "len(maso.slice_regions(net, pts[0], pts[1], pts[2]))"),
+        "len(maso.slice_regions(net, maso.Plane.through_points(pts[0], pts[1], pts[2])))"),
     "segment_crossings, MLP 64-128-128-128-10, 50 segments": (
         "net = maso.mlp([64, 128, 128, 128, 10], seed=0); pts = np.random.default_rng(0).normal(size=(51, 64))",
         "sum(len(maso.segment_crossings(net, pts[i], pts[i + 1]).t) for i in range(50))"),
@@ -58,6 +58,33 @@ WORKLOADS: dict[str, tuple[str, str]] = {
         ("net = maso.soft.soften(maso.mlp([64, 128, 128, 10], seed=0), beta=0.5); "
         "x = np.random.default_rng(0).normal(size=(2000, 64))"),
         "round(float(net.soft_codes(x).sum() + np.abs(net.expected_affine_at(x).A).sum()), 4)"),
+    "slice_regions, CNN (3,16,16) conv-relu-pool x2 (anchored evaluate)": (
+        ("import torch\n"
+        "torch.manual_seed(0)\n"
+        "m = torch.nn.Sequential(torch.nn.Conv2d(3, 6, 3), torch.nn.ReLU(), torch.nn.MaxPool2d(2), "
+        "torch.nn.Conv2d(6, 8, 3), torch.nn.ReLU(), torch.nn.Flatten(), torch.nn.Linear(200, 4)).double()\n"
+        "net = maso.from_torch(m, torch.zeros(1, 3, 16, 16, dtype=torch.float64))\n"
+        "pts = np.random.default_rng(0).normal(size=(3, 3, 16, 16))"),
+        "len(maso.slice_regions(net, maso.Plane.through_points(pts[0], pts[1], pts[2]), lo=(0, 0), hi=(0.08, 0.08)))"),
+    "segment_crossings, same CNN, 4 segments": (
+        ("import torch\n"
+        "torch.manual_seed(0)\n"
+        "m = torch.nn.Sequential(torch.nn.Conv2d(3, 6, 3), torch.nn.ReLU(), torch.nn.MaxPool2d(2), "
+        "torch.nn.Conv2d(6, 8, 3), torch.nn.ReLU(), torch.nn.Flatten(), torch.nn.Linear(200, 4)).double()\n"
+        "net = maso.from_torch(m, torch.zeros(1, 3, 16, 16, dtype=torch.float64))\n"
+        "pts = np.random.default_rng(0).normal(size=(21, 3, 16, 16))"),
+        "sum(len(maso.segment_crossings(net, pts[i], pts[i + 1]).t) for i in range(4))"),
+    "inception_toy w8: codes + activations + affine_at(dense=False).b, 64 images": (
+        ("import torch\n"
+        "net = maso.from_torch(maso.nn.inception_toy(seed=0, width=8), torch.zeros(2, 3, 32, 32))\n"
+        "x = torch.randn(64, 3, 32, 32, generator=torch.Generator().manual_seed(0))"),
+        ("round(float(net.codes(x).sum()) + float(sum(v.sum() for v in net.activations(x).values())) "
+        "+ float(net.affine_at(x, dense=False).b.sum()), 2)")),
+    "inception_toy w4 (3,16,16): region_at, 2 images": (
+        ("import torch\n"
+        "net = maso.from_torch(maso.nn.inception_toy(seed=0, width=4), torch.zeros(2, 3, 16, 16))\n"
+        "x = np.random.default_rng(0).normal(size=(2, 3, 16, 16))"),
+        "sum(P.n_constraints for P in net.region_at(x))"),
 }
 
 RUNNER = """

@@ -44,7 +44,7 @@ def breakpoints(net: Network, node: int) -> np.ndarray:
     """For a two-piece elementwise layer: the input value ``(U,)`` where each unit changes piece."""
     in_shape = net.nodes[net.nodes[node].inputs[0]].shape
     layer = net.nodes[node].layer
-    if layer._kind in ("relu", "leaky", "abs"):
+    if layer.kind in ("relu", "leaky", "abs"):
         return np.zeros(math.prod(in_shape))
     S = _pieces_per_unit(layer.slopes, in_shape)
     C = _pieces_per_unit(layer.intercepts, in_shape)
@@ -57,7 +57,7 @@ def piece_gap(net: Network, node: int, x: np.ndarray) -> np.ndarray:
     in_shape = net.nodes[net.nodes[node].inputs[0]].shape
     layer = net.nodes[node].layer
     X = x.reshape(len(x), -1)
-    if layer._kind in ("relu", "leaky", "abs"):  # max(a u, u) with a < 1: the gap is (1 - a) u
+    if layer.kind in ("relu", "leaky", "abs"):  # max(a u, u) with a < 1: the gap is (1 - a) u
         return X
     S = _pieces_per_unit(layer.slopes, in_shape)
     C = _pieces_per_unit(layer.intercepts, in_shape)
@@ -206,13 +206,13 @@ class DenseChain:
 
 def _elementwise(layer: Elementwise, x: np.ndarray, in_shape: tuple[int, ...]) -> np.ndarray:
     """A two-piece ``Elementwise`` on flat values ``(N, U)``, as its torch ``forward`` computes it."""
-    if layer._kind == "relu":
+    if layer.kind == "relu":
         return np.maximum(x, 0.0)
-    if layer._kind == "abs":
+    if layer.kind == "abs":
         return np.abs(x)
     S = _pieces_per_unit(layer.slopes, in_shape)
     C = _pieces_per_unit(layer.intercepts, in_shape)
-    if layer._kind == "leaky":
+    if layer.kind == "leaky":
         return np.where(x > 0, x, S[0] * x)
     sg = _pieces_per_unit(layer.sign[None], in_shape)[0]
     l0, l1 = S[0] * x + C[0], S[1] * x + C[1]

@@ -117,7 +117,7 @@ def split_vertices(V, words, fv, d, eps, m):  # pragma: no cover - compiled
 
 @_njit
 def facet_rows(words, m, d):  # pragma: no cover - compiled
-    """Facet rows from incidences, as ``_Engine.facets_from_vertices`` finds them: a row is a facet if at
+    """Facet rows from incidences, as ``VertexEngine.facets_from_vertices`` finds them: a row is a facet if at
     least ``d`` vertices are tight on it and no other row's tight set strictly contains its own; of rows
     with equal sets (coincident units) the first is kept and the others are listed with it."""
     k = words.shape[0]

@@ -286,7 +286,7 @@ def require_piecewise_linear(program: Program, caller: str) -> None:
     """Raise `UnsupportedLayerError` (naming ``caller``) if a node is a soft spline layer: exact geometry needs a
     piecewise-linear network."""
     for node in program.nodes:
-        if hasattr(node.layer, "soft_forward"):
+        if node.layer is not None and node.layer.is_soft:
             raise UnsupportedLayerError(
                 f"{caller} is exact geometry of a piecewise-linear network, but node {node.name!r} is a soft "
                 f"spline layer ({node.layer!r}): the network is smooth and has no polytopes. Use "
@@ -362,8 +362,8 @@ def forward(program: Program, x: torch.Tensor, *, need_codes: bool = False, keep
     out = program.output
 
     def spline(i: int, layer: SplineLayer, z: torch.Tensor) -> torch.Tensor:
-        if soft and need_codes and hasattr(layer, "soft_forward"):
-            y, c = layer.soft_forward(z, p[i])
+        if soft and need_codes:
+            y, c = layer.expected_forward(z, p[i])
         else:
             y, c = layer.forward(z, p[i], need_codes)
         if need_codes:

@@ -10,11 +10,12 @@ import numpy as np
 import torch
 
 from maso import _program as evaluator
+from maso._gates import check_temperature
 from maso._program import Node, Program, UnitGroup
 from maso._validation import Batch, as_batch, check_bool, check_fits, real_vector
 from maso.affine import Affine, AffineOperator, Array
 from maso.errors import ShapeError, SubnetworkError
-from maso.layers import AffineLayer, Elementwise, Layer, MASOLayer, Maxout, MaxPool, SplineLayer
+from maso.layers import AffineLayer, Layer, MASOLayer, SplineLayer
 from maso.polytope import Polytope
 
 __all__ = ["Network", "Node", "UnitGroup"]
@@ -185,11 +186,7 @@ class Network:
         >>> maso.mlp([2, 3, 1], seed=0).is_piecewise_linear
         True
         """
-        return not any(hasattr(n.layer, "soft_forward") for n in self.nodes)
-
-    def _require_piecewise_linear(self, caller: str) -> None:
-        # shim: regions engine (H2) switches to maso._program
-        evaluator.require_piecewise_linear(self._program, caller)
+        return not any(n.layer is not None and n.layer.is_soft for n in self.nodes)
 
     @property
     def input_shape(self) -> Shape:
@@ -253,19 +250,6 @@ class Network:
                 f"nodes={len(self.nodes)}, spline_layers={len(self.units)}, units={self.n_units})")
 
     # ---------------------------------------------------------------------------------------- computation
-    # Shims for the regions engine until it imports maso._program itself; the integrator removes them.
-    @property
-    def _code_dtype(self) -> type[np.integer[Any]]:
-        return self._program.code_dtype  # shim: regions engine (H2) switches to maso._program
-
-    def _input_shape_of(self, i: int) -> Shape:
-        return self._program.input_shape_of(i)  # shim: regions engine (H2) switches to maso._program
-
-    def _frozen(self, z: torch.Tensor, icodes: dict[int, torch.Tensor], *, bias: bool, record: Iterable[int] = (),
-                until: int | None = None) -> tuple[torch.Tensor, dict[int, torch.Tensor]]:
-        # shim: regions engine (H2) switches to maso._program
-        return evaluator.frozen_pass(self._program, z, icodes, bias=bias, record=record, until=until)
-
     def _batch(self, x: Any, caller: str) -> Batch:
         return as_batch(x, self.input_shape, caller=caller)
 
@@ -561,10 +545,8 @@ class Network:
         >>> bool(np.array_equal(cold.argmax(-1), maso.mlp([2, 3, 1], seed=0).codes(np.ones(2))))
         True
         """
-        from maso import soft
-
         if temperature is not None:
-            temperature = soft._check_temperature(temperature)
+            temperature = check_temperature(temperature)
         by_layer = check_bool(by_layer, "by_layer", "Network.soft_codes")
         batch = self._batch(x, "Network.soft_codes")
         t = batch.tensor
@@ -589,8 +571,6 @@ class Network:
 
     def _soft_block(self, t: torch.Tensor, temperature: float | None) -> dict[UnitGroup, torch.Tensor]:
         """Piece probabilities ``(n, units, R_layer)`` of every spline layer at the inputs ``t`` (one block)."""
-        from maso import soft
-
         n = t.shape[0]
         inputs = {g.node: self.nodes[g.node].inputs[0] for g in self.units}
         _, _, kept = evaluator.forward(self._program, t, keep=set(inputs.values()))
@@ -599,21 +579,7 @@ class Network:
             layer = self._program.spline_layer(g.node)
             z = kept[inputs[g.node]]
             p = evaluator.params(self._program, z.device, z.dtype)[g.node]
-            if temperature is not None:
-                base = layer.base if isinstance(layer, soft.Soft) else layer
-                gate = layer.gate if isinstance(layer, soft.Soft) else "logistic"
-                if not isinstance(base, (Elementwise, MaxPool, Maxout)):
-                    from maso.errors import UnsupportedLayerError
-
-                    raise UnsupportedLayerError(
-                        f"soft_codes(temperature=...) has no gate for layer {g.name!r} "
-                        f"({type(layer).__name__}).", kind=type(layer).__name__, path=g.name)
-                probs = soft.Soft(base, gate, temperature).soft_forward(z, p)[1]
-            elif isinstance(layer, soft.Soft):
-                probs = layer.soft_forward(z, p)[1]
-            else:
-                code = layer.public_code(layer.forward(z, p, True)[1], self._program.input_shape_of(g.node))
-                probs = torch.nn.functional.one_hot(code.reshape(n, g.size).long(), g.n_pieces)
+            probs = layer.piece_probabilities(z, p, self._program.input_shape_of(g.node), temperature)
             per_layer[g] = probs.reshape(n, g.size, probs.shape[-1]).to(t.dtype)
         return per_layer
 

@@ -92,8 +92,6 @@ def temperature_of(beta: float) -> float:
     return (1.0 - beta) / beta
 
 
-_check_temperature = _gates.check_temperature  # TEMPORARY: network.py's soft_codes still calls it
-
 _FUSED = {
     "logistic": torch.nn.functional.silu,
     "probit": torch.nn.functional.gelu,
@@ -277,8 +275,6 @@ class Soft(SplineLayer):
         # the gate re-evaluated at another temperature on the same pre-activations (the layer is not changed)
         layer = self if temperature is None else replace(self, temperature=temperature)
         return layer.expected_forward(x, p)[1]
-
-    soft_forward = expected_forward  # TEMPORARY: network.py still tests hasattr(layer, "soft_forward")
 
     def public_code(self, icode, in_shape):
         return self.base.public_code(icode, in_shape)

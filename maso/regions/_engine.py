@@ -28,7 +28,9 @@ from typing import Any, ClassVar, Generic, TypeVar
 import numpy as np
 import torch
 
+from maso import _program
 from maso._lp import LPStats, chebyshev, extreme
+from maso._program import frozen_pass
 from maso._validation import readonly, sealed
 from maso.affine import Affine
 from maso.errors import DomainError
@@ -90,22 +92,22 @@ def _overflow(where: str) -> DomainError:
 
 
 # ------------------------------------------------------------------------------------------ the network
-# Every use of Network's internals by the engines is here (the evaluator of issue 16 replaces these lines).
+# The engines see the network only through the evaluator (maso._program) and these three helpers.
 def _input_shape_of(net: Network, node: int) -> tuple[int, ...]:
     """Shape of the (first) input of node ``node``."""
-    return net._input_shape_of(node)
+    return net.program.input_shape_of(node)
 
 
 def _frozen(net: Network, z: torch.Tensor, icodes: dict[int, torch.Tensor], *, bias: bool, until: int | None
             ) -> torch.Tensor:
     """The network run on ``z`` ``(n, T, *input_shape)`` with every unit frozen on its coded piece (stopping before
     node ``until``: its input)."""
-    return net._frozen(z, icodes, bias=bias, until=until)[0]
+    return frozen_pass(net.program, z, icodes, bias=bias, until=until)[0]
 
 
 def _code_dtype(net: Network) -> type:
     """The dtype of the network's code rows: uint8 or int32."""
-    return np.uint8 if net._code_dtype == np.uint8 else np.int32
+    return np.uint8 if net.program.code_dtype == np.uint8 else np.int32
 
 
 def require_piecewise_linear(net: Network, caller: str) -> None:
@@ -116,7 +118,7 @@ def require_piecewise_linear(net: Network, caller: str) -> None:
     UnsupportedLayerError
         A soft spline layer in ``net``.
     """
-    net._require_piecewise_linear(caller)
+    _program.require_piecewise_linear(net.program, caller)
 
 
 # ------------------------------------------------------------------------------------------------ cells
