@@ -53,7 +53,7 @@ class Slice:
 
     net: Any                 # maso.Network from the sliced layer on
     plane: Any               # maso.Plane through the three activations
-    regions: Any             # maso.SliceRegions
+    regions: Any             # maso.slices.SliceRegions
     points: np.ndarray       # (3, *input_shape) the three activations
     seconds: float
     warnings: tuple[str, ...]

@@ -18,59 +18,42 @@ Examples
 
 from maso import (
     bounds as bounds,
+    core as core,
+    errors as errors,
     layers as layers,
     measures as measures,
     nn as nn,
     plotting as plotting,
+    regions as regions,
+    slices as slices,
     soft as soft,
+    torch as torch,
 )
-from maso._from_torch import SUPPORTED as SUPPORTED, from_torch as from_torch, mlp as mlp
-from maso.affine import Affine as Affine, AffineOperator as AffineOperator
-from maso.domain import Box as Box
-from maso.errors import (
-    CheckpointError as CheckpointError,
-    CheckpointWarning as CheckpointWarning,
-    ConversionError as ConversionError,
-    DomainError as DomainError,
-    InvalidWeightsError as InvalidWeightsError,
-    MasoError as MasoError,
-    NumericalWarning as NumericalWarning,
-    ParameterError as ParameterError,
-    ParameterShapeError as ParameterShapeError,
-    ResourceError as ResourceError,
-    ShapeError as ShapeError,
-    SolverError as SolverError,
-    SubnetworkError as SubnetworkError,
-    TrainingModeError as TrainingModeError,
-    UnsupportedLayerError as UnsupportedLayerError,
-    WeightsFileError as WeightsFileError,
-    WorkerError as WorkerError,
-)
-from maso.layers import MASOLayer as MASOLayer
-from maso.network import Network as Network, Node as Node, UnitGroup as UnitGroup
-from maso.paths import (
-    SegmentCrossings as SegmentCrossings,
-    ray_crossings as ray_crossings,
-    segment_crossings as segment_crossings,
-)
-from maso.polytope import Polytope as Polytope
-from maso.regions import (
-    DEFAULT_TOL as DEFAULT_TOL,
-    Region as Region,
-    RegionSet as RegionSet,
-    Sliver as Sliver,
-    VerificationReport as VerificationReport,
-    enumerate_regions as enumerate_regions,
-    iter_regions as iter_regions,
-)
+from maso._version import __version__ as __version__
+from maso.core import Box as Box, Network as Network, Polytope as Polytope
+from maso.errors import MasoError as MasoError
+from maso.regions import enumerate_regions as enumerate_regions, iter_regions as iter_regions
 from maso.slices import (
     Plane as Plane,
-    SliceRegion as SliceRegion,
-    SliceRegions as SliceRegions,
+    ray_crossings as ray_crossings,
+    segment_crossings as segment_crossings,
     slice_regions as slice_regions,
 )
+from maso.torch import from_torch as from_torch, mlp as mlp
 
-__version__ = "0.2.0"
+# Names that maso 0.2 exported at the top level and that now live in the module of their concept (records with
+# the function that returns them, errors in maso.errors): an old spelling gets an error that names the new one.
+_MOVED = {
+    **{name: "maso.core" for name in ("Affine", "AffineOperator", "Node", "UnitGroup")},
+    **{name: "maso.regions" for name in ("DEFAULT_TOL", "Region", "RegionSet", "Sliver", "VerificationReport")},
+    **{name: "maso.slices" for name in ("SegmentCrossings", "SliceRegion", "SliceRegions")},
+    "MASOLayer": "maso.layers",
+    "SUPPORTED": "maso.torch",
+    **{name: "maso.errors" for name in (
+        "CheckpointError", "CheckpointWarning", "ConversionError", "DomainError", "InvalidWeightsError",
+        "NumericalWarning", "ParameterError", "ParameterShapeError", "ResourceError", "ShapeError", "SolverError",
+        "SubnetworkError", "TrainingModeError", "UnsupportedLayerError", "WeightsFileError", "WorkerError")},
+}
 
 
 def __getattr__(name: str):
@@ -79,46 +62,22 @@ def __getattr__(name: str):
         import importlib
 
         return importlib.import_module("maso.exact")
+    if name in _MOVED:
+        raise AttributeError(f"maso.{name} is {_MOVED[name]}.{name} (maso 0.3 keeps the top level to what users "
+                             f"call; records and errors live in the module of their concept).")
     raise AttributeError(f"module 'maso' has no attribute {name!r}")
 
+
 __all__ = [
-    "DEFAULT_TOL",
-    "SUPPORTED",
-    "Affine",
-    "AffineOperator",
     "Box",
-    "CheckpointError",
-    "CheckpointWarning",
-    "ConversionError",
-    "DomainError",
-    "InvalidWeightsError",
-    "MASOLayer",
     "MasoError",
     "Network",
-    "Node",
-    "NumericalWarning",
-    "ParameterError",
-    "ParameterShapeError",
     "Plane",
     "Polytope",
-    "Region",
-    "RegionSet",
-    "ResourceError",
-    "SegmentCrossings",
-    "ShapeError",
-    "SliceRegion",
-    "SliceRegions",
-    "Sliver",
-    "SolverError",
-    "SubnetworkError",
-    "TrainingModeError",
-    "UnitGroup",
-    "UnsupportedLayerError",
-    "VerificationReport",
-    "WeightsFileError",
-    "WorkerError",
     "bounds",
+    "core",
     "enumerate_regions",
+    "errors",
     "exact",
     "from_torch",
     "iter_regions",
@@ -128,7 +87,10 @@ __all__ = [
     "nn",
     "plotting",
     "ray_crossings",
+    "regions",
     "segment_crossings",
     "slice_regions",
+    "slices",
     "soft",
+    "torch",
 ]

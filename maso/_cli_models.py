@@ -583,7 +583,7 @@ def to_network(loaded: LoadedModel, shape: tuple[int, ...]) -> Any:
     ------
     UsageError
         The rebuilt module differs from the TorchScript one; the model does not take inputs of ``shape``.
-    maso.UnsupportedLayerError
+    maso.errors.UnsupportedLayerError
         A layer that is not piecewise affine (its message says which and what to do).
 
     Examples
@@ -621,6 +621,6 @@ def to_network(loaded: LoadedModel, shape: tuple[int, ...]) -> Any:
                              "torch.save(model, FILE), or its state_dict with --builder.")
     try:
         return maso.from_torch(module, example)
-    except maso.ShapeError as e:
+    except maso.errors.ShapeError as e:
         raise UsageError(f"the model does not take inputs {_shape_text(shape)} (give --input-shape, or points "
                          f"of the right size): {' '.join(str(e).split())}") from None

@@ -24,7 +24,7 @@ _GELU_NEW_CUBIC = 0.044715
 
 
 def check_temperature(tau: Any) -> float:
-    """``tau`` as a float, or a [`ParameterError`][maso.ParameterError] unless it is finite and > 0."""
+    """``tau`` as a float, or a [`ParameterError`][maso.errors.ParameterError] unless it is finite and > 0."""
     if isinstance(tau, bool) or not isinstance(tau, (int, float, np.floating)) or not (
             math.isfinite(float(tau)) and float(tau) > 0):
         raise ParameterError(f"temperature must be a finite number > 0 (-> 0 is the hard code). Got {tau!r}.")

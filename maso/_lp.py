@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from maso import _kernels
+from maso import kernels as _kernels
 from maso.errors import SolverError
 
 __all__ = ["LPStats", "chebyshev", "extreme"]

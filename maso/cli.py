@@ -576,7 +576,7 @@ def _slice(args: argparse.Namespace) -> int:
     a, b, c = (np.broadcast_to(p, (d,)).astype(np.float64) if p.ndim == 0 else p.reshape(-1) for _, p in pts)
     try:
         plane = maso.Plane.through_points(a, b, c)
-    except maso.DomainError as e:
+    except maso.errors.DomainError as e:
         raise _UsageError(f"maso slice: error: --through A B C must not lie on one line: {e}") from None
     net = _network("slice", loaded, shape)
     sl = maso.slice_regions(net, plane, lo, hi, progress=_progress(args))

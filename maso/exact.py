@@ -34,7 +34,7 @@ import sympy as sp
 from maso.errors import ParameterError, ParameterShapeError, ShapeError
 
 if TYPE_CHECKING:  # imported where used: importing maso.exact stays free of the network module
-    from maso.network import Network
+    from maso.core.network import Network
 
 __all__ = ["ExactNetwork", "ExactReport", "from_network", "from_weights", "rational"]
 
@@ -289,7 +289,7 @@ class ExactNetwork:
 
     # ------------------------------------------------------------------------------------- verification
     def verify(self, regions: Any, *, domain: Any = None) -> ExactReport:
-        """Check an enumeration (a [`maso.RegionSet`][] or a list of [`maso.Region`][]) exactly.
+        """Check an enumeration (a [`maso.regions.RegionSet`][] or a list of [`maso.regions.Region`][]) exactly.
 
         Per region, with its interior point converted to a rational exactly: the point satisfies every
         inequality of the code's exact H-representation strictly (else an exact LP, sympy's simplex, looks
@@ -297,7 +297,7 @@ class ExactNetwork:
         compared to the exact one. Codes must be distinct. For a 2-D domain, each region's exact polygon (the
         domain cut by its exact inequalities) is formed and the exact areas must sum to the domain's area: with
         distinct codes and non-empty interiors this proves the regions partition the domain. In 3-D and up,
-        coverage is not checked exactly (use [`maso.RegionSet.verify`][] for sampled coverage).
+        coverage is not checked exactly (use [`maso.regions.RegionSet.verify`][] for sampled coverage).
 
         Parameters
         ----------
@@ -357,7 +357,7 @@ class ExactNetwork:
 
     # ------------------------------------------------------------------------------------------ floats
     def to_network(self) -> Network:
-        """The float64 [`maso.Network`][] of these weights ([`maso.MASOLayer`][maso.layers.MASOLayer] and
+        """The float64 [`maso.Network`][] of these weights ([`maso.layers.MASOLayer`][maso.layers.MASOLayer] and
         ``Dense`` layers).
 
         Examples
@@ -367,8 +367,8 @@ class ExactNetwork:
         >>> net(np.array([2.0, 0.5])), net.n_units == en.n_units
         (array([4.]), True)
         """
+        from maso.core.network import Network
         from maso.layers import Dense, MASOLayer
-        from maso.network import Network
 
         layers: list[Dense | MASOLayer] = []
         for lay in self._layers:

@@ -1101,7 +1101,7 @@ class MASOLayer(SplineLayer):
     Examples
     --------
     >>> import numpy as np, maso
-    >>> layer = maso.MASOLayer(A=np.array([[[0.0], [1.0]]]), B=np.zeros((1, 2)))  # one ReLU unit
+    >>> layer = maso.layers.MASOLayer(A=np.array([[[0.0], [1.0]]]), B=np.zeros((1, 2)))  # one ReLU unit
     >>> net = maso.Network.sequential((1,), [layer])
     >>> net(np.array([[-2.0], [3.0]])).ravel(), net.codes(np.array([[-2.0], [3.0]])).ravel()
     (array([0., 3.]), array([0, 1], dtype=uint8))

@@ -32,8 +32,8 @@ from typing import Any
 import numpy as np
 
 from maso._validation import real_vector, sealed
+from maso.core.network import Network
 from maso.errors import NumericalWarning, ParameterError, ShapeError
-from maso.network import Network
 
 __all__ = [
     "LocalComplexity",
@@ -202,7 +202,7 @@ def path_density(
         return []
     lengths = np.linalg.norm((B - A).reshape(len(A), net.input_dim), axis=1)
     if method != "sampled" and can_walk:
-        from maso.paths import segment_crossings
+        from maso.slices._paths import segment_crossings
 
         out = []
         for sc, length in zip(segment_crossings(net, A, B), lengths):  # one batched walk for all paths

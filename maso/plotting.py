@@ -18,8 +18,8 @@ if TYPE_CHECKING:  # matplotlib is optional and slow to import: only the type ch
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-    from maso.paths import SegmentCrossings
     from maso.slices import SliceRegions
+    from maso.slices._paths import SegmentCrossings
 
 __all__ = ["code_colors", "plot_crossings", "plot_slice"]
 
@@ -113,7 +113,7 @@ def plot_slice(
     path: str | Path | None = None,
     cmap: str = "viridis",
 ) -> Figure:
-    """Draw a [`SliceRegions`][maso.SliceRegions]: regions, their edges, the decision boundary and data points.
+    """Draw a [`SliceRegions`][maso.slices.SliceRegions]: regions, their edges, the decision boundary and data points.
 
     Parameters
     ----------
@@ -122,12 +122,12 @@ def plot_slice(
         ``"code"``: a stable hash colour per region (see [`code_colors`][maso.plotting.code_colors]);
         ``"output"``: the value of ``output`` (default 0) at each region's interior point; ``"argmax"``: the
         winning class, exactly: regions that the decision boundary crosses are split along it and each piece
-        gets its own class (see [`SliceRegions.argmax_cells`][maso.SliceRegions.argmax_cells]; with
+        gets its own class (see [`SliceRegions.argmax_cells`][maso.slices.SliceRegions.argmax_cells]; with
         ``output``, the sign of that output).
     output : int, optional
     edges, decision_boundary : bool
         Draw region edges (thin) and the exact decision boundary (thick; see
-        [`SliceRegions.decision_boundary`][maso.SliceRegions.decision_boundary]). With ``color="argmax"`` the
+        [`SliceRegions.decision_boundary`][maso.slices.SliceRegions.decision_boundary]). With ``color="argmax"`` the
         boundary drawn is the one between the coloured pieces.
     points : array, optional
         Points to overlay: plane coordinates ``(n, 2)``, or inputs ``(n, *input_shape)`` that are projected onto
@@ -163,7 +163,7 @@ def plot_slice(
     sl = slice_regions
     if color not in ("code", "output", "argmax", "none"):
         raise ParameterError(f"color must be 'code', 'output', 'argmax' or 'none'. Got {color!r}.")
-    net = sl._network()
+    net = sl.network
     if output is not None and not (isinstance(output, (int, np.integer)) and not isinstance(output, bool)
                                    and 0 <= output < net.output_dim):
         raise ParameterError(f"output must be an int in [0, {net.output_dim}). Got {output!r}.")

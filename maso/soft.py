@@ -389,7 +389,7 @@ def tanh() -> Soft:
 
 # ---------------------------------------------------------------------------------------- whole networks
 def _replace_layers(net: Any, fn: Any, caller: str) -> Any:
-    from maso.network import Network, Node
+    from maso.core.network import Network, Node
 
     if not isinstance(net, Network):
         raise ShapeError(f"{caller} needs a maso.Network (e.g. from maso.from_torch). Got {type(net).__name__}.")

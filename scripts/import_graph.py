@@ -57,6 +57,8 @@ def scan(root: Path) -> tuple[dict[str, int], dict[tuple[str, str], str], dict[s
     for m, tree in trees.items():
         is_package = modules[m].name == "__init__.py"
         top_level = set(map(id, tree.body))
+        typing_only = {id(n) for block in tree.body if isinstance(block, ast.If) and "TYPE_CHECKING" in
+                       ast.unparse(block.test) for n in ast.walk(block)}
         for node in ast.walk(tree):
             names: list[str] = []
             if isinstance(node, ast.Import):
@@ -77,8 +79,9 @@ def scan(root: Path) -> tuple[dict[str, int], dict[tuple[str, str], str], dict[s
                 t = target(name)
                 if t is None or t == m or not t.startswith("maso"):
                     continue
-                kind = "eager" if id(node) in top_level else "lazy"
-                if edges.get((m, t)) != "eager":
+                kind = "typing" if id(node) in typing_only else "eager" if id(node) in top_level else "lazy"
+                rank = {"typing": 0, "lazy": 1, "eager": 2}
+                if rank[kind] > rank[edges.get((m, t), "typing")] or (m, t) not in edges:
                     edges[(m, t)] = kind
 
     owner: dict[str, set[str]] = defaultdict(set)
@@ -102,22 +105,33 @@ def report(root: Path) -> tuple[str, nx.DiGraph]:
     g.add_nodes_from(sizes)
     for (a, b), kind in edges.items():
         g.add_edge(a, b, kind=kind)
-    # a package's __init__ re-exporting its own modules is not a cycle worth reporting
-    core = g.copy()
-    core.remove_edges_from([(a, b) for a, b in g.edges if b.startswith(a + ".") or a == "maso"])
-    cycles = sorted((c for c in nx.simple_cycles(core) if len(c) > 1), key=len)
+    # A package's __init__ re-exporting its own modules is not a cycle worth reporting, and imports made only for
+    # the type checker are not imports at run time.
+    def cycles_of(kinds: set[str]) -> list[list[str]]:
+        h = nx.DiGraph()
+        h.add_edges_from((a, b) for (a, b), k in edges.items()
+                         if k in kinds and not (b.startswith(a + ".") or a == "maso"))
+        return sorted((c for c in nx.simple_cycles(h) if len(c) > 1), key=len)
+
+    eager_cycles = cycles_of({"eager"})
+    lazy_cycles = [c for c in cycles_of({"eager", "lazy"}) if c not in eager_cycles]
+    count = Counter(edges.values())
     lines = [f"# Import graph of `maso` ({root})", "",
              (f"{len(sizes)} modules, {sum(sizes.values()):,} lines; {len(edges)} import edges "
-             f"({sum(k == 'lazy' for k in edges.values())} lazy); {len(cycles)} import cycles; "
-             f"{sum(back_doors.values())} back-door accesses to other modules' private members."), "",
-             "| module | lines | imports (lazy in brackets) |", "|---|---:|---|"]
+              f"({count['eager']} at import time, {count['lazy']} inside functions, {count['typing']} for the type "
+              f"checker only); {len(eager_cycles)} import cycles at import time and {len(lazy_cycles)} more through "
+              f"imports inside functions; {sum(back_doors.values())} back-door accesses to other modules' private "
+              "members."), "",
+             "| module | lines | imports (inside functions in brackets) |", "|---|---:|---|"]
     for m in sorted(sizes):
         eager = sorted(b for (a, b), k in edges.items() if a == m and k == "eager")
         lazy = sorted(b for (a, b), k in edges.items() if a == m and k == "lazy")
         deps = ", ".join(eager) + (f" [{', '.join(lazy)}]" if lazy else "")
         lines.append(f"| {m} | {sizes[m]} | {deps} |")
-    lines += ["", "## Import cycles", ""]
-    lines += [f"- {' -> '.join(c + [c[0]])}" for c in cycles] or ["none"]
+    lines += ["", "## Import cycles at import time", ""]
+    lines += [f"- {' -> '.join(c + [c[0]])}" for c in eager_cycles] or ["none"]
+    lines += ["", "## Cycles through imports inside functions", ""]
+    lines += [f"- {' -> '.join(c + [c[0]])}" for c in lazy_cycles] or ["none"]
     lines += ["", "## Back doors (module: private member of another module's class, count)", ""]
     by_module: dict[str, list[str]] = defaultdict(list)
     for (m, attr, other), n in sorted(back_doors.items()):
@@ -136,7 +150,8 @@ def main() -> None:
     print(text)
     if args.dot:
         out = ["digraph maso {", "  rankdir=LR; node [shape=box, fontsize=10];"]
-        out += [f'  "{a}" -> "{b}"{" [style=dashed]" if d["kind"] == "lazy" else ""};' for a, b, d in g.edges(data=True)]
+        style = {"eager": "", "lazy": " [style=dashed]", "typing": " [style=dotted]"}
+        out += [f'  "{a}" -> "{b}"{style[d["kind"]]};' for a, b, d in g.edges(data=True)]
         args.dot.write_text("\n".join(out + ["}"]) + "\n")
 
 

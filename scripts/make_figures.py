@@ -8,7 +8,7 @@ Run from the repository root::
 
 Each figure ``NAME.png`` comes with ``NAME.json``: the model, the window and the counts the figure shows
 (regions, crossings, accuracies...), so that the docs can quote them and the tests can check them against an
-independent computation (``tests/test_figures.py``). Every random choice is seeded; the toy, density and
+independent computation (``tests/docs/test_figures.py``). Every random choice is seeded; the toy, density and
 soft-vs-hard figures are the same in quick and full mode except for the number of paths, and the real-model
 slice uses a smaller window in quick mode.
 

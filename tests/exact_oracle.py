@@ -19,9 +19,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from maso._program import params
+from maso.core._program import params
+from maso.core.network import Network
 from maso.layers import Elementwise, SplineLayer, _pieces_per_unit
-from maso.network import Network
 
 
 def _scale_of(values: np.ndarray) -> int:

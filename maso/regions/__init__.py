@@ -14,16 +14,17 @@ Exactness policy (see the docs' page "Exact region enumeration"):
 
 * distances are in input units, rows are normalised to unit norm;
 * a hyperplane cuts a cell only if both sides reach more than ``tol`` past it; parts thinner than ``tol`` are
-  never made into regions and never dropped silently: they are listed as [`Sliver`][maso.Sliver] and counted
+  never made into regions and never dropped silently: they are listed as [`Sliver`][maso.regions.Sliver] and counted
   apart;
 * identical pieces (duplicated units, a max-pool window of equal inputs) are merged, lowest index first; pieces
   whose difference is constant on a cell (zero-weight and dead units) decide their unit without a split;
 * a facet on which several units' hyperplanes coincide lists all of them.
 """
 
+from maso.regions._certificate import VerificationReport
 from maso.regions._driver import enumerate_regions, iter_regions
-from maso.regions._engine import DEFAULT_TOL
-from maso.regions._records import Region, RegionSet, Sliver, VerificationReport
+from maso.regions._records import Region, RegionSet, Sliver
+from maso.regions._tolerances import DEFAULT_TOL
 
 __all__ = [
            "DEFAULT_TOL",

@@ -1,4 +1,4 @@
-"""The certificate of an enumeration ([`RegionSet.verify`][maso.RegionSet.verify]).
+"""The certificate of an enumeration ([`RegionSet.verify`][maso.regions.RegionSet.verify]).
 
 Every check recomputes what it checks from the network and the domain, not from the enumeration's cells:
 
@@ -32,6 +32,7 @@ Every check recomputes what it checks from the network and the domain, not from 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -39,13 +40,12 @@ import torch
 from scipy.spatial import QhullError
 
 from maso._lp import chebyshev
-from maso._program import frozen_pass
 from maso._validation import check_float, check_int
+from maso.core._program import frozen_pass
+from maso.core.network import Network
 from maso.errors import SolverError
-from maso.network import Network
-from maso.regions._engine import _SAME
 from maso.regions._geometry import _box_of, _competing_piece, _polytope_vertices, _row_norms
-from maso.regions._records import VerificationReport
+from maso.regions._tolerances import _SAME
 
 if TYPE_CHECKING:
     from maso.regions._records import Region, RegionSet
@@ -84,8 +84,79 @@ _CHUNK_BYTES = 64 << 20
 _CHUNK_REGIONS = 1024
 
 
+@dataclass(frozen=True)
+class VerificationReport:
+    """What [`RegionSet.verify`][maso.regions.RegionSet.verify] checked, and what failed.
+
+    Attributes
+    ----------
+    n_regions : int
+    code_mismatches : int
+        Regions whose interior point has another code than the region's.
+    max_map_error : float
+        Largest ``|A y + b - net(y)|`` at the points checked (interior points, points deep inside each region,
+        random points of the domain).
+    facet_errors : int
+        Facets whose row is not unit-norm, or not the hyperplane of a unit it is labelled with.
+    n_points, uncovered, multiply_covered : int
+        Random points of the domain, those in no region and those in more than one (sampled coverage).
+    ok : bool
+        Every check that ran passed (``checks_failed`` is empty).
+    duplicate_codes : int
+        Regions whose code another region has too.
+    domain_facet_errors : int
+        Rows labelled as the domain's that are not rows of the domain.
+    inradius_errors : int
+        Regions whose inradius is not their recomputed Chebyshev radius, is not above ``tol``, or whose ball
+        around the interior point does not fit.
+    unmatched_facets : int
+        Facets (not the domain's) with no region across them: a region is missing.
+    containment_errors : int
+        Regions with a vertex outside the domain, or more than ``tol`` outside the polytope of their code
+        (input dimension up to 4; qhull failures count here).
+    volume_error : float
+        ``|sum of region volumes - domain volume| / domain volume`` (NaN where not computed: above 4-D).
+    map_tolerance : float
+        The map check's bound: ``atol`` times the network's output scale (the largest ``sum_j |A_ij y_j| + |b_i|``
+        over the points checked).
+    checks_run, checks_failed : tuple of str
+        Names of the checks that ran and of those that failed: ``codes``, ``inradii``, ``facets``,
+        ``domain_facets``, ``volumes`` (up to 4-D), ``adjacency``, ``maps``, ``coverage`` (``regions`` for an
+        empty set).
+    """
+
+    n_regions: int
+    code_mismatches: int
+    max_map_error: float
+    facet_errors: int
+    n_points: int
+    uncovered: int
+    multiply_covered: int
+    ok: bool
+    duplicate_codes: int = 0
+    domain_facet_errors: int = 0
+    inradius_errors: int = 0
+    unmatched_facets: int = 0
+    containment_errors: int = 0
+    volume_error: float = float("nan")
+    map_tolerance: float = float("nan")
+    checks_run: tuple[str, ...] = ()
+    checks_failed: tuple[str, ...] = ()
+
+    def __str__(self) -> str:
+        failed = f" (failed: {', '.join(self.checks_failed)})" if self.checks_failed else ""
+        volume = "not computed" if self.volume_error != self.volume_error else f"{self.volume_error:.1e}"
+        return (f"{'OK' if self.ok else 'FAILED'}{failed}: {self.n_regions} regions; code mismatches "
+                f"{self.code_mismatches}, duplicate codes {self.duplicate_codes}; max map error "
+                f"{self.max_map_error:.2e} (bound {self.map_tolerance:.2e}); facet errors {self.facet_errors}, "
+                f"domain facet errors {self.domain_facet_errors}, inradius errors {self.inradius_errors}; "
+                f"unmatched facets {self.unmatched_facets}; containment errors {self.containment_errors}; "
+                f"volume error {volume}; coverage: {self.n_points} random points, {self.uncovered} in no region, "
+                f"{self.multiply_covered} in several")
+
+
 def verify(rs: RegionSet, *, n_points: int = 1000, atol: float = 1e-8, rng: Any = None) -> VerificationReport:
-    """See [`RegionSet.verify`][maso.RegionSet.verify]."""
+    """See [`RegionSet.verify`][maso.regions.RegionSet.verify]."""
     net = rs.network
     # the sample is drawn four times over in the bounding box and rejected outside the domain
     n_points = check_int(n_points, "n_points", "RegionSet.verify", minimum=0, maximum=10**7)
@@ -471,7 +542,7 @@ def _holds(r: Region, p: np.ndarray, slack: float) -> bool:
 
 class _Prefix:
     """Regions by code prefix: those that can lie across a facet (the codes of layers up to the facet's agree,
-    its units flipped), as [`RegionSet.graph`][maso.RegionSet.graph] finds them."""
+    its units flipped), as [`RegionSet.graph`][maso.regions.RegionSet.graph] finds them."""
 
     def __init__(self, rs: RegionSet, codes: np.ndarray) -> None:
         self.groups = rs.network.units

@@ -39,9 +39,10 @@ from typing import Any
 
 import numpy as np
 
+from maso._version import __version__
+from maso.core.network import Network
+from maso.core.polytope import Polytope
 from maso.errors import CheckpointError, CheckpointWarning
-from maso.network import Network
-from maso.polytope import Polytope
 from maso.regions._parallel import _pack_regions, _pack_slivers, _unpack_regions, _unpack_slivers
 from maso.regions._records import Region, Sliver
 
@@ -90,11 +91,9 @@ def _network_digest(net: Network) -> str:
 
 def _run_header(net: Network, domain: Polytope, tol: float, method: str) -> dict[str, Any]:
     """The header record of a run: what a checkpoint must match to be resumed by it."""
-    import maso
-
     dom = hashlib.sha256()
     _digest_arrays(dom, {"A": np.asarray(domain.A), "b": np.asarray(domain.b)})
-    return {"kind": "header", "format": FORMAT, "maso": maso.__version__, "network": _network_digest(net),
+    return {"kind": "header", "format": FORMAT, "maso": __version__, "network": _network_digest(net),
             "domain": dom.hexdigest(), "tol": float(tol), "method": method}
 
 

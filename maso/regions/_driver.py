@@ -16,7 +16,9 @@ from typing import Any
 import numpy as np
 
 from maso._lp import LPStats
-from maso.domain import as_domain
+from maso.core.domain import as_domain
+from maso.core.network import Network
+from maso.core.polytope import Polytope
 from maso.errors import (
     CheckpointError,
     DomainError,
@@ -27,18 +29,9 @@ from maso.errors import (
     ShapeError,
     WorkerError,
 )
-from maso.network import Network
-from maso.polytope import Polytope
 from maso.regions._checkpoint import _cells_digest, _Checkpoint, _run_header
-from maso.regions._engine import (
-    _EPS,
-    _VERTEX_MAX_DIM,
-    DEFAULT_TOL,
-    Engine,
-    _Cell,
-    make_engine,
-    require_piecewise_linear,
-)
+from maso.regions._engine import _VERTEX_MAX_DIM, Engine, _Cell, require_piecewise_linear
+from maso.regions._engines import make_engine
 from maso.regions._parallel import (
     _bounds,
     _Budget,
@@ -54,6 +47,7 @@ from maso.regions._parallel import (
     _unpack_regions,
 )
 from maso.regions._records import Region, RegionSet, Sliver
+from maso.regions._tolerances import _EPS, DEFAULT_TOL
 
 __all__ = ["enumerate_regions", "iter_regions"]
 
@@ -330,7 +324,7 @@ def enumerate_regions(
     (33, True)
     >>> try:
     ...     maso.enumerate_regions(net, maso.Box([-1, -1], [1, 1]), max_regions=10)
-    ... except maso.DomainError as e:
+    ... except maso.errors.DomainError as e:
     ...     print(str(e).split(" (")[0])
     enumerate_regions stopped at stage 1 of 2: 11 cells
     """

@@ -28,46 +28,28 @@ from typing import Any, ClassVar, Generic, TypeVar
 import numpy as np
 import torch
 
-from maso import _program
 from maso._lp import LPStats, chebyshev, extreme
-from maso._program import frozen_pass
 from maso._validation import readonly, sealed
-from maso.affine import Affine
+from maso.core import _program
+from maso.core._program import frozen_pass
+from maso.core.affine import Affine
+from maso.core.network import Network
+from maso.core.polytope import Polytope
 from maso.errors import DomainError
-from maso.network import Network
-from maso.polytope import Polytope
 from maso.regions._geometry import _box_of
 from maso.regions._records import Region, Sliver
+from maso.regions._tolerances import (
+    _BOX_PAD,
+    _COEF_ZERO,
+    _COINCIDENT,
+    _EPS,
+    _RELAX,
+    _SAME,
+    _TINY,
+    _TOL_ULPS,
+    _UNDERFLOW,
+)
 
-DEFAULT_TOL = 1e-9
-"""Default ``tol`` of [`enumerate_regions`][maso.enumerate_regions] (an input-space distance): parts of a
-cell thinner than this are slivers, counted apart."""
-#: Below this (times the cell's coordinate scale, ``_coord_scale``), an input-space distance is numerical zero:
-#: a hyperplane through a vertex, a vertex on a row. Also the smallest ``tol`` accepted.
-_EPS = 1e-12
-#: Two pieces of a unit are the same (or a unit is constant on a cell: dead, zero-weight, duplicated) when their
-#: slopes differ by at most this fraction of the largest slope entry of the unit's layer on the cell.
-_SAME = 1e-12
-#: A component of a unit-norm row below this is zero for bound propagation (``_tighten``).
-_COEF_ZERO = 1e-12
-#: Outer bounding boxes are padded by this times the coordinate scale (they must contain the cell).
-_BOX_PAD = 1e-9
-#: Rows whose unit normals (and offsets, relative to ``1 + |offset|``) agree to this are the same hyperplane
-#: (a unit whose boundary runs along a facet of the cell: ``_label_coincident``).
-_COINCIDENT = 1e-10
-#: A part of a polytope whose Chebyshev radius exceeds the domain's by more than this fraction cannot be right
-#: (facets were lost to rounding): its facets are recomputed with LPs.
-_RADIUS_SLACK = 1e-9
-#: Redundancy LPs relax the tested row by this (input units): any positive amount keeps the LP bounded.
-_RELAX = 1.0
-#: The smallest positive normal float64: slopes are compared relative to it (``_UNDERFLOW``), and it floors the
-#: rescaling of ``daqp.minrep``'s right-hand side (``irredundant``: a centre on a row must not divide by zero).
-_TINY = float(np.finfo(np.float64).tiny)
-#: Slopes below ``float64 tiny / _SAME`` are in the range where ``_SAME``-relative comparisons lose precision.
-_UNDERFLOW = _TINY / _SAME
-#: ``tol`` must exceed this many float64 spacings of the largest domain coordinate (else distances of ``tol``
-#: are not resolved where the domain lies).
-_TOL_ULPS = 64
 #: ``method="auto"`` carries vertices up to this input dimension, and uses LPs above it.
 _VERTEX_MAX_DIM = 6
 #: Witness points kept per cell.
@@ -92,7 +74,7 @@ def _overflow(where: str) -> DomainError:
 
 
 # ------------------------------------------------------------------------------------------ the network
-# The engines see the network only through the evaluator (maso._program) and these three helpers.
+# The engines see the network only through the evaluator (maso.core._program) and these three helpers.
 def _input_shape_of(net: Network, node: int) -> tuple[int, ...]:
     """Shape of the (first) input of node ``node``."""
     return net.program.input_shape_of(node)
@@ -480,9 +462,9 @@ class Engine(abc.ABC, Generic[C]):
             labels = [c.labels[k] for k in keep]
             units = np.array([lab[0] for lab in labels], dtype=np.int64)
             facet_units = tuple([tuple([int(u) for u, _ in lab]) for lab in labels])
-            poly = Polytope._trusted(c.G[keep], c.h[keep], units)
+            poly = Polytope.from_owned(c.G[keep], c.h[keep], units)
             regions.append(Region(readonly(c.code, code_dtype), poly, facet_units, readonly(c.center),
-                                  float(c.radius), Affine._trusted(J[i].copy(), b[i].copy())))
+                                  float(c.radius), Affine.from_owned(J[i].copy(), b[i].copy())))
         return regions
 
     def irredundant(self, c: _Cell) -> list[int]:
@@ -550,14 +532,3 @@ class Engine(abc.ABC, Generic[C]):
     def facets(self, c: C) -> list[int] | None:
         """Indices of the facet rows of a finished cell (coincident rows' labels merged), with ``c.center`` and
         ``c.radius`` its Chebyshev ball; None if the cell proves thinner than ``tol`` (recorded as a sliver)."""
-
-
-def make_engine(net: Network, domain: Polytope, tol: float, method: str) -> Engine[Any]:
-    """The engine of ``method`` (``"lp"`` or ``"vertices"``; ``"auto"`` is resolved by the driver) for ``net``
-    on ``domain`` at ``tol``."""
-    # imported here: both modules build on this one
-    from maso.regions._lp_engine import LPEngine
-    from maso.regions._vertex_engine import VertexEngine
-
-    engines: dict[str, type[Engine[Any]]] = {LPEngine.method: LPEngine, VertexEngine.method: VertexEngine}
-    return engines[method](net, domain, tol)

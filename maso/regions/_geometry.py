@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from maso._lp import chebyshev, extreme
-from maso.polytope import Polytope
+from maso.core.polytope import Polytope
 
 if TYPE_CHECKING:
     from maso.regions._records import Region

@@ -6,7 +6,8 @@ from __future__ import annotations
 import numpy as np
 
 from maso._lp import chebyshev, extreme
-from maso.regions._engine import _MAX_WITNESSES, _SAME, Engine, _Cell, _rivals
+from maso.regions._engine import _MAX_WITNESSES, Engine, _Cell, _rivals
+from maso.regions._tolerances import _SAME
 
 
 class LPEngine(Engine[_Cell]):

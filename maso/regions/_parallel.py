@@ -21,11 +21,12 @@ import torch
 
 from maso._lp import LPStats
 from maso._validation import sealed
-from maso.affine import Affine
+from maso.core.affine import Affine
+from maso.core.network import Network
+from maso.core.polytope import Polytope
 from maso.errors import DomainError, ResourceError
-from maso.network import Network
-from maso.polytope import Polytope
-from maso.regions._engine import _Cell, make_engine
+from maso.regions._engine import _Cell
+from maso.regions._engines import make_engine
 from maso.regions._records import Region, Sliver
 
 #: A task: network, domain, tol, its cells, the stage they are at, the engine's ``method`` (its name, not the
@@ -93,8 +94,8 @@ def _unpack_regions(pk: dict[str, Any]) -> list[Region]:
     map_A, map_b, radius = pk["map_A"], pk["map_b"], pk["radius"].tolist()
     out = []
     for i, (a, e) in enumerate(zip(starts.tolist(), ends.tolist())):
-        poly = Polytope._trusted(A[a:e], b[a:e], units[a:e])
-        out.append(Region(code[i], poly, tuple(fu[a:e]), center[i], radius[i], Affine._trusted(map_A[i], map_b[i])))
+        poly = Polytope.from_owned(A[a:e], b[a:e], units[a:e])
+        out.append(Region(code[i], poly, tuple(fu[a:e]), center[i], radius[i], Affine.from_owned(map_A[i], map_b[i])))
     return out
 
 
@@ -245,7 +246,7 @@ def _pool_context() -> Any:
     """
     if "forkserver" in multiprocessing.get_all_start_methods():
         ctx = multiprocessing.get_context("forkserver")
-        ctx.set_forkserver_preload(["maso", "maso._warm"])  # workers fork with maso and its kernels loaded
+        ctx.set_forkserver_preload(["maso", "maso.kernels._warm"])  # workers fork with maso and its kernels loaded
         return ctx
     return multiprocessing.get_context("spawn")
 

@@ -4,19 +4,22 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from maso._lp import extreme
 from maso._validation import real_vector
-from maso.affine import Affine
+from maso.core.affine import Affine
+from maso.core.network import Network
+from maso.core.polytope import Polytope
 from maso.errors import ShapeError
-from maso.network import Network
-from maso.polytope import Polytope
 from maso.regions._geometry import _competing_piece, _polytope_vertices, _share_facet
 
-__all__ = ["Region", "RegionSet", "Sliver", "VerificationReport"]
+if TYPE_CHECKING:
+    from maso.regions._certificate import VerificationReport
+
+__all__ = ["Region", "RegionSet", "Sliver"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -129,7 +132,7 @@ class Region:
         return self._optimize(objective, solver, sense=1.0)
 
     def minimize(self, objective: Any, *, solver: str | None = None) -> tuple[float, np.ndarray]:
-        """Minimise an objective over the region; see [`maximize`][maso.Region.maximize] (callables must be convex)."""
+        """Minimise an objective over the region; see [`maximize`][maso.regions.Region.maximize] (callables must be convex)."""
         return self._optimize(objective, solver, sense=-1.0)
 
     def _optimize(self, objective: Any, solver: str | None, sense: float) -> tuple[float, np.ndarray]:
@@ -158,81 +161,10 @@ class Region:
         return float(prob.value), np.asarray(y.value)
 
 
-@dataclass(frozen=True)
-class VerificationReport:
-    """What [`RegionSet.verify`][maso.RegionSet.verify] checked, and what failed.
-
-    Attributes
-    ----------
-    n_regions : int
-    code_mismatches : int
-        Regions whose interior point has another code than the region's.
-    max_map_error : float
-        Largest ``|A y + b - net(y)|`` at the points checked (interior points, points deep inside each region,
-        random points of the domain).
-    facet_errors : int
-        Facets whose row is not unit-norm, or not the hyperplane of a unit it is labelled with.
-    n_points, uncovered, multiply_covered : int
-        Random points of the domain, those in no region and those in more than one (sampled coverage).
-    ok : bool
-        Every check that ran passed (``checks_failed`` is empty).
-    duplicate_codes : int
-        Regions whose code another region has too.
-    domain_facet_errors : int
-        Rows labelled as the domain's that are not rows of the domain.
-    inradius_errors : int
-        Regions whose inradius is not their recomputed Chebyshev radius, is not above ``tol``, or whose ball
-        around the interior point does not fit.
-    unmatched_facets : int
-        Facets (not the domain's) with no region across them: a region is missing.
-    containment_errors : int
-        Regions with a vertex outside the domain, or more than ``tol`` outside the polytope of their code
-        (input dimension up to 4; qhull failures count here).
-    volume_error : float
-        ``|sum of region volumes - domain volume| / domain volume`` (NaN where not computed: above 4-D).
-    map_tolerance : float
-        The map check's bound: ``atol`` times the network's output scale (the largest ``sum_j |A_ij y_j| + |b_i|``
-        over the points checked).
-    checks_run, checks_failed : tuple of str
-        Names of the checks that ran and of those that failed: ``codes``, ``inradii``, ``facets``,
-        ``domain_facets``, ``volumes`` (up to 4-D), ``adjacency``, ``maps``, ``coverage`` (``regions`` for an
-        empty set).
-    """
-
-    n_regions: int
-    code_mismatches: int
-    max_map_error: float
-    facet_errors: int
-    n_points: int
-    uncovered: int
-    multiply_covered: int
-    ok: bool
-    duplicate_codes: int = 0
-    domain_facet_errors: int = 0
-    inradius_errors: int = 0
-    unmatched_facets: int = 0
-    containment_errors: int = 0
-    volume_error: float = float("nan")
-    map_tolerance: float = float("nan")
-    checks_run: tuple[str, ...] = ()
-    checks_failed: tuple[str, ...] = ()
-
-    def __str__(self) -> str:
-        failed = f" (failed: {', '.join(self.checks_failed)})" if self.checks_failed else ""
-        volume = "not computed" if self.volume_error != self.volume_error else f"{self.volume_error:.1e}"
-        return (f"{'OK' if self.ok else 'FAILED'}{failed}: {self.n_regions} regions; code mismatches "
-                f"{self.code_mismatches}, duplicate codes {self.duplicate_codes}; max map error "
-                f"{self.max_map_error:.2e} (bound {self.map_tolerance:.2e}); facet errors {self.facet_errors}, "
-                f"domain facet errors {self.domain_facet_errors}, inradius errors {self.inradius_errors}; "
-                f"unmatched facets {self.unmatched_facets}; containment errors {self.containment_errors}; "
-                f"volume error {volume}; coverage: {self.n_points} random points, {self.uncovered} in no region, "
-                f"{self.multiply_covered} in several")
-
-
 @dataclass(frozen=True, eq=False, init=False, repr=False)
 class RegionSet(Sequence[Region]):
     """The regions of a network in a domain: sized, iterable, indexable; immutable (like
-    [`SliceRegions`][maso.SliceRegions]: no attribute can be set, the regions are frozen records with read-only
+    [`SliceRegions`][maso.slices.SliceRegions]: no attribute can be set, the regions are frozen records with read-only
     arrays).
 
     Attributes
@@ -264,7 +196,7 @@ class RegionSet(Sequence[Region]):
         regions = tuple(regions)
         bad = [type(r).__name__ for r in regions if not isinstance(r, Region)]
         if bad:
-            raise ShapeError(f"RegionSet holds maso.Region objects; got {bad[0]} among them.")
+            raise ShapeError(f"RegionSet holds maso.regions.Region objects; got {bad[0]} among them.")
         # frozen: the fields are set once, here (object.__setattr__, as dataclasses' own __init__ does)
         for name, value in (("network", network), ("domain", domain), ("_regions", regions),
                             ("slivers", tuple(slivers)), ("tol", tol), ("stats", dict(stats)),

@@ -8,18 +8,10 @@ import math
 
 import numpy as np
 
-from maso import _kernels
+from maso import kernels as _kernels
 from maso._lp import chebyshev
-from maso.regions._engine import (
-    _RADIUS_SLACK,
-    _SAME,
-    Engine,
-    _Cell,
-    _pack,
-    _rivals,
-    _unpack,
-    _VertexCell,
-)
+from maso.regions._engine import Engine, _Cell, _pack, _rivals, _unpack, _VertexCell
+from maso.regions._tolerances import _RADIUS_SLACK, _SAME
 
 
 class VertexEngine(Engine[_VertexCell]):

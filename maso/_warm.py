@@ -1,5 +1,0 @@
-"""Imported by the enumeration workers' fork server: loads the compiled kernels once, before workers fork."""
-
-from maso import _kernels
-
-_kernels.warm()

@@ -1,0 +1,313 @@
+"""Network values on affine families of inputs (lines, planes) without rerunning the affine head.
+
+Every node computed before the first spline layer is an affine function of the input, so on a line or a plane
+it is an affine function of the coordinates: its values follow from a forward pass at ``k + 1`` anchor points.
+Only the layers after that head are run at the many points of a walk or a mesh, which keeps a slice of a
+40,000-dimensional input as cheap as a 2-D network.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import torch
+
+from maso.core._program import affine_frontier, chunks, evaluate, params
+from maso.core.network import Network
+from maso.layers import Dense, Elementwise, Reshape, SplineLayer, _pieces_per_unit
+
+
+def _two_piece(net: Network, node: int) -> bool:
+    layer = net.nodes[node].layer
+    return isinstance(layer, Elementwise) and layer.n_pieces == 2
+
+
+def piece_scores(net: Network, node: int, x: np.ndarray) -> np.ndarray:
+    """Piece scores ``(N, U, R)`` of spline node ``node`` given its input values ``x`` ``(N, *in_shape)``."""
+    in_shape = net.nodes[net.nodes[node].inputs[0]].shape
+    layer = net.nodes[node].layer
+    if isinstance(layer, Elementwise):  # direct: the generic path also forms slopes we do not need
+        X = x.reshape(len(x), -1)
+        S = _pieces_per_unit(layer.slopes, in_shape)  # (R, U)
+        C = _pieces_per_unit(layer.intercepts, in_shape)
+        sg = _pieces_per_unit(layer.sign[None], in_shape)[0]
+        return sg[None, :, None] * (X[:, :, None] * S.T[None] + C.T[None])
+    xt = torch.from_numpy(np.ascontiguousarray(x))
+    with torch.no_grad():
+        _, Q = layer.scores(torch.zeros((xt.shape[0], 1, *in_shape), dtype=xt.dtype), xt, in_shape)
+    return Q.numpy()
+
+
+def breakpoints(net: Network, node: int) -> np.ndarray:
+    """For a two-piece elementwise layer: the input value ``(U,)`` where each unit changes piece."""
+    in_shape = net.nodes[net.nodes[node].inputs[0]].shape
+    layer = net.nodes[node].layer
+    if layer.kind in ("relu", "leaky", "abs"):
+        return np.zeros(math.prod(in_shape))
+    S = _pieces_per_unit(layer.slopes, in_shape)
+    C = _pieces_per_unit(layer.intercepts, in_shape)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(S[1] != S[0], -(C[1] - C[0]) / (S[1] - S[0]), 0.0)
+
+
+def piece_gap(net: Network, node: int, x: np.ndarray) -> np.ndarray:
+    """For a two-piece elementwise layer: ``score_1 - score_0`` per unit ``(N, U)`` (code 1 where > 0)."""
+    in_shape = net.nodes[net.nodes[node].inputs[0]].shape
+    layer = net.nodes[node].layer
+    X = x.reshape(len(x), -1)
+    if layer.kind in ("relu", "leaky", "abs"):  # max(a u, u) with a < 1: the gap is (1 - a) u
+        return X
+    S = _pieces_per_unit(layer.slopes, in_shape)
+    C = _pieces_per_unit(layer.intercepts, in_shape)
+    sg = _pieces_per_unit(layer.sign[None], in_shape)[0]
+    return sg * ((S[1] - S[0]) * X + (C[1] - C[0]))
+
+
+class Anchored:
+    """Values of ``net`` at ``origins[i] + coords @ directions[i]`` for many families ``i`` at once.
+
+    Parameters
+    ----------
+    net : Network
+    origins : ndarray of shape (n, input_dim)
+    directions : ndarray of shape (n, k, input_dim)
+    """
+
+    def __init__(self, net: Network, origins: np.ndarray, directions: np.ndarray) -> None:
+        self.net = net
+        n, k, _ = directions.shape
+        self.n, self.k = n, k
+        front = affine_frontier(net.program)
+        shape = net.input_shape
+        o = torch.from_numpy(np.ascontiguousarray(origins, dtype=np.float64)).reshape(n, *shape)
+        u = torch.from_numpy(np.ascontiguousarray(directions, dtype=np.float64)).reshape(n * k, *shape)
+        with torch.no_grad():  # only the head: the nodes up to the frontier
+            self.base = evaluate(net.program, {0: o}, front)
+            # slopes from the linear part itself, not as differences of values: with a large offset the
+            # difference loses the slope's low digits (an offset 1e12 times the slope left it exact to 1e-4)
+            lin = evaluate(net.program, {0: u}, front, bias=False)
+        self.slopes = {j: v.reshape(n, k, *v.shape[1:]) for j, v in lin.items()}
+        self.per_sample = net.program.sample_size + 1
+
+    def seeds(self, which: np.ndarray | None, coords: np.ndarray,
+               nodes: Any = None) -> dict[int, torch.Tensor]:
+        """Values of the head's frontier nodes (or of those in ``nodes``) at the points."""
+        c = torch.from_numpy(np.ascontiguousarray(coords, dtype=np.float64))
+        out = {}
+        for j, b in self.base.items():
+            if nodes is not None and j not in nodes:
+                continue
+            g = self.slopes[j]
+            if which is None:  # one family: broadcast instead of gathering
+                out[j] = b + torch.tensordot(c, g[0], dims=([1], [0]))
+            else:
+                w = torch.from_numpy(which)
+                shape = (-1, *([1] * (g.dim() - 2)))
+                v = b.index_select(0, w)  # a fresh tensor: accumulate into it
+                for i in range(self.k):
+                    v.addcmul_(g[:, i].index_select(0, w), c[:, i].reshape(shape))
+                out[j] = v
+        return out
+
+    def value(self, which: np.ndarray | None, coords: np.ndarray, node: int) -> np.ndarray:
+        """Values of ``node`` at the points, shape ``(N, *node_shape)``."""
+        parts = []
+        with torch.no_grad():
+            for sl in chunks(len(coords), self.per_sample):
+                w = None if which is None else which[sl]
+                parts.append(evaluate(self.net.program, self.seeds(w, coords[sl]), (node,))[node].numpy())
+        if not parts:
+            return np.zeros((0, *self.net.nodes[node].shape))
+        return np.concatenate(parts)
+
+    def scores(self, which: np.ndarray | None, coords: np.ndarray, node: int) -> np.ndarray:
+        """Piece scores ``(N, U, R)`` of spline node ``node`` at the points (code = argmax, lowest on ties)."""
+        src = self.net.nodes[node].inputs[0]
+        return piece_scores(self.net, node, self.value(which, coords, src))
+
+
+class DenseChain:
+    """NumPy values of a chain network at points of its input: what `Anchored` gives for one family.
+
+    For chains of ``Dense`` and ``Reshape`` layers and two-piece elementwise units (MLPs, and their
+    restrictions to a plane), where torch's cost per call dominates the small meshes of 2-D slices. The affine
+    head (everything before the first spline layer, e.g. a plane's parametrisation and the first ``Dense``) is
+    composed into one map once, so no input-dimensional value is formed. Build one with `of`.
+    """
+
+    def __init__(self, net: Network, head: int, W: np.ndarray, b: np.ndarray) -> None:
+        self.net = net
+        self._head, self._W, self._b = head, W, b
+        self._ops: dict[int, Any] = {}
+        for i in range(head + 1, len(net.nodes)):
+            layer = net.nodes[i].layer
+            if isinstance(layer, Dense):
+                self._ops[i] = (np.asarray(layer.weight, dtype=np.float64).T,
+                                np.asarray(layer.bias, dtype=np.float64))
+            elif isinstance(layer, Elementwise):
+                self._ops[i] = layer
+        sizes = [math.prod(n.shape) for n in net.nodes]
+        self._widest = [max(sizes[min(head, i):i + 1]) for i in range(len(sizes))]  # per node, from the head
+
+    @classmethod
+    def of(cls, net: Network) -> DenseChain | None:
+        """The evaluator for ``net``, or None if it is not such a chain."""
+        W = b = None  # the head's map so far; None: the identity (never formed for a wide input)
+        head, in_head = 0, True
+        for i, node in enumerate(net.nodes[1:], 1):
+            layer = node.layer
+            spline = isinstance(layer, Elementwise) and layer.n_pieces == 2
+            if node.inputs != (i - 1,) or not (spline or isinstance(layer, (Dense, Reshape))):
+                return None
+            in_head &= not spline
+            if in_head:
+                head = i
+                if isinstance(layer, Dense):
+                    w = np.asarray(layer.weight, dtype=np.float64)
+                    bias = np.asarray(layer.bias, dtype=np.float64)
+                    W, b = (w, bias) if W is None else (w @ W, w @ b + bias)
+        return cls(net, head, None if W is None else np.ascontiguousarray(W.T), b)
+
+    def value(self, which: None, coords: np.ndarray, node: int) -> np.ndarray:
+        """Values of ``node`` at the points ``coords`` ``(N, input_dim)``, shape ``(N, *node_shape)``."""
+        net = self.net
+        x = np.asarray(coords, dtype=np.float64).reshape(len(coords), -1)
+        if node == 0:
+            return x.reshape(len(x), *net.input_shape)
+        if node < self._head:
+            raise ValueError("DenseChain.value: nodes inside the composed head have no separate value.")
+        rows = max(1, self._BLOCK // max(1, self._widest[node]))  # a wide hidden layer must not hold all points at once
+        if len(x) > rows:
+            return np.concatenate([self._value(x[s:s + rows], node) for s in range(0, len(x), rows)])
+        return self._value(x, node)
+
+    _BLOCK = 1 << 22  # floats per block of a hidden layer's values (32 MiB)
+
+    def _value(self, x: np.ndarray, node: int) -> np.ndarray:
+        net = self.net
+        if self._W is not None:
+            x = x @ self._W + self._b
+        for i in range(self._head + 1, node + 1):
+            op = self._ops.get(i)
+            if op is None:  # a reshape: the flat values are the same
+                continue
+            if isinstance(op, tuple):
+                x = x @ op[0] + op[1]
+            else:
+                x = _elementwise(op, x, net.nodes[net.nodes[i].inputs[0]].shape)
+        return x.reshape(len(x), *net.nodes[node].shape)
+
+    def scores(self, which: None, coords: np.ndarray, node: int) -> np.ndarray:
+        """Piece scores ``(N, U, R)`` of spline node ``node`` at the points."""
+        return piece_scores(self.net, node, self.value(which, coords, self.net.nodes[node].inputs[0]))
+
+
+def _elementwise(layer: Elementwise, x: np.ndarray, in_shape: tuple[int, ...]) -> np.ndarray:
+    """A two-piece ``Elementwise`` on flat values ``(N, U)``, as its torch ``forward`` computes it."""
+    if layer.kind == "relu":
+        return np.maximum(x, 0.0)
+    if layer.kind == "abs":
+        return np.abs(x)
+    S = _pieces_per_unit(layer.slopes, in_shape)
+    C = _pieces_per_unit(layer.intercepts, in_shape)
+    if layer.kind == "leaky":
+        return np.where(x > 0, x, S[0] * x)
+    sg = _pieces_per_unit(layer.sign[None], in_shape)[0]
+    l0, l1 = S[0] * x + C[0], S[1] * x + C[1]
+    return np.where(sg * (l1 - l0) > 0, l1, l0)
+
+
+class Incremental:
+    """Node values at a growing set of points, each node computed once.
+
+    Points are added by interpolating between two existing points (`interpolate`), which is exact for
+    every value held: they are affine between points as long as the points already include every breakpoint
+    of the spline layers computed so far. `advance` computes the nodes up to a given one at all points.
+
+    Parameters
+    ----------
+    anch : Anchored
+    which : ndarray of int or None
+        Family of each point (``None``: one family).
+    coords : ndarray of shape (N, k)
+    """
+
+    def __init__(self, anch: Anchored, which: np.ndarray | None, coords: np.ndarray) -> None:
+        net = anch.net
+        self.net = net
+        self.vals: dict[int, np.ndarray] = {j: v.numpy() for j, v in anch.seeds(which, coords).items()}
+        self.done = set(self.vals)
+        readers: dict[int, set[int]] = {i: set() for i in range(len(net.nodes))}
+        for i, node in enumerate(net.nodes):
+            for j in node.inputs:
+                readers[j].add(i)
+        self.readers = readers
+        need = {net.program.output} | {g.node for g in net.units}
+        for i in range(len(net.nodes) - 1, -1, -1):
+            if i in need and i not in self.done:
+                need.update(net.nodes[i].inputs)
+        self.need = need
+        self.last = 0
+
+    def interpolate(self, a: np.ndarray, b: np.ndarray, tau: np.ndarray, merge: Any,
+                    exact: tuple[int, np.ndarray, np.ndarray] | None = None) -> None:
+        """Add points ``(1 - tau) * point[a] + tau * point[b]``, placed by ``merge.apply(old, new)``.
+
+        ``exact = (node, units, values)``: set those (flat) entries of the new points of ``node`` exactly (a
+        unit's breakpoint at its crossing, instead of a value that rounding moved off it).
+        """
+        for j, v in self.vals.items():
+            va = v[a]
+            w = tau.reshape(-1, *([1] * (v.ndim - 1)))
+            new = va + w * (v[b] - va)
+            if exact is not None and exact[0] == j and len(new):
+                new.reshape(len(new), -1)[np.arange(len(new)), exact[1]] = exact[2]
+            self.vals[j] = merge.apply(v, new)
+
+    def select(self, idx: np.ndarray) -> None:
+        """Keep (or permute) the points ``idx``."""
+        for j in self.vals:
+            self.vals[j] = self.vals[j][idx]
+
+    def advance(self, stop: int) -> np.ndarray:
+        """Value of node ``stop`` at all points (computing the needed nodes up to it)."""
+        net = self.net
+        p = params(net.program, "cpu", torch.float64)
+        with torch.no_grad():
+            for i in range(self.last + 1, stop + 1):
+                if i not in self.need or i in self.done:
+                    continue
+                node = net.nodes[i]
+                ins = [torch.from_numpy(self.vals[j]) for j in node.inputs]
+                if isinstance(node.layer, SplineLayer):
+                    y = node.layer.forward(ins[0], p[i], False)[0]
+                else:
+                    y = node.layer.forward(ins, p[i])
+                self.vals[i] = y.numpy()
+                self.done.add(i)
+                for j in set(node.inputs):
+                    if self.readers[j] <= self.done and j != net.program.output:
+                        self.vals.pop(j, None)
+            self.last = max(self.last, stop)
+        return self.vals[stop]
+
+
+def interval_codes(net: Network, node: int, x: np.ndarray, k: np.ndarray, tie: np.ndarray | None = None) -> np.ndarray:
+    """Codes ``(len(k), U)`` of spline node ``node`` on the intervals between points ``k`` and ``k + 1``.
+
+    ``x`` holds the layer's input at the points; it is affine on each interval (the points hold every
+    breakpoint of the earlier layers), so its value at the midpoint is the mean of the two ends. ``tie``
+    ``(len(k),)``: for layers of more than two pieces, pieces within ``tie`` of the best count as tied and the
+    lowest of them wins. Values interpolated at the points carry rounding, so two max-pool windows that hold the
+    same input (an exact tie, which [`Network.codes`][maso.Network.codes] gives to the lower piece) need not
+    stay bit-equal.
+    """
+    if _two_piece(net, node):
+        g = piece_gap(net, node, x)
+        return (np.add(g[:-1], g[1:]) > 0)[k].astype(net.program.code_dtype)  # slices: no float gathers
+    Q = piece_scores(net, node, 0.5 * (x[k] + x[k + 1]))  # (len(k), U, R), -inf for missing pieces
+    best = Q.max(axis=2, keepdims=True)
+    slack = 0.0 if tie is None else tie[:, None, None]
+    return np.argmax(Q >= best - slack, axis=2).astype(net.program.code_dtype)  # pieces in public-code order

@@ -1,0 +1,1084 @@
+"""Exact 2-D slices: a plane through the input space and the network's regions on it, as polygons."""
+
+from __future__ import annotations
+
+import functools
+import math
+import os
+import sys
+import time
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from maso import kernels as _kernels
+from maso._validation import check_bool, check_int, readonly, real_vector, sealed
+from maso.core._program import affine_nodes, chunks, evaluate, require_piecewise_linear
+from maso.core.affine import Affine
+from maso.core.network import Network
+from maso.errors import DomainError, NumericalWarning, ParameterError, ParameterShapeError, ShapeError
+from maso.slices._anchored import Anchored, DenseChain, _two_piece, piece_gap, piece_scores
+from maso.slices._mesh import Mesh, MeshDegeneracy
+
+__all__ = ["DEFAULT_SLICE_TOL", "Plane", "SliceCells", "SliceRegion", "SliceRegions", "slice_regions"]
+
+DEFAULT_SLICE_TOL = 1e-12
+"""Default relative snapping tolerance of the mesh path (see [`slice_regions`][maso.slice_regions]), and of
+the ties between outputs in `SliceRegions.argmax_cells`."""
+
+
+@dataclass(frozen=True, eq=False)
+class Plane:
+    """The affine plane ``(s, t) -> origin + s * u + t * v`` in a network's input space.
+
+    Parameters
+    ----------
+    origin, u, v : array, all of one shape (the network's input shape, or flattened)
+        ``u`` and ``v`` must be linearly independent.
+
+    Examples
+    --------
+    >>> import numpy as np, maso
+    >>> plane = maso.Plane.through_points(np.zeros(3), np.array([1.0, 0, 0]), np.array([0, 2.0, 0]))
+    >>> plane(np.array([0.5, 0.5]))
+    array([0.5, 1. , 0. ])
+    >>> plane.coordinates(np.array([0.5, 1.0, 0.0]))
+    array([0.5, 0.5])
+    """
+
+    origin: Any
+    u: Any
+    v: Any
+
+    def __post_init__(self) -> None:
+        o, u, v = (readonly(real_vector(a, name, "Plane"), dtype=np.float64)
+                   for a, name in ((self.origin, "origin"), (self.u, "u"), (self.v, "v")))
+        if not (o.shape == u.shape == v.shape) or o.size == 0:
+            raise ShapeError(f"Plane needs origin, u and v of one non-empty shape. Got {o.shape}, {u.shape}, {v.shape}.")
+        su, sv = float(np.abs(u).max()), float(np.abs(v).max())
+        if su == 0 or sv == 0:
+            raise DomainError(f"Plane needs linearly independent directions u and v; {'u' if su == 0 else 'v'} is zero.")
+        # Judge independence on the directions scaled to unit max-norm: the test is then scale-free (1e-200 and
+        # 1e200 directions are as independent as unit ones) and the Gram determinant cannot overflow.
+        a, c = u.ravel() / su, v.ravel() / sv
+        aa, cc, ac = float(a @ a), float(c @ c), float(a @ c)
+        if aa * cc - ac * ac <= 1e-12 * aa * cc:
+            raise DomainError("Plane needs linearly independent directions u and v (they are parallel: the sine of "
+                              f"their angle is {math.sqrt(max(0.0, 1 - ac * ac / (aa * cc))):.1e}).")
+        object.__setattr__(self, "origin", o)
+        object.__setattr__(self, "u", u)
+        object.__setattr__(self, "v", v)
+
+    @classmethod
+    def through_points(cls, a: Any, b: Any, c: Any) -> Plane:
+        """The plane through three inputs, with ``a``, ``b``, ``c`` at ``(0, 0)``, ``(1, 0)`` and ``(0, 1)``.
+
+        Examples
+        --------
+        >>> plane = maso.Plane.through_points(np.zeros(2), np.array([2.0, 0]), np.array([0, 3.0]))
+        >>> plane(np.array([[1.0, 0.0], [0.0, 1.0]]))
+        array([[2., 0.],
+               [0., 3.]])
+        """
+        a, b, c = (real_vector(x, name, "Plane.through_points") for x, name in ((a, "a"), (b, "b"), (c, "c")))
+        if not (a.shape == b.shape == c.shape):
+            raise ShapeError(f"through_points needs three points of one shape. Got {a.shape}, {b.shape}, {c.shape}.")
+        return cls(a, b - a, c - a)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """Shape of a point of the plane (the network's input shape)."""
+        return tuple(self.origin.shape)
+
+    @property
+    def directions(self) -> np.ndarray:
+        """``(2, D)``: ``u`` and ``v`` flattened."""
+        return np.stack([self.u.ravel(), self.v.ravel()])
+
+    def __call__(self, coords: Any) -> np.ndarray:
+        """Points of the plane: ``coords`` of shape ``(..., 2)`` to ``(..., *shape)``."""
+        st = real_vector(coords, "coords", "Plane.__call__")
+        if st.shape[-1:] != (2,):
+            raise ShapeError(f"Plane coordinates need a last axis of length 2. Got shape {st.shape}.")
+        flat = self.origin.ravel() + st @ self.directions
+        return flat.reshape(*st.shape[:-1], *self.shape)
+
+    def coordinates(self, x: Any) -> np.ndarray:
+        """Plane coordinates of the orthogonal projections of points ``x`` (``(*shape)`` or ``(n, *shape)``)."""
+        x = real_vector(x, "x", "Plane.coordinates")
+        single = x.shape == self.shape
+        if not single and x.shape[1:] != self.shape:
+            raise ShapeError(f"coordinates needs points of shape {self.shape} or (n, *{self.shape}). Got {x.shape}.")
+        flat = x.reshape(1 if single else len(x), self.origin.size)
+        # normal equations on the directions scaled to unit max-norm (no overflow for huge or tiny directions)
+        scale = np.abs(self.directions).max(axis=1)
+        U = self.directions / scale[:, None]
+        st = np.linalg.solve(U @ U.T, U @ (flat - self.origin.ravel()).T).T / scale
+        return st[0] if single else st
+
+
+@dataclass(frozen=True, eq=False)
+class SliceRegion:
+    """One region of a slice.
+
+    Attributes
+    ----------
+    index : int
+    code : ndarray of shape (n_units,)
+    polygon : ndarray of shape (k, 2)
+        Vertices in plane coordinates, counter-clockwise.
+    area : float
+    interior_point : ndarray of shape (2,)
+    affine : Affine
+        The network on the region as a map of the plane coordinates: ``A`` ``(output_dim, 2)``, ``b``.
+    neighbours : tuple of int
+        Regions sharing an edge with this one.
+    """
+
+    index: int
+    code: np.ndarray
+    polygon: np.ndarray
+    area: float
+    interior_point: np.ndarray
+    affine: Affine
+    neighbours: tuple[int, ...]
+
+    def __repr__(self) -> str:
+        # one line: the arrays (a code of thousands of units, the polygon) are a print(region.code) away
+        return (f"SliceRegion(index={self.index}, {len(self.polygon)} vertices, area={self.area:.4g}, "
+                f"{len(self.code)} units, {self.affine.A.shape[0]} outputs, {len(self.neighbours)} neighbours)")
+
+
+@dataclass(frozen=True, eq=False)
+class SliceRegions:
+    """The regions of a network on a rectangle of a plane.
+
+    ``repr`` is one line of counts (whatever the number of regions); a Jupyter notebook displays the slice as its
+    default [`plot`][maso.slices.SliceRegions.plot]. Where the network's class changes, see
+    [`argmax_cells`][maso.slices.SliceRegions.argmax_cells] and
+    [`decision_boundary`][maso.slices.SliceRegions.decision_boundary].
+
+    Attributes
+    ----------
+    plane : Plane
+    lo, hi : ndarray of shape (2,)
+        The rectangle, in plane coordinates.
+    vertices : ndarray of shape (V, 2)
+        Polygon vertices in plane coordinates (shared between neighbouring polygons in the mesh method).
+    polygon_offsets : ndarray of shape (n + 1,)
+    polygon_vertices : ndarray
+        Region ``i``'s polygon is ``vertices[polygon_vertices[polygon_offsets[i]:polygon_offsets[i + 1]]]``,
+        counter-clockwise, without collinear vertices.
+    codes : ndarray of shape (n, n_units)
+    areas : ndarray of shape (n,)
+    interior_points : ndarray of shape (n, 2)
+    affine : Affine
+        Batched: ``A`` ``(n, output_dim, 2)``, ``b`` ``(n, output_dim)``, in plane coordinates (computed on
+        first use).
+    adjacency : ndarray of shape (k, 2)
+        Pairs ``i < j`` of regions sharing an edge (computed on first use).
+    method : str
+        ``"mesh"`` or ``"lp"``.
+    stats : dict
+        Counts and timings: ``snapped`` (vertex values set to exactly zero by the tolerance), ``merged``
+        (faces merged because they had the same code: spurious max-unit cuts, or rounding), ``slivers``
+        (regions thinner than 64 units in the last place of the coordinates, which float64 does not resolve;
+        they come with a [`NumericalWarning`][maso.errors.NumericalWarning]), ``min_area``...
+    """
+
+    plane: Plane
+    lo: np.ndarray
+    hi: np.ndarray
+    vertices: np.ndarray
+    polygon_offsets: np.ndarray
+    polygon_vertices: np.ndarray
+    codes: np.ndarray
+    areas: np.ndarray
+    interior_points: np.ndarray
+    method: str
+    stats: dict = field(default_factory=dict)
+    _net: Network | None = field(default=None, repr=False)
+    _mesh: Mesh | None = field(default=None, repr=False)
+    _tol: float = DEFAULT_SLICE_TOL
+    _adjacency: np.ndarray | None = field(default=None, repr=False)
+    # argmax_cells by (output, tol): plot, decision_boundary and _repr_png_ all ask for it (seconds on big slices)
+    _cells: dict = field(default_factory=dict, repr=False, init=False)
+
+    def __len__(self) -> int:
+        return len(self.codes)
+
+    @functools.cached_property
+    def affine(self) -> Affine:
+        """The network on every region as a map of plane coordinates (batched; see the class docstring)."""
+        return _maps(self.network, self.interior_points)
+
+    @functools.cached_property
+    def adjacency(self) -> np.ndarray:
+        """Pairs ``(k, 2)`` of regions sharing an edge (see the class docstring)."""
+        if self._adjacency is not None:
+            return self._adjacency
+        assert self._mesh is not None
+        return sealed(_adjacency(self._mesh.EF, self._mesh.nF))
+
+    def __iter__(self):
+        return (self[i] for i in range(len(self)))
+
+    def __getitem__(self, i: int) -> SliceRegion:
+        n = len(self)
+        if not -n <= i < n:
+            raise IndexError(f"region {i} out of range ({n} regions)")
+        i %= n
+        nb = np.concatenate([self.adjacency[self.adjacency[:, 0] == i, 1], self.adjacency[self.adjacency[:, 1] == i, 0]])
+        return SliceRegion(i, self.codes[i], self.polygon(i), float(self.areas[i]), self.interior_points[i],
+                           Affine(self.affine.A[i], self.affine.b[i]), tuple(sorted(int(j) for j in nb)))
+
+    def polygon(self, i: int) -> np.ndarray:
+        """Vertices ``(k, 2)`` of region ``i``, counter-clockwise."""
+        return self.vertices[self.polygon_vertices[self.polygon_offsets[i]:self.polygon_offsets[i + 1]]]
+
+    def polygons(self) -> list[np.ndarray]:
+        """All polygons (as [`polygon`][maso.slices.SliceRegions.polygon] gives them)."""
+        return [self.polygon(i) for i in range(len(self))]
+
+    def find(self, coords: Any) -> np.ndarray:
+        """Index of the region holding each point (plane coordinates ``(n, 2)``), ``-1`` outside the rectangle.
+
+        A point on an edge gets one of the regions it touches.
+        """
+        st = np.atleast_2d(np.asarray(coords, dtype=np.float64))
+        if st.shape[-1] != 2:
+            raise ShapeError(f"find needs plane coordinates of shape (n, 2). Got {np.shape(coords)}.")
+        out = np.full(len(st), -1, dtype=np.int64)
+        inside = np.all((st >= self.lo) & (st <= self.hi), axis=1)
+        if inside.any():
+            index = {c.tobytes(): i for i, c in enumerate(self.codes)}
+            codes = np.asarray(self.network.codes(st[inside]))
+            out[inside] = [index.get(c.tobytes(), -1) for c in codes]
+        return out
+
+    @property
+    def network(self) -> Network:
+        """The network that was sliced: the codes, maps, plots and decision boundary are its."""
+        if self._net is None:
+            raise ParameterError("This SliceRegions was made without its network (a record built by hand): "
+                                 "codes, maps and plots need the one maso.slice_regions was given.")
+        return self._net
+
+    def graph(self):
+        """Regions as nodes (attributes ``code``, ``area``), adjacency as edges with the flipped code columns.
+
+        Examples
+        --------
+        >>> sl = maso.slice_regions(maso.mlp([2, 4, 1], seed=0), lo=(-1, -1), hi=(1, 1))
+        >>> sl.graph().number_of_nodes() == len(sl)
+        True
+        """
+        import networkx as nx
+
+        g = nx.Graph()
+        for i in range(len(self)):
+            g.add_node(i, code=self.codes[i], area=float(self.areas[i]))
+        for i, j in self.adjacency:
+            g.add_edge(int(i), int(j), units=np.flatnonzero(self.codes[i] != self.codes[j]))
+        return g
+
+    def __repr__(self) -> str:
+        # a fixed handful of numbers, whatever the number of regions (the dataclass repr printed every array)
+        net = self._net
+        units = f"{net.n_units} units, {net.output_dim} outputs, " if net is not None else ""
+        extra = "".join(f", {k}={self.stats[k]}" for k in ("snapped", "slivers", "merged") if self.stats.get(k))
+        return (f"SliceRegions({len(self)} regions on [{self.lo[0]:g}, {self.hi[0]:g}] x [{self.lo[1]:g}, "
+                f"{self.hi[1]:g}] of a plane in {self.plane.origin.size}-D, {units}method={self.method!r}{extra})")
+
+    def _repr_png_(self) -> bytes | None:
+        """The slice as [`plot`][maso.slices.SliceRegions.plot] draws it by default, as PNG bytes: how Jupyter shows a
+        `SliceRegions` inline (``repr`` stays the one-line text).
+
+        Drawn on a figure of its own with the Agg renderer, outside pyplot: no figure is left open, and the
+        notebook's own figures are not drawn again. ``None`` (IPython then shows the text) without matplotlib, or
+        for slices of more than `_REPR_PNG_MAX_REGIONS` regions, whose drawing would stall the notebook.
+        """
+        if len(self) > _REPR_PNG_MAX_REGIONS:
+            return None
+        from maso.plotting import _png
+
+        return _png(self.plot, (5.0, 5.0))
+
+    def argmax_cells(self, output: int | None = None, *, tol: float | None = None) -> SliceCells:
+        """The slice cut into pieces on which one output wins: the exact class map, region by region.
+
+        On a region the outputs are affine in the plane coordinates, so the set where output ``k`` wins is the
+        region's polygon cut by the lines ``f_k = f_j``: convex, and computed exactly here (in float64) by
+        splitting the slice's mesh where each output overtakes the best of the outputs before it. Every piece
+        lies in one region and has one class; the pieces tile the rectangle.
+
+        Parameters
+        ----------
+        output : int, optional
+            Classes by the sign of this output instead (class 1 where it is positive, 0 elsewhere). By default
+            the class is the argmax of the outputs, or, for a single output, its sign (as ``output=0``).
+        tol : float, optional
+            The tie tolerance (default: the slice's ``tol``, `DEFAULT_SLICE_TOL`
+            unless given to [`slice_regions`][maso.slice_regions]). A difference ``f_r - max_{j<r} f_j`` (or
+            the output, for sign classes) whose size at a mesh vertex is at most ``tol`` times the largest
+            ``|f|`` over the vertices is taken to be exactly zero: rounding neither cuts slivers along a tie nor
+            flips it. Ties go to the lower index, as ``numpy.argmax`` and ``torch.argmax`` break them: a piece
+            on which outputs ``j < k`` are equal (within the tolerance) is class ``j``, and for sign classes
+            ``f = 0`` is class 0. With ``tol=0`` outputs that differ by less than a few units in the last place
+            of their size are told apart by rounding.
+
+        Returns
+        -------
+        SliceCells
+            Polygons, their class (``labels``) and region, areas, and the boundary between classes: exactly the
+            mesh edges with pieces of different classes on their two sides.
+
+        Examples
+        --------
+        >>> net = maso.mlp([2, 8, 8, 3], seed=0)
+        >>> sl = maso.slice_regions(net, lo=(-2, -2), hi=(2, 2))
+        >>> cells = sl.argmax_cells()
+        >>> bool(np.isclose(cells.areas.sum(), 16.0)), len(cells) >= len(sl)
+        (True, True)
+        >>> x = cells.polygon(0).mean(axis=0)  # a point inside piece 0
+        >>> int(net(x).argmax()) == int(cells.labels[0])
+        True
+        """
+        net = self.network
+        m = net.output_dim
+        if output is not None and (isinstance(output, (bool, np.bool_)) or
+                                   not (isinstance(output, (int, np.integer)) and 0 <= output < m)):
+            raise ParameterShapeError(f"output must be an int in [0, {m}) (the network has {m} outputs). "
+                                      f"Got {output!r}.")
+        if tol is None:
+            tol = self._tol
+        elif isinstance(tol, (bool, np.bool_)) or not isinstance(tol, (int, float, np.integer, np.floating)) or not (
+                0 <= float(tol) < 1e-3):
+            raise ParameterError(f"The 'tol' parameter of argmax_cells must be a real number in [0, 1e-3). "
+                                 f"Got {tol!r}.")
+        key = (None if output is None else int(output), float(tol))
+        if key in self._cells:
+            return self._cells[key]
+        mesh, region = self._face_mesh()
+        mesh.set_carried(np.zeros((mesh.nV, 0)))  # carried activations are not needed: drop them from the copy
+        anch = Anchored(net, np.zeros((1, 2)), np.eye(2)[None])
+        Z = np.asarray(anch.value(None, mesh.P, net.program.output), dtype=np.float64).reshape(mesh.nV, m)
+        if output is not None:
+            Z = Z[:, [int(output)]]
+        mesh.set_values(Z)
+        # the scale of the outputs themselves, not of each difference: outputs that are equal but for rounding
+        # would otherwise be compared with their own noise and cut along it
+        finite = np.isfinite(Z)
+        floor = float(tol) * float(np.abs(Z[finite]).max(initial=0.0))
+        label = np.zeros(mesh.nF, dtype=np.int64)
+
+        def wins(d: np.ndarray) -> np.ndarray:
+            """Split the faces on which ``d`` (affine on each) changes sign; True on the faces where it is > 0."""
+            nonlocal label, region
+            d = np.where(np.abs(d) <= floor, 0.0, d)
+            if (d < 0).any() and (d > 0).any():
+                mesh.parent = np.arange(mesh.nF)
+                mesh.split(np.ascontiguousarray(d))
+                label, region = label[mesh.parent], region[mesh.parent]
+                d = np.concatenate([d, np.zeros(mesh.nV - len(d))])  # new vertices are on d = 0, exactly
+            # the mean over a face's vertices is d at an interior point; no face has both signs any more
+            return mesh.face_means(d)[:, 0] > 0
+
+        if Z.shape[1] == 1:
+            won = wins(mesh.Z[:, 0].copy())  # (not label[wins(...)]: wins replaces label)
+            label[won] = 1
+        else:
+            for r in range(1, m):
+                # on every face one output < r is the largest at all its vertices, so this max is affine there
+                Zc = mesh.Z
+                won = wins(Zc[:, r] - Zc[:, :r].max(axis=1))
+                label[won] = r
+        # pieces of one region with one class (cut apart by a line that a later output overtook on both sides)
+        # are one convex piece again
+        EF = mesh.EF
+        f0, f1 = np.maximum(EF[:, 0], 0), np.maximum(EF[:, 1], 0)
+        same = (EF >= 0).all(axis=1) & (region[f0] == region[f1]) & (label[f0] == label[f1])
+        mesh.parent = region
+        mesh.codes = label[:, None]
+        mesh.merge(same)
+        mesh.compact()
+        region, label = mesh.parent.copy(), mesh.codes[:, 0].astype(np.int64)
+        offsets, pv, areas, _ = _polygons(mesh.P, mesh.E, mesh.EF, mesh.nF)
+        E, EF = mesh.E, mesh.EF
+        inner = (EF >= 0).all(axis=1)
+        edge = inner & (label[np.maximum(EF[:, 0], 0)] != label[np.maximum(EF[:, 1], 0)])
+        cells = SliceCells(readonly(mesh.P.copy()), sealed(offsets), sealed(pv), sealed(label), sealed(region),
+                           sealed(areas), readonly(mesh.P[E[edge]]), m if output is None and m > 1 else 2,
+                           key[0], key[1])
+        self._cells[key] = cells
+        return cells
+
+    def _face_mesh(self) -> tuple[Mesh, np.ndarray]:
+        """A copy of the slice's mesh and the region of each of its faces (the LP path builds the mesh afresh and
+        matches its faces to the regions by code: -1 for a face whose code no region has)."""
+        if self._mesh is not None:
+            return self._mesh.copy(), np.arange(self._mesh.nF)
+        net = self.network
+        mesh, _, base, columns = _partition(net, self.lo, self.hi, self._tol)
+        codes = _expand_codes(mesh, base, columns).astype(np.int64)
+        index = {c.tobytes(): i for i, c in enumerate(np.asarray(self.codes, dtype=np.int64))}
+        return mesh, np.array([index.get(c.tobytes(), -1) for c in codes], dtype=np.int64)
+
+    def decision_boundary(self, output: int | None = None) -> np.ndarray:
+        """The exact decision boundary on the rectangle as segments ``(k, 2, 2)`` in plane coordinates.
+
+        These are the edges between pieces of different classes of
+        [`argmax_cells`][maso.slices.SliceRegions.argmax_cells] (its ``boundary``), split where they cross region
+        edges.
+
+        Parameters
+        ----------
+        output : int, optional
+            Give the zero level set of this output (the boundary between where it is positive and where it is
+            not). By default: where the argmax of the outputs changes, or, for a single output, its zero level
+            set. Ties are broken as ``argmax_cells`` breaks them.
+
+        Examples
+        --------
+        >>> net = maso.mlp([2, 8, 3], seed=1)
+        >>> segs = maso.slice_regions(net, lo=(-2, -2), hi=(2, 2)).decision_boundary()
+        >>> segs.shape[1:]
+        (2, 2)
+        """
+        return self.argmax_cells(output).boundary
+
+    def plot(self, **kwargs: Any) -> Any:
+        """Draw the slice; see [`plot_slice`][maso.plotting.plot_slice] for the options. Returns the figure.
+
+        Examples
+        --------
+        >>> sl = maso.slice_regions(maso.mlp([2, 8, 2], seed=0), lo=(-1, -1), hi=(1, 1))
+        >>> fig = sl.plot(color="argmax")
+        >>> fig.axes[0].get_title()
+        '... regions'
+        """
+        from maso.plotting import plot_slice
+
+        return plot_slice(self, **kwargs)
+
+
+_REPR_PNG_MAX_REGIONS = 100_000
+
+
+@dataclass(frozen=True, eq=False)
+class SliceCells:
+    """A slice cut into convex pieces on each of which one class wins (see
+    [`SliceRegions.argmax_cells`][maso.slices.SliceRegions.argmax_cells]).
+
+    Attributes
+    ----------
+    vertices : ndarray of shape (V, 2)
+        Piece vertices in plane coordinates.
+    polygon_offsets, polygon_vertices : ndarray
+        Piece ``i`` is ``vertices[polygon_vertices[polygon_offsets[i]:polygon_offsets[i + 1]]]``,
+        counter-clockwise, without collinear vertices.
+    labels : ndarray of int, shape (n,)
+        The class of each piece: the winning output, or 1 where the output is positive and 0 elsewhere (one
+        output, or ``output`` given).
+    regions : ndarray of int, shape (n,)
+        The slice region that holds each piece (its affine map is the network's on the piece).
+    areas : ndarray of shape (n,)
+    boundary : ndarray of shape (k, 2, 2)
+        The segments between pieces of different classes: the decision boundary.
+    n_classes : int
+        Number of classes (outputs; 2 for sign classes).
+    output : int or None
+        The output whose sign gives the classes, or None for the argmax.
+    tol : float
+        The tie tolerance used.
+    """
+
+    vertices: np.ndarray
+    polygon_offsets: np.ndarray
+    polygon_vertices: np.ndarray
+    labels: np.ndarray
+    regions: np.ndarray
+    areas: np.ndarray
+    boundary: np.ndarray
+    n_classes: int
+    output: int | None
+    tol: float
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def polygon(self, i: int) -> np.ndarray:
+        """Vertices ``(k, 2)`` of piece ``i``, counter-clockwise."""
+        return self.vertices[self.polygon_vertices[self.polygon_offsets[i]:self.polygon_offsets[i + 1]]]
+
+    def polygons(self) -> list[np.ndarray]:
+        """All pieces (as `polygon` gives them)."""
+        return [self.polygon(i) for i in range(len(self))]
+
+    def class_areas(self) -> np.ndarray:
+        """Area of each class, ``(n_classes,)``."""
+        return np.bincount(self.labels, weights=self.areas, minlength=self.n_classes)
+
+    def __repr__(self) -> str:
+        what = "argmax" if self.output is None else f"sign of output {self.output}"
+        return (f"SliceCells({len(self)} pieces in {len(np.unique(self.regions))} regions, {self.n_classes} classes "
+                f"({what}), {len(self.boundary)} boundary segments, tol={self.tol:g})")
+
+
+# ----------------------------------------------------------------------------------------------- the mesh path
+def _partition(net: Network, lo: np.ndarray, hi: np.ndarray, tol: float, progress: bool = False,
+               max_regions: int | None = None) -> tuple[Mesh, dict, np.ndarray, np.ndarray]:
+    """Refine a mesh of the rectangle by every unit of ``net`` (a 2-D input network), layer by layer.
+
+    Faces carry their codes: a new face inherits its parent's, and when a layer is done each face gets that
+    layer's columns from the unit values at its vertex centroid (exact: they are affine on the face).
+
+    Faces hold only the columns of units whose piece varies over the rectangle; the others have one code for
+    all faces (a wide network cut by a small window has a few hundred such units among hundreds of thousands).
+    Returns the mesh, stats, the code row shared by all faces and the columns that ``mesh.codes`` holds.
+    """
+    mesh = Mesh(lo, hi)
+    vals = _VertexValues(net, mesh)
+    mesh.codes = np.zeros((1, 0), dtype=net.program.code_dtype)
+    base = np.zeros(net.n_units, dtype=net.program.code_dtype)
+    held: list[np.ndarray] = []
+    stats = {"splits": 0, "merged": 0}
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=net.n_units, desc="slice", unit="unit")
+    for g in net.units:
+        if bar is not None:
+            bar.set_postfix(faces=mesh.nF, refresh=False)
+            bar.update(g.size)
+        R = g.n_pieces
+        missing, lo_, hi_, win0, varies, D_all = _unit_survey(vals, g.node)
+        if R == 2 and not missing.any():
+            active = np.flatnonzero((lo_ < 0) & (hi_ > 0))
+            base[g.columns] = hi_ > 0  # units that cut nothing
+            at = _hold(mesh, held, g.offset + active)
+            parts = _column_chunks(active, mesh.nV, 2)  # bounded memory on wide layers
+            for i, part in enumerate(parts):
+                # the survey's scores are still those of the mesh's vertices before its first cut
+                D = D_all[:, part] if i == 0 and D_all is not None else _gaps_of(vals, g.node, part)
+                mesh.set_values(D)
+                cut, over = mesh.cut_columns(tol, max_regions)
+                stats["splits"] += cut
+                if over:
+                    _check_budget(mesh, max_regions)
+                # values within the snapping tolerance of 0 are ties: lowest piece
+                scale = np.abs(mesh.Z).max(axis=0)
+                mesh.codes[:, at:at + len(part)] = mesh.face_means(mesh.Z) > tol * scale
+                at += len(part)
+            vals.advance(g.node)
+            continue
+        # units with more pieces: cut where piece r overtakes the best of pieces < r, then merge the faces
+        # that these cuts separated but that have the same winner (the cut was not a boundary of the max)
+        base[g.columns] = win0
+        active = np.flatnonzero(varies)
+        at = _hold(mesh, held, g.offset + active)
+        for part in _column_chunks(active, mesh.nV, R):
+            mesh.parent = np.arange(mesh.nF)
+            Q = _scores_of(vals, g.node, part)
+            mesh.set_values(np.where(missing[None, part], 0.0, Q).reshape(mesh.nV, -1))
+            for c, k in enumerate(part):
+                pieces = np.flatnonzero(~missing[k])
+                for i in range(1, len(pieces)):
+                    Zc = mesh.Z[:, c * R:(c + 1) * R]
+                    d = mesh.snap(Zc[:, pieces[i]] - Zc[:, pieces[:i]].max(axis=1), tol)
+                    if (d < 0).any() and (d > 0).any():
+                        stats["splits"] += mesh.split(d)
+                        _check_budget(mesh, 4 * max_regions if max_regions else None)  # before merging
+            means = mesh.face_means(mesh.Z).reshape(mesh.nF, len(part), R)
+            means[:, missing[part]] = -np.inf
+            # pieces within the tolerance of the best are tied (rounding at vertices on earlier boundaries turns
+            # exact ties, e.g. a pooling window of zeros, into 1e-17 differences): lowest index wins. The scale
+            # is the layer's (rounding comes from the inputs' size): a window that is zero over the whole slice
+            # but for rounding would otherwise be scaled by its own noise
+            scale = float(np.abs(mesh.Z[np.isfinite(mesh.Z)]).max(initial=0.0))
+            top = means.max(axis=2, keepdims=True)
+            fcode = (means >= top - tol * scale).argmax(axis=2)
+            mesh.codes[:, at:at + len(part)] = fcode
+            at += len(part)
+            EF = mesh.EF
+            f0, f1 = EF[:, 0], EF[:, 1]
+            same = (mesh.parent[f0] == mesh.parent[f1]) & (fcode[f0] == fcode[f1]).all(axis=1)
+            mesh.merge(same)
+            mesh.compact()
+        vals.advance(g.node)
+    mesh.compact()
+    if bar is not None:
+        bar.close()
+    # faces with one code on both sides of an edge: only rounding can leave them apart
+    EF = mesh.EF
+    same = (mesh.codes[EF[:, 0]] == mesh.codes[EF[:, 1]]).all(axis=1)
+    stats["merged"] = mesh.merge(same)
+    mesh.compact()
+    return mesh, stats, base, (np.concatenate(held) if held else np.zeros(0, dtype=np.int64))
+
+
+class _VertexValues:
+    """Node values at the mesh's vertices, by rows.
+
+    MLPs: NumPy from the vertex coordinates (`DenseChain`). Other graphs: torch, from seeds: the affine
+    head from the plane's anchors, and the later nodes that are still read, held at every vertex in the mesh's
+    carried values (``mesh.H``), which its cuts interpolate onto new vertices. Carrying is exact: a node is held
+    only once every spline layer before it has cut the mesh, so it is affine on every face. Each layer is then
+    computed once per vertex, instead of from the head again for every later layer. Holding stops, and values
+    are recomputed from the head, when the held values (with room to grow) would outgrow the memory budget.
+    """
+
+    def __init__(self, net: Network, mesh: Mesh) -> None:
+        self.net, self.mesh = net, mesh
+        self.chain = DenseChain.of(net)
+        self.anch = None if self.chain is not None else Anchored(net, np.zeros((1, 2)), np.eye(2)[None])
+        self.held: dict[int, int] = {}  # node -> first column in mesh.H
+        self.carry = self.anch is not None
+        if not self.carry:
+            return
+        self._affine = affine_nodes(net.program)  # the anchors give these
+        self._size = [math.prod(n.shape) for n in net.nodes]
+        # per node: the last node that reads it on the way to a spline layer (the output is never needed here)
+        useful = {g.node for g in net.units}
+        for i in range(len(net.nodes) - 1, -1, -1):
+            if i in useful:
+                useful.update(net.nodes[i].inputs)
+        self._last_need = [-1] * len(net.nodes)
+        for i in sorted(useful):
+            for j in net.nodes[i].inputs:
+                self._last_need[j] = max(self._last_need[j], i)
+
+    def value(self, rows: slice, node: int) -> np.ndarray:
+        """Values ``(n, *shape)`` of ``node`` at the vertices ``rows``."""
+        P = self.mesh.P[rows]
+        if self.chain is not None:
+            return self.chain.value(None, P, node)
+        if not self.held:
+            return self.anch.value(None, P, node)
+        return self._many(rows, (node,))[node]
+
+    def scores(self, rows: slice, node: int) -> np.ndarray:
+        """Piece scores ``(n, U, R)`` of spline node ``node`` at the vertices ``rows``."""
+        return piece_scores(self.net, node, self.value(rows, self.net.nodes[node].inputs[0]))
+
+    def _many(self, rows: slice, nodes: tuple[int, ...]) -> dict[int, np.ndarray]:
+        net, out = self.net, {j: [] for j in nodes}
+        P, H = self.mesh.P[rows], self.mesh.H[rows]
+        need = set(nodes)  # the head nodes to form from the anchors: only those the held ones do not cut off
+        for i in range(max(nodes), -1, -1):
+            if i in need and i not in self.held and i not in self.anch.base:
+                need.update(net.nodes[i].inputs)
+        with torch.no_grad():
+            for sl in chunks(len(P), self.anch.per_sample):
+                seeds = self.anch.seeds(None, P[sl], [j for j in self.anch.base if j in need])
+                for j, at in self.held.items():
+                    block = np.ascontiguousarray(H[sl, at:at + self._size[j]])
+                    seeds[j] = torch.from_numpy(block).reshape(len(block), *net.nodes[j].shape)
+                for j, y in evaluate(net.program, seeds, nodes).items():
+                    out[j].append(y.numpy())
+        return {j: np.concatenate(v) if v else np.zeros((0, *net.nodes[j].shape)) for j, v in out.items()}
+
+    def advance(self, node: int) -> None:
+        """The spline layer ``node`` has cut the mesh: hold the non-affine nodes up to it that later nodes read."""
+        if not self.carry:
+            return
+        keep = [j for j in range(node + 1) if j not in self._affine and self._last_need[j] > node]
+        if keep == list(self.held):
+            return
+        width = sum(self._size[j] for j in keep)
+        rows = self.mesh.nV + self.mesh.nE  # room for one cut (see Mesh.set_carried)
+        # the carried values, a copy when the mesh grows, and the new nodes' values computed below
+        if rows * width * 8 * 3 > _memory_budget():
+            self.carry, self.held = False, {}  # from here on: from the head at every layer
+            self.mesh.set_carried(np.zeros((self.mesh.nV, 0)))
+            return
+        new = tuple(j for j in keep if j not in self.held)
+        got = self._many(slice(None), new) if new else {}
+        V, H = self.mesh.nV, self.mesh.H
+        out = np.empty((rows, width))
+        held, at = {}, 0
+        for j in keep:
+            out[:V, at:at + self._size[j]] = (H[:, self.held[j]:self.held[j] + self._size[j]] if j in self.held
+                                               else got[j].reshape(V, -1))
+            held[j], at = at, at + self._size[j]
+        self.mesh.set_carried(out, room=False)
+        self.held = held
+
+
+def _hold(mesh: Mesh, held: list[np.ndarray], columns: np.ndarray) -> int:
+    """Give every face room for the code columns ``columns`` (appended to ``held``); returns where they start."""
+    start = mesh.codes.shape[1]
+    if len(columns):
+        codes = np.zeros((mesh.nF, start + len(columns)), dtype=mesh.codes.dtype)
+        codes[:, :start] = mesh.codes
+        mesh.codes = codes
+        held.append(columns)
+    return start
+
+
+def _expand_codes(mesh: Mesh, base: np.ndarray, columns: np.ndarray) -> np.ndarray:
+    """Full code rows ``(n_faces, n_units)`` from the shared row and the columns the faces hold."""
+    need = mesh.nF * base.size * base.itemsize
+    if need > _memory_budget():
+        raise DomainError(f"The slice has {mesh.nF:,} regions of {base.size:,} units: their codes alone would need "
+                          f"{need / 2**30:.1f} GiB. Use a smaller window (lo, hi) or a sub-network with fewer units.")
+    codes = np.empty((mesh.nF, base.size), dtype=base.dtype)
+    codes[:] = base
+    codes[:, columns] = mesh.codes
+    return codes
+
+
+def _memory_budget() -> float:
+    """Half the machine's physical memory (in bytes), or infinity where the platform does not say."""
+    try:
+        return 0.5 * os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):
+        return float("inf")
+
+
+def _check_budget(mesh: Mesh, limit: int | None) -> None:
+    if limit is not None and mesh.nF > limit:
+        raise DomainError(f"The slice has more than {limit:,} faces so far; memory grows with them. Use a smaller "
+                          "window (lo, hi) or raise max_regions.")
+
+
+_BLOCK = 1 << 23  # floats per block of vertex values (64 MiB): keeps wide layers in bounded memory
+
+
+def _row_chunks(n: int, per_row: int) -> list[slice]:
+    size = max(1, _BLOCK // max(1, per_row))
+    return [slice(s, min(n, s + size)) for s in range(0, n, size)]
+
+
+def _column_chunks(units: np.ndarray, n_vertices: int, R: int) -> list[np.ndarray]:
+    size = max(1, _BLOCK // max(1, n_vertices * R))
+    return [units[s:s + size] for s in range(0, len(units), size)]
+
+
+def _scores_of(vals: _VertexValues, node: int, units: np.ndarray) -> np.ndarray:
+    """Piece scores ``(V, len(units), R)`` of some units at the vertices, computed in row blocks."""
+    net = vals.net
+    width = net.nodes[net.nodes[node].inputs[0]].shape
+    per_row = math.prod(width) + len(units) * net.nodes[node].layer.n_pieces
+    return np.concatenate([vals.scores(sl, node)[:, units] for sl in _row_chunks(vals.mesh.nV, 3 * per_row)])
+
+
+def _gap(net: Network, node: int, x: np.ndarray) -> np.ndarray:
+    """Two-piece units: a gap ``(V, U)`` with the sign of ``score_1 - score_0``, from the layer's input (for
+    ReLU, leaky ReLU and abs the input itself; see `piece_gap`)."""
+    if _two_piece(net, node):
+        return np.ascontiguousarray(piece_gap(net, node, x))
+    Q = piece_scores(net, node, x)
+    return Q[:, :, 1] - Q[:, :, 0]
+
+
+def _gaps_of(vals: _VertexValues, node: int, units: np.ndarray) -> np.ndarray:
+    """Gaps ``score_1 - score_0`` ``(V, len(units))`` of two-piece units at the vertices, in row blocks."""
+    net = vals.net
+    width = net.nodes[net.nodes[node].inputs[0]].shape
+    src = net.nodes[node].inputs[0]
+    per_row = math.prod(width) + 2 * len(units)
+    return np.concatenate([_gap(net, node, vals.value(sl, src))[:, units]
+                           for sl in _row_chunks(vals.mesh.nV, 3 * per_row)])
+
+
+def _unit_survey(vals: _VertexValues, node: int):
+    """Per unit, over all vertices: missing pieces, range of the two-piece gap, the winner at vertex 0 and
+    whether the winner varies (a unit that never changes piece over a face's vertices cuts nothing).
+
+    The last value is, for two-piece units, their gaps at all vertices when one block held them (else None).
+    """
+    net = vals.net
+    V = vals.mesh.nV
+    width = math.prod(net.nodes[net.nodes[node].inputs[0]].shape)
+    if _two_piece(net, node):  # no piece is ever missing: gaps suffice
+        src = net.nodes[node].inputs[0]
+        chunks = _row_chunks(V, 3 * width * 2)
+        lo = hi = D = None
+        for sl in chunks:
+            D = _gap(net, node, vals.value(sl, src))
+            if lo is None:
+                lo, hi = D.min(axis=0), D.max(axis=0)
+                win0 = D[0] > 0  # ties go to the lower piece
+            else:
+                lo, hi = np.minimum(lo, D.min(axis=0)), np.maximum(hi, D.max(axis=0))
+        varies = ~((hi <= 0) | (lo > 0))  # some vertex on each side of the tie-breaking rule
+        return (np.zeros((len(lo), 2), dtype=bool), lo, hi, win0.astype(np.int64), varies,
+                D if len(chunks) == 1 else None)
+    lo = hi = win0 = varies = missing = None
+    chunks = _row_chunks(V, 3 * width * max(2, net.nodes[node].layer.n_pieces))
+    for sl in chunks:
+        Q = vals.scores(sl, node)
+        if missing is None:
+            missing = ~np.isfinite(Q[0])
+            win0 = np.where(missing[None], -np.inf, Q[:1]).argmax(axis=2)[0]
+            U = Q.shape[1]
+            lo, hi, varies = np.full(U, np.inf), np.full(U, -np.inf), np.zeros(U, dtype=bool)
+        if Q.shape[2] == 2:
+            D = Q[:, :, 1] - Q[:, :, 0]
+            lo, hi = np.minimum(lo, D.min(axis=0)), np.maximum(hi, D.max(axis=0))
+        win = np.where(missing[None], -np.inf, Q).argmax(axis=2)
+        varies |= (win != win0).any(axis=0)
+    gaps = Q[:, :, 1] - Q[:, :, 0] if len(chunks) == 1 and Q.shape[2] == 2 else None
+    return missing, lo, hi, win0, varies, gaps
+
+
+def _polygons(P: np.ndarray, E: np.ndarray, EF: np.ndarray, F: int):
+    """Counter-clockwise vertex lists of the faces (CSR), each from its smallest vertex index, without collinear
+    vertices; areas; vertex means (inside: the faces are convex)."""
+    if _kernels.polygons is not None:  # compiled: walks the boundaries instead of two sorts
+        return _kernels.polygons(np.ascontiguousarray(P), np.ascontiguousarray(E), np.ascontiguousarray(EF), F)
+    pairs = []
+    for j in (0, 1):
+        m = EF[:, j] >= 0
+        for k in (0, 1):
+            pairs.append(EF[m, j] * len(P) + E[m, k])
+    keys = np.unique(np.concatenate(pairs))
+    f, v = keys // len(P), keys % len(P)
+    counts = np.bincount(f, minlength=F)
+    cen = np.stack([np.bincount(f, P[v, 0], F), np.bincount(f, P[v, 1], F)], axis=1) / counts[:, None]
+    ang = np.arctan2(P[v, 1] - cen[f, 1], P[v, 0] - cen[f, 0])
+    order = np.lexsort((ang, f))
+    f, v = f[order], v[order]
+    start = np.concatenate([[0], np.cumsum(counts)])[:-1]
+    pos = np.arange(len(f)) - start[f]
+    prev = start[f] + (pos - 1) % counts[f]
+    nxt = start[f] + (pos + 1) % counts[f]
+    a = P[v] - P[v[prev]]
+    b = P[v[nxt]] - P[v]
+    cross = a[:, 0] * b[:, 1] - a[:, 1] * b[:, 0]
+    keep = np.abs(cross) > 1e-12 * np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
+    kept = np.bincount(f[keep], minlength=F)
+    keep |= (kept < 3)[f]  # never reduce a (numerically flat) face below a triangle
+    f, v = f[keep], v[keep]
+    counts = np.bincount(f, minlength=F)
+    offsets = np.concatenate([[0], np.cumsum(counts)])
+    start = offsets[:-1]
+    pos = np.arange(len(f)) - start[f]
+    # rotate each cycle to start at its smallest vertex index (a canonical form the compiled walk shares)
+    lowest = np.minimum.reduceat(v, start[counts > 0]) if len(v) else v
+    low = np.zeros(F, dtype=np.int64)
+    low[counts > 0] = lowest
+    shift = np.zeros(F, dtype=np.int64)
+    at_low = v == low[f]
+    shift[f[at_low]] = pos[at_low]
+    perm = np.empty(len(v), dtype=np.int64)
+    perm[start[f] + (pos - shift[f]) % counts[f]] = np.arange(len(v))
+    v = v[perm]
+    nxt = start[f] + (pos + 1) % counts[f]
+    x, y = P[v, 0], P[v, 1]
+    areas = 0.5 * np.bincount(f, x * y[nxt] - x[nxt] * y, F)
+    inner = np.stack([np.bincount(f, x, F), np.bincount(f, y, F)], axis=1) / counts[:, None]
+    return offsets, v, areas, inner
+
+
+def _check_rectangle(lo: Any, hi: Any) -> tuple[np.ndarray, np.ndarray]:
+    try:
+        lo = real_vector(lo, "lo", "slice_regions", error=DomainError).reshape(-1)
+        hi = real_vector(hi, "hi", "slice_regions", error=DomainError).reshape(-1)
+    except DomainError as e:
+        raise DomainError(f"The rectangle needs finite lo < hi in both coordinates: {e}") from None
+    if lo.shape != (2,) or hi.shape != (2,):
+        raise DomainError(f"lo and hi must be plane coordinates (s, t). Got shapes {lo.shape} and {hi.shape}.")
+    if not (np.all(np.isfinite(lo)) and np.all(np.isfinite(hi))) or np.any(hi <= lo):
+        raise DomainError(f"The rectangle needs finite lo < hi in both coordinates. Got lo={lo}, hi={hi}.")
+    return lo, hi
+
+
+def slice_regions(
+    net: Network,
+    plane: Plane | None = None,
+    lo: Any = (-0.5, -0.5),
+    hi: Any = (1.5, 1.5),
+    *,
+    tol: float = DEFAULT_SLICE_TOL,
+    method: str = "mesh",
+    progress: bool | None = None,
+    max_regions: int | None = 2_000_000,
+) -> SliceRegions:
+    """The exact regions of ``net`` on the rectangle ``[lo, hi]`` of a plane, as polygons.
+
+    The plane is folded into the network's first layer ([`Network.restrict`][maso.Network.restrict]), so a slice of a
+    40,000-dimensional input costs what a 2-D network costs. With ``method="mesh"`` (default) a planar mesh is
+    refined unit by unit: edges are split where a unit's pre-activation changes sign, faces between the two
+    new vertices; max-pool and maxout units are cut piece by piece and the faces a non-boundary cut separated are
+    merged again. No LP is solved. ``method="lp"`` runs [`maso.enumerate_regions`][] on the restricted network
+    instead (slower, for cross-checks).
+
+    Exactness: the mesh computes in float64. Vertex values within ``tol`` times the unit's largest value over
+    the mesh of zero are taken to be exactly zero, so boundaries through a vertex, duplicated units and lines
+    through a corner give exact counts instead of zero-area slivers; the number of values snapped is in
+    ``stats["snapped"]``. Faces that end up with identical codes on both sides of an edge are merged (counted
+    in ``stats["merged"]``). If rounding ever breaks a face's convexity the slice is recomputed with the LP
+    method and a [`NumericalWarning`][maso.errors.NumericalWarning] says so.
+
+    Parameters
+    ----------
+    net : Network
+    plane : Plane, optional
+        Required unless the network's input is 2-D (then the plane is the input space itself).
+    lo, hi : pair of float
+        The rectangle in plane coordinates. The defaults frame the three points of
+        [`Plane.through_points`][maso.Plane.through_points].
+    tol : float, default=1e-12
+        Relative snapping tolerance of the mesh method (``tol`` of the LP enumerator for ``method="lp"``,
+        then in plane units).
+    method : {"mesh", "lp"}
+    progress : bool, optional
+        Show a progress bar over the units (default: when stderr is a terminal and the network has at least
+        1,000 units).
+    max_regions : int or None, default=2,000,000
+        Stop with a [`DomainError`][maso.errors.DomainError] once the mesh has more faces than this (memory
+        grows with them); ``None`` for no limit.
+
+    Returns
+    -------
+    SliceRegions
+
+    Examples
+    --------
+    >>> import numpy as np, maso
+    >>> net = maso.mlp([2, 16, 16, 1], seed=0)
+    >>> sl = maso.slice_regions(net, lo=(-1, -1), hi=(1, 1))
+    >>> bool(np.isclose(sl.areas.sum(), 4.0))
+    True
+    >>> bool(sl.find([[0.1, 0.2]])[0] >= 0)
+    True
+    """
+    start = time.perf_counter()
+    if not isinstance(net, Network):
+        raise ShapeError(f"slice_regions needs a maso.Network; got {type(net).__name__}.")
+    require_piecewise_linear(net.program, "slice_regions")
+    identity = plane is None and net.input_shape == (2,)  # the input space itself: nothing to restrict
+    if plane is None:
+        if net.input_dim != 2:
+            raise ShapeError(f"slice_regions needs a Plane for a {net.input_dim}-dimensional input.")
+        plane = _input_plane(net.input_shape)
+    if not isinstance(plane, Plane):
+        raise ShapeError(f"plane must be a maso.Plane; got {type(plane).__name__}.")
+    if plane.origin.size != net.input_dim:
+        raise ShapeError(f"The plane lives in {plane.origin.size} dimensions; the network's input has {net.input_dim}.")
+    lo, hi = _check_rectangle(lo, hi)
+    if isinstance(tol, (bool, np.bool_)) or not isinstance(tol, (int, float, np.integer, np.floating)) or not (
+            0 <= float(tol) < 1e-3):  # a ParameterError, and a ShapeError as before
+        raise ParameterShapeError(f"The 'tol' parameter of slice_regions must be a real number in [0, 1e-3). "
+                                  f"Got {tol!r}.")
+    tol = float(tol)
+    if not isinstance(method, str) or method not in ("mesh", "lp"):
+        raise ParameterError(f"The 'method' parameter of slice_regions must be 'mesh' or 'lp'. Got {method!r}.")
+    if progress is not None:
+        progress = check_bool(progress, "progress", "slice_regions")
+    max_regions = check_int(max_regions, "max_regions", "slice_regions", minimum=1, allow_none=True)
+    flat = net if identity else net.restrict(plane.origin.ravel(), plane.directions)
+    if method == "mesh":
+        try:
+            show = progress if progress is not None else (sys.stderr.isatty() and net.n_units >= 1000)
+            result = _from_mesh(flat, plane, lo, hi, tol, bool(show), max_regions)
+        except MeshDegeneracy:
+            warnings.warn("Rounding broke a face of the slice mesh; recomputing with the LP enumerator.",
+                          NumericalWarning, stacklevel=2)
+            result = _from_lp(flat, plane, lo, hi, None)
+    else:
+        result = _from_lp(flat, plane, lo, hi, tol or None)
+    result.stats["seconds"] = time.perf_counter() - start
+    return result
+
+
+@functools.lru_cache(maxsize=8)
+def _input_plane(shape: tuple[int, ...]) -> Plane:
+    """The input space of a network with a 2-D input, as a plane (immutable: shared)."""
+    return Plane(np.zeros(shape), np.eye(2)[0].reshape(shape), np.eye(2)[1].reshape(shape))
+
+
+def _maps(net: Network, points: np.ndarray) -> Affine:
+    if not len(points):
+        return Affine(np.zeros((0, net.output_dim, 2)), np.zeros((0, net.output_dim)))
+    return net.affine_at(points)
+
+
+def _adjacency(EF: np.ndarray, F: int) -> np.ndarray:
+    inner = (EF >= 0).all(axis=1) & (EF[:, 0] != EF[:, 1])
+    keys = np.unique(EF[inner].min(axis=1) * F + EF[inner].max(axis=1))
+    return np.stack([keys // F, keys % F], axis=1) if len(keys) else np.zeros((0, 2), dtype=np.int64)
+
+
+def _n_unique_rows(codes: np.ndarray) -> int:
+    codes = np.ascontiguousarray(codes)
+    if codes.shape[1] == 0:
+        return min(len(codes), 1)
+    rows = codes.view(np.dtype((np.void, codes.shape[1] * codes.itemsize))).ravel()  # one bytes object per row
+    return len(set(rows.tolist()))
+
+
+def _from_mesh(net: Network, plane: Plane, lo: np.ndarray, hi: np.ndarray, tol: float,
+               progress: bool = False, max_regions: int | None = None) -> SliceRegions:
+    mesh, stats, base, columns = _partition(net, lo, hi, tol, progress, max_regions)
+    if stats["merged"]:
+        warnings.warn(f"{stats['merged']} slice faces had the same code as a neighbour (rounding at a near-degenerate "
+                      "vertex) and were merged; compare with method='lp'.", NumericalWarning, stacklevel=3)
+    offsets, pv, areas, inner = _polygons(mesh.P, mesh.E, mesh.EF, mesh.nF)
+    unique = _n_unique_rows(mesh.codes)  # the held columns: the other columns are the same for all faces
+    codes = _expand_codes(mesh, base, columns)
+    slivers = _count_slivers(mesh.P, offsets, pv, areas, lo, hi)
+    stats.update(snapped=mesh.snapped, vertices=mesh.nV, edges=mesh.nE, slivers=slivers,
+                 min_area=float(areas.min()) if len(areas) else 0.0, duplicate_codes=len(codes) - unique)
+    if slivers:
+        warnings.warn(f"{slivers} slice regions are thinner than {_SLIVER_ULPS} units in the last place of the "
+                      "coordinates: float64 does not resolve them (they may be rounding artefacts of "
+                      "near-concurrent boundaries); see stats['slivers'] and compare with method='lp' or a "
+                      "smaller window.", NumericalWarning, stacklevel=3)
+    if unique != len(codes):
+        warnings.warn(f"{len(codes) - unique} slice regions share a code with another region (rounding at a "
+                      "near-degenerate vertex); compare with method='lp'.", NumericalWarning, stacklevel=3)
+    return SliceRegions(plane, readonly(lo), readonly(hi), readonly(mesh.P), sealed(offsets), sealed(pv),
+                        sealed(codes), sealed(areas), sealed(inner), "mesh", stats, net, mesh, tol)
+
+
+_SLIVER_ULPS = 64
+
+
+def _count_slivers(P: np.ndarray, offsets: np.ndarray, pv: np.ndarray, areas: np.ndarray, lo: np.ndarray,
+                   hi: np.ndarray) -> int:
+    """Faces thinner (twice the area over the longest edge) than ``_SLIVER_ULPS`` units in the last place of the
+    rectangle's coordinates: there float64 vertices no longer resolve the region (small but fat faces, such as
+    the tiny triangles of near-concurrent boundaries, are resolved and not counted)."""
+    if not len(areas):
+        return 0
+    thin = _SLIVER_ULPS * np.finfo(np.float64).eps * float(np.max(np.abs(np.concatenate([lo, hi, hi - lo]))))
+    if areas.min() > 0.5 * thin * float(np.hypot(*(hi - lo))):  # no edge is longer than the diagonal
+        return 0
+    counts = np.diff(offsets)
+    start = np.repeat(offsets[:-1], counts)
+    pos = np.arange(len(pv))
+    nxt = np.where(pos + 1 == np.repeat(offsets[1:], counts), start, pos + 1)
+    length = np.hypot(*(P[pv[nxt]] - P[pv]).T)
+    longest = np.maximum.reduceat(length, offsets[:-1])
+    return int(np.count_nonzero(2 * areas <= thin * longest))
+
+
+def _from_lp(net: Network, plane: Plane, lo: np.ndarray, hi: np.ndarray, tol: float | None) -> SliceRegions:
+    from maso.core.domain import Box
+    from maso.regions import DEFAULT_TOL, enumerate_regions
+
+    regions = enumerate_regions(net, Box(lo, hi), tol=tol or DEFAULT_TOL, method="vertices", progress=False)
+    polys, offsets = [], [0]
+    for r in regions:
+        V = np.asarray(r.vertices())
+        c = V.mean(axis=0)
+        V = V[np.argsort(np.arctan2(V[:, 1] - c[1], V[:, 0] - c[0]))]
+        polys.append(V)
+        offsets.append(offsets[-1] + len(V))
+    verts = np.concatenate(polys) if polys else np.zeros((0, 2))
+    areas = np.array([r.volume() for r in regions])
+    inner = np.array([r.interior_point for r in regions]).reshape(-1, 2)
+    codes = np.array([r.code for r in regions]).reshape(len(regions), net.n_units)
+    g = regions.graph()
+    adj = np.array(sorted((min(i, j), max(i, j)) for i, j in g.edges()), dtype=np.int64).reshape(-1, 2)
+    stats = {"slivers": len(regions.slivers), "min_area": float(areas.min()) if len(areas) else 0.0}
+    return SliceRegions(plane, readonly(lo), readonly(hi), readonly(verts), sealed(np.array(offsets)),
+                        sealed(np.arange(len(verts))), sealed(codes), sealed(areas), sealed(inner), "lp", stats,
+                        net, None, DEFAULT_SLICE_TOL, sealed(adj))

@@ -1,0 +1,136 @@
+"""The compiled kernels (numba, extra "fast") give bit-identical enumerations to the NumPy code they replace."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import maso
+from maso import kernels as _kernels
+from maso.layers import Dense, relu
+from maso.regions import _driver as R
+from maso.regions._parallel import _pack_regions
+
+pytestmark = pytest.mark.skipif(not _kernels.AVAILABLE, reason="numba not installed (extra 'fast')")
+
+
+def _without_kernels(monkeypatch):
+    for name in _kernels._NAMES:  # every kernel, so each comparison runs the whole NumPy path
+        monkeypatch.setattr(_kernels, name, None)
+
+
+def _cases():
+    rng = np.random.default_rng(0)
+    yield "4-[8]x3", maso.mlp([4, 8, 8, 8, 1], seed=0), 1.0
+    yield "leaky 3-[10]x2", maso.mlp([3, 10, 10, 1], seed=1, activation="leaky_relu", negative_slope=0.1), 1.0
+    yield "maxout 3-[6]x2", maso.mlp([3, 6, 6, 1], seed=2, activation="maxout", pieces=3), 1.0
+    W, b = rng.normal(size=(70, 2)), rng.normal(size=70)  # cells with more than 64 rows: two-word incidences
+    yield "2-70", maso.Network.sequential((2,), [Dense(W, b), relu()]), 3.0
+    W = rng.normal(size=(4, 3))
+    dup = maso.Network.sequential((3,), [Dense(np.vstack([W, W[:2], np.zeros((1, 3))]),
+                                               np.concatenate([rng.normal(size=4) * 0.3, [0.1, 0.2], [0.5]])),
+                                         relu(), Dense(rng.normal(size=(5, 7)), np.zeros(5)), relu()])
+    yield "duplicated, constant", dup, 1.0
+    yield "bias-free", maso.Network.sequential((3,), [Dense(rng.normal(size=(6, 3)), np.zeros(6)), relu(),
+                                                    Dense(rng.normal(size=(4, 6)), np.zeros(4)), relu()]), 1.0
+
+
+@pytest.mark.parametrize("name, net, half", list(_cases()), ids=[c[0] for c in _cases()])
+def test_kernels_and_numpy_give_identical_regions(monkeypatch, name, net, half):
+    d = net.input_dim
+    box = maso.Box(-half * np.ones(d), half * np.ones(d))
+    fast = _pack_regions(list(maso.enumerate_regions(net, box, progress=False, method="vertices")))
+    _without_kernels(monkeypatch)
+    slow = _pack_regions(list(maso.enumerate_regions(net, box, progress=False, method="vertices")))
+    assert fast["n"] == slow["n"] > 0
+    for key in slow:
+        assert np.array_equal(fast[key], slow[key]), (name, key)
+
+
+def test_facets_of_a_cell_with_more_than_64_vertices(monkeypatch):
+    net = maso.Network.sequential((7,), [Dense(np.ones((1, 7)), np.zeros(1)), relu()])
+    eng, _ = R._prepare(net, maso.Box(-np.ones(7), np.ones(7)), 1e-9, "test", "vertices")
+    root = eng.root()
+    assert len(root.V) == 128
+    fast = eng.facets_from_vertices(root)
+    _without_kernels(monkeypatch)
+    assert fast == eng.facets_from_vertices(eng.root()) and len(fast) == 14
+
+
+def test_certificate_kernel_matches_numpy(monkeypatch):
+    from maso._lp import _certified
+
+    rng = np.random.default_rng(4)
+    cases = []
+    for _ in range(300):
+        G = rng.normal(size=(rng.integers(1, 12), 3))
+        c = rng.normal(size=3)
+        r = float(rng.uniform(0, 1))
+        h = G @ c + r + rng.normal(size=len(G)) * 1e-9
+        cases.append((G, h, c, r))
+    cases.append((np.ones((2, 3)), np.ones(2), np.array([np.nan, 0, 0]), 0.1))
+    cases.append((np.ones((2, 3)), np.ones(2), np.zeros(3), np.inf))
+    fast = [_certified(*case) for case in cases]
+    _without_kernels(monkeypatch)
+    slow = [_certified(*case) for case in cases]
+    assert fast == slow and 0 < sum(fast) < len(fast)
+
+
+def _slice_cases():
+    rng = np.random.default_rng(3)
+    yield "2-[16]x3 +-10", maso.mlp([2, 16, 16, 16, 1], seed=0), 10.0
+    yield "leaky 2-[12]x2", maso.mlp([2, 12, 12, 3], seed=1, activation="leaky_relu", negative_slope=0.1), 2.0
+    yield "maxout 2-[6]x2", maso.mlp([2, 6, 6, 2], seed=2, activation="maxout", pieces=3), 2.0
+    W = rng.normal(size=(5, 2))  # duplicated, constant and bias-free units: cuts through vertices, concurrent lines
+    yield "degenerate", maso.Network.sequential((2,), [Dense(np.vstack([W, W[:2], np.zeros((1, 2))]),
+                                                             np.concatenate([np.zeros(5), [0.0, 0.0], [0.5]])),
+                                                       relu(), Dense(rng.normal(size=(4, 8)), np.zeros(4)), relu(),
+                                                       Dense(rng.normal(size=(3, 4)), rng.normal(size=3))]), 1.0
+
+
+@pytest.mark.parametrize("name, net, half", list(_slice_cases()), ids=[c[0] for c in _slice_cases()])
+def test_mesh_kernel_and_numpy_give_identical_slices(monkeypatch, name, net, half):
+    def run():
+        s = maso.slice_regions(net, lo=(-half, -half), hi=(half, half), progress=False)
+        return s, s.decision_boundary()
+
+    fast, fast_db = run()
+    _without_kernels(monkeypatch)
+    slow, slow_db = run()
+    assert len(fast) == len(slow) > 1
+    for key in ("vertices", "polygon_offsets", "polygon_vertices", "codes", "areas", "interior_points",
+                "adjacency"):
+        assert np.array_equal(getattr(fast, key), getattr(slow, key)), (name, key)
+    assert np.array_equal(fast_db, slow_db)
+    assert len(fast_db) > 0 or name.startswith(("2-[16]", "leaky"))  # their outputs keep one sign/argmax here
+    assert fast.stats["snapped"] == slow.stats["snapped"] and fast.stats["merged"] == slow.stats["merged"]
+
+
+def test_mesh_kernel_defers_degenerate_cuts_to_numpy():
+    """A cut meeting a face in three points leaves the mesh untouched and the NumPy path raises."""
+    from maso.slices._mesh import Mesh, MeshDegeneracy
+
+    mesh = Mesh(np.array([0.0, 0.0]), np.array([1.0, 1.0]))
+    mesh.codes = np.zeros((1, 1), dtype=np.uint8)
+    before = (mesh.P.copy(), mesh.E.copy(), mesh.EF.copy())
+    d = np.array([1.0, -1.0, 1.0, -1.0])  # not affine on the square: four crossings
+    mesh._reserve()
+    assert _kernels.mesh_split(mesh._P, mesh._Z, mesh._H, mesh._E, mesh._EF, mesh._parent, mesh._codes,
+                               mesh.nV, mesh.nE, mesh.nF, d) == (-1, -1)
+    assert all(np.array_equal(a, b) for a, b in zip(before, (mesh.P, mesh.E, mesh.EF)))
+    with pytest.raises(MeshDegeneracy):
+        mesh.split(d)
+
+
+def test_layer_loop_hands_a_degenerate_cut_to_numpy():
+    """In the compiled per-layer loop, a column whose cut is degenerate goes to the NumPy split, which raises."""
+    from maso.slices._mesh import Mesh, MeshDegeneracy
+
+    mesh = Mesh(np.array([0.0, 0.0]), np.array([1.0, 1.0]))
+    mesh.codes = np.zeros((1, 1), dtype=np.uint8)
+    ok = np.array([1.0, 1.0, -1.0, -1.0])  # the line y = 1/2: a proper cut
+    bad = np.array([1.0, -1.0, 1.0, -1.0])  # four sign changes around a face: not affine on it
+    mesh.set_values(np.stack([ok, bad], axis=1))
+    with pytest.raises(MeshDegeneracy):
+        mesh.cut_columns(1e-12)
+    assert mesh.nF == 2  # the first column's cut was made before the second failed
