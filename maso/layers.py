@@ -789,7 +789,7 @@ def relu() -> Elementwise:
     >>> maso.layers.relu().n_pieces
     2
     """
-    return Elementwise([0.0, 1.0], [0.0, 0.0])
+    return Elementwise(np.array([0.0, 1.0]), np.array([0.0, 0.0]))
 
 
 def leaky_relu(negative_slope: float = 0.01) -> Elementwise:
@@ -801,7 +801,7 @@ def leaky_relu(negative_slope: float = 0.01) -> Elementwise:
     array([0.1, 1. ])
     """
     eta = float(negative_slope)
-    return Elementwise([eta, 1.0], [0.0, 0.0], sign=1.0 if eta <= 1 else -1.0)
+    return Elementwise(np.array([eta, 1.0]), np.array([0.0, 0.0]), sign=1.0 if eta <= 1 else -1.0)
 
 
 def absolute() -> Elementwise:
@@ -812,7 +812,7 @@ def absolute() -> Elementwise:
     >>> maso.layers.absolute().slopes
     array([-1.,  1.])
     """
-    return Elementwise([-1.0, 1.0], [0.0, 0.0])
+    return Elementwise(np.array([-1.0, 1.0]), np.array([0.0, 0.0]))
 
 
 _MAXPOOL = {1: F.max_pool1d, 2: F.max_pool2d, 3: F.max_pool3d}
@@ -988,9 +988,10 @@ def _window_tables(kernel: Shape, stride: Shape, padding: Shape, dilation: Shape
     if any((kernel[j] - 1) * dilation[j] >= in_sp[j] for j in range(1, len(in_sp))):
         return None
     grids = np.meshgrid(*[np.arange(o) * s - p for o, s, p in zip(out_sp, stride, padding)], indexing="ij")
-    start = sum(g.reshape(-1) * st for g, st in zip(grids, strides)).astype(np.int64)
+    # (np.asarray: the sums are arrays, but sum() starting at 0 is typed as possibly an int)
+    start = np.asarray(sum(g.reshape(-1) * st for g, st in zip(grids, strides))).astype(np.int64)
     kgrid = np.meshgrid(*[np.arange(k) * d for k, d in zip(kernel, dilation)], indexing="ij")
-    offsets = sum(g.reshape(-1) * st for g, st in zip(kgrid, strides)).astype(np.int64)
+    offsets = np.asarray(sum(g.reshape(-1) * st for g, st in zip(kgrid, strides))).astype(np.int64)
     n_pieces = int(np.prod(kernel))
     lut = np.zeros(int(offsets.max()) + 1, dtype=np.uint8 if n_pieces <= 255 else np.int64)
     lut[offsets] = np.arange(n_pieces)

@@ -38,8 +38,9 @@ True
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -92,7 +93,7 @@ def temperature_of(beta: float) -> float:
     return (1.0 - beta) / beta
 
 
-_FUSED = {
+_FUSED: dict[str, Callable[[Tensor], Tensor]] = {
     "logistic": torch.nn.functional.silu,
     "probit": torch.nn.functional.gelu,
     "tanh": lambda x: torch.nn.functional.gelu(x, approximate="tanh"),
@@ -217,6 +218,7 @@ class Soft(SplineLayer):
     def _gap_and_output(self, x: Tensor, p: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
         """Tempered score gap ``d = sign (l_1 - l_0) / tau`` and the output ``l_0 + P(piece 1) (l_1 - l_0)``."""
         base = self.base
+        assert isinstance(base, Elementwise)  # only two-piece elementwise bases come here (`_two_piece`)
         if base.kind == "relu":
             l0, l1, d = None, x, x
         else:
@@ -241,10 +243,12 @@ class Soft(SplineLayer):
         if self.readout is not None:
             v = torch.as_tensor(np.array(self.readout), dtype=t.dtype, device=t.device)
             return torch.zeros_like(tt[..., 0]), (tt * v).sum(-1)
+        assert isinstance(self.base, Elementwise)  # the callers ask only for an elementwise base
         s, c, _ = self.base.piece_parameters(p, len(in_shape))
         slope = sum(tt[..., r] * s[r] for r in range(len(s)))
         icpt = sum(tt[..., r] * c[r] for r in range(len(c)))
-        return slope, icpt
+        # sums of R >= 1 tensors are tensors (sum() starts at 0, which types them as possibly an int)
+        return cast(Tensor, slope), cast(Tensor, icpt)
 
     # -- SplineLayer interface -----------------------------------------------------------------------------
     def forward(self, x, p, need_code):

@@ -362,11 +362,13 @@ def forward(program: Program, x: torch.Tensor, *, need_codes: bool = False, keep
     out = program.output
 
     def spline(i: int, layer: SplineLayer, z: torch.Tensor) -> torch.Tensor:
+        c: torch.Tensor | None
         if soft and need_codes:
             y, c = layer.expected_forward(z, p[i])
         else:
             y, c = layer.forward(z, p[i], need_codes)
         if need_codes:
+            assert c is not None  # a spline layer asked for its code returns one
             icodes[i] = c
         return y
 

@@ -211,8 +211,9 @@ def verify(rs: RegionSet, *, n_points: int = 1000, atol: float = 1e-8, rng: Any 
                 contain_err += 1
                 continue
             try:
-                verts[i] = _vertices(r.polytope.A, r.polytope.b, *ball)
-                vols[i] = _volume(verts[i])
+                vx = _vertices(r.polytope.A, r.polytope.b, *ball)
+                verts[i] = vx
+                vols[i] = _volume(vx)
             except (QhullError, ValueError):  # qhull refused the region: it cannot be certified
                 contain_err += 1
         dom_vol, dom_area = _domain_measure(dom)
@@ -332,7 +333,7 @@ def _stage_scores(net: Network, codes: np.ndarray, s: int) -> tuple[np.ndarray, 
     n, d = codes.shape[0], net.input_dim
     icodes = {}
     for g in groups[:s]:
-        layer = net.nodes[g.node].layer
+        layer = net.program.spline_layer(g.node)
         pub = torch.from_numpy(codes[:, g.columns].astype(np.int64)).reshape(n, *g.shape)
         icodes[g.node] = layer.internal_code(pub, net.program.input_shape_of(g.node))
     node = groups[s].node
@@ -342,7 +343,7 @@ def _stage_scores(net: Network, codes: np.ndarray, s: int) -> tuple[np.ndarray, 
         zero = torch.zeros((n, 1, *shape), dtype=torch.float64)
         G, _ = frozen_pass(net.program, eye, icodes, bias=False, until=node)
         o, _ = frozen_pass(net.program, zero, icodes, bias=True, until=node)
-        P, Q = net.nodes[node].layer.scores(G, o[:, 0], net.program.input_shape_of(node))
+        P, Q = net.program.spline_layer(node).scores(G, o[:, 0], net.program.input_shape_of(node))
     return P.numpy(), Q.numpy()
 
 
@@ -426,11 +427,12 @@ def _check_unit_rows(net: Network, regions: list[Region], verts: list[np.ndarray
                               <= _ROW_TOL * (1 + abs(rhs[i - a, (u - g.offset) * R + p])) for p in pieces)
                     bad_rows += not hit
             # every vertex inside the polytope of the region's code (up to the sliver slack)
-            have = [i for i in range(a, min(n, a + chunk)) if verts[i] is not None]
+            known = [(i, vx) for i in range(a, min(n, a + chunk)) if (vx := verts[i]) is not None]
+            have = [i for i, _ in known]
             if have:
-                kv = max(len(verts[i]) for i in have)
-                Vp = np.stack([np.concatenate([verts[i], np.repeat(verts[i][:1], kv - len(verts[i]), axis=0)])
-                               for i in have])
+                kv = max(len(vx) for _, vx in known)
+                Vp = np.stack([np.concatenate([vx, np.repeat(vx[:1], kv - len(vx), axis=0)])
+                               for _, vx in known])
                 ks = np.asarray(have) - a
                 viol = np.einsum("kvd,krd->kvr", Vp, rows[ks]) - rhs[ks][:, None, :]
                 outside[np.asarray(have)] |= np.any(viol > slack, axis=(1, 2))
@@ -443,6 +445,7 @@ def _facet_points(r: Region, V: np.ndarray | None, ball: tuple[np.ndarray, float
     """A point of the relative interior of each unit facet of ``r``: the mean of its vertices (when known), else
     the interior point projected onto the facet if that stays inside, else the facet's own Chebyshev centre."""
     A, b, units = np.asarray(r.polytope.A), np.asarray(r.polytope.b), r.polytope.units
+    assert units is not None  # the caller skips regions without unit labels
     d = A.shape[1]
     c, rad = ball if ball is not None else (np.asarray(r.interior_point), max(r.inradius, 0.0))
     facets = np.flatnonzero(units[:, 0] >= 0)
@@ -494,7 +497,7 @@ def _match_facets(rs: RegionSet, regions: list[Region], verts: list[np.ndarray |
     """
     net = rs.network
     shape = net.input_shape
-    items = []  # (region, facet, point on the facet)
+    items: list[tuple[int, int, np.ndarray]] = []  # (region, facet, point on the facet)
     for i, r in enumerate(regions):
         if r.polytope.units is None:
             continue

@@ -304,8 +304,9 @@ class _Checkpoint:
                 if meta["kind"] == "plan" and self.plan is None:
                     self.plan, self.plan_slivers = self._check_plan(meta), _unpack_slivers(arrays)
                 elif meta["kind"] == "task" and self.plan is not None and meta.get("plan") == self.plan["id"]:
-                    task = meta["task"]
-                    if type(task) is not int or not 0 <= task < self.n_tasks:
+                    task, n_tasks = meta["task"], self.n_tasks
+                    assert n_tasks is not None  # the plan is read
+                    if type(task) is not int or not 0 <= task < n_tasks:
                         raise ValueError(f"task {task!r} out of range")
                     if task in self.done:  # written twice (before checkpoints were locked): the first is kept
                         continue
@@ -386,12 +387,13 @@ class _Checkpoint:
             return
         spans = ", ".join(f"{a:,}-{b:,} ({why})" for a, b, why in sorted(self._bad)[:5])
         more = f" and {len(self._bad) - 5} more" if len(self._bad) > 5 else ""
+        n_tasks = self.n_tasks  # None without a plan
         if self.complete:
             what = "every task has a valid record, so nothing is recomputed"
-        elif self.plan is None:
+        elif n_tasks is None:
             what = "the plan of the run is lost with them, so every task is computed again"
         else:
-            what = f"the {self.n_tasks - len(self.done)} of {self.n_tasks} tasks without a valid record are computed"
+            what = f"the {n_tasks - len(self.done)} of {n_tasks} tasks without a valid record are computed"
         fixed = "" if self._fd is None else "; the file is rewritten without the damaged bytes" if self._rewritten \
             else "; the damaged bytes stay in the file (it could not be rewritten)"
         warnings.warn(f"Checkpoint {self.name!r} has {len(self._bad)} damaged record(s), skipped: bytes {spans}{more}; "
@@ -410,8 +412,9 @@ class _Checkpoint:
                 raise self._error(f"cannot be created: permission denied in directory "
                                   f"{os.path.dirname(os.path.abspath(self.name))!r}. Pass a path in a writable "
                                   "directory.") from None
-            todo = "every task remains" if self.plan is None else \
-                f"{self.n_tasks - len(self.done)} of {self.n_tasks} tasks remain"
+            n_tasks = self.n_tasks  # None without a plan
+            todo = "every task remains" if n_tasks is None else \
+                f"{n_tasks - len(self.done)} of {n_tasks} tasks remain"
             raise self._error(f"is read-only (permission denied), and {todo} to compute. Make it writable, or copy "
                               "it to a writable place and pass the copy.") from None
         except OSError as e:
@@ -471,12 +474,14 @@ class _Checkpoint:
 
     def _rewrite(self, data: bytes) -> None:
         """Replace the file with its valid records only (atomically: a new file renamed over it)."""
+        old = self._fd
+        assert old is not None  # called with the file open for writing
         target = os.path.realpath(self.path)  # through a symbolic link: the file it names is replaced
         parent = os.path.dirname(target)
         try:
             fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(target) + ".", suffix=".tmp", dir=parent)
         except OSError:  # a read-only directory: keep the damaged bytes, append after them
-            os.ftruncate(self._fd, self._end)
+            os.ftruncate(old, self._end)
             return
         try:
             if fcntl is not None:
@@ -486,14 +491,13 @@ class _Checkpoint:
             while view:
                 view = view[os.write(fd, view):]
             os.fsync(fd)
-            os.chmod(tmp, stat.S_IMODE(os.fstat(self._fd).st_mode))
+            os.chmod(tmp, stat.S_IMODE(os.fstat(old).st_mode))
             os.replace(tmp, target)
         except OSError:
             os.close(fd)
             os.unlink(tmp)
-            os.ftruncate(self._fd, self._end)
+            os.ftruncate(old, self._end)
             return
-        old = self._fd
         _HELD.discard(self._key)
         self._fd, self._end, self._rewritten = fd, len(body), True
         st = os.fstat(fd)

@@ -127,7 +127,7 @@ def _prepare(net: Network, domain: Any, tol: Any, caller: str, method: Any = "au
 
 
 # -------------------------------------------------------------------------------------------------- plan
-def _plan(eng: Engine[Any], budget: _Budget, min_tasks: int | None = None, stage: int | None = None
+def _plan(eng: Engine[Any], budget: _Budget, min_tasks: int = 1, stage: int | None = None
           ) -> tuple[list[_Cell], int]:
     """Split the domain through the first stages: until there are ``min_tasks`` independent cells (when the
     network allows), or through ``stage`` stages (a resumed run plans what its checkpoint planned)."""
@@ -376,7 +376,8 @@ def _run(net: Network, dom: Polytope, tol: float, eng: Engine[Any], ck: _Checkpo
     results: dict[int, tuple[list[Region], list[Sliver]]] = dict(ck.done) if ck is not None else {}
     resumed = len(results)
     todo = [i for i in range(n_tasks) if i not in results]
-    tasks = _chunks(cells, bounds) if todo else []
+    # (cells is None only for a complete checkpoint, which leaves nothing to do)
+    tasks = _chunks(cells, bounds) if todo and cells is not None else []
     stats = LPStats()
     stats.merge(eng.stats)
     bar.regions = sum(len(r) for r, _ in results.values())

@@ -336,7 +336,7 @@ class Engine(abc.ABC, Generic[C]):
         codes = np.stack([c.code for c in cells])
         icodes = {}
         for g in self.groups[:n_groups]:
-            layer = net.nodes[g.node].layer
+            layer = net.program.spline_layer(g.node)
             pub = torch.from_numpy(codes[:, g.columns].astype(np.int64)).reshape(n, *g.shape)
             icodes[g.node] = layer.internal_code(pub, _input_shape_of(net, g.node))
         shape = net.input_shape
@@ -353,7 +353,7 @@ class Engine(abc.ABC, Generic[C]):
         node = self.groups[s].node
         G, o = self._maps(cells, s, node)
         with torch.no_grad():
-            P, Q = self.net.nodes[node].layer.scores(G, o[:, 0], _input_shape_of(self.net, node))
+            P, Q = self.net.program.spline_layer(node).scores(G, o[:, 0], _input_shape_of(self.net, node))
         return _normalise_scores(P.numpy(), Q.numpy())
 
     def split_stage(self, cell: C, s: int, P: np.ndarray, Q: np.ndarray, budget: Any = None) -> list[C]:

@@ -50,10 +50,10 @@ class LPEngine(Engine[_Cell]):
         fw = c.wit @ n + t
         fmax, xmax = (float(fw.max()), c.wit[int(fw.argmax())]) if fw.max() > self.tol else (None, None)
         fmin, xmin = (float(fw.min()), c.wit[int(fw.argmin())]) if fw.min() < -self.tol else (None, None)
-        if fmax is None:
+        if fmax is None or xmax is None:  # (None together)
             v, xmax = extreme(n, c.G, c.h, self.stats)
             fmax = v + t
-        if fmin is None:
+        if fmin is None or xmin is None:
             v, xmin = extreme(-n, c.G, c.h, self.stats)
             fmin = -v + t
         pos, neg = fmax > self.tol, -fmin > self.tol

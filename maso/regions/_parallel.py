@@ -164,6 +164,7 @@ def _bytes_of(obj: Any) -> float:
     """Rough size of a cell or a region in memory: its arrays plus the objects around them."""
     if isinstance(obj, Region):
         p, f = obj.polytope, obj.affine
+        assert p.units is not None  # an enumerated region's rows are labelled
         arrays = (obj.code, p.A, p.b, p.units, obj.interior_point, f.A, f.b)
         return sum(a.nbytes for a in arrays) + 112 * len(arrays) + 64 * len(p.b) + 900
     total = 600.0
@@ -288,7 +289,7 @@ def _sigint_held() -> Iterator[None]:
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    held = []
+    held: list[int] = []
 
     def hold(signum: int, frame: Any) -> None:
         if held:

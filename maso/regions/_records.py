@@ -189,7 +189,7 @@ class RegionSet(Sequence[Region]):
     _index: dict[bytes, int] = field(repr=False, init=False)
 
     def __init__(self, network: Network, domain: Polytope, regions: Sequence[Region], slivers: Sequence[Sliver],
-                 tol: float, stats: dict[str, int]) -> None:
+                 tol: float, stats: dict[str, Any]) -> None:
         if not isinstance(network, Network) or not isinstance(domain, Polytope):
             raise ShapeError(f"RegionSet needs a maso.Network and a maso.Polytope domain; got "
                              f"{type(network).__name__} and {type(domain).__name__}.")

@@ -16,7 +16,7 @@ import torch
 
 from maso.core._program import affine_frontier, chunks, evaluate, params
 from maso.core.network import Network
-from maso.layers import Dense, Elementwise, Reshape, SplineLayer, _pieces_per_unit
+from maso.layers import AffineLayer, Dense, Elementwise, Reshape, SplineLayer, _pieces_per_unit
 
 
 def _two_piece(net: Network, node: int) -> bool:
@@ -27,7 +27,7 @@ def _two_piece(net: Network, node: int) -> bool:
 def piece_scores(net: Network, node: int, x: np.ndarray) -> np.ndarray:
     """Piece scores ``(N, U, R)`` of spline node ``node`` given its input values ``x`` ``(N, *in_shape)``."""
     in_shape = net.nodes[net.nodes[node].inputs[0]].shape
-    layer = net.nodes[node].layer
+    layer = net.program.spline_layer(node)
     if isinstance(layer, Elementwise):  # direct: the generic path also forms slopes we do not need
         X = x.reshape(len(x), -1)
         S = _pieces_per_unit(layer.slopes, in_shape)  # (R, U)
@@ -44,6 +44,7 @@ def breakpoints(net: Network, node: int) -> np.ndarray:
     """For a two-piece elementwise layer: the input value ``(U,)`` where each unit changes piece."""
     in_shape = net.nodes[net.nodes[node].inputs[0]].shape
     layer = net.nodes[node].layer
+    assert isinstance(layer, Elementwise)  # callers check `_two_piece` first
     if layer.kind in ("relu", "leaky", "abs"):
         return np.zeros(math.prod(in_shape))
     S = _pieces_per_unit(layer.slopes, in_shape)
@@ -56,6 +57,7 @@ def piece_gap(net: Network, node: int, x: np.ndarray) -> np.ndarray:
     """For a two-piece elementwise layer: ``score_1 - score_0`` per unit ``(N, U)`` (code 1 where > 0)."""
     in_shape = net.nodes[net.nodes[node].inputs[0]].shape
     layer = net.nodes[node].layer
+    assert isinstance(layer, Elementwise)  # callers check `_two_piece` first
     X = x.reshape(len(x), -1)
     if layer.kind in ("relu", "leaky", "abs"):  # max(a u, u) with a < 1: the gap is (1 - a) u
         return X
@@ -137,7 +139,7 @@ class DenseChain:
     composed into one map once, so no input-dimensional value is formed. Build one with `of`.
     """
 
-    def __init__(self, net: Network, head: int, W: np.ndarray, b: np.ndarray) -> None:
+    def __init__(self, net: Network, head: int, W: np.ndarray | None, b: np.ndarray | None) -> None:
         self.net = net
         self._head, self._W, self._b = head, W, b
         self._ops: dict[int, Any] = {}
@@ -154,7 +156,9 @@ class DenseChain:
     @classmethod
     def of(cls, net: Network) -> DenseChain | None:
         """The evaluator for ``net``, or None if it is not such a chain."""
-        W = b = None  # the head's map so far; None: the identity (never formed for a wide input)
+        # the head's map so far; None: the identity (never formed for a wide input)
+        W: np.ndarray | None = None
+        b: np.ndarray | None = None
         head, in_head = 0, True
         for i, node in enumerate(net.nodes[1:], 1):
             layer = node.layer
@@ -167,7 +171,7 @@ class DenseChain:
                 if isinstance(layer, Dense):
                     w = np.asarray(layer.weight, dtype=np.float64)
                     bias = np.asarray(layer.bias, dtype=np.float64)
-                    W, b = (w, bias) if W is None else (w @ W, w @ b + bias)
+                    W, b = (w, bias) if W is None or b is None else (w @ W, w @ b + bias)
         return cls(net, head, None if W is None else np.ascontiguousarray(W.T), b)
 
     def value(self, which: None, coords: np.ndarray, node: int) -> np.ndarray:
@@ -187,7 +191,7 @@ class DenseChain:
 
     def _value(self, x: np.ndarray, node: int) -> np.ndarray:
         net = self.net
-        if self._W is not None:
+        if self._W is not None and self._b is not None:  # None together: an identity head
             x = x @ self._W + self._b
         for i in range(self._head + 1, node + 1):
             op = self._ops.get(i)
@@ -284,6 +288,7 @@ class Incremental:
                 if isinstance(node.layer, SplineLayer):
                     y = node.layer.forward(ins[0], p[i], False)[0]
                 else:
+                    assert isinstance(node.layer, AffineLayer)  # every other node after the input
                     y = node.layer.forward(ins, p[i])
                 self.vals[i] = y.numpy()
                 self.done.add(i)

@@ -615,8 +615,8 @@ def _check(net: Network, anch: Anchored, path: _Pieces, scale: np.ndarray, tol: 
             w = path.pt_path[a:b]
             vals = evaluate(net.program, anch.seeds(w, path.pt_t[a:b, None]), srcs)
             left = np.flatnonzero(~ends[a:b - 1])  # block-relative left ends of the pieces in the block
-            g_ids = right_piece[a + left]  # consecutive pieces: a slice
-            g_ids = slice(int(g_ids[0]), int(g_ids[-1]) + 1) if len(g_ids) else slice(0, 0)
+            piece_ids = right_piece[a + left]  # consecutive pieces: a slice
+            g_ids = slice(int(piece_ids[0]), int(piece_ids[-1]) + 1) if len(piece_ids) else slice(0, 0)
             eps = slack[path.pt_path[a + left]][:, :, None]  # (k, n_groups, 1)
             for gi, g in enumerate(groups):
                 X = vals[net.nodes[g.node].inputs[0]].numpy()

@@ -657,6 +657,7 @@ class _VertexValues:
         P = self.mesh.P[rows]
         if self.chain is not None:
             return self.chain.value(None, P, node)
+        assert self.anch is not None  # the anchors stand in for a missing chain
         if not self.held:
             return self.anch.value(None, P, node)
         return self._many(rows, (node,))[node]
@@ -666,15 +667,17 @@ class _VertexValues:
         return piece_scores(self.net, node, self.value(rows, self.net.nodes[node].inputs[0]))
 
     def _many(self, rows: slice, nodes: tuple[int, ...]) -> dict[int, np.ndarray]:
-        net, out = self.net, {j: [] for j in nodes}
+        net, anch = self.net, self.anch
+        assert anch is not None  # values are held only when carrying, which needs the anchors
+        out: dict[int, list[np.ndarray]] = {j: [] for j in nodes}
         P, H = self.mesh.P[rows], self.mesh.H[rows]
         need = set(nodes)  # the head nodes to form from the anchors: only those the held ones do not cut off
         for i in range(max(nodes), -1, -1):
-            if i in need and i not in self.held and i not in self.anch.base:
+            if i in need and i not in self.held and i not in anch.base:
                 need.update(net.nodes[i].inputs)
         with torch.no_grad():
-            for sl in chunks(len(P), self.anch.per_sample):
-                seeds = self.anch.seeds(None, P[sl], [j for j in self.anch.base if j in need])
+            for sl in chunks(len(P), anch.per_sample):
+                seeds = anch.seeds(None, P[sl], [j for j in anch.base if j in need])
                 for j, at in self.held.items():
                     block = np.ascontiguousarray(H[sl, at:at + self._size[j]])
                     seeds[j] = torch.from_numpy(block).reshape(len(block), *net.nodes[j].shape)
@@ -763,7 +766,7 @@ def _scores_of(vals: _VertexValues, node: int, units: np.ndarray) -> np.ndarray:
     """Piece scores ``(V, len(units), R)`` of some units at the vertices, computed in row blocks."""
     net = vals.net
     width = net.nodes[net.nodes[node].inputs[0]].shape
-    per_row = math.prod(width) + len(units) * net.nodes[node].layer.n_pieces
+    per_row = math.prod(width) + len(units) * net.program.spline_layer(node).n_pieces
     return np.concatenate([vals.scores(sl, node)[:, units] for sl in _row_chunks(vals.mesh.nV, 3 * per_row)])
 
 
@@ -801,16 +804,17 @@ def _unit_survey(vals: _VertexValues, node: int):
         lo = hi = D = None
         for sl in chunks:
             D = _gap(net, node, vals.value(sl, src))
-            if lo is None:
+            if lo is None or hi is None:  # the first block (they are set together)
                 lo, hi = D.min(axis=0), D.max(axis=0)
                 win0 = D[0] > 0  # ties go to the lower piece
             else:
                 lo, hi = np.minimum(lo, D.min(axis=0)), np.maximum(hi, D.max(axis=0))
+        assert lo is not None and hi is not None  # a mesh has vertices: one block at least
         varies = ~((hi <= 0) | (lo > 0))  # some vertex on each side of the tie-breaking rule
         return (np.zeros((len(lo), 2), dtype=bool), lo, hi, win0.astype(np.int64), varies,
                 D if len(chunks) == 1 else None)
     lo = hi = win0 = varies = missing = None
-    chunks = _row_chunks(V, 3 * width * max(2, net.nodes[node].layer.n_pieces))
+    chunks = _row_chunks(V, 3 * width * max(2, net.program.spline_layer(node).n_pieces))
     for sl in chunks:
         Q = vals.scores(sl, node)
         if missing is None:
@@ -819,6 +823,7 @@ def _unit_survey(vals: _VertexValues, node: int):
             U = Q.shape[1]
             lo, hi, varies = np.full(U, np.inf), np.full(U, -np.inf), np.zeros(U, dtype=bool)
         if Q.shape[2] == 2:
+            assert lo is not None and hi is not None  # set at the first block
             D = Q[:, :, 1] - Q[:, :, 0]
             lo, hi = np.minimum(lo, D.min(axis=0)), np.maximum(hi, D.max(axis=0))
         win = np.where(missing[None], -np.inf, Q).argmax(axis=2)
