@@ -68,6 +68,7 @@ def __getattr__(name: str):
     raise AttributeError(f"module 'maso' has no attribute {name!r}")
 
 
+# maso.torch and maso.nn are left out of __all__: "from maso import *" must not shadow torch or torch.nn.
 __all__ = [
     "Box",
     "MasoError",
@@ -84,7 +85,6 @@ __all__ = [
     "layers",
     "measures",
     "mlp",
-    "nn",
     "plotting",
     "ray_crossings",
     "regions",
@@ -92,5 +92,4 @@ __all__ = [
     "slice_regions",
     "slices",
     "soft",
-    "torch",
 ]

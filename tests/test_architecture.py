@@ -96,6 +96,10 @@ def test_top_level_is_small_and_every_name_resolves():
     assert len(maso.__all__) <= 25
     for name in maso.__all__:
         assert getattr(maso, name) is not None
+    # a star import must not shadow torch or torch.nn in the user's namespace
+    namespace: dict = {}
+    exec("import torch\nfrom torch import nn\nfrom maso import *", namespace)
+    assert namespace["torch"].__name__ == "torch" and namespace["nn"].__name__ == "torch.nn"
 
 
 @pytest.mark.parametrize(("name", "home"), [("RegionSet", "maso.regions"), ("SliceRegions", "maso.slices"),
