@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["AVAILABLE", "certified", "face_means", "facet_rows", "mesh_cut_columns", "mesh_split",
+__all__ = ["AVAILABLE", "available", "certified", "face_means", "facet_rows", "mesh_cut_columns", "mesh_split",
            "polygons", "screen", "split_vertices", "warm"]  # (the kernels are loaded by __getattr__)
 
 _NAMES = ("certified", "face_means", "facet_rows", "mesh_cut_columns", "mesh_split", "polygons", "screen",
@@ -50,9 +50,30 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'maso.kernels' has no attribute {name!r}")
 
 
+def available() -> bool:
+    """Whether the compiled kernels run: numba imported and ``MASO_NO_KERNELS`` is not set.
+
+    Loads the kernels on first call (importing numba costs about 0.3 s); results are identical either way.
+
+    Examples
+    --------
+    >>> isinstance(maso.kernels.available(), bool)
+    True
+    """
+    if "AVAILABLE" not in globals():
+        _load()
+    return bool(globals()["AVAILABLE"])
+
+
 def warm() -> None:
     """Load (or compile) the kernels for the argument types enumeration uses, so that processes forked later
-    (enumeration workers come from a fork server that calls this) inherit them ready."""
+    (enumeration workers come from a fork server that calls this) inherit them ready. Does nothing without
+    numba.
+
+    Examples
+    --------
+    >>> maso.kernels.warm()  # the first call may compile (seconds); later calls return at once
+    """
     if "AVAILABLE" not in globals():
         _load()
     if not globals()["AVAILABLE"]:

@@ -301,7 +301,7 @@ def test_api_pages_have_headings_signatures_and_links(site):
         # an autorefs reference that did not resolve is left as a literal [text][identifier]
         left = re.findall(r"\[<code>[^<]*</code>\]\[[\w.]*\]", text)
         assert not left, f"{p.relative_to(out)}: unresolved cross-references: {left}"
-    network = (out / "api" / "network" / "index.html").read_text(encoding="utf-8")
+    network = (out / "api" / "core" / "index.html").read_text(encoding="utf-8")
     for obj in ("maso.Network", "maso.Network.codes", "maso.Network.affine_at", "maso.Network.region_at"):
         assert f'id="{obj}"' in network, obj
     # cross-references became links to the objects' headings
