@@ -1,0 +1,109 @@
+"""The soft half of the layer protocol, answered by every spline layer: is_soft, piece_probabilities (one-hot for
+hard layers, the gate at a temperature), output_shape. Checked against hand-written formulas for each layer's pieces,
+not against maso's own scores."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from scipy.special import expit, ndtr, softmax
+
+import maso
+from maso.layers import Dense, Elementwise, MASOLayer, Maxout, MaxPool, absolute, leaky_relu, relu
+
+D, U, N = 3, 6, 40
+
+
+def _first_layer():
+    rng = np.random.default_rng(0)
+    return rng.normal(size=(U, D)), rng.normal(size=U) * 0.3, rng.normal(size=(N, D))
+
+
+def _scores_by_hand(kind: str, u: np.ndarray) -> np.ndarray:
+    """Piece scores (N, units, R) of each layer kind on pre-activations u (N, U), from the pieces' definitions."""
+    if kind == "relu":
+        return np.stack([np.zeros_like(u), u], -1)
+    if kind == "leaky":
+        return np.stack([0.1 * u, u], -1)
+    if kind == "abs":
+        return np.stack([-u, u], -1)
+    if kind == "three":  # max(-u, 0.5 u + 0.2, 2 u - 1)
+        return np.stack([-u, 0.5 * u + 0.2, 2 * u - 1], -1)
+    if kind == "maxout":  # channels (2c, 2c+1) compete
+        return u.reshape(len(u), U // 2, 2)
+    if kind == "maxpool":  # (1, U) windows of 2, stride 2: the window's entries are the pieces
+        return u.reshape(len(u), U // 2, 2)
+    raise AssertionError(kind)
+
+
+def _net(kind: str, W: np.ndarray, b: np.ndarray) -> maso.Network:
+    layer = {"relu": relu(), "leaky": leaky_relu(0.1), "abs": absolute(),
+             "three": Elementwise(np.array([-1.0, 0.5, 2.0]), np.array([0.0, 0.2, -1.0])),
+             "maxout": Maxout(2), "maxpool": MaxPool(1, kernel_size=2, stride=2)}[kind]
+    if kind == "maxpool":
+        return maso.Network.sequential((D,), [Dense(W, b), maso.layers.Reshape((1, U)), layer])
+    return maso.Network.sequential((D,), [Dense(W, b), layer])
+
+
+KINDS = ["relu", "leaky", "abs", "three", "maxout", "maxpool"]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_hard_layers_give_their_code_one_hot(kind):
+    W, b, x = _first_layer()
+    net = _net(kind, W, b)
+    p = net.soft_codes(x)
+    want = _scores_by_hand(kind, x @ W.T + b).argmax(-1)
+    R = p.shape[-1]
+    assert np.array_equal(p, np.eye(R)[want])
+    assert np.array_equal(net.codes(x), want)
+    assert not any(n.layer is not None and n.layer.is_soft for n in net.nodes) and net.is_piecewise_linear
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("tau", [0.3, 1.0, 4.0])
+def test_hard_layers_at_a_temperature_give_the_softmax_of_their_pieces(kind, tau):
+    W, b, x = _first_layer()
+    p = _net(kind, W, b).soft_codes(x, temperature=tau)
+    want = softmax(_scores_by_hand(kind, x @ W.T + b) / tau, axis=-1)
+    np.testing.assert_allclose(p, want, rtol=1e-12, atol=1e-15)
+
+
+def test_a_canonical_maso_layer_at_a_temperature():
+    rng = np.random.default_rng(1)
+    A, B = rng.normal(size=(4, 3, D)), rng.normal(size=(4, 3))
+    B[0, 2] = -np.inf  # unit 0 has two pieces only
+    x = rng.normal(size=(N, D))
+    p = maso.Network.sequential((D,), [MASOLayer(A, B)]).soft_codes(x, temperature=0.5)
+    want = softmax((np.einsum("krd,nd->nkr", A, x) + B) / 0.5, axis=-1)
+    np.testing.assert_allclose(p, want, rtol=1e-12, atol=1e-15)
+    assert np.all(p[:, 0, 2] == 0)
+
+
+@pytest.mark.parametrize(("module", "gate"), [(torch.nn.SiLU(), expit), (torch.nn.GELU(), ndtr)])
+def test_soft_layers_give_their_gate(module, gate):
+    W, b, x = _first_layer()
+    model = torch.nn.Sequential(torch.nn.Linear(D, U), module).double()
+    with torch.no_grad():
+        model[0].weight.copy_(torch.from_numpy(W))
+        model[0].bias.copy_(torch.from_numpy(b))
+    net = maso.from_torch(model, torch.zeros(1, D, dtype=torch.float64))
+    u = x @ W.T + b
+    p = net.soft_codes(x)
+    np.testing.assert_allclose(p[..., 1], gate(u), rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(p.sum(-1), 1.0, rtol=1e-14)
+    # at another temperature the gate is re-evaluated on the same pre-activations (the network is unchanged)
+    np.testing.assert_allclose(net.soft_codes(x, temperature=2.0)[..., 1], gate(u / 2.0), rtol=1e-12, atol=1e-15)
+    assert any(n.layer is not None and n.layer.is_soft for n in net.nodes) and not net.is_piecewise_linear
+    with pytest.raises(maso.errors.UnsupportedLayerError, match="soft"):
+        maso.enumerate_regions(net, maso.Box(-np.ones(D), np.ones(D)))
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_output_shape_matches_the_forward_pass(kind):
+    W, b, _ = _first_layer()
+    net = _net(kind, W, b)
+    node = net.nodes[-1]
+    in_shape = net.nodes[node.inputs[0]].shape
+    assert node.layer.output_shape(in_shape) == node.shape
