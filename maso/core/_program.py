@@ -41,6 +41,7 @@ __all__ = [
     "affine_nodes",
     "chunks",
     "evaluate",
+    "first_soft_node",
     "forward",
     "frozen_pass",
     "param_tensor",
@@ -282,16 +283,21 @@ def affine_frontier(program: Program) -> tuple[int, ...]:
     return tuple(sorted(front))
 
 
+def first_soft_node(program: Program) -> Node | None:
+    """The first node whose layer is a soft (smooth) spline layer, or None for a piecewise-linear network."""
+    return next((node for node in program.nodes if node.layer is not None and node.layer.is_soft), None)
+
+
 def require_piecewise_linear(program: Program, caller: str) -> None:
     """Raise `UnsupportedLayerError` (naming ``caller``) if a node is a soft spline layer: exact geometry needs a
     piecewise-linear network."""
-    for node in program.nodes:
-        if node.layer is not None and node.layer.is_soft:
-            raise UnsupportedLayerError(
-                f"{caller} is exact geometry of a piecewise-linear network, but node {node.name!r} is a soft "
-                f"spline layer ({node.layer!r}): the network is smooth and has no polytopes. Use "
-                "maso.soft.harden(net) for its hard (temperature -> 0) limit, or Network.soft_codes and "
-                "Network.expected_affine_at for the soft view.", kind="Soft", path=node.name)
+    node = first_soft_node(program)
+    if node is not None:
+        raise UnsupportedLayerError(
+            f"{caller} is exact geometry of a piecewise-linear network, but node {node.name!r} is a soft "
+            f"spline layer ({node.layer!r}): the network is smooth and has no polytopes. Use "
+            "maso.soft.harden(net) for its hard (temperature -> 0) limit, or Network.soft_codes and "
+            "Network.expected_affine_at for the soft view.", kind="Soft", path=node.name)
 
 
 def chunks(n: int, per_sample: int, limit: int | None = None) -> list[slice]:

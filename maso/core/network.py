@@ -186,7 +186,7 @@ class Network:
         >>> maso.mlp([2, 3, 1], seed=0).is_piecewise_linear
         True
         """
-        return not any(n.layer is not None and n.layer.is_soft for n in self.nodes)
+        return evaluator.first_soft_node(self._program) is None
 
     @property
     def input_shape(self) -> Shape:
