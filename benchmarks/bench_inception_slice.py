@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 import maso
-from maso import slices
+from maso.slices import _slice as slices
 
 
 def main() -> None:

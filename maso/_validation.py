@@ -175,6 +175,34 @@ def check_bool(value: Any, name: str, caller: str) -> bool:
     return bool(value)
 
 
+def check_device(value: Any, caller: str) -> torch.device:
+    """``device=`` of a public function: None (the CPU), a string or a ``torch.device`` that torch can use here.
+
+    Raises ParameterError for a name torch does not know, and for a CUDA device when CUDA is not available or
+    has no such index.
+    """
+    if value is None:
+        return torch.device("cpu")
+    if not isinstance(value, (str, torch.device)):
+        raise ParameterError(f"The 'device' parameter of {caller} must be a string such as 'cpu' or 'cuda', or a "
+                             f"torch.device. Got {_preview(value)}.")
+    try:
+        device = torch.device(value)
+    except (RuntimeError, ValueError):
+        raise ParameterError(f"The 'device' parameter of {caller} is not a device torch knows: {value!r} "
+                             "(expected e.g. 'cpu', 'cuda' or 'cuda:1').") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ParameterError(f"{caller}: device={value!r}, but CUDA is not available in this torch "
+                                 f"({torch.__version__}); use device='cpu'.")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ParameterError(f"{caller}: device={value!r}, but this machine has {torch.cuda.device_count()} "
+                                 "CUDA device(s).")
+    elif device.type != "cpu":
+        raise ParameterError(f"{caller}: device={value!r} is not supported; use 'cpu' or a CUDA device.")
+    return device
+
+
 def real_vector(value: Any, name: str, caller: str, *, error: type[Exception] = ShapeError) -> np.ndarray:
     """``value`` as a finite float64 array, refusing complex numbers, strings and objects (no silent casts)."""
     try:

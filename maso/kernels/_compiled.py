@@ -244,9 +244,10 @@ def certified(G, h, c, r, tol):  # pragma: no cover - compiled
 
 
 @_njit
-def mesh_split(P, Z, H, E, EF, parent, codes, nV, nE, nF, d):  # pragma: no cover - compiled
+def mesh_split(P, Z, src, tt, gen, E, EF, parent, codes, nV, nE, nF, d):  # pragma: no cover - compiled
     """``Mesh.split`` in place on arrays with room for the result (see ``Mesh._reserve``); the vertex rows of
-    ``Z`` and ``H`` are interpolated alike onto new vertices.
+    ``P`` and ``Z`` are interpolated onto new vertices, whose provenance (``src``: the edge's two ends, ``tt``:
+    the interpolation weight, ``gen``: one more than the larger of the ends') is recorded for carried values.
 
     Returns ``(n_new_vertices, n_cut_faces)``; before changing anything, ``(-2, -2)`` when the arrays
     have no room for the result, and ``(-1, -1)`` when a cut face does not meet ``d = 0`` in exactly two
@@ -283,7 +284,7 @@ def mesh_split(P, Z, H, E, EF, parent, codes, nV, nE, nF, d):  # pragma: no cove
             k += 1
     if k == 0:
         return 0, 0
-    if (P.shape[0] < nV + n_new or Z.shape[0] < nV + n_new or H.shape[0] < nV + n_new or E.shape[0] < nE + n_new + k
+    if (P.shape[0] < nV + n_new or Z.shape[0] < nV + n_new or src.shape[0] < nV + n_new or E.shape[0] < nE + n_new + k
             or EF.shape[0] < nE + n_new + k or parent.shape[0] < nF + k or codes.shape[0] < nF + k):
         return -2, -2  # no room: the caller grows the arrays and calls again
     # the two points of every cut face on d = 0: zero vertices, and the new vertices on crossing edges
@@ -336,8 +337,10 @@ def mesh_split(P, Z, H, E, EF, parent, codes, nV, nE, nF, d):  # pragma: no cove
             P[w, q] = P[a, q] + t * (P[b, q] - P[a, q])
         for q in range(Z.shape[1]):
             Z[w, q] = Z[a, q] + t * (Z[b, q] - Z[a, q])
-        for q in range(H.shape[1]):
-            H[w, q] = H[a, q] + t * (H[b, q] - H[a, q])
+        src[w, 0] = a
+        src[w, 1] = b
+        tt[w] = t
+        gen[w] = 1 + max(gen[a], gen[b])
         E[e, 1] = w
         E[nE + i, 0] = w
         E[nE + i, 1] = b
@@ -372,7 +375,7 @@ def mesh_split(P, Z, H, E, EF, parent, codes, nV, nE, nF, d):  # pragma: no cove
 
 
 @_njit
-def mesh_cut_columns(P, Z, H, E, EF, parent, codes, nV, nE, nF, c0, c1, tol, max_faces):  # pragma: no cover
+def mesh_cut_columns(P, Z, src, tt, gen, E, EF, parent, codes, nV, nE, nF, c0, c1, tol, max_faces):  # pragma: no cover
     """Snap and split by the columns ``c0, c1 - 1`` of ``Z`` in turn (the two-piece loop of a layer).
 
     Returns ``(status, column, nV, nE, nF, snapped, faces_cut)`` with status 0 (done), 1 (arrays full:
@@ -406,7 +409,7 @@ def mesh_cut_columns(P, Z, H, E, EF, parent, codes, nV, nE, nF, c0, c1, tol, max
         if not (pos and neg):
             snapped += n_small
             continue
-        n_new, k = mesh_split(P, Z, H, E, EF, parent, codes, nV, nE, nF, d[:nV])
+        n_new, k = mesh_split(P, Z, src, tt, gen, E, EF, parent, codes, nV, nE, nF, d[:nV])
         if k == -2:
             return 1, c, nV, nE, nF, snapped, cut_total
         if k < 0:

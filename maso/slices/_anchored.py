@@ -14,6 +14,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from maso._validation import memory_budget
+from maso.core import _program
 from maso.core._program import affine_frontier, chunks, evaluate, params
 from maso.core.network import Network
 from maso.layers import AffineLayer, Dense, Elementwise, Reshape, SplineLayer, _pieces_per_unit
@@ -24,20 +26,29 @@ def _two_piece(net: Network, node: int) -> bool:
     return isinstance(layer, Elementwise) and layer.n_pieces == 2
 
 
-def piece_scores(net: Network, node: int, x: np.ndarray) -> np.ndarray:
-    """Piece scores ``(N, U, R)`` of spline node ``node`` given its input values ``x`` ``(N, *in_shape)``."""
+def _like(a: np.ndarray, x: Any) -> Any:
+    """``a`` as ``x`` holds its numbers: itself for a NumPy ``x``, a tensor on ``x``'s device for a tensor."""
+    return torch.tensor(np.asarray(a), device=x.device) if isinstance(x, torch.Tensor) else a
+
+
+def piece_scores(net: Network, node: int, x: Any) -> Any:
+    """Piece scores ``(N, U, R)`` of spline node ``node`` given its input values ``x`` ``(N, *in_shape)``.
+
+    NumPy in, NumPy out; a tensor in, a tensor on its device out (the same arithmetic)."""
     in_shape = net.nodes[net.nodes[node].inputs[0]].shape
     layer = net.program.spline_layer(node)
     if isinstance(layer, Elementwise):  # direct: the generic path also forms slopes we do not need
         X = x.reshape(len(x), -1)
-        S = _pieces_per_unit(layer.slopes, in_shape)  # (R, U)
-        C = _pieces_per_unit(layer.intercepts, in_shape)
-        sg = _pieces_per_unit(layer.sign[None], in_shape)[0]
-        return sg[None, :, None] * (X[:, :, None] * S.T[None] + C.T[None])
-    xt = torch.from_numpy(np.ascontiguousarray(x))
+        S = _like(_pieces_per_unit(layer.slopes, in_shape).T, x)  # (U, R)
+        C = _like(_pieces_per_unit(layer.intercepts, in_shape).T, x)
+        sg = _like(_pieces_per_unit(layer.sign[None], in_shape)[0], x)
+        return sg[None, :, None] * (X[:, :, None] * S[None] + C[None])
+    tensor = isinstance(x, torch.Tensor)
+    xt = x if tensor else torch.from_numpy(np.ascontiguousarray(x))
     with torch.no_grad():
-        _, Q = layer.scores(torch.zeros((xt.shape[0], 1, *in_shape), dtype=xt.dtype), xt, in_shape)
-    return Q.numpy()
+        _, Q = layer.scores(torch.zeros((xt.shape[0], 1, *in_shape), dtype=xt.dtype, device=xt.device), xt,
+                            in_shape)
+    return Q if tensor else Q.numpy()
 
 
 def breakpoints(net: Network, node: int) -> np.ndarray:
@@ -53,8 +64,10 @@ def breakpoints(net: Network, node: int) -> np.ndarray:
         return np.where(S[1] != S[0], -(C[1] - C[0]) / (S[1] - S[0]), 0.0)
 
 
-def piece_gap(net: Network, node: int, x: np.ndarray) -> np.ndarray:
-    """For a two-piece elementwise layer: ``score_1 - score_0`` per unit ``(N, U)`` (code 1 where > 0)."""
+def piece_gap(net: Network, node: int, x: Any) -> Any:
+    """For a two-piece elementwise layer: ``score_1 - score_0`` per unit ``(N, U)`` (code 1 where > 0).
+
+    NumPy in, NumPy out; a tensor in, a tensor on its device out (the same arithmetic)."""
     in_shape = net.nodes[net.nodes[node].inputs[0]].shape
     layer = net.nodes[node].layer
     assert isinstance(layer, Elementwise)  # callers check `_two_piece` first
@@ -64,7 +77,16 @@ def piece_gap(net: Network, node: int, x: np.ndarray) -> np.ndarray:
     S = _pieces_per_unit(layer.slopes, in_shape)
     C = _pieces_per_unit(layer.intercepts, in_shape)
     sg = _pieces_per_unit(layer.sign[None], in_shape)[0]
-    return sg * ((S[1] - S[0]) * X + (C[1] - C[0]))
+    return _like(sg, x) * (_like(S[1] - S[0], x) * X + _like(C[1] - C[0], x))
+
+
+def batch_limit(device: torch.device) -> int | None:
+    """Numbers per batch of vertex (or path point) evaluations on ``device``: the default chunk on the CPU; on a
+    GPU, an eighth of its free memory (in float64 numbers), so that thousands of points run per call."""
+    if device.type != "cuda":
+        return None
+    free = memory_budget(device)
+    return None if free is None else max(_program.CHUNK_ELEMENTS, free // 64)
 
 
 class Anchored:
@@ -75,10 +97,15 @@ class Anchored:
     net : Network
     origins : ndarray of shape (n, input_dim)
     directions : ndarray of shape (n, k, input_dim)
+    device : torch.device, optional
+        Where the seeds (and everything evaluated from them) live; the head is evaluated on the CPU, in
+        float64, at the ``n * (k + 1)`` anchors only.
     """
 
-    def __init__(self, net: Network, origins: np.ndarray, directions: np.ndarray) -> None:
+    def __init__(self, net: Network, origins: np.ndarray, directions: np.ndarray,
+                 device: torch.device | None = None) -> None:
         self.net = net
+        self.device = torch.device("cpu") if device is None else device
         n, k, _ = directions.shape
         self.n, self.k = n, k
         front = affine_frontier(net.program)
@@ -90,13 +117,14 @@ class Anchored:
             # slopes from the linear part itself, not as differences of values: with a large offset the
             # difference loses the slope's low digits (an offset 1e12 times the slope left it exact to 1e-4)
             lin = evaluate(net.program, {0: u}, front, bias=False)
-        self.slopes = {j: v.reshape(n, k, *v.shape[1:]) for j, v in lin.items()}
+        self.base = {j: v.to(self.device) for j, v in self.base.items()}
+        self.slopes = {j: v.reshape(n, k, *v.shape[1:]).to(self.device) for j, v in lin.items()}
         self.per_sample = net.program.sample_size + 1
 
     def seeds(self, which: np.ndarray | None, coords: np.ndarray,
                nodes: Any = None) -> dict[int, torch.Tensor]:
         """Values of the head's frontier nodes (or of those in ``nodes``) at the points."""
-        c = torch.from_numpy(np.ascontiguousarray(coords, dtype=np.float64))
+        c = torch.from_numpy(np.ascontiguousarray(coords, dtype=np.float64)).to(self.device)
         out = {}
         for j, b in self.base.items():
             if nodes is not None and j not in nodes:
@@ -105,7 +133,7 @@ class Anchored:
             if which is None:  # one family: broadcast instead of gathering
                 out[j] = b + torch.tensordot(c, g[0], dims=([1], [0]))
             else:
-                w = torch.from_numpy(which)
+                w = torch.from_numpy(which).to(self.device)
                 shape = (-1, *([1] * (g.dim() - 2)))
                 v = b.index_select(0, w)  # a fresh tensor: accumulate into it
                 for i in range(self.k):
@@ -115,14 +143,18 @@ class Anchored:
 
     def value(self, which: np.ndarray | None, coords: np.ndarray, node: int) -> np.ndarray:
         """Values of ``node`` at the points, shape ``(N, *node_shape)``."""
+        return self.tensor(which, coords, node).cpu().numpy()
+
+    def tensor(self, which: np.ndarray | None, coords: np.ndarray, node: int) -> torch.Tensor:
+        """Values of ``node`` at the points as a float64 tensor on the device, shape ``(N, *node_shape)``."""
         parts = []
         with torch.no_grad():
-            for sl in chunks(len(coords), self.per_sample):
+            for sl in chunks(len(coords), self.per_sample, batch_limit(self.device)):
                 w = None if which is None else which[sl]
-                parts.append(evaluate(self.net.program, self.seeds(w, coords[sl]), (node,))[node].numpy())
+                parts.append(evaluate(self.net.program, self.seeds(w, coords[sl]), (node,))[node])
         if not parts:
-            return np.zeros((0, *self.net.nodes[node].shape))
-        return np.concatenate(parts)
+            return torch.zeros((0, *self.net.nodes[node].shape), dtype=torch.float64, device=self.device)
+        return parts[0] if len(parts) == 1 else torch.cat(parts)
 
     def scores(self, which: np.ndarray | None, coords: np.ndarray, node: int) -> np.ndarray:
         """Piece scores ``(N, U, R)`` of spline node ``node`` at the points (code = argmax, lowest on ties)."""

@@ -1,8 +1,9 @@
 """A planar mesh of convex faces, refined by the zero sets of vertex functions (the fast 2-D slice path).
 
-Vertices carry plane coordinates, the values of the functions still to be cut along (``Z``, one column per unit
-of the current layer) and carried values (``H``: activations that later layers read), both interpolated onto new
-vertices. Faces are not stored as vertex cycles: an edge knows its two endpoints and its two faces
+Vertices carry plane coordinates and the values of the functions still to be cut along (``Z``, one column per
+unit of the current layer), both interpolated onto new vertices. Each new vertex also records where it came from
+(the two ends of the edge it splits and the weight), so that values carried elsewhere (activations that later
+layers read, kept on a torch device by the slice) can be interpolated onto it in the same way, in batches. Faces are not stored as vertex cycles: an edge knows its two endpoints and its two faces
 (``-1`` outside), which is all that splitting and merging need, and keeps every step a few array passes.
 
 Splitting a face by a function ``d`` that is affine on it: edges whose endpoint signs are opposite get a new
@@ -11,6 +12,8 @@ vertex at the interpolated zero; a face with a positive and a negative vertex th
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import numpy as np
 from scipy.sparse import coo_matrix
@@ -47,7 +50,10 @@ class Mesh:
         self._EF = np.array([[0, -1]] * 4, dtype=np.int64)
         self.nV, self.nE, self.nF = 4, 4, 1
         self._Z = np.zeros((4, 0))
-        self._H = np.zeros((4, 0))
+        self._src = np.full((4, 2), -1, dtype=np.int64)  # per vertex: the edge ends it was interpolated between
+        self._tt = np.zeros(4)  # ... and the weight: P = P[a] + t * (P[b] - P[a])
+        self._gen = np.zeros(4, dtype=np.int64)  # 0: an original (or already carried) vertex; else 1 + its ends'
+        self.on_compact: Callable[[np.ndarray], None] | None = None  # told which vertices stay, before renumbering
         self._parent = np.zeros(1, dtype=np.int64)
         self._codes = np.zeros((1, 0), dtype=np.uint8)  # per face: the code columns known so far
         self.snapped = 0
@@ -71,15 +77,15 @@ class Mesh:
         return self._Z[:self.nV]
 
     @property
-    def H(self) -> np.ndarray:
-        """Carried vertex values: interpolated onto new vertices like ``Z``, but never cut along."""
-        return self._H[:self.nV]
+    def sources(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per vertex: the two vertices it was interpolated between ``(nV, 2)`` (-1: an original corner), the
+        weight ``t`` ``(nV,)`` and its generation ``(nV,)``: 0 once `settle` marked it, else one more than the
+        larger generation of its two ends (vertices of one generation depend only on earlier ones)."""
+        return self._src[:self.nV], self._tt[:self.nV], self._gen[:self.nV]
 
-    def set_carried(self, H: np.ndarray, room: bool = True) -> None:
-        """Replace the carried values (one row per vertex), with room for one more cut (``nV + nE`` rows;
-        ``room=False``: ``H`` already has its rows, the first ``nV`` of them set)."""
-        H = np.asarray(H, dtype=np.float64)
-        self._H = _with_room(H.reshape(self.nV, -1), self.nV + self.nE) if room else H
+    def settle(self) -> None:
+        """Mark every vertex as generation 0 (its carried values are known)."""
+        self._gen[:self.nV] = 0
 
     @property
     def parent(self) -> np.ndarray:
@@ -104,7 +110,9 @@ class Mesh:
 
     def copy(self) -> Mesh:
         m = Mesh.__new__(Mesh)
-        m._P, m._E, m._EF, m._Z, m._H = self.P.copy(), self.E.copy(), self.EF.copy(), self.Z.copy(), self.H.copy()
+        m._P, m._E, m._EF, m._Z = self.P.copy(), self.E.copy(), self.EF.copy(), self.Z.copy()
+        m._src, m._tt, m._gen = self._src[:self.nV].copy(), self._tt[:self.nV].copy(), self._gen[:self.nV].copy()
+        m.on_compact = None
         m.nV, m.nE, m.nF = self.nV, self.nE, self.nF
         m._parent, m.snapped, m._codes = self.parent.copy(), self.snapped, self.codes.copy()
         return m
@@ -126,11 +134,12 @@ class Mesh:
         if _kernels.mesh_split is not None:  # compiled: the same arithmetic without ~40 NumPy calls per cut
             d = np.ascontiguousarray(d, dtype=np.float64)
             args = (self.nV, self.nE, self.nF, d)
-            arrays = (self._P, self._Z, self._H, self._E, self._EF, self._parent, self._codes)
+            arrays = (self._P, self._Z, self._src, self._tt, self._gen, self._E, self._EF, self._parent, self._codes)
             n_new, k = _kernels.mesh_split(*arrays, *args)
             if k == -2:
                 self._reserve()
-                arrays = (self._P, self._Z, self._H, self._E, self._EF, self._parent, self._codes)
+                arrays = (self._P, self._Z, self._src, self._tt, self._gen, self._E, self._EF, self._parent,
+                          self._codes)
                 n_new, k = _kernels.mesh_split(*arrays, *args)
             if k >= 0:
                 self.nV += n_new
@@ -150,7 +159,7 @@ class Mesh:
         if _kernels.mesh_cut_columns is not None:  # compiled: one call per layer instead of a few per unit
             while c < n:
                 status, c, self.nV, self.nE, self.nF, snapped, cut = _kernels.mesh_cut_columns(
-                    self._P, self._Z, self._H, self._E, self._EF, self._parent, self._codes,
+                    self._P, self._Z, self._src, self._tt, self._gen, self._E, self._EF, self._parent, self._codes,
                     self.nV, self.nE, self.nF, c, n, float(tol), limit)
                 self.snapped += snapped
                 total += cut
@@ -185,7 +194,7 @@ class Mesh:
         per face."""
         V, E, F = self.nV, factor * self.nE, factor * self.nF
         self._P, self._Z = _grow(self._P, V + E), _grow(self._Z, V + E)
-        self._H = _grow(self._H, V + (E if self._H.shape[1] < 64 else self.nE))  # wide: room for one cut only
+        self._src, self._tt, self._gen = _grow(self._src, V + E), _grow(self._tt, V + E), _grow(self._gen, V + E)
         self._E, self._EF = _grow(self._E, 2 * E + F), _grow(self._EF, 2 * E + F)
         self._parent, self._codes = _grow(self._parent, 2 * F), _grow(self._codes, 2 * F)
 
@@ -215,10 +224,12 @@ class Mesh:
         n_new, V, nE = len(cross), self.nV, self.nE
         self._P = _grow(self._P, V + n_new)
         self._Z = _grow(self._Z, V + n_new)
-        self._H = _grow(self._H, V + n_new)
+        self._src, self._tt, self._gen = (_grow(self._src, V + n_new), _grow(self._tt, V + n_new),
+                                          _grow(self._gen, V + n_new))
         self._P[V:V + n_new] = self._P[a] + t * (self._P[b] - self._P[a])
         self._Z[V:V + n_new] = self._Z[a] + t * (self._Z[b] - self._Z[a])
-        self._H[V:V + n_new] = self._H[a] + t * (self._H[b] - self._H[a])
+        self._src[V:V + n_new, 0], self._src[V:V + n_new, 1], self._tt[V:V + n_new] = a, b, t[:, 0]
+        self._gen[V:V + n_new] = 1 + np.maximum(self._gen[a], self._gen[b])
         new_v = np.arange(V, V + n_new)
         self.nV = V + n_new
         s = np.concatenate([s, np.zeros(n_new, dtype=np.int8)])
@@ -318,10 +329,14 @@ class Mesh:
         used[self.E.ravel()] = True
         if used.all():
             return
+        if self.on_compact is not None:
+            self.on_compact(used)  # carried values follow (their pending interpolations still valid)
         new = np.cumsum(used) - 1
         self._P = self.P[used].copy()
         self._Z = self.Z[used].copy()
-        self._H = self.H[used].copy()
+        src = self._src[:self.nV][used]
+        self._src = np.where(src >= 0, new[np.maximum(src, 0)], -1)  # (only pending rows are ever read)
+        self._tt, self._gen = self._tt[:self.nV][used].copy(), self._gen[:self.nV][used].copy()
         self._E = new[self.E]
         self._EF = self.EF.copy()
         self.nV = int(used.sum())

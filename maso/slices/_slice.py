@@ -15,12 +15,12 @@ import numpy as np
 import torch
 
 from maso import kernels as _kernels
-from maso._validation import check_bool, check_int, readonly, real_vector, sealed
+from maso._validation import check_bool, check_device, check_int, memory_budget, readonly, real_vector, sealed
 from maso.core._program import affine_nodes, chunks, evaluate, require_piecewise_linear
 from maso.core.affine import Affine
 from maso.core.network import Network
 from maso.errors import DomainError, NumericalWarning, ParameterError, ParameterShapeError, ShapeError
-from maso.slices._anchored import Anchored, DenseChain, _two_piece, piece_gap, piece_scores
+from maso.slices._anchored import Anchored, DenseChain, _two_piece, batch_limit, piece_gap, piece_scores
 from maso.slices._mesh import Mesh, MeshDegeneracy
 
 __all__ = ["DEFAULT_SLICE_TOL", "Plane", "SliceCells", "SliceRegion", "SliceRegions", "slice_regions"]
@@ -363,7 +363,6 @@ class SliceRegions:
         if key in self._cells:
             return self._cells[key]
         mesh, region = self._face_mesh()
-        mesh.set_carried(np.zeros((mesh.nV, 0)))  # carried activations are not needed: drop them from the copy
         anch = Anchored(net, np.zeros((1, 2)), np.eye(2)[None])
         Z = np.asarray(anch.value(None, mesh.P, net.program.output), dtype=np.float64).reshape(mesh.nV, m)
         if output is not None:
@@ -530,7 +529,8 @@ class SliceCells:
 
 # ----------------------------------------------------------------------------------------------- the mesh path
 def _partition(net: Network, lo: np.ndarray, hi: np.ndarray, tol: float, progress: bool = False,
-               max_regions: int | None = None) -> tuple[Mesh, dict, np.ndarray, np.ndarray]:
+               max_regions: int | None = None, device: torch.device | None = None
+               ) -> tuple[Mesh, dict, np.ndarray, np.ndarray]:
     """Refine a mesh of the rectangle by every unit of ``net`` (a 2-D input network), layer by layer.
 
     Faces carry their codes: a new face inherits its parent's, and when a layer is done each face gets that
@@ -541,7 +541,7 @@ def _partition(net: Network, lo: np.ndarray, hi: np.ndarray, tol: float, progres
     Returns the mesh, stats, the code row shared by all faces and the columns that ``mesh.codes`` holds.
     """
     mesh = Mesh(lo, hi)
-    vals = _VertexValues(net, mesh)
+    vals = _VertexValues(net, mesh, device)
     mesh.codes = np.zeros((1, 0), dtype=net.program.code_dtype)
     base = np.zeros(net.n_units, dtype=net.program.code_dtype)
     held: list[np.ndarray] = []
@@ -564,7 +564,8 @@ def _partition(net: Network, lo: np.ndarray, hi: np.ndarray, tol: float, progres
             parts = _column_chunks(active, mesh.nV, 2)  # bounded memory on wide layers
             for i, part in enumerate(parts):
                 # the survey's scores are still those of the mesh's vertices before its first cut
-                D = D_all[:, part] if i == 0 and D_all is not None else _gaps_of(vals, g.node, part)
+                D = (_host(D_all.index_select(1, torch.from_numpy(part).to(D_all.device)))
+                     if i == 0 and D_all is not None else _gaps_of(vals, g.node, part))
                 mesh.set_values(D)
                 cut, over = mesh.cut_columns(tol, max_regions)
                 stats["splits"] += cut
@@ -611,6 +612,7 @@ def _partition(net: Network, lo: np.ndarray, hi: np.ndarray, tol: float, progres
             mesh.compact()
         vals.advance(g.node)
     mesh.compact()
+    mesh.on_compact = None  # the carried values are done with
     if bar is not None:
         bar.close()
     # faces with one code on both sides of an edge: only rounding can leave them apart
@@ -621,22 +623,76 @@ def _partition(net: Network, lo: np.ndarray, hi: np.ndarray, tol: float, progres
     return mesh, stats, base, (np.concatenate(held) if held else np.zeros(0, dtype=np.int64))
 
 
+class _Carried:
+    """Values of some nodes at every mesh vertex: one float64 tensor ``(vertices, width)`` on the slice's device.
+
+    The mesh's cuts only record where each new vertex comes from (`Mesh.sources`); `rows` brings the tensor up
+    to date by the same interpolation, ``H[a] + t * (H[b] - H[a])`` in three separate operations (no fused
+    multiply-add, so every device rounds alike), for all new vertices of one generation at once. Compaction of
+    the mesh drops the rows of the vertices it drops.
+    """
+
+    def __init__(self, mesh: Mesh, values: torch.Tensor) -> None:
+        self.mesh, self._rows, self.n = mesh, values, mesh.nV
+        mesh.settle()
+        mesh.on_compact = self._compact
+
+    @property
+    def width(self) -> int:
+        return int(self._rows.shape[1])
+
+    def rows(self) -> torch.Tensor:
+        """The values at the mesh's vertices ``(nV, width)``, interpolated onto the vertices added since."""
+        mesh, V = self.mesh, self.mesh.nV
+        if V > self.n:
+            if V > len(self._rows):
+                grown = torch.empty((max(V, 2 * len(self._rows)), self.width), dtype=self._rows.dtype,
+                                    device=self._rows.device)
+                grown[:self.n] = self._rows[:self.n]
+                self._rows = grown
+            src, tt, gen = mesh.sources
+            new = np.arange(self.n, V)
+            g = gen[self.n:V]
+            dev = self._rows.device
+            for level in np.unique(g):  # a generation reads only vertices of earlier ones
+                w = new[g == level]
+                a = torch.from_numpy(src[w, 0]).to(dev)
+                b = torch.from_numpy(src[w, 1]).to(dev)
+                t = torch.from_numpy(tt[w]).to(dev)[:, None]
+                start = self._rows.index_select(0, a)
+                d = self._rows.index_select(0, b).sub_(start)
+                self._rows[torch.from_numpy(w).to(dev)] = d.mul_(t).add_(start)
+            self.n = V
+            mesh.settle()
+        return self._rows[:V]
+
+    def _compact(self, used: np.ndarray) -> None:
+        kept = self.rows()[torch.from_numpy(np.flatnonzero(used)).to(self._rows.device)]
+        self._rows, self.n = kept, len(kept)
+
+
 class _VertexValues:
     """Node values at the mesh's vertices, by rows.
 
-    MLPs: NumPy from the vertex coordinates (`DenseChain`). Other graphs: torch, from seeds: the affine
-    head from the plane's anchors, and the later nodes that are still read, held at every vertex in the mesh's
-    carried values (``mesh.H``), which its cuts interpolate onto new vertices. Carrying is exact: a node is held
-    only once every spline layer before it has cut the mesh, so it is affine on every face. Each layer is then
-    computed once per vertex, instead of from the head again for every later layer. Holding stops, and values
-    are recomputed from the head, when the held values (with room to grow) would outgrow the memory budget.
+    MLPs on the CPU: NumPy from the vertex coordinates (`DenseChain`). Other graphs, and every graph on a GPU:
+    torch on the slice's device, in float64, from seeds: the affine head from the plane's anchors, and the later
+    nodes that are still read, held at every vertex (`_Carried`, on the device) and interpolated onto new
+    vertices as the mesh's cuts make them. Carrying is exact: a node is held only once every spline layer before
+    it has cut the mesh, so it is affine on every face. Each layer is then computed once per vertex, instead of
+    from the head again for every later layer. Holding stops, and values are recomputed from the head, when the
+    held values (with room to grow) would outgrow the device's memory budget.
+
+    `value` gives NumPy arrays on the DenseChain path and tensors on the device otherwise.
     """
 
-    def __init__(self, net: Network, mesh: Mesh) -> None:
+    def __init__(self, net: Network, mesh: Mesh, device: torch.device | None = None) -> None:
         self.net, self.mesh = net, mesh
-        self.chain = DenseChain.of(net)
-        self.anch = None if self.chain is not None else Anchored(net, np.zeros((1, 2)), np.eye(2)[None])
-        self.held: dict[int, int] = {}  # node -> first column in mesh.H
+        self.device = torch.device("cpu") if device is None else device
+        self.chain = DenseChain.of(net) if self.device.type == "cpu" and _DENSE_CHAIN else None
+        self.anch = None if self.chain is not None else Anchored(net, np.zeros((1, 2)), np.eye(2)[None],
+                                                                  self.device)
+        self.held: dict[int, int] = {}  # node -> first column of the carried values
+        self.carried: _Carried | None = None
         self.carry = self.anch is not None
         if not self.carry:
             return
@@ -652,38 +708,41 @@ class _VertexValues:
             for j in net.nodes[i].inputs:
                 self._last_need[j] = max(self._last_need[j], i)
 
-    def value(self, rows: slice, node: int) -> np.ndarray:
-        """Values ``(n, *shape)`` of ``node`` at the vertices ``rows``."""
+    def value(self, rows: slice, node: int) -> Any:
+        """Values ``(n, *shape)`` of ``node`` at the vertices ``rows`` (NumPy, or a tensor on the device)."""
         P = self.mesh.P[rows]
         if self.chain is not None:
             return self.chain.value(None, P, node)
         assert self.anch is not None  # the anchors stand in for a missing chain
         if not self.held:
-            return self.anch.value(None, P, node)
+            return self.anch.tensor(None, P, node)
         return self._many(rows, (node,))[node]
 
-    def scores(self, rows: slice, node: int) -> np.ndarray:
+    def scores(self, rows: slice, node: int) -> Any:
         """Piece scores ``(n, U, R)`` of spline node ``node`` at the vertices ``rows``."""
         return piece_scores(self.net, node, self.value(rows, self.net.nodes[node].inputs[0]))
 
-    def _many(self, rows: slice, nodes: tuple[int, ...]) -> dict[int, np.ndarray]:
+    def _many(self, rows: slice, nodes: tuple[int, ...]) -> dict[int, torch.Tensor]:
         net, anch = self.net, self.anch
         assert anch is not None  # values are held only when carrying, which needs the anchors
-        out: dict[int, list[np.ndarray]] = {j: [] for j in nodes}
-        P, H = self.mesh.P[rows], self.mesh.H[rows]
+        out: dict[int, list[torch.Tensor]] = {j: [] for j in nodes}
+        P = self.mesh.P[rows]
+        H = self.carried.rows()[rows] if self.carried is not None else None
         need = set(nodes)  # the head nodes to form from the anchors: only those the held ones do not cut off
         for i in range(max(nodes), -1, -1):
             if i in need and i not in self.held and i not in anch.base:
                 need.update(net.nodes[i].inputs)
         with torch.no_grad():
-            for sl in chunks(len(P), anch.per_sample):
+            for sl in chunks(len(P), anch.per_sample, batch_limit(self.device)):
                 seeds = anch.seeds(None, P[sl], [j for j in anch.base if j in need])
                 for j, at in self.held.items():
-                    block = np.ascontiguousarray(H[sl, at:at + self._size[j]])
-                    seeds[j] = torch.from_numpy(block).reshape(len(block), *net.nodes[j].shape)
+                    assert H is not None  # held nodes live in the carried values
+                    block = H[sl, at:at + self._size[j]]
+                    seeds[j] = block.reshape(len(block), *net.nodes[j].shape)
                 for j, y in evaluate(net.program, seeds, nodes).items():
-                    out[j].append(y.numpy())
-        return {j: np.concatenate(v) if v else np.zeros((0, *net.nodes[j].shape)) for j, v in out.items()}
+                    out[j].append(y)
+        empty = {j: torch.zeros((0, *net.nodes[j].shape), dtype=torch.float64, device=self.device) for j in nodes}
+        return {j: (v[0] if len(v) == 1 else torch.cat(v)) if v else empty[j] for j, v in out.items()}
 
     def advance(self, node: int) -> None:
         """The spline layer ``node`` has cut the mesh: hold the non-affine nodes up to it that later nodes read."""
@@ -693,23 +752,39 @@ class _VertexValues:
         if keep == list(self.held):
             return
         width = sum(self._size[j] for j in keep)
-        rows = self.mesh.nV + self.mesh.nE  # room for one cut (see Mesh.set_carried)
-        # the carried values, a copy when the mesh grows, and the new nodes' values computed below
-        if rows * width * 8 * 3 > _memory_budget():
-            self.carry, self.held = False, {}  # from here on: from the head at every layer
-            self.mesh.set_carried(np.zeros((self.mesh.nV, 0)))
+        rows = self.mesh.nV + self.mesh.nE  # room for one cut
+        # the carried values, a copy when they grow, and the new nodes' values computed below
+        budget = memory_budget(self.device) if self.device.type == "cuda" else _memory_budget()
+        if rows * width * 8 * 3 > (float("inf") if budget is None else budget):
+            self.carry, self.held, self.carried = False, {}, None  # from here on: from the head at every layer
+            self.mesh.on_compact = None
             return
         new = tuple(j for j in keep if j not in self.held)
         got = self._many(slice(None), new) if new else {}
-        V, H = self.mesh.nV, self.mesh.H
-        out = np.empty((rows, width))
+        V = self.mesh.nV
+        H = self.carried.rows() if self.carried is not None else None
+        out = torch.empty((rows, width), dtype=torch.float64, device=self.device)
         held, at = {}, 0
         for j in keep:
-            out[:V, at:at + self._size[j]] = (H[:, self.held[j]:self.held[j] + self._size[j]] if j in self.held
-                                               else got[j].reshape(V, -1))
-            held[j], at = at, at + self._size[j]
-        self.mesh.set_carried(out, room=False)
+            size = self._size[j]
+            if j in self.held:
+                assert H is not None  # held nodes live in the carried values
+                out[:V, at:at + size] = H[:, self.held[j]:self.held[j] + size]
+            else:
+                out[:V, at:at + size] = got[j].reshape(V, -1)
+            held[j], at = at, at + size
+        self.carried = _Carried(self.mesh, out)
         self.held = held
+
+
+_DENSE_CHAIN = True  # MLPs on the CPU take the NumPy chain (tests turn it off to run them through torch)
+
+
+def _host(x: Any) -> np.ndarray:
+    """A float64 NumPy array of ``x`` (a tensor on any device, or an array)."""
+    if isinstance(x, torch.Tensor):
+        return x.detach().cpu().numpy()
+    return np.asarray(x, dtype=np.float64)
 
 
 def _hold(mesh: Mesh, held: list[np.ndarray], columns: np.ndarray) -> int:
@@ -762,19 +837,28 @@ def _column_chunks(units: np.ndarray, n_vertices: int, R: int) -> list[np.ndarra
     return [units[s:s + size] for s in range(0, len(units), size)]
 
 
+def _tensor(x: Any) -> torch.Tensor:
+    """``x`` as a tensor (a NumPy array without copying)."""
+    return x if isinstance(x, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(x))
+
+
 def _scores_of(vals: _VertexValues, node: int, units: np.ndarray) -> np.ndarray:
-    """Piece scores ``(V, len(units), R)`` of some units at the vertices, computed in row blocks."""
+    """Piece scores ``(V, len(units), R)`` of some units at the vertices, computed in row blocks (on the device;
+    only the units' columns come back)."""
     net = vals.net
     width = net.nodes[net.nodes[node].inputs[0]].shape
     per_row = math.prod(width) + len(units) * net.program.spline_layer(node).n_pieces
-    return np.concatenate([vals.scores(sl, node)[:, units] for sl in _row_chunks(vals.mesh.nV, 3 * per_row)])
+    cols = torch.from_numpy(units).to(vals.device)
+    return np.concatenate([_host(_tensor(vals.scores(sl, node)).index_select(1, cols))
+                           for sl in _row_chunks(vals.mesh.nV, 3 * per_row)])
 
 
-def _gap(net: Network, node: int, x: np.ndarray) -> np.ndarray:
+def _gap(net: Network, node: int, x: Any) -> torch.Tensor:
     """Two-piece units: a gap ``(V, U)`` with the sign of ``score_1 - score_0``, from the layer's input (for
-    ReLU, leaky ReLU and abs the input itself; see `piece_gap`)."""
+    ReLU, leaky ReLU and abs the input itself; see `piece_gap`), as a tensor where ``x`` lives."""
+    x = _tensor(x)
     if _two_piece(net, node):
-        return np.ascontiguousarray(piece_gap(net, node, x))
+        return piece_gap(net, node, x).contiguous()
     Q = piece_scores(net, node, x)
     return Q[:, :, 1] - Q[:, :, 0]
 
@@ -785,7 +869,8 @@ def _gaps_of(vals: _VertexValues, node: int, units: np.ndarray) -> np.ndarray:
     width = net.nodes[net.nodes[node].inputs[0]].shape
     src = net.nodes[node].inputs[0]
     per_row = math.prod(width) + 2 * len(units)
-    return np.concatenate([_gap(net, node, vals.value(sl, src))[:, units]
+    cols = torch.from_numpy(units).to(vals.device)
+    return np.concatenate([_host(_gap(net, node, vals.value(sl, src)).index_select(1, cols))
                            for sl in _row_chunks(vals.mesh.nV, 3 * per_row)])
 
 
@@ -793,43 +878,49 @@ def _unit_survey(vals: _VertexValues, node: int):
     """Per unit, over all vertices: missing pieces, range of the two-piece gap, the winner at vertex 0 and
     whether the winner varies (a unit that never changes piece over a face's vertices cuts nothing).
 
-    The last value is, for two-piece units, their gaps at all vertices when one block held them (else None).
+    Reductions run where the values are (the device); NumPy vectors of one entry per unit come back. The last
+    value is, for two-piece units, their gaps at all vertices as a tensor when one block held them (else None).
     """
     net = vals.net
     V = vals.mesh.nV
     width = math.prod(net.nodes[net.nodes[node].inputs[0]].shape)
     if _two_piece(net, node):  # no piece is ever missing: gaps suffice
         src = net.nodes[node].inputs[0]
-        chunks = _row_chunks(V, 3 * width * 2)
-        lo = hi = D = None
-        for sl in chunks:
+        chunks_ = _row_chunks(V, 3 * width * 2)
+        lo = hi = D = win0 = None
+        for sl in chunks_:
             D = _gap(net, node, vals.value(sl, src))
             if lo is None or hi is None:  # the first block (they are set together)
-                lo, hi = D.min(axis=0), D.max(axis=0)
+                lo, hi = D.amin(dim=0), D.amax(dim=0)
                 win0 = D[0] > 0  # ties go to the lower piece
             else:
-                lo, hi = np.minimum(lo, D.min(axis=0)), np.maximum(hi, D.max(axis=0))
-        assert lo is not None and hi is not None  # a mesh has vertices: one block at least
-        varies = ~((hi <= 0) | (lo > 0))  # some vertex on each side of the tie-breaking rule
-        return (np.zeros((len(lo), 2), dtype=bool), lo, hi, win0.astype(np.int64), varies,
-                D if len(chunks) == 1 else None)
+                lo, hi = torch.minimum(lo, D.amin(dim=0)), torch.maximum(hi, D.amax(dim=0))
+        assert lo is not None and hi is not None and win0 is not None  # a mesh has vertices: one block at least
+        lo_, hi_ = _host(lo), _host(hi)
+        varies = ~((hi_ <= 0) | (lo_ > 0))  # some vertex on each side of the tie-breaking rule
+        return (np.zeros((len(lo_), 2), dtype=bool), lo_, hi_, _host(win0).astype(np.int64), varies,
+                D if len(chunks_) == 1 else None)
     lo = hi = win0 = varies = missing = None
-    chunks = _row_chunks(V, 3 * width * max(2, net.program.spline_layer(node).n_pieces))
-    for sl in chunks:
-        Q = vals.scores(sl, node)
+    chunks_ = _row_chunks(V, 3 * width * max(2, net.program.spline_layer(node).n_pieces))
+    Q = None
+    for sl in chunks_:
+        Q = _tensor(vals.scores(sl, node))
         if missing is None:
-            missing = ~np.isfinite(Q[0])
-            win0 = np.where(missing[None], -np.inf, Q[:1]).argmax(axis=2)[0]
+            missing = ~torch.isfinite(Q[0])
+            win0 = torch.where(missing[None], -torch.inf, Q[:1]).argmax(dim=2)[0]
             U = Q.shape[1]
-            lo, hi, varies = np.full(U, np.inf), np.full(U, -np.inf), np.zeros(U, dtype=bool)
+            lo = torch.full((U,), torch.inf, dtype=Q.dtype, device=Q.device)
+            hi = torch.full((U,), -torch.inf, dtype=Q.dtype, device=Q.device)
+            varies = torch.zeros(U, dtype=torch.bool, device=Q.device)
+        assert lo is not None and hi is not None and varies is not None and win0 is not None  # set at block 1
         if Q.shape[2] == 2:
-            assert lo is not None and hi is not None  # set at the first block
             D = Q[:, :, 1] - Q[:, :, 0]
-            lo, hi = np.minimum(lo, D.min(axis=0)), np.maximum(hi, D.max(axis=0))
-        win = np.where(missing[None], -np.inf, Q).argmax(axis=2)
-        varies |= (win != win0).any(axis=0)
-    gaps = Q[:, :, 1] - Q[:, :, 0] if len(chunks) == 1 and Q.shape[2] == 2 else None
-    return missing, lo, hi, win0, varies, gaps
+            lo, hi = torch.minimum(lo, D.amin(dim=0)), torch.maximum(hi, D.amax(dim=0))
+        win = torch.where(missing[None], -torch.inf, Q).argmax(dim=2)
+        varies |= (win != win0).any(dim=0)
+    assert Q is not None and missing is not None  # one block at least
+    gaps = Q[:, :, 1] - Q[:, :, 0] if len(chunks_) == 1 and Q.shape[2] == 2 else None
+    return _host(missing), _host(lo), _host(hi), _host(win0), _host(varies), gaps
 
 
 def _polygons(P: np.ndarray, E: np.ndarray, EF: np.ndarray, F: int):
@@ -904,6 +995,7 @@ def slice_regions(
     method: str = "mesh",
     progress: bool | None = None,
     max_regions: int | None = 2_000_000,
+    device: Any = None,
 ) -> SliceRegions:
     """The exact regions of ``net`` on the rectangle ``[lo, hi]`` of a plane, as polygons.
 
@@ -939,6 +1031,13 @@ def slice_regions(
     max_regions : int or None, default=2,000,000
         Stop with a [`DomainError`][maso.errors.DomainError] once the mesh has more faces than this (memory
         grows with them); ``None`` for no limit.
+    device : str or torch.device, optional
+        Where the network is evaluated at the mesh's vertices (default: the CPU), e.g. ``"cuda"``. New
+        vertices are evaluated there in large batches and the values that later layers read are kept there.
+        The mesh itself and every exactness decision (signs, snapping, ties) stay on the CPU in float64, and
+        vertex values are float64 on every device (a float32 network is evaluated in float64), so a GPU gives
+        the same regions and codes as the CPU; vertex coordinates may differ in the last bits, since the
+        device's matrix products round differently. MLPs on the CPU use a NumPy evaluator instead of torch.
 
     Returns
     -------
@@ -978,11 +1077,12 @@ def slice_regions(
     if progress is not None:
         progress = check_bool(progress, "progress", "slice_regions")
     max_regions = check_int(max_regions, "max_regions", "slice_regions", minimum=1, allow_none=True)
+    device = check_device(device, "slice_regions")
     flat = net if identity else net.restrict(plane.origin.ravel(), plane.directions)
     if method == "mesh":
         try:
             show = progress if progress is not None else (sys.stderr.isatty() and net.n_units >= 1000)
-            result = _from_mesh(flat, plane, lo, hi, tol, bool(show), max_regions)
+            result = _from_mesh(flat, plane, lo, hi, tol, bool(show), max_regions, device)
         except MeshDegeneracy:
             warnings.warn("Rounding broke a face of the slice mesh; recomputing with the LP enumerator.",
                           NumericalWarning, stacklevel=2)
@@ -1020,8 +1120,10 @@ def _n_unique_rows(codes: np.ndarray) -> int:
 
 
 def _from_mesh(net: Network, plane: Plane, lo: np.ndarray, hi: np.ndarray, tol: float,
-               progress: bool = False, max_regions: int | None = None) -> SliceRegions:
-    mesh, stats, base, columns = _partition(net, lo, hi, tol, progress, max_regions)
+               progress: bool = False, max_regions: int | None = None,
+               device: torch.device | None = None) -> SliceRegions:
+    mesh, stats, base, columns = _partition(net, lo, hi, tol, progress, max_regions, device)
+    stats["device"] = str(torch.device("cpu") if device is None else device)
     if stats["merged"]:
         warnings.warn(f"{stats['merged']} slice faces had the same code as a neighbour (rounding at a near-degenerate "
                       "vertex) and were merged; compare with method='lp'.", NumericalWarning, stacklevel=3)

@@ -115,8 +115,8 @@ def test_mesh_kernel_defers_degenerate_cuts_to_numpy():
     before = (mesh.P.copy(), mesh.E.copy(), mesh.EF.copy())
     d = np.array([1.0, -1.0, 1.0, -1.0])  # not affine on the square: four crossings
     mesh._reserve()
-    assert _kernels.mesh_split(mesh._P, mesh._Z, mesh._H, mesh._E, mesh._EF, mesh._parent, mesh._codes,
-                               mesh.nV, mesh.nE, mesh.nF, d) == (-1, -1)
+    assert _kernels.mesh_split(mesh._P, mesh._Z, mesh._src, mesh._tt, mesh._gen, mesh._E, mesh._EF, mesh._parent,
+                               mesh._codes, mesh.nV, mesh.nE, mesh.nF, d) == (-1, -1)
     assert all(np.array_equal(a, b) for a, b in zip(before, (mesh.P, mesh.E, mesh.EF)))
     with pytest.raises(MeshDegeneracy):
         mesh.split(d)
