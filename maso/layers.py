@@ -852,6 +852,9 @@ class MaxPool(SplineLayer):
         return math.prod(self.kernel_size)
 
     def forward(self, x, p, need_code):
+        if not need_code:  # without the indices torch's pooling is much faster
+            return _MAXPOOL[self.ndim](x, self.kernel_size, self.stride, self.padding, self.dilation,
+                                       self.ceil_mode), None
         y, idx = _MAXPOOL[self.ndim](
             x, self.kernel_size, self.stride, self.padding, self.dilation, self.ceil_mode, return_indices=True
         )
@@ -955,6 +958,18 @@ class MaxPool(SplineLayer):
         Q = Q.masked_fill(missing, float("-inf"))
         return P, Q
 
+    def piece_scores(self, x, p, in_shape):
+        # the scores alone: gathering and masking an (n, U, R, 1) stack of zero slopes cost as much again
+        if x.shape[0] == 0:  # an empty batch: the shape of one sample's scores
+            return self.piece_scores(x.new_zeros((1, *in_shape)), p, in_shape)[:0]
+        n, C = x.shape[0], in_shape[0]
+        win = _window_index(self, in_shape, x.device)  # (L, R)
+        L, R = win.shape
+        Q = x.reshape(n, C, -1)[:, :, win.clamp(min=0)].reshape(n, C * L, R)
+        if bool((win < 0).any()):
+            Q = Q.masked_fill((win < 0).reshape(1, 1, L, R).expand(n, C, L, R).reshape(n, C * L, R), float("-inf"))
+        return Q
+
     def internal_code(self, code, in_shape):
         out_sp = tuple(code.shape[2:])
         win = torch.from_numpy(self.windows(in_shape, out_sp)).to(code.device)  # (L, R)
@@ -996,6 +1011,19 @@ def _window_tables(kernel: Shape, stride: Shape, padding: Shape, dilation: Shape
     lut = np.zeros(int(offsets.max()) + 1, dtype=np.uint8 if n_pieces <= 255 else np.int64)
     lut[offsets] = np.arange(n_pieces)
     return start, lut
+
+
+def _window_index(layer: MaxPool, in_shape: Shape, device: torch.device) -> Tensor:
+    """`MaxPool.windows` for ``in_shape`` as a tensor on ``device`` (cached by the window geometry)."""
+    return _window_index_of(layer.ndim, layer.kernel_size, layer.stride, layer.padding, layer.dilation,
+                            layer.ceil_mode, tuple(in_shape), str(device))
+
+
+@functools.lru_cache(maxsize=64)
+def _window_index_of(ndim: int, kernel: Shape, stride: Shape, padding: Shape, dilation: Shape, ceil_mode: bool,
+                     in_shape: Shape, device: str) -> Tensor:
+    layer = MaxPool(ndim, kernel, stride, padding, dilation, ceil_mode)
+    return torch.from_numpy(layer.windows(in_shape, _maxpool_out_spatial(layer, in_shape))).to(device)
 
 
 def _maxpool_out_spatial(layer: MaxPool, in_shape: Shape) -> Shape:

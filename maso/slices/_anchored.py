@@ -18,7 +18,16 @@ from maso._validation import memory_budget
 from maso.core import _program
 from maso.core._program import affine_frontier, chunks, evaluate, params
 from maso.core.network import Network
-from maso.layers import AffineLayer, Dense, Elementwise, Reshape, SplineLayer, _pieces_per_unit
+from maso.layers import (
+    AffineLayer,
+    Dense,
+    Elementwise,
+    MaxPool,
+    Reshape,
+    SplineLayer,
+    _maxpool_out_spatial,
+    _pieces_per_unit,
+)
 
 
 def _two_piece(net: Network, node: int) -> bool:
@@ -31,12 +40,19 @@ def _like(a: np.ndarray, x: Any) -> Any:
     return torch.tensor(np.asarray(a), device=x.device) if isinstance(x, torch.Tensor) else a
 
 
-def piece_scores(net: Network, node: int, x: Any) -> Any:
+def piece_scores(net: Network, node: int, x: Any, units: np.ndarray | None = None) -> Any:
     """Piece scores ``(N, U, R)`` of spline node ``node`` given its input values ``x`` ``(N, *in_shape)``.
 
-    NumPy in, NumPy out; a tensor in, a tensor on its device out (the same arithmetic)."""
+    NumPy in, NumPy out; a tensor in, a tensor on its device out (the same arithmetic). ``units``: only these
+    units' scores ``(N, len(units), R)`` (max-pooling then gathers only their windows).
+    """
     in_shape = net.nodes[net.nodes[node].inputs[0]].shape
     layer = net.program.spline_layer(node)
+    if units is not None:
+        if isinstance(layer, MaxPool) and isinstance(x, torch.Tensor):
+            return _pool_scores(layer, x, in_shape, units)
+        Q = piece_scores(net, node, x)
+        return Q.index_select(1, torch.from_numpy(units).to(Q.device)) if isinstance(Q, torch.Tensor) else Q[:, units]
     if isinstance(layer, Elementwise):  # direct: the generic path also forms slopes we do not need
         X = x.reshape(len(x), -1)
         S = _like(_pieces_per_unit(layer.slopes, in_shape).T, x)  # (U, R)
@@ -46,9 +62,22 @@ def piece_scores(net: Network, node: int, x: Any) -> Any:
     tensor = isinstance(x, torch.Tensor)
     xt = x if tensor else torch.from_numpy(np.ascontiguousarray(x))
     with torch.no_grad():
-        _, Q = layer.scores(torch.zeros((xt.shape[0], 1, *in_shape), dtype=xt.dtype, device=xt.device), xt,
-                            in_shape)
+        Q = layer.piece_scores(xt, params(net.program, xt.device, xt.dtype)[node], in_shape)
     return Q if tensor else Q.numpy()
+
+
+def _pool_scores(layer: MaxPool, x: torch.Tensor, in_shape: tuple[int, ...], units: np.ndarray) -> torch.Tensor:
+    """`MaxPool.piece_scores` of some units only: each gathers its own window (-inf in the padding)."""
+    win = layer.windows(in_shape, _maxpool_out_spatial(layer, in_shape))  # (L, R)
+    L = len(win)
+    S = math.prod(in_shape[1:])
+    w = win[units % L]  # (k, R)
+    flat = (units // L)[:, None] * S + np.maximum(w, 0)
+    idx = torch.from_numpy(flat.reshape(-1)).to(x.device)
+    Q = x.reshape(len(x), -1).index_select(1, idx).reshape(len(x), len(units), -1)
+    if (w < 0).any():
+        Q = Q.masked_fill(torch.from_numpy(w < 0).to(x.device)[None], float("-inf"))
+    return Q
 
 
 def breakpoints(net: Network, node: int) -> np.ndarray:

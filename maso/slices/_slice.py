@@ -16,7 +16,7 @@ import torch
 
 from maso import kernels as _kernels
 from maso._validation import check_bool, check_device, check_int, memory_budget, readonly, real_vector, sealed
-from maso.core._program import affine_nodes, chunks, evaluate, require_piecewise_linear
+from maso.core._program import affine_nodes, chunks, evaluate, params, require_piecewise_linear
 from maso.core.affine import Affine
 from maso.core.network import Network
 from maso.errors import DomainError, NumericalWarning, ParameterError, ParameterShapeError, ShapeError
@@ -848,8 +848,8 @@ def _scores_of(vals: _VertexValues, node: int, units: np.ndarray) -> np.ndarray:
     net = vals.net
     width = net.nodes[net.nodes[node].inputs[0]].shape
     per_row = math.prod(width) + len(units) * net.program.spline_layer(node).n_pieces
-    cols = torch.from_numpy(units).to(vals.device)
-    return np.concatenate([_host(_tensor(vals.scores(sl, node)).index_select(1, cols))
+    src = net.nodes[node].inputs[0]
+    return np.concatenate([_host(piece_scores(net, node, _tensor(vals.value(sl, src)), units))
                            for sl in _row_chunks(vals.mesh.nV, 3 * per_row)])
 
 
@@ -900,8 +900,32 @@ def _unit_survey(vals: _VertexValues, node: int):
         varies = ~((hi_ <= 0) | (lo_ > 0))  # some vertex on each side of the tie-breaking rule
         return (np.zeros((len(lo_), 2), dtype=bool), lo_, hi_, _host(win0).astype(np.int64), varies,
                 D if len(chunks_) == 1 else None)
+    layer = net.program.spline_layer(node)
+    if layer.n_pieces > 2:
+        # which units change piece: from the layer's own codes (what Network.codes gives), not from a stack of
+        # every unit's scores at every vertex (a 3x3 max-pool of a 40,768-wide input: 9 scores per unit)
+        src = net.nodes[node].inputs[0]
+        p = params(net.program, vals.device, torch.float64)[node]
+        in_shape = net.nodes[src].shape
+        first = varies = None
+        with torch.no_grad():
+            for sl in _row_chunks(V, 3 * width):
+                icode = layer.forward(_tensor(vals.value(sl, src)), p, True)[1]
+                assert icode is not None  # asked for
+                icode = icode.reshape(len(icode), -1)
+                if first is None:
+                    first = icode[:1]
+                    varies = torch.zeros(icode.shape[1], dtype=torch.bool, device=icode.device)
+                varies |= (icode != first).any(dim=0)
+            assert first is not None and varies is not None  # a mesh has vertices
+            win0 = layer.public_code(first.reshape(1, *net.nodes[node].shape), in_shape).reshape(-1)
+            x0 = _tensor(vals.value(slice(0, 1), src))
+            missing = ~torch.isfinite(piece_scores(net, node, x0)[0])
+        U = int(varies.shape[0])
+        return (_host(missing), np.full(U, np.nan), np.full(U, np.nan), _host(win0).astype(np.int64),
+                _host(varies), None)
     lo = hi = win0 = varies = missing = None
-    chunks_ = _row_chunks(V, 3 * width * max(2, net.program.spline_layer(node).n_pieces))
+    chunks_ = _row_chunks(V, 3 * width * max(2, layer.n_pieces))
     Q = None
     for sl in chunks_:
         Q = _tensor(vals.scores(sl, node))
