@@ -461,3 +461,78 @@ def test_slivers_float64_cannot_resolve_are_reported():
                                                 np.array([0.0, 0.0, -3e-9])), relu()])
     sl = maso.slice_regions(tiny, lo=(-1, -1), hi=(1, 1))
     assert sl.stats["slivers"] == 0 and sl.areas.min() < 1e-17
+
+
+# ------------------------------------------------------------------------------- device=
+def test_device_argument_runs_the_torch_path_and_is_checked():
+    """``device="cpu"`` (a string or a torch.device) gives the default slice; the stats say where it ran; a device
+    torch does not know, or CUDA where there is none, is a ParameterError naming the argument."""
+    module, shape, _ = random_model(2, "inception")
+    net = maso.from_torch(module, torch.zeros(1, *shape, dtype=torch.float64))
+    plane = maso.Plane.through_points(*random_inputs(2, shape, 3))
+    box = {"lo": (0.0, 0.0), "hi": (0.3, 0.3)}
+    ref = maso.slice_regions(net, plane, **box)
+    for device in ("cpu", torch.device("cpu")):
+        sl = maso.slice_regions(net, plane, device=device, **box)
+        assert sl.stats["device"] == "cpu"
+        for key in ("vertices", "polygon_offsets", "polygon_vertices", "codes", "areas"):
+            np.testing.assert_array_equal(getattr(sl, key), getattr(ref, key))
+    for bad in ("tpu:0", "not-a-device", 3):
+        with pytest.raises(maso.errors.ParameterError, match="device"):
+            maso.slice_regions(net, plane, device=bad, **box)
+    if not torch.cuda.is_available():
+        with pytest.raises(maso.errors.ParameterError, match="CUDA is not available"):
+            maso.slice_regions(net, plane, device="cuda", **box)
+
+
+def test_carried_values_follow_the_mesh_provenance():
+    """The carried tensor, brought up to date from the mesh's provenance records (edge ends, weight,
+    generation), equals the node values computed afresh from the plane's anchors at every vertex, including
+    vertices interpolated from vertices of the same layer's earlier cuts (generations above 1)."""
+    from maso.slices import _slice as slices
+
+    module, shape, _ = random_model(5, "inception")
+    net = maso.from_torch(module, torch.zeros(1, *shape, dtype=torch.float64))
+    plane = maso.Plane.through_points(*random_inputs(5, shape, 3))
+    seen = {"checked": 0, "deep": 0}
+    survey = slices._unit_survey
+
+    def spy(vals, node):
+        if vals.carried is not None:
+            H = vals.carried.rows()
+            for j, at in vals.held.items():
+                fresh = vals.anch.tensor(None, vals.mesh.P, j).reshape(vals.mesh.nV, -1)
+                carried = H[:, at:at + fresh.shape[1]]
+                scale = float(fresh.abs().max()) or 1.0
+                assert float((carried - fresh).abs().max()) <= 1e-9 * scale
+                seen["checked"] += 1
+        return survey(vals, node)
+
+    def cut_spy(mesh, tol, max_faces=None, _cut=slices.Mesh.cut_columns):
+        out = _cut(mesh, tol, max_faces)
+        seen["deep"] = max(seen["deep"], int(mesh.sources[2].max(initial=0)))
+        return out
+
+    import unittest.mock as mock
+    with mock.patch.object(slices, "_unit_survey", spy), mock.patch.object(slices.Mesh, "cut_columns", cut_spy):
+        sl = maso.slice_regions(net, plane, lo=(0.0, 0.0), hi=(0.5, 0.5))
+    assert len(sl) > 50 and seen["checked"] > 0 and seen["deep"] >= 2
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_gpu_slice_equals_the_cpu_slice():  # pragma: no cover - GPU machines
+    """On a GPU the same regions and codes as on the CPU; coordinates equal to rounding."""
+    for seed, kind in ((0, "cnn"), (2, "inception"), (4, "residual")):
+        module, shape, _ = random_model(seed, kind)
+        net = maso.from_torch(module, torch.zeros(1, *shape, dtype=torch.float64))
+        plane = maso.Plane.through_points(*random_inputs(seed, shape, 3))
+        cpu = maso.slice_regions(net, plane, lo=(0, 0), hi=(0.5, 0.5))
+        gpu = maso.slice_regions(net, plane, lo=(0, 0), hi=(0.5, 0.5), device="cuda")
+        assert gpu.stats["device"].startswith("cuda") and len(gpu) == len(cpu), kind
+        assert _code_set(gpu.codes) == _code_set(cpu.codes), kind
+        oc, og = np.lexsort(cpu.codes.T), np.lexsort(gpu.codes.T)
+        np.testing.assert_allclose(gpu.areas[og], cpu.areas[oc], rtol=1e-9, atol=1e-15)
+    net = maso.mlp([32, 64, 64, 10], seed=0)  # an MLP takes the torch path on the GPU
+    plane = maso.Plane.through_points(*np.random.default_rng(0).normal(size=(3, 32)))
+    cpu, gpu = maso.slice_regions(net, plane), maso.slice_regions(net, plane, device="cuda")
+    assert len(gpu) == len(cpu) and _code_set(gpu.codes) == _code_set(cpu.codes)
