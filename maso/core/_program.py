@@ -40,6 +40,7 @@ __all__ = [
     "affine_frontier",
     "affine_nodes",
     "chunks",
+    "codes_pass",
     "evaluate",
     "first_soft_node",
     "forward",
@@ -385,6 +386,31 @@ def forward(program: Program, x: torch.Tensor, *, need_codes: bool = False, keep
     order = sorted(keep.union(program.live).difference((0,))) if keep else program.live
     vals = _walk(program, {0: x}, order, spline, affine, keep)
     return vals[out], icodes, {i: vals[i] for i in keep}
+
+
+def codes_pass(program: Program, x: torch.Tensor, *, soft: bool = False) -> Values:
+    """The internal codes ``{spline node: (n, ...)}`` at ``x`` ``(n, *input_shape)``, running only the nodes that
+    lead to a spline layer: the pre-activations, not the layers after the last nonlinearity (a GPT-2 MLP
+    block's output projection, a classifier's logits). ``soft``: as `forward`'s (soft layers give their piece
+    probabilities)."""
+    need = {g.node for g in program.units}
+    for i in range(len(program.nodes) - 1, 0, -1):
+        if i in need:
+            need.update(program.nodes[i].inputs)
+    p = params(program, x.device, x.dtype)
+    icodes: Values = {}
+
+    def spline(i: int, layer: SplineLayer, z: torch.Tensor) -> torch.Tensor:
+        y, c = layer.expected_forward(z, p[i]) if soft else layer.forward(z, p[i], True)
+        assert c is not None  # a spline layer asked for its code returns one
+        icodes[i] = c
+        return y
+
+    def affine(i: int, layer: AffineLayer, ins: list[torch.Tensor]) -> torch.Tensor:
+        return layer.forward(ins, p[i])
+
+    _walk(program, {0: x}, sorted(need.difference((0,))), spline, affine)
+    return icodes
 
 
 def frozen_pass(program: Program, z: torch.Tensor, icodes: Values, *, bias: bool, record: Iterable[int] = (),

@@ -342,13 +342,13 @@ class Network:
             if by_layer:
                 parts: dict[str, list[torch.Tensor]] = {g.name: [] for g in self.units}
                 for sl in blocks:
-                    _, icodes, _ = evaluator.forward(self._program, batch.tensor[sl], need_codes=True)
+                    icodes = evaluator.codes_pass(self._program, batch.tensor[sl])
                     for g in self.units:
                         parts[g.name].append(self._public(g, icodes))
                 return {name: batch.out(torch.cat(p)) for name, p in parts.items()}
             row = self._empty_code_rows(n, batch.tensor.device)
             for sl in blocks:
-                _, icodes, _ = evaluator.forward(self._program, batch.tensor[sl], need_codes=True)
+                icodes = evaluator.codes_pass(self._program, batch.tensor[sl])
                 self._fill_code_rows(row[sl], icodes)
             return batch.out(row)
 
@@ -573,7 +573,8 @@ class Network:
         """Piece probabilities ``(n, units, R_layer)`` of every spline layer at the inputs ``t`` (one block)."""
         n = t.shape[0]
         inputs = {g.node: self.nodes[g.node].inputs[0] for g in self.units}
-        _, _, kept = evaluator.forward(self._program, t, keep=set(inputs.values()))
+        # only the spline layers' inputs: nothing after the last nonlinearity runs
+        kept = evaluator.evaluate(self._program, {0: t}, sorted(set(inputs.values()))) if inputs else {}
         per_layer = {}
         for g in self.units:
             layer = self._program.spline_layer(g.node)
@@ -591,7 +592,7 @@ class Network:
         n, m, d = t.shape[0], self.output_dim, self.input_dim
         if not dense:
             with torch.no_grad():
-                _, icodes, _ = evaluator.forward(prog, t, need_codes=True, soft=soft)
+                icodes = evaluator.codes_pass(prog, t, soft=soft)
             op = self._operator(batch, icodes)
             return (self._code_rows(icodes, batch, keep_lead=False) if with_codes else None), op
         item = t.element_size()
@@ -614,7 +615,7 @@ class Network:
             rows = self._empty_code_rows(n, t.device) if with_codes else None
             for sl in evaluator.chunks(n, per_sample, limit) or [slice(0, 0)]:
                 k = sl.stop - sl.start
-                _, ic, _ = evaluator.forward(prog, t[sl], need_codes=True, soft=soft)
+                ic = evaluator.codes_pass(prog, t[sl], soft=soft)
                 if rows is not None:
                     self._fill_code_rows(rows[sl], ic)
                 zero = torch.zeros((k, 1, *self.input_shape), dtype=t.dtype, device=t.device)
