@@ -1,6 +1,6 @@
 """Exact 2-D slices of the InceptionV1 tail: the polytope-lens article's setting, at its real size.
 
-Run:  python benchmarks/bench_inception_slice.py [--windows 1e-4 3e-4 6e-4]
+Run:  python benchmarks/bench_inception_slice.py [--windows 1e-4 3e-4 6e-4] [--device cuda]
 
 A plane through three (ReLU-like, non-negative) random activations in the 40,768-dimensional input of
 ``inception5a`` (832 x 7 x 7; ``mixed5a`` in the inception5h naming), with the boundaries of every later unit
@@ -10,7 +10,9 @@ tail: it used the GoogLeNet paper's 32-channel 5x5 bottleneck in 5a (193,648 uni
 For each square window of the plane (side in plane units; the plane's directions are about 167 long), maso's
 slice is timed as it runs (vertex values of the layers that later layers read are carried onto new mesh
 vertices) against the baseline of recomputing every layer's input from the plane's anchors, in the same
-process. The two must give the same regions; the script exits 1 if they do not.
+process. The two must give the same regions; the script exits 1 if they do not. With ``--device cuda`` the
+slice runs on the GPU (vertex values there, in float64) and, for the windows up to 3e-4, on the CPU too in the
+same process: regions per second, the ratio, and the same check that both give the same regions.
 """
 
 from __future__ import annotations
@@ -34,30 +36,57 @@ from maso.slices import _slice as slices
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--windows", type=float, nargs="+", default=[1e-4, 3e-4, 6e-4])
+    ap.add_argument("--device", default="cpu", help="where vertex values are computed (cpu, cuda)")
+    ap.add_argument("--cpu-windows", type=float, nargs="*", default=None,
+                    help="with --device cuda: the windows also run on the CPU for the ratio (default: those <= 3e-4)")
     args = ap.parse_args()
     net = maso.from_torch(maso.nn.inception5_tail(seed=0, dtype=torch.float64),
                           torch.zeros(1, 832, 7, 7, dtype=torch.float64))
     plane = maso.Plane.through_points(*np.maximum(np.random.default_rng(0).normal(size=(3, 832, 7, 7)), 0))
     print(f"input {net.input_dim:,}-D, {net.n_units:,} units; |u| = {np.linalg.norm(plane.u):.0f}, "
-          f"|v| = {np.linalg.norm(plane.v):.0f}; torch threads {torch.get_num_threads()}")
-    print(f"{'window side':>12s} {'regions':>8s} {'carried s':>10s} {'recomputed s':>13s} {'ratio':>6s}")
-    carry = slices._VertexValues.advance
+          f"|v| = {np.linalg.norm(plane.v):.0f}; torch threads {torch.get_num_threads()}; device {args.device}")
     bad = False
+    if args.device == "cpu":
+        # baseline in the same process: every layer's input recomputed from the plane's anchors
+        print(f"{'window side':>12s} {'regions':>8s} {'carried s':>10s} {'regions/s':>10s} {'recomputed s':>13s} "
+              f"{'ratio':>6s}")
+        carry = slices._VertexValues.advance
+        for w in args.windows:
+            box = {"lo": (0.2, 0.2), "hi": (0.2 + w, 0.2 + w), "progress": False}
+            slices._VertexValues.advance = carry
+            t = time.perf_counter()
+            fast = maso.slice_regions(net, plane, **box)
+            t_fast = time.perf_counter() - t
+            slices._VertexValues.advance = lambda self, node: None
+            t = time.perf_counter()
+            base = maso.slice_regions(net, plane, **box)
+            t_base = time.perf_counter() - t
+            same = len(fast) == len(base) and {c.tobytes() for c in fast.codes} == {c.tobytes() for c in base.codes}
+            bad |= not same
+            print(f"{w:12.0e} {len(fast):8d} {t_fast:10.1f} {len(fast) / t_fast:10.0f} {t_base:13.1f} "
+                  f"{t_fast / t_base:6.2f}{'' if same else '  REGIONS DIFFER'}", flush=True)
+        slices._VertexValues.advance = carry
+        sys.exit(1 if bad else 0)
+    # a device: the same slice on it and (for the smaller windows) on the CPU, which must agree
+    cpu_windows = [w for w in args.windows if w <= 3e-4] if args.cpu_windows is None else args.cpu_windows
+    maso.slice_regions(net, plane, lo=(0.2, 0.2), hi=(0.20001, 0.20001), device=args.device)  # warm-up
+    print(f"{'window side':>12s} {'regions':>8s} {'device s':>9s} {'regions/s':>10s} {'vertices/s':>11s} "
+          f"{'cpu s':>7s} {'cpu/device':>10s}")
     for w in args.windows:
         box = {"lo": (0.2, 0.2), "hi": (0.2 + w, 0.2 + w), "progress": False}
-        slices._VertexValues.advance = carry
         t = time.perf_counter()
-        fast = maso.slice_regions(net, plane, **box)
-        t_fast = time.perf_counter() - t
-        slices._VertexValues.advance = lambda self, node: None
-        t = time.perf_counter()
-        base = maso.slice_regions(net, plane, **box)
-        t_base = time.perf_counter() - t
-        same = len(fast) == len(base) and {c.tobytes() for c in fast.codes} == {c.tobytes() for c in base.codes}
-        bad |= not same
-        print(f"{w:12.0e} {len(fast):8d} {t_fast:10.1f} {t_base:13.1f} {t_fast / t_base:6.2f}"
-              f"{'' if same else '  REGIONS DIFFER'}", flush=True)
-    slices._VertexValues.advance = carry
+        dev = maso.slice_regions(net, plane, device=args.device, **box)
+        t_dev = time.perf_counter() - t
+        line = (f"{w:12.0e} {len(dev):8d} {t_dev:9.2f} {len(dev) / t_dev:10.0f} "
+                f"{dev.stats['vertices'] / t_dev:11.0f}")
+        if w in cpu_windows:
+            t = time.perf_counter()
+            cpu = maso.slice_regions(net, plane, **box)
+            t_cpu = time.perf_counter() - t
+            same = len(cpu) == len(dev) and {c.tobytes() for c in cpu.codes} == {c.tobytes() for c in dev.codes}
+            bad |= not same
+            line += f" {t_cpu:7.1f} {t_cpu / t_dev:10.1f}{'' if same else '  REGIONS DIFFER'}"
+        print(line, flush=True)
     sys.exit(1 if bad else 0)
 
 

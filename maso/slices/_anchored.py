@@ -19,12 +19,10 @@ from maso.core import _program
 from maso.core._program import affine_frontier, chunks, evaluate, params
 from maso.core.network import Network
 from maso.layers import (
-    AffineLayer,
     Dense,
     Elementwise,
     MaxPool,
     Reshape,
-    SplineLayer,
     _maxpool_out_spatial,
     _pieces_per_unit,
 )
@@ -301,8 +299,8 @@ class Incremental:
 
     def __init__(self, anch: Anchored, which: np.ndarray | None, coords: np.ndarray) -> None:
         net = anch.net
-        self.net = net
-        self.vals: dict[int, np.ndarray] = {j: v.numpy() for j, v in anch.seeds(which, coords).items()}
+        self.net, self.anch = net, anch
+        self.vals: dict[int, np.ndarray] = {j: v.cpu().numpy() for j, v in anch.seeds(which, coords).items()}
         self.done = set(self.vals)
         readers: dict[int, set[int]] = {i: set() for i in range(len(net.nodes))}
         for i, node in enumerate(net.nodes):
@@ -337,26 +335,28 @@ class Incremental:
             self.vals[j] = self.vals[j][idx]
 
     def advance(self, stop: int) -> np.ndarray:
-        """Value of node ``stop`` at all points (computing the needed nodes up to it)."""
+        """Value of node ``stop`` at all points (computing the needed nodes up to it, on the anchors' device, in
+        batches of points; the values come back as NumPy, where the walk interpolates them)."""
         net = self.net
-        p = params(net.program, "cpu", torch.float64)
-        with torch.no_grad():
-            for i in range(self.last + 1, stop + 1):
-                if i not in self.need or i in self.done:
-                    continue
-                node = net.nodes[i]
-                ins = [torch.from_numpy(self.vals[j]) for j in node.inputs]
-                if isinstance(node.layer, SplineLayer):
-                    y = node.layer.forward(ins[0], p[i], False)[0]
-                else:
-                    assert isinstance(node.layer, AffineLayer)  # every other node after the input
-                    y = node.layer.forward(ins, p[i])
-                self.vals[i] = y.numpy()
+        todo = [i for i in range(self.last + 1, stop + 1) if i in self.need and i not in self.done]
+        if todo:
+            device = self.anch.device
+            N = len(next(iter(self.vals.values())))
+            parts: dict[int, list[np.ndarray]] = {i: [] for i in todo}
+            with torch.no_grad():
+                for sl in chunks(N, net.program.sample_size, batch_limit(device)):
+                    seeds = {j: torch.from_numpy(v[sl]).to(device) for j, v in self.vals.items()}
+                    for i, y in evaluate(net.program, seeds, todo).items():
+                        parts[i].append(y.cpu().numpy())
+            for i in todo:
+                self.vals[i] = (np.concatenate(parts[i]) if len(parts[i]) != 1 else parts[i][0]) if parts[i] else \
+                    np.zeros((0, *net.nodes[i].shape))
                 self.done.add(i)
-                for j in set(node.inputs):
+            for i in todo:
+                for j in set(net.nodes[i].inputs):
                     if self.readers[j] <= self.done and j != net.program.output:
                         self.vals.pop(j, None)
-            self.last = max(self.last, stop)
+        self.last = max(self.last, stop)
         return self.vals[stop]
 
 

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from maso._validation import check_bool, check_float, real_vector, sealed
+from maso._validation import check_bool, check_device, check_float, real_vector, sealed
 from maso.core._program import chunks, evaluate, require_piecewise_linear
 from maso.core.domain import Box
 from maso.core.network import Network
@@ -18,6 +18,7 @@ from maso.slices._anchored import (
     Anchored,
     Incremental,
     _two_piece,
+    batch_limit,
     breakpoints,
     interval_codes,
     piece_gap,
@@ -127,7 +128,7 @@ def _check_tol(tol: Any, what: str) -> float:
 
 
 def segment_crossings(net: Network, x0: Any, x1: Any, *, tol: float = 1e-12, method: str = "walk",
-                      certify: bool = True) -> Any:
+                      certify: bool = True, device: Any = None) -> Any:
     """Where the spline code changes along the segments from ``x0`` to ``x1``: exact, not sampled.
 
     With ``method="walk"`` (default) all segments are walked at once, layer by layer: the breakpoints found so
@@ -157,6 +158,11 @@ def segment_crossings(net: Network, x0: Any, x1: Any, *, tol: float = 1e-12, met
         Check the walk's answer as above. ``False`` skips the check and its forward pass at every crossing
         (about a third of the time on MLPs); the walk alone passes the same tests, but then nothing checks it
         independently.
+    device : str or torch.device, optional
+        Where the layers after the affine head run at the walk's points and at the certificate's (default: the
+        CPU), e.g. ``"cuda"``: all points of all paths in large batches, in float64. The crossings, their
+        merging and every sign and tie decision stay on the CPU in float64, so a GPU gives the same crossings
+        and codes as the CPU (``t`` equal to rounding).
 
     Returns
     -------
@@ -174,13 +180,14 @@ def segment_crossings(net: Network, x0: Any, x1: Any, *, tol: float = 1e-12, met
     method = _check_method(method, "segment_crossings")
     n = len(a)
     certify = check_bool(certify, "certify", "segment_crossings")
-    out = _paths(net, a, b - a, np.zeros(n), np.ones(n), tol, method, certify)
+    dev = check_device(device, "segment_crossings")
+    out = _paths(net, a, b - a, np.zeros(n), np.ones(n), tol, method, certify, dev)
     return out[0] if single else out
 
 
 def ray_crossings(
     net: Network, direction: Any, s_min: float = 0.0, s_max: float = 1.0, *, origin: Any = None,
-    tol: float = 1e-12, method: str = "walk", certify: bool = True,
+    tol: float = 1e-12, method: str = "walk", certify: bool = True, device: Any = None,
 ) -> Any:
     """Where the code changes along the rays ``origin + s * direction`` for ``s`` in ``[s_min, s_max]``.
 
@@ -216,7 +223,8 @@ def ray_crossings(
                                   f"{s_max:g}; use a shorter range of s or a smaller direction.")
     n = len(a)
     certify = check_bool(certify, "certify", "ray_crossings")
-    out = _paths(net, a, u, np.full(n, float(s_min)), np.full(n, float(s_max)), tol, method, certify)
+    dev = check_device(device, "ray_crossings")
+    out = _paths(net, a, u, np.full(n, float(s_min)), np.full(n, float(s_max)), tol, method, certify, dev)
     return out[0] if single else out
 
 
@@ -227,7 +235,7 @@ def _check_method(method: Any, what: str) -> str:
 
 
 def _paths(net: Network, origin: np.ndarray, direction: np.ndarray, lo: np.ndarray, hi: np.ndarray, tol: float,
-           method: str, certify: bool = True) -> list[SegmentCrossings]:
+           method: str, certify: bool = True, device: torch.device | None = None) -> list[SegmentCrossings]:
     if len(origin) == 0:
         return []
     owner, sub_lo, sub_hi = _split_scales(lo, hi)
@@ -237,9 +245,9 @@ def _paths(net: Network, origin: np.ndarray, direction: np.ndarray, lo: np.ndarr
         if len(owner) == len(lo):
             return parts
     elif len(owner) == len(lo):  # nothing to split: the common case
-        return _walk(net, origin, direction, lo, hi, tol, certify)
+        return _walk(net, origin, direction, lo, hi, tol, certify, device)
     else:
-        parts = _walk(net, origin[owner], direction[owner], sub_lo, sub_hi, tol, certify)
+        parts = _walk(net, origin[owner], direction[owner], sub_lo, sub_hi, tol, certify, device)
     bounds = np.searchsorted(owner, np.arange(len(lo) + 1))
     return [_stitch(parts[bounds[i]:bounds[i + 1]], origin[i], direction[i], float(lo[i]), float(hi[i]))
             for i in range(len(lo))]
@@ -421,9 +429,9 @@ def _merge_distance(t0: np.ndarray, t1: np.ndarray, floor: np.ndarray, tol: floa
 
 
 def _walk(net: Network, origin: np.ndarray, direction: np.ndarray, lo: np.ndarray, hi: np.ndarray,
-          tol: float, certify: bool = True) -> list[SegmentCrossings]:
+          tol: float, certify: bool = True, device: torch.device | None = None) -> list[SegmentCrossings]:
     n = len(origin)
-    anch = Anchored(net, origin, direction[:, None, :])
+    anch = Anchored(net, origin, direction[:, None, :], device)
     seg = np.repeat(np.arange(n), 2)
     t = np.stack([lo, hi], axis=1).ravel()
     end = np.ones(2 * n, dtype=bool)
@@ -582,7 +590,8 @@ def _certify(net: Network, anch: Anchored, path: _Pieces, scale: np.ndarray, tol
     for i in np.unique(path.piece_path[piece_bad | piece_tie]).tolist():
         ts, codes = _mend(net, path, i, piece_bad, piece_tie, origin[i], direction[i], tol)
         one = _Pieces(1, path.lo[i:i + 1], path.hi[i:i + 1], ts, codes, np.array([0, len(ts)]))
-        again, _ = _check(net, Anchored(net, origin[i:i + 1], direction[i:i + 1, None, :]), one, scale[i:i + 1], tol)
+        again, _ = _check(net, Anchored(net, origin[i:i + 1], direction[i:i + 1, None, :], anch.device), one,
+                          scale[i:i + 1], tol)
         fixed[i] = (ts, codes, np.flatnonzero(again))
         if again.any():
             warnings.warn(f"{int(again.sum())} piece(s) of path {i} could not be certified even after an LP "
@@ -607,7 +616,7 @@ def _check(net: Network, anch: Anchored, path: _Pieces, scale: np.ndarray, tol: 
     srcs = sorted({net.nodes[g.node].inputs[0] for g in groups})
     if not srcs:
         return bad, tie
-    step = max(1, chunks(N, net.program.sample_size + 1)[0].stop)
+    step = max(1, chunks(N, net.program.sample_size + 1, batch_limit(anch.device))[0].stop)
     a = 0
     with torch.no_grad():
         while a < N - 1:  # blocks of points overlapping by one, so both ends of every piece meet in a block
@@ -619,7 +628,7 @@ def _check(net: Network, anch: Anchored, path: _Pieces, scale: np.ndarray, tol: 
             g_ids = slice(int(piece_ids[0]), int(piece_ids[-1]) + 1) if len(piece_ids) else slice(0, 0)
             eps = slack[path.pt_path[a + left]][:, :, None]  # (k, n_groups, 1)
             for gi, g in enumerate(groups):
-                X = vals[net.nodes[g.node].inputs[0]].numpy()
+                X = vals[net.nodes[g.node].inputs[0]].cpu().numpy()
                 e = eps[:, gi]
                 code = path.pieces[g_ids, g.columns]
                 if _two_piece(net, g.node):

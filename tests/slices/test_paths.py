@@ -173,3 +173,56 @@ def test_merging_new_points_equals_a_stable_sort():
         assert np.array_equal(t2, np.concatenate([t, new_t])[order])
         assert np.array_equal(s2, np.concatenate([seg, seg[kk]])[order])
         assert not e2[merge.pos_new].any() and np.array_equal(e2[merge.pos_old], end)
+
+
+def test_device_argument_of_paths():
+    """``device="cpu"`` gives the default crossings (the walk's layers and the certificate then run through the
+    batched device path); unknown devices, and CUDA where there is none, are ParameterErrors."""
+    module, shape, _ = random_model(3, "inception")
+    net = maso.from_torch(module, torch.zeros(1, *shape, dtype=torch.float64))
+    a, b = random_inputs(3, shape, 2)
+    ref = maso.segment_crossings(net, a, b)
+    for device in ("cpu", torch.device("cpu")):
+        sc = maso.segment_crossings(net, a, b, device=device)
+        np.testing.assert_array_equal(sc.t, ref.t)
+        np.testing.assert_array_equal(sc.codes, ref.codes)
+    rc, rref = maso.ray_crossings(net, a, 0.0, 3.0, device="cpu"), maso.ray_crossings(net, a, 0.0, 3.0)
+    np.testing.assert_array_equal(rc.t, rref.t)
+    assert len(ref.t) > 3
+    for bad in ("tpu", object()):
+        with pytest.raises(maso.errors.ParameterError, match="device"):
+            maso.segment_crossings(net, a, b, device=bad)
+    if not torch.cuda.is_available():
+        with pytest.raises(maso.errors.ParameterError, match="CUDA is not available"):
+            maso.ray_crossings(net, a, device="cuda")
+
+
+def test_walk_in_small_batches_equals_one_batch(monkeypatch):
+    """The walk evaluates its points in batches (on a GPU, thousands at a time): batches of a few points give
+    the same crossings as one batch."""
+    from maso.core import _program
+
+    module, shape, _ = random_model(4, "cnn")
+    net = maso.from_torch(module, torch.zeros(1, *shape, dtype=torch.float64))
+    x = random_inputs(4, shape, 6)
+    whole = maso.segment_crossings(net, x[:3], x[3:])
+    monkeypatch.setattr(_program, "CHUNK_ELEMENTS", 5 * net.program.sample_size)  # 5 points per batch
+    small = maso.segment_crossings(net, x[:3], x[3:])
+    assert sum(len(s.t) for s in whole) > 6
+    for p, q in zip(whole, small):
+        np.testing.assert_array_equal(p.t, q.t)
+        np.testing.assert_array_equal(p.codes, q.codes)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_gpu_crossings_equal_cpu_crossings():  # pragma: no cover - GPU machines
+    for seed, kind in ((0, "cnn"), (2, "inception"), (4, "residual")):
+        module, shape, _ = random_model(seed, kind)
+        net = maso.from_torch(module, torch.zeros(1, *shape, dtype=torch.float64))
+        x = random_inputs(seed, shape, 8)
+        cpu = maso.segment_crossings(net, x[:4], x[4:])
+        gpu = maso.segment_crossings(net, x[:4], x[4:], device="cuda")
+        for p, q in zip(cpu, gpu):
+            assert len(p.t) == len(q.t), kind
+            np.testing.assert_array_equal(p.codes, q.codes)
+            np.testing.assert_allclose(p.t, q.t, rtol=0, atol=1e-9)
