@@ -40,6 +40,9 @@ def best_of(fns, repeats, budget=0.5):
     return best, out
 
 
+DEVICE = "cpu"  # maso's device= (set by --device)
+
+
 def module_and_net(widths, seed):
     module = maso.nn.mlp_module(widths, seed=seed)  # torch default init, float32 for regioncam
     net = maso.from_torch(copy.deepcopy(module).double(), torch.zeros(1, widths[0], dtype=torch.float64))
@@ -59,7 +62,7 @@ def bench_2d(regioncam, repeats):
                 return rc.num_faces
 
             def maso_run():
-                return len(maso.slice_regions(net, lo=(-half, -half), hi=(half, half)))
+                return len(maso.slice_regions(net, lo=(-half, -half), hi=(half, half), device=DEVICE))
 
             (t_rc, t_m), (n_rc, n_m) = best_of([rc_run, maso_run], repeats)
             rows.append((f"2-[{widths[1]}]x3-1 +-{half:g} seed {seed}", n_rc, n_m, t_rc, t_m))
@@ -83,7 +86,7 @@ def bench_high_dim(regioncam, repeats):
             return rc.num_faces
 
         def maso_run():
-            return len(maso.slice_regions(net, plane, lo=(-half, -half), hi=(half, half)))
+            return len(maso.slice_regions(net, plane, lo=(-half, -half), hi=(half, half), device=DEVICE))
 
         (t_rc, t_m), (n_rc, n_m) = best_of([rc_run, maso_run], repeats)
         rows.append((f"plane through 3 points, {widths[0]}-[{widths[1]}]x3-10", n_rc, n_m, t_rc, t_m))
@@ -105,10 +108,10 @@ def bench_1d(regioncam, repeats, n_segments):
         return total
 
     def maso_run():
-        return sum(sc.n_pieces for sc in maso.segment_crossings(net, x0, x1))
+        return sum(sc.n_pieces for sc in maso.segment_crossings(net, x0, x1, device=DEVICE))
 
     def maso_uncertified():  # the walk alone, without the certificate's forward pass at every crossing
-        return sum(sc.n_pieces for sc in maso.segment_crossings(net, x0, x1, certify=False))
+        return sum(sc.n_pieces for sc in maso.segment_crossings(net, x0, x1, certify=False, device=DEVICE))
 
     (t_rc, t_m, t_u), (n_rc, n_m, n_u) = best_of([rc_run, maso_run, maso_uncertified], repeats)
     rows = [(f"{n_segments} segments, 784-[64]x3-10 (regioncam one by one, maso batched)", n_rc, n_m, t_rc, t_m),
@@ -143,7 +146,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--segments", type=int, default=1000)
+    ap.add_argument("--device", default="cpu", help="where maso evaluates vertices and path points (regioncam: CPU)")
     args = ap.parse_args()
+    global DEVICE
+    DEVICE = args.device
     try:
         import regioncam
     except ImportError:
