@@ -554,12 +554,13 @@ class Network:
         R = max((g.n_pieces for g in self.units), default=1)
         self._check_output_fits(n, self.n_units * R, t, "Network.soft_codes", "piece probabilities")
         parts: dict[str, torch.Tensor] = {}
-        out = None if by_layer else torch.zeros((n, self.n_units, R), dtype=t.dtype, device=t.device)
+        out = None if by_layer else torch.empty((n, self.n_units, R), dtype=t.dtype, device=t.device)
         with torch.no_grad():
             for sl in evaluator.chunks(n, self._program.sample_size) or [slice(0, 0)]:
                 for g, pr in self._soft_block(t[sl], temperature).items():
                     if out is not None:
                         out[sl, g.columns, :pr.shape[-1]] = pr
+                        out[sl, g.columns, pr.shape[-1]:] = 0  # pieces this layer's units do not have
                         continue
                     if g.name not in parts:
                         parts[g.name] = torch.empty((n, g.size, pr.shape[-1]), dtype=t.dtype, device=t.device)
