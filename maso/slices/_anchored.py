@@ -287,7 +287,8 @@ class Incremental:
 
     Points are added by interpolating between two existing points (`interpolate`), which is exact for
     every value held: they are affine between points as long as the points already include every breakpoint
-    of the spline layers computed so far. `advance` computes the nodes up to a given one at all points.
+    of the spline layers computed so far. `advance` computes the nodes up to a given one at all points. The
+    values are float64 tensors on the anchors' device; they stay there.
 
     Parameters
     ----------
@@ -300,7 +301,8 @@ class Incremental:
     def __init__(self, anch: Anchored, which: np.ndarray | None, coords: np.ndarray) -> None:
         net = anch.net
         self.net, self.anch = net, anch
-        self.vals: dict[int, np.ndarray] = {j: v.cpu().numpy() for j, v in anch.seeds(which, coords).items()}
+        self.device = anch.device
+        self.vals: dict[int, torch.Tensor] = dict(anch.seeds(which, coords))
         self.done = set(self.vals)
         readers: dict[int, set[int]] = {i: set() for i in range(len(net.nodes))}
         for i, node in enumerate(net.nodes):
@@ -321,46 +323,51 @@ class Incremental:
         ``exact = (node, units, values)``: set those (flat) entries of the new points of ``node`` exactly (a
         unit's breakpoint at its crossing, instead of a value that rounding moved off it).
         """
+        dev = self.device
+        ia, ib = torch.from_numpy(np.asarray(a)).to(dev), torch.from_numpy(np.asarray(b)).to(dev)
+        t = torch.from_numpy(np.ascontiguousarray(tau, dtype=np.float64)).to(dev)
         for j, v in self.vals.items():
-            va = v[a]
-            w = tau.reshape(-1, *([1] * (v.ndim - 1)))
-            new = va + w * (v[b] - va)
+            va = v.index_select(0, ia)
+            w = t.reshape(-1, *([1] * (v.dim() - 1)))
+            new = va + w * (v.index_select(0, ib) - va)  # the NumPy walk's operations, in its order
             if exact is not None and exact[0] == j and len(new):
-                new.reshape(len(new), -1)[np.arange(len(new)), exact[1]] = exact[2]
+                flat = new.reshape(len(new), -1)
+                flat[torch.arange(len(new), device=dev), torch.from_numpy(exact[1]).to(dev)] = \
+                    torch.from_numpy(np.ascontiguousarray(exact[2], dtype=np.float64)).to(dev)
             self.vals[j] = merge.apply(v, new)
 
     def select(self, idx: np.ndarray) -> None:
         """Keep (or permute) the points ``idx``."""
+        i = torch.from_numpy(np.asarray(idx)).to(self.device)
         for j in self.vals:
-            self.vals[j] = self.vals[j][idx]
+            self.vals[j] = self.vals[j].index_select(0, i)
 
     def advance(self, stop: int) -> np.ndarray:
-        """Value of node ``stop`` at all points (computing the needed nodes up to it, on the anchors' device, in
-        batches of points; the values come back as NumPy, where the walk interpolates them)."""
+        """Value of node ``stop`` at all points, as NumPy (computing the needed nodes up to it on the device, in
+        batches of points; they stay there)."""
         net = self.net
         todo = [i for i in range(self.last + 1, stop + 1) if i in self.need and i not in self.done]
         if todo:
-            device = self.anch.device
             N = len(next(iter(self.vals.values())))
-            parts: dict[int, list[np.ndarray]] = {i: [] for i in todo}
+            parts: dict[int, list[torch.Tensor]] = {i: [] for i in todo}
             with torch.no_grad():
-                for sl in chunks(N, net.program.sample_size, batch_limit(device)):
-                    seeds = {j: torch.from_numpy(v[sl]).to(device) for j, v in self.vals.items()}
-                    for i, y in evaluate(net.program, seeds, todo).items():
-                        parts[i].append(y.cpu().numpy())
+                for sl in chunks(N, net.program.sample_size, batch_limit(self.device)):
+                    for i, y in evaluate(net.program, {j: v[sl] for j, v in self.vals.items()}, todo).items():
+                        parts[i].append(y)
             for i in todo:
-                self.vals[i] = (np.concatenate(parts[i]) if len(parts[i]) != 1 else parts[i][0]) if parts[i] else \
-                    np.zeros((0, *net.nodes[i].shape))
+                p = parts[i]
+                self.vals[i] = (p[0] if len(p) == 1 else torch.cat(p)) if p else torch.zeros(
+                    (0, *net.nodes[i].shape), dtype=torch.float64, device=self.device)
                 self.done.add(i)
             for i in todo:
                 for j in set(net.nodes[i].inputs):
                     if self.readers[j] <= self.done and j != net.program.output:
                         self.vals.pop(j, None)
         self.last = max(self.last, stop)
-        return self.vals[stop]
+        return self.vals[stop].cpu().numpy()
 
 
-def interval_codes(net: Network, node: int, x: np.ndarray, k: np.ndarray, tie: np.ndarray | None = None) -> np.ndarray:
+def interval_codes(net: Network, node: int, x: Any, k: np.ndarray, tie: np.ndarray | None = None) -> np.ndarray:
     """Codes ``(len(k), U)`` of spline node ``node`` on the intervals between points ``k`` and ``k + 1``.
 
     ``x`` holds the layer's input at the points; it is affine on each interval (the points hold every
@@ -370,10 +377,16 @@ def interval_codes(net: Network, node: int, x: np.ndarray, k: np.ndarray, tie: n
     same input (an exact tie, which [`Network.codes`][maso.Network.codes] gives to the lower piece) need not
     stay bit-equal.
     """
+    code_dtype = torch.uint8 if net.program.code_dtype == np.uint8 else torch.int32
+    if not isinstance(x, torch.Tensor):
+        x = torch.from_numpy(np.ascontiguousarray(x))
+    kt = torch.from_numpy(np.asarray(k, dtype=np.int64)).to(x.device)
     if _two_piece(net, node):
         g = piece_gap(net, node, x)
-        return (np.add(g[:-1], g[1:]) > 0)[k].astype(net.program.code_dtype)  # slices: no float gathers
-    Q = piece_scores(net, node, 0.5 * (x[k] + x[k + 1]))  # (len(k), U, R), -inf for missing pieces
-    best = Q.max(axis=2, keepdims=True)
-    slack = 0.0 if tie is None else tie[:, None, None]
-    return np.argmax(Q >= best - slack, axis=2).astype(net.program.code_dtype)  # pieces in public-code order
+        return ((g[:-1] + g[1:]) > 0).index_select(0, kt).to(code_dtype).cpu().numpy()  # no float gathers
+    mid = 0.5 * (x.index_select(0, kt) + x.index_select(0, kt + 1))
+    Q = piece_scores(net, node, mid)  # (len(k), U, R), -inf for missing pieces
+    best = Q.amax(dim=2, keepdim=True)
+    slack = 0.0 if tie is None else torch.from_numpy(np.asarray(tie, dtype=np.float64)).to(x.device)[:, None, None]
+    # the first piece within the slack of the best: pieces in public-code order
+    return torch.argmax((Q >= best - slack).to(torch.uint8), dim=2).to(code_dtype).cpu().numpy()

@@ -360,8 +360,15 @@ class _Merge:
         self.pos_old, self.pos_new, self.n = pos_old, pos_new, len(pos_old) + len(pos_new)
         self.before = before  # per new point: the old point just before it in the merged order
 
-    def apply(self, old: np.ndarray, new: np.ndarray) -> np.ndarray:
-        """Rows of ``old`` and ``new`` in merged order (a scatter: no concatenated copy, no gather)."""
+    def apply(self, old: Any, new: Any) -> Any:
+        """Rows of ``old`` and ``new`` in merged order (a scatter: no concatenated copy, no gather); arrays or
+        tensors (then on their device)."""
+        if isinstance(old, torch.Tensor):
+            dev = old.device
+            res = torch.empty((self.n, *old.shape[1:]), dtype=old.dtype, device=dev)
+            res[torch.from_numpy(self.pos_old).to(dev)] = old
+            res[torch.from_numpy(self.pos_new).to(dev)] = new
+            return res
         out = np.empty((self.n, *old.shape[1:]), dtype=old.dtype)
         out[self.pos_old] = old
         out[self.pos_new] = new
