@@ -10,35 +10,49 @@
 # needs travel in .wheels/ (ignored by git; carry it), made here beforehand with
 #   pip download -d .wheels --no-deps daqp highspy
 # Run (device tool): bash benchmarks/gpu_issue17.sh   with carry [".wheels"]; results land in $OUT.
+# Smoke test anywhere (small sizes, no GPU): DEVICE=cpu QUICK=1 PYTHON=.venv/bin/python bash benchmarks/gpu_issue17.sh
 set -uo pipefail
 OUT=${OUT:-/tmp/gpu-out}
-mkdir -p "$OUT"
-if ls .wheels/*.whl >/dev/null 2>&1; then
-    python3 -m pip install -q --no-index --find-links .wheels --no-deps .wheels/*.whl 2>&1 | tail -2
+DEVICE=${DEVICE:-cuda}
+PY=${PYTHON:-python3}
+if [ -n "${QUICK:-}" ]; then
+    WINDOWS="1e-4"; CPU_WINDOWS="1e-4"; SEGMENTS=2; CORE="--n 2000 --n-images 16 --n-tokens 256 --repeat 3"
+    TAIL="--n 4 --soft-n 2 --repeat 2 --dtypes float32"
+else
+    WINDOWS="1e-4 3e-4 6e-4 1e-3 2e-3"; CPU_WINDOWS="1e-4 3e-4"; SEGMENTS=16
+    CORE="--n 10000 --n-images 256 --n-tokens 8192 --repeat 15"; TAIL="--n 64 --soft-n 16 --repeat 7"
 fi
-python3 -m pip install -q --no-deps --no-build-isolation -e . 2>&1 | tail -2
-export PYTHONUNBUFFERED=1
-nvidia-smi --query-gpu=name,memory.total --format=csv | tee "$OUT/gpu.txt"
-timeout 150 python3 -m pytest -q -p no:cacheprovider tests/slices -k "gpu or device" 2>&1 | tail -5 \
-    | tee "$OUT/tests_cuda.txt"
-timeout 200 python3 benchmarks/bench_inception_slice.py --device cuda --windows 1e-4 3e-4 6e-4 1e-3 2e-3 \
-    --cpu-windows 1e-4 3e-4 2>&1 | tee "$OUT/inception_slice_cuda.txt"
-timeout 90 python3 - <<'PY' 2>&1 | tee "$OUT/crossings_cuda.txt"
-import time, numpy as np, torch, maso
+mkdir -p "$OUT"
+if [ "$DEVICE" != cpu ]; then
+    if ls .wheels/*.whl >/dev/null 2>&1; then
+        $PY -m pip install -q --no-index --find-links .wheels --no-deps .wheels/*.whl 2>&1 | tail -2
+    fi
+    $PY -m pip install -q --no-deps --no-build-isolation -e . 2>&1 | tail -2
+    nvidia-smi --query-gpu=name,memory.total --format=csv | tee "$OUT/gpu.txt"
+fi
+export PYTHONUNBUFFERED=1 DEVICE SEGMENTS
+timeout 150 $PY -m pytest -q -p no:cacheprovider tests/slices -k "gpu or device" 2>&1 | tail -5 \
+    | tee "$OUT/tests_$DEVICE.txt"
+# shellcheck disable=SC2086
+timeout 200 $PY benchmarks/bench_inception_slice.py --device "$DEVICE" --windows $WINDOWS \
+    --cpu-windows $CPU_WINDOWS 2>&1 | tee "$OUT/inception_slice_$DEVICE.txt"
+timeout 90 $PY - <<'PY' 2>&1 | tee "$OUT/crossings_$DEVICE.txt"
+import os, time, numpy as np, torch, maso
+device, k = os.environ["DEVICE"], int(os.environ["SEGMENTS"])
 net = maso.from_torch(maso.nn.inception5_tail(seed=0, dtype=torch.float64), torch.zeros(1, 832, 7, 7, dtype=torch.float64))
-x = np.maximum(np.random.default_rng(1).normal(size=(33, 832, 7, 7)), 0)
-maso.segment_crossings(net, x[0], x[1], device="cuda")  # warm-up
+x = np.maximum(np.random.default_rng(1).normal(size=(2 * k, 832, 7, 7)), 0)
+maso.segment_crossings(net, x[0], 0.99 * x[0] + 0.01 * x[1], device=device)  # warm-up
 res = {}
-for dev in ("cuda", "cpu"):
+for dev in (device, "cpu"):
     t = time.perf_counter()
-    res[dev] = maso.segment_crossings(net, x[:16], x[16:32], device=dev)
+    res[dev] = maso.segment_crossings(net, x[:k], x[k:], device=dev)
     res[dev + "_s"] = time.perf_counter() - t
-n = sum(len(s.t) for s in res["cuda"])
-same = all(np.array_equal(a.codes, b.codes) and len(a.t) == len(b.t) for a, b in zip(res["cuda"], res["cpu"]))
-print(f"16 segments between activations of the Inception tail: {n} crossings; cuda {res['cuda_s']:.2f} s, "
-      f"cpu {res['cpu_s']:.2f} s, cpu/cuda {res['cpu_s'] / res['cuda_s']:.1f}x; same crossings and codes: {same}")
+n = sum(len(s.t) for s in res[device])
+same = all(np.array_equal(a.codes, b.codes) and len(a.t) == len(b.t) for a, b in zip(res[device], res["cpu"]))
+print(f"{k} segments between activations of the Inception tail: {n} crossings; {device} {res[device + '_s']:.2f} s, "
+      f"cpu {res['cpu_s']:.2f} s, cpu/{device} {res['cpu_s'] / res[device + '_s']:.1f}x; same crossings and codes: {same}")
 PY
-timeout 120 python3 benchmarks/bench_core.py --device cuda --n 10000 --n-images 256 --n-tokens 8192 --repeat 15 \
-    2>&1 | tee "$OUT/bench_core_cuda.txt"
-timeout 120 python3 benchmarks/bench_inception_tail.py --device cuda --n 64 --soft-n 16 --repeat 7 2>&1 \
-    | tee "$OUT/inception_tail_cuda.txt"
+# shellcheck disable=SC2086
+timeout 120 $PY benchmarks/bench_core.py --device "$DEVICE" $CORE 2>&1 | tee "$OUT/bench_core_$DEVICE.txt"
+# shellcheck disable=SC2086
+timeout 120 $PY benchmarks/bench_inception_tail.py --device "$DEVICE" $TAIL 2>&1 | tee "$OUT/inception_tail_$DEVICE.txt"

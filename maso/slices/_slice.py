@@ -827,8 +827,11 @@ def _check_budget(mesh: Mesh, limit: int | None) -> None:
 _BLOCK = 1 << 23  # floats per block of vertex values (64 MiB): keeps wide layers in bounded memory
 
 
-def _row_chunks(n: int, per_row: int) -> list[slice]:
-    size = max(1, _BLOCK // max(1, per_row))
+def _row_chunks(n: int, per_row: int, device: torch.device | None = None) -> list[slice]:
+    """Row blocks of ``n`` vertices holding ``per_row`` numbers each: `_BLOCK` numbers per block on the CPU, a
+    GPU's batch limit (`batch_limit`) there, so that a GPU evaluates thousands of vertices per call."""
+    limit = batch_limit(device) if device is not None else None
+    size = max(1, max(_BLOCK, limit or 0) // max(1, per_row))
     return [slice(s, min(n, s + size)) for s in range(0, n, size)]
 
 
@@ -850,7 +853,7 @@ def _scores_of(vals: _VertexValues, node: int, units: np.ndarray) -> np.ndarray:
     per_row = math.prod(width) + len(units) * net.program.spline_layer(node).n_pieces
     src = net.nodes[node].inputs[0]
     return np.concatenate([_host(piece_scores(net, node, _tensor(vals.value(sl, src)), units))
-                           for sl in _row_chunks(vals.mesh.nV, 3 * per_row)])
+                           for sl in _row_chunks(vals.mesh.nV, 3 * per_row, vals.device)])
 
 
 def _gap(net: Network, node: int, x: Any) -> torch.Tensor:
@@ -871,7 +874,7 @@ def _gaps_of(vals: _VertexValues, node: int, units: np.ndarray) -> np.ndarray:
     per_row = math.prod(width) + 2 * len(units)
     cols = torch.from_numpy(units).to(vals.device)
     return np.concatenate([_host(_gap(net, node, vals.value(sl, src)).index_select(1, cols))
-                           for sl in _row_chunks(vals.mesh.nV, 3 * per_row)])
+                           for sl in _row_chunks(vals.mesh.nV, 3 * per_row, vals.device)])
 
 
 def _unit_survey(vals: _VertexValues, node: int):
@@ -886,7 +889,7 @@ def _unit_survey(vals: _VertexValues, node: int):
     width = math.prod(net.nodes[net.nodes[node].inputs[0]].shape)
     if _two_piece(net, node):  # no piece is ever missing: gaps suffice
         src = net.nodes[node].inputs[0]
-        chunks_ = _row_chunks(V, 3 * width * 2)
+        chunks_ = _row_chunks(V, 3 * width * 2, vals.device)
         lo = hi = D = win0 = None
         for sl in chunks_:
             D = _gap(net, node, vals.value(sl, src))
@@ -909,7 +912,7 @@ def _unit_survey(vals: _VertexValues, node: int):
         in_shape = net.nodes[src].shape
         first = varies = None
         with torch.no_grad():
-            for sl in _row_chunks(V, 3 * width):
+            for sl in _row_chunks(V, 3 * width, vals.device):
                 icode = layer.forward(_tensor(vals.value(sl, src)), p, True)[1]
                 assert icode is not None  # asked for
                 icode = icode.reshape(len(icode), -1)
@@ -925,7 +928,7 @@ def _unit_survey(vals: _VertexValues, node: int):
         return (_host(missing), np.full(U, np.nan), np.full(U, np.nan), _host(win0).astype(np.int64),
                 _host(varies), None)
     lo = hi = win0 = varies = missing = None
-    chunks_ = _row_chunks(V, 3 * width * max(2, layer.n_pieces))
+    chunks_ = _row_chunks(V, 3 * width * max(2, layer.n_pieces), vals.device)
     Q = None
     for sl in chunks_:
         Q = _tensor(vals.scores(sl, node))
