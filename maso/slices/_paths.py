@@ -14,6 +14,7 @@ from maso.core._program import chunks, evaluate, require_piecewise_linear
 from maso.core.domain import Box
 from maso.core.network import Network
 from maso.errors import NumericalWarning, ParameterError, ParameterShapeError, ShapeError
+from maso.layers import MaxPool
 from maso.slices._anchored import (
     Anchored,
     Incremental,
@@ -461,13 +462,32 @@ def _walk(net: Network, origin: np.ndarray, direction: np.ndarray, lo: np.ndarra
             inc.interpolate(kk, kk + 1, tau, merge, (net.nodes[g.node].inputs[0], ui, breakpoints(net, g.node)[ui]))
             codes = merge.apply(codes, codes[merge.before])
         else:
-            Q = piece_scores(net, g.node, X)  # (N, U, R)
+            # only units whose winner differs between two consecutive points of a path can change piece: a
+            # piece that is best at both ends of an interval is best all along it (the scores are affine there)
+            same = seg[:-1] == seg[1:]
+            layer = net.program.spline_layer(g.node)
+            if isinstance(layer, MaxPool):  # from the layer's own codes: no 9 scores per unit at every point
+                xt = torch.from_numpy(np.ascontiguousarray(X))
+                with torch.no_grad():
+                    icode = layer.forward(xt, {}, True)[1]
+                    assert icode is not None  # asked for
+                    icode = icode.reshape(len(X), -1)
+                    top = layer.forward(xt.abs(), {}, False)[0]  # each window's largest |score|
+                scale[:, gi] = _path_max(seg, n, top.reshape(len(X), -1).numpy())
+                vary = np.flatnonzero(((icode[:-1] != icode[1:]).numpy() & same[:, None]).any(axis=0))
+                Q = piece_scores(net, g.node, xt, vary).numpy()  # (N, len(vary), R)
+            else:
+                Q = piece_scores(net, g.node, X)  # (N, U, R)
+                missing = ~np.isfinite(Q[0])
+                scale[:, gi] = _path_max(seg, n, np.abs(np.where(missing[None], 0.0, Q)).reshape(len(Q), -1))
+                win = np.where(missing[None], -np.inf, Q).argmax(axis=2)
+                vary = np.flatnonzero(((win[:-1] != win[1:]) & same[:, None]).any(axis=0))
+                Q = Q[:, vary]
             R = Q.shape[2]
-            missing = ~np.isfinite(Q[0])
+            missing = ~np.isfinite(Q[0]) if len(Q) else np.zeros(Q.shape[1:], dtype=bool)
             # piece by piece: where piece r overtakes the best of the pieces before it; values at new points
             # are interpolated (the scores are affine between consecutive points)
             Qz = np.where(missing[None], 0.0, Q)
-            scale[:, gi] = _path_max(seg, n, np.abs(Qz).reshape(len(Qz), -1))
             for r in range(1, R):
                 best = np.where(missing[None, :, :r], -np.inf, Qz[:, :, :r]).max(axis=2)
                 d = np.where(missing[None, :, r] | ~np.isfinite(best), -1.0, Qz[:, :, r] - best)
