@@ -282,13 +282,17 @@ def _elementwise(layer: Elementwise, x: np.ndarray, in_shape: tuple[int, ...]) -
     return np.where(sg * (l1 - l0) > 0, l1, l0)
 
 
+_HOST_WALK = True  # walks on the CPU hold NumPy values (tests turn it off to run the device path there)
+
+
 class Incremental:
     """Node values at a growing set of points, each node computed once.
 
     Points are added by interpolating between two existing points (`interpolate`), which is exact for
     every value held: they are affine between points as long as the points already include every breakpoint
     of the spline layers computed so far. `advance` computes the nodes up to a given one at all points. The
-    values are float64 tensors on the anchors' device; they stay there.
+    values are float64 tensors on the anchors' device, where they stay; on the CPU they are NumPy arrays (the
+    same operations, without torch's cost per call on the many small steps of a walk).
 
     Parameters
     ----------
@@ -302,7 +306,9 @@ class Incremental:
         net = anch.net
         self.net, self.anch = net, anch
         self.device = anch.device
-        self.vals: dict[int, torch.Tensor] = dict(anch.seeds(which, coords))
+        self.host = self.device.type == "cpu" and _HOST_WALK
+        seeds = anch.seeds(which, coords)
+        self.vals: dict[int, Any] = {j: v.numpy() for j, v in seeds.items()} if self.host else dict(seeds)
         self.done = set(self.vals)
         readers: dict[int, set[int]] = {i: set() for i in range(len(net.nodes))}
         for i, node in enumerate(net.nodes):
@@ -323,6 +329,15 @@ class Incremental:
         ``exact = (node, units, values)``: set those (flat) entries of the new points of ``node`` exactly (a
         unit's breakpoint at its crossing, instead of a value that rounding moved off it).
         """
+        if self.host:
+            for j, v in self.vals.items():
+                va = v[a]
+                w = tau.reshape(-1, *([1] * (v.ndim - 1)))
+                new = va + w * (v[b] - va)
+                if exact is not None and exact[0] == j and len(new):
+                    new.reshape(len(new), -1)[np.arange(len(new)), exact[1]] = exact[2]
+                self.vals[j] = merge.apply(v, new)
+            return
         dev = self.device
         ia, ib = torch.from_numpy(np.asarray(a)).to(dev), torch.from_numpy(np.asarray(b)).to(dev)
         t = torch.from_numpy(np.ascontiguousarray(tau, dtype=np.float64)).to(dev)
@@ -338,6 +353,10 @@ class Incremental:
 
     def select(self, idx: np.ndarray) -> None:
         """Keep (or permute) the points ``idx``."""
+        if self.host:
+            for j in self.vals:
+                self.vals[j] = self.vals[j][idx]
+            return
         i = torch.from_numpy(np.asarray(idx)).to(self.device)
         for j in self.vals:
             self.vals[j] = self.vals[j].index_select(0, i)
@@ -352,19 +371,22 @@ class Incremental:
             parts: dict[int, list[torch.Tensor]] = {i: [] for i in todo}
             with torch.no_grad():
                 for sl in chunks(N, net.program.sample_size, batch_limit(self.device)):
-                    for i, y in evaluate(net.program, {j: v[sl] for j, v in self.vals.items()}, todo).items():
+                    seeds = {j: torch.from_numpy(v[sl]) if self.host else v[sl] for j, v in self.vals.items()}
+                    for i, y in evaluate(net.program, seeds, todo).items():
                         parts[i].append(y)
             for i in todo:
                 p = parts[i]
-                self.vals[i] = (p[0] if len(p) == 1 else torch.cat(p)) if p else torch.zeros(
+                v = (p[0] if len(p) == 1 else torch.cat(p)) if p else torch.zeros(
                     (0, *net.nodes[i].shape), dtype=torch.float64, device=self.device)
+                self.vals[i] = v.numpy() if self.host else v
                 self.done.add(i)
             for i in todo:
                 for j in set(net.nodes[i].inputs):
                     if self.readers[j] <= self.done and j != net.program.output:
                         self.vals.pop(j, None)
         self.last = max(self.last, stop)
-        return self.vals[stop].cpu().numpy()
+        v = self.vals[stop]
+        return v if self.host else v.cpu().numpy()
 
 
 def interval_codes(net: Network, node: int, x: Any, k: np.ndarray, tie: np.ndarray | None = None) -> np.ndarray:
@@ -377,9 +399,15 @@ def interval_codes(net: Network, node: int, x: Any, k: np.ndarray, tie: np.ndarr
     same input (an exact tie, which [`Network.codes`][maso.Network.codes] gives to the lower piece) need not
     stay bit-equal.
     """
+    if not isinstance(x, torch.Tensor):  # NumPy: the same operations, without torch's cost per call
+        if _two_piece(net, node):
+            g = piece_gap(net, node, x)
+            return (np.add(g[:-1], g[1:]) > 0)[k].astype(net.program.code_dtype)  # slices: no float gathers
+        Qn = piece_scores(net, node, 0.5 * (x[k] + x[k + 1]))  # (len(k), U, R), -inf for missing pieces
+        top = Qn.max(axis=2, keepdims=True)
+        tied = 0.0 if tie is None else tie[:, None, None]
+        return np.argmax(Qn >= top - tied, axis=2).astype(net.program.code_dtype)  # pieces in public-code order
     code_dtype = torch.uint8 if net.program.code_dtype == np.uint8 else torch.int32
-    if not isinstance(x, torch.Tensor):
-        x = torch.from_numpy(np.ascontiguousarray(x))
     kt = torch.from_numpy(np.asarray(k, dtype=np.int64)).to(x.device)
     if _two_piece(net, node):
         g = piece_gap(net, node, x)

@@ -226,3 +226,22 @@ def test_gpu_crossings_equal_cpu_crossings():  # pragma: no cover - GPU machines
             assert len(p.t) == len(q.t), kind
             np.testing.assert_array_equal(p.codes, q.codes)
             np.testing.assert_allclose(p.t, q.t, rtol=0, atol=1e-9)
+
+
+def test_device_resident_walk_equals_the_numpy_walk(monkeypatch):
+    """On a GPU the walk's values stay on the device as tensors; on the CPU they are NumPy arrays. The tensor
+    path, run on the CPU, gives bit-identical crossings and codes (the same operations in the same order)."""
+    from maso.slices import _anchored
+
+    for seed, kind in ((1, "cnn"), (2, "inception"), (3, "residual")):
+        module, shape, _ = random_model(seed, kind)
+        net = maso.from_torch(module, torch.zeros(1, *shape, dtype=torch.float64))
+        x = random_inputs(seed, shape, 6)
+        host = maso.segment_crossings(net, x[:3], x[3:])
+        monkeypatch.setattr(_anchored, "_HOST_WALK", False)
+        device = maso.segment_crossings(net, x[:3], x[3:])
+        monkeypatch.setattr(_anchored, "_HOST_WALK", True)
+        assert sum(len(p.t) for p in host) > 3, kind
+        for p, q in zip(host, device):
+            np.testing.assert_array_equal(p.t, q.t)
+            np.testing.assert_array_equal(p.codes, q.codes)
