@@ -341,15 +341,15 @@ class Incremental:
         dev = self.device
         ia, ib = torch.from_numpy(np.asarray(a)).to(dev), torch.from_numpy(np.asarray(b)).to(dev)
         t = torch.from_numpy(np.ascontiguousarray(tau, dtype=np.float64)).to(dev)
-        for j, v in self.vals.items():
-            va = v.index_select(0, ia)
-            w = t.reshape(-1, *([1] * (v.dim() - 1)))
-            new = va + w * (v.index_select(0, ib) - va)  # the NumPy walk's operations, in its order
-            if exact is not None and exact[0] == j and len(new):
-                flat = new.reshape(len(new), -1)
+        for j, vt in self.vals.items():
+            vat = vt.index_select(0, ia)
+            wt = t.reshape(-1, *([1] * (vt.dim() - 1)))
+            nt = vat + wt * (vt.index_select(0, ib) - vat)  # the NumPy walk's operations, in its order
+            if exact is not None and exact[0] == j and len(nt):
+                flat = nt.reshape(len(nt), -1)
                 flat[torch.arange(len(new), device=dev), torch.from_numpy(exact[1]).to(dev)] = \
                     torch.from_numpy(np.ascontiguousarray(exact[2], dtype=np.float64)).to(dev)
-            self.vals[j] = merge.apply(v, new)
+            self.vals[j] = merge.apply(vt, nt)
 
     def select(self, idx: np.ndarray) -> None:
         """Keep (or permute) the points ``idx``."""

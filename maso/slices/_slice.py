@@ -910,44 +910,49 @@ def _unit_survey(vals: _VertexValues, node: int):
         src = net.nodes[node].inputs[0]
         p = params(net.program, vals.device, torch.float64)[node]
         in_shape = net.nodes[src].shape
-        first = varies = None
+        first: torch.Tensor | None = None
+        changes: torch.Tensor | None = None
         with torch.no_grad():
             for sl in _row_chunks(V, 3 * width, vals.device):
                 icode = layer.forward(_tensor(vals.value(sl, src)), p, True)[1]
                 assert icode is not None  # asked for
                 icode = icode.reshape(len(icode), -1)
-                if first is None:
+                if first is None or changes is None:
                     first = icode[:1]
-                    varies = torch.zeros(icode.shape[1], dtype=torch.bool, device=icode.device)
-                varies |= (icode != first).any(dim=0)
-            assert first is not None and varies is not None  # a mesh has vertices
-            win0 = layer.public_code(first.reshape(1, *net.nodes[node].shape), in_shape).reshape(-1)
+                    changes = torch.zeros(icode.shape[1], dtype=torch.bool, device=icode.device)
+                changes |= (icode != first).any(dim=0)
+            assert first is not None and changes is not None  # a mesh has vertices
+            first_code = layer.public_code(first.reshape(1, *net.nodes[node].shape), in_shape).reshape(-1)
             x0 = _tensor(vals.value(slice(0, 1), src))
-            missing = ~torch.isfinite(piece_scores(net, node, x0)[0])
-        U = int(varies.shape[0])
-        return (_host(missing), np.full(U, np.nan), np.full(U, np.nan), _host(win0).astype(np.int64),
-                _host(varies), None)
-    lo = hi = win0 = varies = missing = None
+            absent = ~torch.isfinite(piece_scores(net, node, x0)[0])
+        U = int(changes.shape[0])
+        return (_host(absent), np.full(U, np.nan), np.full(U, np.nan), _host(first_code).astype(np.int64),
+                _host(changes), None)
+    lo_t: torch.Tensor | None = None
+    hi_t: torch.Tensor | None = None
+    win_t: torch.Tensor | None = None
+    vary_t: torch.Tensor | None = None
+    miss_t: torch.Tensor | None = None
     chunks_ = _row_chunks(V, 3 * width * max(2, layer.n_pieces), vals.device)
-    Q = None
+    Q: torch.Tensor | None = None
     for sl in chunks_:
         Q = _tensor(vals.scores(sl, node))
-        if missing is None:
-            missing = ~torch.isfinite(Q[0])
-            win0 = torch.where(missing[None], -torch.inf, Q[:1]).argmax(dim=2)[0]
+        if miss_t is None or lo_t is None or hi_t is None or vary_t is None or win_t is None:  # block 1
+            miss_t = ~torch.isfinite(Q[0])
+            win_t = torch.where(miss_t[None], -torch.inf, Q[:1]).argmax(dim=2)[0]
             U = Q.shape[1]
-            lo = torch.full((U,), torch.inf, dtype=Q.dtype, device=Q.device)
-            hi = torch.full((U,), -torch.inf, dtype=Q.dtype, device=Q.device)
-            varies = torch.zeros(U, dtype=torch.bool, device=Q.device)
-        assert lo is not None and hi is not None and varies is not None and win0 is not None  # set at block 1
+            lo_t = torch.full((U,), torch.inf, dtype=Q.dtype, device=Q.device)
+            hi_t = torch.full((U,), -torch.inf, dtype=Q.dtype, device=Q.device)
+            vary_t = torch.zeros(U, dtype=torch.bool, device=Q.device)
         if Q.shape[2] == 2:
-            D = Q[:, :, 1] - Q[:, :, 0]
-            lo, hi = torch.minimum(lo, D.amin(dim=0)), torch.maximum(hi, D.amax(dim=0))
-        win = torch.where(missing[None], -torch.inf, Q).argmax(dim=2)
-        varies |= (win != win0).any(dim=0)
-    assert Q is not None and missing is not None  # one block at least
+            Dq = Q[:, :, 1] - Q[:, :, 0]
+            lo_t, hi_t = torch.minimum(lo_t, Dq.amin(dim=0)), torch.maximum(hi_t, Dq.amax(dim=0))
+        win = torch.where(miss_t[None], -torch.inf, Q).argmax(dim=2)
+        vary_t |= (win != win_t).any(dim=0)
+    assert Q is not None and miss_t is not None and lo_t is not None and hi_t is not None  # one block at least
+    assert win_t is not None and vary_t is not None
     gaps = Q[:, :, 1] - Q[:, :, 0] if len(chunks_) == 1 and Q.shape[2] == 2 else None
-    return _host(missing), _host(lo), _host(hi), _host(win0), _host(varies), gaps
+    return _host(miss_t), _host(lo_t), _host(hi_t), _host(win_t), _host(vary_t), gaps
 
 
 def _polygons(P: np.ndarray, E: np.ndarray, EF: np.ndarray, F: int):

@@ -513,7 +513,7 @@ def test_carried_values_follow_the_mesh_provenance():
         seen["deep"] = max(seen["deep"], int(mesh.sources[2].max(initial=0)))
         return out
 
-    import unittest.mock as mock
+    from unittest import mock
     with mock.patch.object(slices, "_unit_survey", spy), mock.patch.object(slices.Mesh, "cut_columns", cut_spy):
         sl = maso.slice_regions(net, plane, lo=(0.0, 0.0), hi=(0.5, 0.5))
     assert len(sl) > 50 and seen["checked"] > 0 and seen["deep"] >= 2
