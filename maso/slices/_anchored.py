@@ -347,7 +347,7 @@ class Incremental:
             nt = vat + wt * (vt.index_select(0, ib) - vat)  # the NumPy walk's operations, in its order
             if exact is not None and exact[0] == j and len(nt):
                 flat = nt.reshape(len(nt), -1)
-                flat[torch.arange(len(new), device=dev), torch.from_numpy(exact[1]).to(dev)] = \
+                flat[torch.arange(len(nt), device=dev), torch.from_numpy(exact[1]).to(dev)] = \
                     torch.from_numpy(np.ascontiguousarray(exact[2], dtype=np.float64)).to(dev)
             self.vals[j] = merge.apply(vt, nt)
 
