@@ -23,8 +23,8 @@ from maso.layers import (
     Elementwise,
     MaxPool,
     Reshape,
-    _maxpool_out_spatial,
     _pieces_per_unit,
+    _window_index,
 )
 
 
@@ -66,15 +66,14 @@ def piece_scores(net: Network, node: int, x: Any, units: np.ndarray | None = Non
 
 def _pool_scores(layer: MaxPool, x: torch.Tensor, in_shape: tuple[int, ...], units: np.ndarray) -> torch.Tensor:
     """`MaxPool.piece_scores` of some units only: each gathers its own window (-inf in the padding)."""
-    win = layer.windows(in_shape, _maxpool_out_spatial(layer, in_shape))  # (L, R)
+    win = _window_index(layer, in_shape, x.device)  # (L, R), cached
     L = len(win)
-    S = math.prod(in_shape[1:])
-    w = win[units % L]  # (k, R)
-    flat = (units // L)[:, None] * S + np.maximum(w, 0)
-    idx = torch.from_numpy(flat.reshape(-1)).to(x.device)
-    Q = x.reshape(len(x), -1).index_select(1, idx).reshape(len(x), len(units), -1)
-    if (w < 0).any():
-        Q = Q.masked_fill(torch.from_numpy(w < 0).to(x.device)[None], float("-inf"))
+    u = torch.from_numpy(units).to(x.device)
+    w = win[u % L]  # (k, R)
+    flat = (u // L)[:, None] * math.prod(in_shape[1:]) + w.clamp(min=0)
+    Q = x.reshape(len(x), -1).index_select(1, flat.reshape(-1)).reshape(len(x), len(units), -1)
+    if bool((w < 0).any()):
+        Q = Q.masked_fill((w < 0)[None], float("-inf"))
     return Q
 
 
@@ -304,7 +303,7 @@ class Incremental:
 
     def __init__(self, anch: Anchored, which: np.ndarray | None, coords: np.ndarray) -> None:
         net = anch.net
-        self.net, self.anch = net, anch
+        self.net = net
         self.device = anch.device
         self.host = self.device.type == "cpu" and _HOST_WALK
         seeds = anch.seeds(which, coords)

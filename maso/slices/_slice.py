@@ -912,18 +912,19 @@ def _unit_survey(vals: _VertexValues, node: int):
         in_shape = net.nodes[src].shape
         first: torch.Tensor | None = None
         changes: torch.Tensor | None = None
+        x0: torch.Tensor | None = None
         with torch.no_grad():
             for sl in _row_chunks(V, 3 * width, vals.device):
-                icode = layer.forward(_tensor(vals.value(sl, src)), p, True)[1]
+                x = _tensor(vals.value(sl, src))
+                icode = layer.forward(x, p, True)[1]
                 assert icode is not None  # asked for
                 icode = icode.reshape(len(icode), -1)
                 if first is None or changes is None:
-                    first = icode[:1]
+                    first, x0 = icode[:1], x[:1]
                     changes = torch.zeros(icode.shape[1], dtype=torch.bool, device=icode.device)
                 changes |= (icode != first).any(dim=0)
-            assert first is not None and changes is not None  # a mesh has vertices
+            assert first is not None and changes is not None and x0 is not None  # a mesh has vertices
             first_code = layer.public_code(first.reshape(1, *net.nodes[node].shape), in_shape).reshape(-1)
-            x0 = _tensor(vals.value(slice(0, 1), src))
             absent = ~torch.isfinite(piece_scores(net, node, x0)[0])
         U = int(changes.shape[0])
         return (_host(absent), np.full(U, np.nan), np.full(U, np.nan), _host(first_code).astype(np.int64),
