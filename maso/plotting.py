@@ -181,7 +181,8 @@ def plot_slice(
         boundary = cells.boundary
     else:
         if color == "code":
-            face = code_colors(sl.codes)
+            # full code rows a block at a time: a region's colour is its whole code's, without forming all codes
+            face = np.concatenate([code_colors(b) for b in sl._code_blocks()]) if len(sl) else np.zeros((0, 3))
         elif color == "output":
             v = np.asarray(net(sl.interior_points)).reshape(len(sl), -1)[:, 0 if output is None else int(output)]
             face = colormaps[cmap]((v - v.min()) / (np.ptp(v) or 1.0))[:, :3]

@@ -173,6 +173,16 @@ class SliceRegions:
         Region ``i``'s polygon is ``vertices[polygon_vertices[polygon_offsets[i]:polygon_offsets[i + 1]]]``,
         counter-clockwise, without collinear vertices.
     codes : ndarray of shape (n, n_units)
+        Region ``i``'s spline code (as [`Network.codes`][maso.Network.codes] lays it out). Formed on first use
+        from the compact form below; a wide network cut by a small window has hundreds of thousands of units of
+        which a few hundred differ between regions, so ``codes`` of a big slice of it may not fit in memory (a
+        `DomainError` says so): use the compact form then.
+    code_columns : ndarray of int, shape (k,)
+        The units (columns of ``codes``) on which some two regions differ, increasing.
+    varying_codes : ndarray of shape (n, k)
+        ``codes[:, code_columns]``; every other column holds one value for all regions (`shared_code`).
+    shared_code : ndarray of shape (n_units,)
+        The code the regions share outside ``code_columns`` (region 0's code).
     areas : ndarray of shape (n,)
     interior_points : ndarray of shape (n, 2)
     affine : Affine
@@ -195,7 +205,9 @@ class SliceRegions:
     vertices: np.ndarray
     polygon_offsets: np.ndarray
     polygon_vertices: np.ndarray
-    codes: np.ndarray
+    code_columns: np.ndarray
+    varying_codes: np.ndarray
+    shared_code: np.ndarray
     areas: np.ndarray
     interior_points: np.ndarray
     method: str
@@ -208,7 +220,25 @@ class SliceRegions:
     _cells: dict = field(default_factory=dict, repr=False, init=False)
 
     def __len__(self) -> int:
-        return len(self.codes)
+        return len(self.areas)
+
+    @functools.cached_property
+    def codes(self) -> np.ndarray:
+        """Full code rows ``(n, n_units)`` (see the class docstring; a `DomainError` where they would need more
+        than half the machine's memory)."""
+        return sealed(_expand(self.shared_code, self.code_columns, self.varying_codes))
+
+    def _code(self, i: int) -> np.ndarray:
+        """Region ``i``'s full code row, without forming the others."""
+        row = self.shared_code.copy()
+        row[self.code_columns] = self.varying_codes[i]
+        return row
+
+    def _code_blocks(self):
+        """Full code rows in blocks of bounded size (for work that reads every row, such as colours)."""
+        step = max(1, _BLOCK // max(1, self.shared_code.size))
+        for s in range(0, len(self), step):
+            yield _expand(self.shared_code, self.code_columns, self.varying_codes[s:s + step])
 
     @functools.cached_property
     def affine(self) -> Affine:
@@ -232,7 +262,7 @@ class SliceRegions:
             raise IndexError(f"region {i} out of range ({n} regions)")
         i %= n
         nb = np.concatenate([self.adjacency[self.adjacency[:, 0] == i, 1], self.adjacency[self.adjacency[:, 1] == i, 0]])
-        return SliceRegion(i, self.codes[i], self.polygon(i), float(self.areas[i]), self.interior_points[i],
+        return SliceRegion(i, readonly(self._code(i)), self.polygon(i), float(self.areas[i]), self.interior_points[i],
                            Affine(self.affine.A[i], self.affine.b[i]), tuple(sorted(int(j) for j in nb)))
 
     def polygon(self, i: int) -> np.ndarray:
@@ -254,9 +284,14 @@ class SliceRegions:
         out = np.full(len(st), -1, dtype=np.int64)
         inside = np.all((st >= self.lo) & (st <= self.hi), axis=1)
         if inside.any():
-            index = {c.tobytes(): i for i, c in enumerate(self.codes)}
-            codes = np.asarray(self.network.codes(st[inside]))
-            out[inside] = [index.get(c.tobytes(), -1) for c in codes]
+            index = {c.tobytes(): i for i, c in enumerate(self.varying_codes)}
+            codes = np.asarray(self.network.codes(st[inside]), dtype=self.shared_code.dtype)
+            # a point matches a region only on its whole code: the shared columns too
+            rest = np.ones(codes.shape[1], dtype=bool)
+            rest[self.code_columns] = False
+            shared = np.all(codes[:, rest] == self.shared_code[rest], axis=1)
+            varying = np.ascontiguousarray(codes[:, self.code_columns])
+            out[inside] = [index.get(c.tobytes(), -1) if ok else -1 for c, ok in zip(varying, shared)]
         return out
 
     @property
@@ -279,10 +314,11 @@ class SliceRegions:
         import networkx as nx
 
         g = nx.Graph()
+        codes, cols, varying = self.codes, self.code_columns, self.varying_codes
         for i in range(len(self)):
-            g.add_node(i, code=self.codes[i], area=float(self.areas[i]))
+            g.add_node(i, code=codes[i], area=float(self.areas[i]))
         for i, j in self.adjacency:
-            g.add_edge(int(i), int(j), units=np.flatnonzero(self.codes[i] != self.codes[j]))
+            g.add_edge(int(i), int(j), units=cols[np.flatnonzero(varying[i] != varying[j])])
         return g
 
     def __repr__(self) -> str:
@@ -422,7 +458,7 @@ class SliceRegions:
             return self._mesh.copy(), np.arange(self._mesh.nF)
         net = self.network
         mesh, _, base, columns = _partition(net, self.lo, self.hi, self._tol)
-        codes = _expand_codes(mesh, base, columns).astype(np.int64)
+        codes = _expand(base, columns, mesh.codes).astype(np.int64)
         index = {c.tobytes(): i for i, c in enumerate(np.asarray(self.codes, dtype=np.int64))}
         return mesh, np.array([index.get(c.tobytes(), -1) for c in codes], dtype=np.int64)
 
@@ -798,16 +834,30 @@ def _hold(mesh: Mesh, held: list[np.ndarray], columns: np.ndarray) -> int:
     return start
 
 
-def _expand_codes(mesh: Mesh, base: np.ndarray, columns: np.ndarray) -> np.ndarray:
-    """Full code rows ``(n_faces, n_units)`` from the shared row and the columns the faces hold."""
-    need = mesh.nF * base.size * base.itemsize
+def _expand(base: np.ndarray, columns: np.ndarray, held: np.ndarray) -> np.ndarray:
+    """Full code rows ``(n, n_units)`` from the shared row and the columns ``held`` ``(n, len(columns))``."""
+    need = len(held) * base.size * base.itemsize
     if need > _memory_budget():
-        raise DomainError(f"The slice has {mesh.nF:,} regions of {base.size:,} units: their codes alone would need "
-                          f"{need / 2**30:.1f} GiB. Use a smaller window (lo, hi) or a sub-network with fewer units.")
-    codes = np.empty((mesh.nF, base.size), dtype=base.dtype)
+        raise DomainError(f"The full codes of {len(held):,} regions of {base.size:,} units would need "
+                          f"{need / 2**30:.1f} GiB. Use SliceRegions.varying_codes and code_columns (the units on "
+                          "which regions differ), a smaller window (lo, hi) or a sub-network with fewer units.")
+    codes = np.empty((len(held), base.size), dtype=base.dtype)
     codes[:] = base
-    codes[:, columns] = mesh.codes
+    codes[:, columns] = held
     return codes
+
+
+def _compact(base: np.ndarray, columns: np.ndarray, held: np.ndarray
+             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The compact codes: the columns on which some two rows differ (increasing), the rows there, and the shared
+    row (the first row's code, ``base`` where nothing is held)."""
+    shared = base.copy()
+    if not len(held):
+        return np.zeros(0, dtype=np.int64), held.reshape(0, 0), shared
+    shared[columns] = held[0]
+    differ = np.any(held != held[0], axis=0)
+    order = np.argsort(columns[differ], kind="stable")
+    return columns[differ][order], np.ascontiguousarray(held[:, differ][:, order]), shared
 
 
 def _memory_budget() -> float:
@@ -1162,20 +1212,20 @@ def _from_mesh(net: Network, plane: Plane, lo: np.ndarray, hi: np.ndarray, tol: 
                       "vertex) and were merged; compare with method='lp'.", NumericalWarning, stacklevel=3)
     offsets, pv, areas, inner = _polygons(mesh.P, mesh.E, mesh.EF, mesh.nF)
     unique = _n_unique_rows(mesh.codes)  # the held columns: the other columns are the same for all faces
-    codes = _expand_codes(mesh, base, columns)
+    cols, varying, shared = _compact(base, columns, mesh.codes)
     slivers = _count_slivers(mesh.P, offsets, pv, areas, lo, hi)
     stats.update(snapped=mesh.snapped, vertices=mesh.nV, edges=mesh.nE, slivers=slivers,
-                 min_area=float(areas.min()) if len(areas) else 0.0, duplicate_codes=len(codes) - unique)
+                 min_area=float(areas.min()) if len(areas) else 0.0, duplicate_codes=mesh.nF - unique)
     if slivers:
         warnings.warn(f"{slivers} slice regions are thinner than {_SLIVER_ULPS} units in the last place of the "
                       "coordinates: float64 does not resolve them (they may be rounding artefacts of "
                       "near-concurrent boundaries); see stats['slivers'] and compare with method='lp' or a "
                       "smaller window.", NumericalWarning, stacklevel=3)
-    if unique != len(codes):
-        warnings.warn(f"{len(codes) - unique} slice regions share a code with another region (rounding at a "
+    if unique != mesh.nF:
+        warnings.warn(f"{mesh.nF - unique} slice regions share a code with another region (rounding at a "
                       "near-degenerate vertex); compare with method='lp'.", NumericalWarning, stacklevel=3)
     return SliceRegions(plane, readonly(lo), readonly(hi), readonly(mesh.P), sealed(offsets), sealed(pv),
-                        sealed(codes), sealed(areas), sealed(inner), "mesh", stats, net, mesh, tol)
+                        sealed(cols), sealed(varying), sealed(shared), sealed(areas), sealed(inner), "mesh", stats, net, mesh, tol)
 
 
 _SLIVER_ULPS = 64
@@ -1215,10 +1265,11 @@ def _from_lp(net: Network, plane: Plane, lo: np.ndarray, hi: np.ndarray, tol: fl
     verts = np.concatenate(polys) if polys else np.zeros((0, 2))
     areas = np.array([r.volume() for r in regions])
     inner = np.array([r.interior_point for r in regions]).reshape(-1, 2)
-    codes = np.array([r.code for r in regions]).reshape(len(regions), net.n_units)
+    codes = np.array([r.code for r in regions], dtype=net.program.code_dtype).reshape(len(regions), net.n_units)
+    cols, varying, shared = _compact(np.zeros(net.n_units, dtype=codes.dtype), np.arange(net.n_units), codes)
     g = regions.graph()
     adj = np.array(sorted((min(i, j), max(i, j)) for i, j in g.edges()), dtype=np.int64).reshape(-1, 2)
     stats = {"slivers": len(regions.slivers), "min_area": float(areas.min()) if len(areas) else 0.0}
     return SliceRegions(plane, readonly(lo), readonly(hi), readonly(verts), sealed(np.array(offsets)),
-                        sealed(np.arange(len(verts))), sealed(codes), sealed(areas), sealed(inner), "lp", stats,
+                        sealed(np.arange(len(verts))), sealed(cols), sealed(varying), sealed(shared), sealed(areas), sealed(inner), "lp", stats,
                         net, None, DEFAULT_SLICE_TOL, sealed(adj))

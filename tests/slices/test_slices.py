@@ -432,16 +432,34 @@ def test_region_budget_is_a_clear_error():
 
 def test_faces_hold_only_the_units_that_vary(monkeypatch):
     """A wide layer cut by a small window: faces hold the few columns that vary; the full codes equal the
-    network's codes at the interior points, and codes that would not fit in memory are a clear error."""
+    network's codes at the interior points. The slice keeps its codes compact (the columns on which regions
+    differ): a slice whose full codes would not fit in memory is still made, and only asking for the full codes
+    is a clear error."""
     from maso.slices import _slice as slices
 
     net = maso.mlp([2, 2000, 1], seed=3)
     sl = maso.slice_regions(net, lo=(0.1, 0.1), hi=(0.12, 0.12))
     assert 10 < len(sl) < 100 and sl._mesh.codes.shape[1] < 40
-    np.testing.assert_array_equal(sl.codes, net.codes(sl.interior_points))
+    truth = np.asarray(net.codes(sl.interior_points))
+    np.testing.assert_array_equal(sl.codes, truth)
+    # the compact form: exactly the columns on which two regions differ, and the code they share elsewhere
+    differ = np.flatnonzero(np.any(truth != truth[0], axis=0))
+    np.testing.assert_array_equal(sl.code_columns, differ)
+    np.testing.assert_array_equal(sl.varying_codes, truth[:, differ])
+    np.testing.assert_array_equal(sl.shared_code, truth[0])
+    assert 0 < len(differ) < 40
+    for i in (0, len(sl) // 2, len(sl) - 1):
+        np.testing.assert_array_equal(sl[i].code, truth[i])
+    nodes = sl.graph()
+    for i, j in sl.adjacency[:5]:
+        np.testing.assert_array_equal(nodes.edges[int(i), int(j)]["units"], np.flatnonzero(truth[i] != truth[j]))
     monkeypatch.setattr(slices, "_memory_budget", lambda: 1000.0)
-    with pytest.raises(maso.errors.DomainError, match=r"codes alone would need .* GiB"):
-        maso.slice_regions(net, lo=(0.1, 0.1), hi=(0.12, 0.12))
+    big = maso.slice_regions(net, lo=(0.1, 0.1), hi=(0.12, 0.12))
+    assert len(big) == len(sl)
+    np.testing.assert_array_equal(big.find(sl.interior_points), np.arange(len(sl)))
+    np.testing.assert_array_equal(big[3].code, truth[3])
+    with pytest.raises(maso.errors.DomainError, match=r"would need .* GiB.*varying_codes"):
+        big.codes  # noqa: B018 (the property is what is tested)
 
 
 def test_slivers_float64_cannot_resolve_are_reported():
