@@ -50,14 +50,14 @@ def main() -> None:
         # baseline in the same process: every layer's input recomputed from the plane's anchors
         print(f"{'window side':>12s} {'regions':>8s} {'carried s':>10s} {'regions/s':>10s} {'recomputed s':>13s} "
               f"{'ratio':>6s}")
-        carry = slices._VertexValues.advance
+        carry = slices._VertexValues.advance, slices._VertexValues.prepare
         for w in args.windows:
             box = {"lo": (0.2, 0.2), "hi": (0.2 + w, 0.2 + w), "progress": False}
-            slices._VertexValues.advance = carry
+            slices._VertexValues.advance, slices._VertexValues.prepare = carry
             t = time.perf_counter()
             fast = maso.slice_regions(net, plane, **box)
             t_fast = time.perf_counter() - t
-            slices._VertexValues.advance = lambda self, node: None
+            slices._VertexValues.advance = slices._VertexValues.prepare = lambda self, node: None
             t = time.perf_counter()
             base = maso.slice_regions(net, plane, **box)
             t_base = time.perf_counter() - t
@@ -65,7 +65,7 @@ def main() -> None:
             bad |= not same
             print(f"{w:12.0e} {len(fast):8d} {t_fast:10.1f} {len(fast) / t_fast:10.0f} {t_base:13.1f} "
                   f"{t_fast / t_base:6.2f}{'' if same else '  REGIONS DIFFER'}", flush=True)
-        slices._VertexValues.advance = carry
+        slices._VertexValues.advance, slices._VertexValues.prepare = carry
         sys.exit(1 if bad else 0)
     # a device: the same slice on it and (for the smaller windows) on the CPU, which must agree
     cpu_windows = [w for w in args.windows if w <= 3e-4] if args.cpu_windows is None else args.cpu_windows

@@ -853,6 +853,12 @@ class MaxPool(SplineLayer):
 
     def forward(self, x, p, need_code):
         if not need_code:  # without the indices torch's pooling is much faster
+            if self.ndim == 2 and x.device.type == "cpu" and self.stride == (1, 1) and x.dim() == 4:
+                # torch's CPU kernel runs 1.5-2.5x faster on channels-last data for stride-1 windows
+                # (Inception's 3x3 branch pools); a max has one value whatever the layout or tie order
+                x = x.contiguous(memory_format=torch.channels_last)
+                return F.max_pool2d(x, self.kernel_size, self.stride, self.padding, self.dilation,
+                                    self.ceil_mode).contiguous(), None
             return _MAXPOOL[self.ndim](x, self.kernel_size, self.stride, self.padding, self.dilation,
                                        self.ceil_mode), None
         y, idx = _MAXPOOL[self.ndim](

@@ -592,6 +592,7 @@ def _partition(net: Network, lo: np.ndarray, hi: np.ndarray, tol: float, progres
             bar.set_postfix(faces=mesh.nF, refresh=False)
             bar.update(g.size)
         R = g.n_pieces
+        vals.prepare(g.node)
         missing, lo_, hi_, win0, varies, D_all = _unit_survey(vals, g.node)
         if R == 2 and not missing.any():
             active = np.flatnonzero((lo_ < 0) & (hi_ > 0))
@@ -660,51 +661,70 @@ def _partition(net: Network, lo: np.ndarray, hi: np.ndarray, tol: float, progres
 
 
 class _Carried:
-    """Values of some nodes at every mesh vertex: one float64 tensor ``(vertices, width)`` on the slice's device.
+    """Values of some nodes at every mesh vertex: per node, one float64 tensor ``(vertices, width)`` on the slice's
+    device (a node's tensor is kept as it is while the held set changes around it: no copy of the others).
 
-    The mesh's cuts only record where each new vertex comes from (`Mesh.sources`); `rows` brings the tensor up
+    The mesh's cuts only record where each new vertex comes from (`Mesh.sources`); `rows` brings the tensors up
     to date by the same interpolation, ``H[a] + t * (H[b] - H[a])`` in three separate operations (no fused
     multiply-add, so every device rounds alike), for all new vertices of one generation at once. Compaction of
     the mesh drops the rows of the vertices it drops.
     """
 
-    def __init__(self, mesh: Mesh, values: torch.Tensor) -> None:
-        self.mesh, self._rows, self.n = mesh, values, mesh.nV
+    def __init__(self, mesh: Mesh) -> None:
+        self.mesh, self.n = mesh, mesh.nV
+        self._rows: dict[int, torch.Tensor] = {}
         mesh.settle()
         mesh.on_compact = self._compact
 
-    @property
-    def width(self) -> int:
-        return int(self._rows.shape[1])
+    def __contains__(self, node: int) -> bool:
+        return node in self._rows
 
-    def rows(self) -> torch.Tensor:
-        """The values at the mesh's vertices ``(nV, width)``, interpolated onto the vertices added since."""
+    def nodes(self) -> list[int]:
+        return list(self._rows)
+
+    def put(self, node: int, values: torch.Tensor) -> None:
+        """Hold ``node``'s values: rows ``:nV`` of ``values`` ``(rows, width)`` at the mesh's vertices as they are
+        now; the rows after them are room for new vertices."""
+        self.rows()
+        assert len(values) >= self.n  # values at the vertices the others are up to date with
+        self._rows[node] = values
+
+    def drop(self, node: int) -> None:
+        del self._rows[node]
+
+    def rows(self) -> dict[int, torch.Tensor]:
+        """Every held node's values at the mesh's vertices ``(nV, width)``, interpolated onto the vertices added
+        since."""
         mesh, V = self.mesh, self.mesh.nV
         if V > self.n:
-            if V > len(self._rows):
-                grown = torch.empty((max(V, 2 * len(self._rows)), self.width), dtype=self._rows.dtype,
-                                    device=self._rows.device)
-                grown[:self.n] = self._rows[:self.n]
-                self._rows = grown
             src, tt, gen = mesh.sources
             new = np.arange(self.n, V)
             g = gen[self.n:V]
-            dev = self._rows.device
+            for j, H in self._rows.items():
+                if V > len(H):
+                    grown = torch.empty((max(V, 2 * len(H)), H.shape[1]), dtype=H.dtype, device=H.device)
+                    grown[:self.n] = H[:self.n]
+                    self._rows[j] = grown
+            steps = []
             for level in np.unique(g):  # a generation reads only vertices of earlier ones
                 w = new[g == level]
-                a = torch.from_numpy(src[w, 0]).to(dev)
-                b = torch.from_numpy(src[w, 1]).to(dev)
-                t = torch.from_numpy(tt[w]).to(dev)[:, None]
-                start = self._rows.index_select(0, a)
-                d = self._rows.index_select(0, b).sub_(start)
-                self._rows[torch.from_numpy(w).to(dev)] = d.mul_(t).add_(start)
+                steps.append((src[w, 0], src[w, 1], tt[w], w))
+            for H in self._rows.values():
+                dev = H.device
+                for a_, b_, t_, w in steps:
+                    a = torch.from_numpy(a_).to(dev)
+                    start = H.index_select(0, a)
+                    d = H.index_select(0, torch.from_numpy(b_).to(dev)).sub_(start)
+                    H[torch.from_numpy(w).to(dev)] = d.mul_(torch.from_numpy(t_).to(dev)[:, None]).add_(start)
             self.n = V
             mesh.settle()
-        return self._rows[:V]
+        return {j: H[:V] for j, H in self._rows.items()}
 
     def _compact(self, used: np.ndarray) -> None:
-        kept = self.rows()[torch.from_numpy(np.flatnonzero(used)).to(self._rows.device)]
-        self._rows, self.n = kept, len(kept)
+        rows = self.rows()
+        for j, H in rows.items():
+            self._rows[j] = H[torch.from_numpy(np.flatnonzero(used)).to(H.device)]
+        self.n = int(np.count_nonzero(used))
 
 
 class _VertexValues:
@@ -727,8 +747,7 @@ class _VertexValues:
         self.chain = DenseChain.of(net) if self.device.type == "cpu" and _DENSE_CHAIN else None
         self.anch = None if self.chain is not None else Anchored(net, np.zeros((1, 2)), np.eye(2)[None],
                                                                   self.device)
-        self.held: dict[int, int] = {}  # node -> first column of the carried values
-        self.carried: _Carried | None = None
+        self.carried: _Carried | None = None  # the held nodes' values
         self.carry = self.anch is not None
         if not self.carry:
             return
@@ -750,7 +769,7 @@ class _VertexValues:
         if self.chain is not None:
             return self.chain.value(None, P, node)
         assert self.anch is not None  # the anchors stand in for a missing chain
-        if not self.held:
+        if self.carried is None:
             return self.anch.tensor(None, P, node)
         return self._many(rows, (node,))[node]
 
@@ -758,59 +777,79 @@ class _VertexValues:
         """Piece scores ``(n, U, R)`` of spline node ``node`` at the vertices ``rows``."""
         return piece_scores(self.net, node, self.value(rows, self.net.nodes[node].inputs[0]))
 
-    def _many(self, rows: slice, nodes: tuple[int, ...]) -> dict[int, torch.Tensor]:
+    def _many(self, rows: slice, nodes: tuple[int, ...], into: dict[int, torch.Tensor] | None = None
+              ) -> dict[int, torch.Tensor]:
+        """Values of ``nodes`` at the vertices ``rows``, from the held nodes and the anchors; written block by
+        block into the flat tensors ``into`` (``(n, width)`` each) where given, else concatenated."""
         net, anch = self.net, self.anch
         assert anch is not None  # values are held only when carrying, which needs the anchors
         out: dict[int, list[torch.Tensor]] = {j: [] for j in nodes}
         P = self.mesh.P[rows]
-        H = self.carried.rows()[rows] if self.carried is not None else None
+        H = {j: h[rows] for j, h in self.carried.rows().items()} if self.carried is not None else {}
         need = set(nodes)  # the head nodes to form from the anchors: only those the held ones do not cut off
         for i in range(max(nodes), -1, -1):
-            if i in need and i not in self.held and i not in anch.base:
+            if i in need and i not in H and i not in anch.base:
                 need.update(net.nodes[i].inputs)
         with torch.no_grad():
             for sl in chunks(len(P), anch.per_sample, batch_limit(self.device)):
                 seeds = anch.seeds(None, P[sl], [j for j in anch.base if j in need])
-                for j, at in self.held.items():
-                    assert H is not None  # held nodes live in the carried values
-                    block = H[sl, at:at + self._size[j]]
+                for j, h in H.items():
+                    block = h[sl]
                     seeds[j] = block.reshape(len(block), *net.nodes[j].shape)
                 for j, y in evaluate(net.program, seeds, nodes).items():
-                    out[j].append(y)
+                    if into is not None:
+                        into[j][sl] = y.reshape(len(y), -1)
+                    else:
+                        out[j].append(y)
+        if into is not None:
+            return into
         empty = {j: torch.zeros((0, *net.nodes[j].shape), dtype=torch.float64, device=self.device) for j in nodes}
         return {j: (v[0] if len(v) == 1 else torch.cat(v)) if v else empty[j] for j, v in out.items()}
+
+    def prepare(self, node: int) -> None:
+        """The spline layer ``node`` is about to cut the mesh: hold its input too, so that the survey and the cuts
+        read it, and `advance` forms the layer's output from it, without evaluating the layers before it again.
+        Exact: the input is affine on every face until this layer cuts them."""
+        src = self.net.nodes[node].inputs[0]
+        held = self.carried.nodes() if self.carried is not None else []
+        if self.carry and src not in held and src not in self._affine:
+            self._hold(sorted([*held, src]))
 
     def advance(self, node: int) -> None:
         """The spline layer ``node`` has cut the mesh: hold the non-affine nodes up to it that later nodes read."""
         if not self.carry:
             return
-        keep = [j for j in range(node + 1) if j not in self._affine and self._last_need[j] > node]
-        if keep == list(self.held):
+        self._hold([j for j in range(node + 1) if j not in self._affine and self._last_need[j] > node])
+
+    def _hold(self, keep: list[int]) -> None:
+        """Hold the values of the nodes ``keep`` at every vertex (those held already stay as they are, the others
+        are evaluated, the rest dropped); stop carrying where they would not fit in the memory budget."""
+        held = self.carried.nodes() if self.carried is not None else []
+        if sorted(keep) == sorted(held):
             return
-        width = sum(self._size[j] for j in keep)
+        width = sum(self._size[j] for j in set(keep) | set(held))
         rows = self.mesh.nV + self.mesh.nE  # room for one cut
-        # the carried values, a copy when they grow, and the new nodes' values computed below
+        # the held values (the old and new at once, while the new are formed), a copy when they grow
         budget = memory_budget(self.device) if self.device.type == "cuda" else _memory_budget()
-        if rows * width * 8 * 3 > (float("inf") if budget is None else budget):
-            self.carry, self.held, self.carried = False, {}, None  # from here on: from the head at every layer
+        if rows * width * 8 * 2 > (float("inf") if budget is None else budget):
+            self.carry, self.carried = False, None  # from here on: from the head at every layer
             self.mesh.on_compact = None
             return
-        new = tuple(j for j in keep if j not in self.held)
-        got = self._many(slice(None), new) if new else {}
-        V = self.mesh.nV
-        H = self.carried.rows() if self.carried is not None else None
-        out = torch.empty((rows, width), dtype=torch.float64, device=self.device)
-        held, at = {}, 0
-        for j in keep:
-            size = self._size[j]
-            if j in self.held:
-                assert H is not None  # held nodes live in the carried values
-                out[:V, at:at + size] = H[:, self.held[j]:self.held[j] + size]
-            else:
-                out[:V, at:at + size] = got[j].reshape(V, -1)
-            held[j], at = at, at + size
-        self.carried = _Carried(self.mesh, out)
-        self.held = held
+        if self.carried is None:
+            self.carried = _Carried(self.mesh)
+        new = tuple(j for j in keep if j not in held)
+        if new:
+            V = self.mesh.nV
+            room = {j: torch.empty((rows, self._size[j]), dtype=torch.float64, device=self.device) for j in new}
+            self._many(slice(None), new, {j: r[:V] for j, r in room.items()})
+            for j in held:
+                if j not in keep:
+                    self.carried.drop(j)
+            for j in new:
+                self.carried.put(j, room[j])
+        for j in held:
+            if j not in keep and j in self.carried:
+                self.carried.drop(j)
 
 
 _DENSE_CHAIN = True  # MLPs on the CPU take the NumPy chain (tests turn it off to run them through torch)
