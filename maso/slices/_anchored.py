@@ -77,6 +77,51 @@ def _pool_scores(layer: MaxPool, x: torch.Tensor, in_shape: tuple[int, ...], uni
     return Q
 
 
+def pool_first_within(net: Network, node: int, x: torch.Tensor, slack: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    """For a max-pool node: each unit's best score and the first piece (public-code order) within ``slack`` of
+    it, ``(N, U)`` each, from its input ``x`` ``(N, *in_shape)`` (a tensor).
+
+    The same numbers as the argmax of ``piece_scores(...) >= best - slack``, without forming the ``(N, U, R)``
+    stack: the best is the layer's own pooling (exact: a max), and the pieces are compared one window position
+    at a time. ``slack``: a number, or ``(N,)`` or ``(N, U)``, non-negative.
+    """
+    layer = net.program.spline_layer(node)
+    assert isinstance(layer, MaxPool)
+    in_shape = net.nodes[net.nodes[node].inputs[0]].shape
+    n, C = len(x), in_shape[0]
+    win = _window_index(layer, in_shape, x.device)  # (L, R), cached
+    L, R = win.shape
+    with torch.no_grad():
+        best = layer.forward(x, {}, False)[0].reshape(n, C * L)
+        if isinstance(slack, torch.Tensor) and slack.dim() == 1:
+            slack = slack[:, None]
+        floor = (best - slack).reshape(n, C, L)
+        flat = x.reshape(n, C, -1)
+        first = torch.full((n, C, L), R, dtype=torch.int64, device=x.device)
+        for r in range(R - 1, -1, -1):  # from the last piece down: the lowest one within the slack stays
+            col = win[:, r]
+            hit = flat[:, :, col.clamp(min=0)] >= floor
+            if bool((col < 0).any()):
+                hit &= (col >= 0)[None, None]  # padding is no piece
+            first.masked_fill_(hit, r)
+    return best, first.reshape(n, C * L)
+
+
+def pool_scores_at(net: Network, node: int, x: torch.Tensor, code: torch.Tensor) -> torch.Tensor:
+    """For a max-pool node: each unit's score ``(N, U)`` on its piece ``code`` ``(N, U)`` (-inf on padding)."""
+    layer = net.program.spline_layer(node)
+    assert isinstance(layer, MaxPool)
+    in_shape = net.nodes[net.nodes[node].inputs[0]].shape
+    n, C = len(x), in_shape[0]
+    win = _window_index(layer, in_shape, x.device)  # (L, R)
+    L = len(win)
+    S = math.prod(in_shape[1:])
+    pos = win[torch.arange(L, device=x.device).repeat(C)[None], code.long()]  # (N, U): input position
+    at = torch.arange(C, device=x.device).repeat_interleave(L)[None] * S + pos.clamp(min=0)
+    out = x.reshape(n, -1).gather(1, at)
+    return out.masked_fill(pos < 0, float("-inf"))
+
+
 def breakpoints(net: Network, node: int) -> np.ndarray:
     """For a two-piece elementwise layer: the input value ``(U,)`` where each unit changes piece."""
     in_shape = net.nodes[net.nodes[node].inputs[0]].shape
@@ -402,6 +447,10 @@ def interval_codes(net: Network, node: int, x: Any, k: np.ndarray, tie: np.ndarr
         if _two_piece(net, node):
             g = piece_gap(net, node, x)
             return (np.add(g[:-1], g[1:]) > 0)[k].astype(net.program.code_dtype)  # slices: no float gathers
+        if isinstance(net.program.spline_layer(node), MaxPool):  # one window position at a time: no 9x stack
+            mid = torch.from_numpy(0.5 * (x[k] + x[k + 1]))
+            slack_n = 0.0 if tie is None else torch.from_numpy(np.asarray(tie, dtype=np.float64))
+            return pool_first_within(net, node, mid, slack_n)[1].numpy().astype(net.program.code_dtype)
         Qn = piece_scores(net, node, 0.5 * (x[k] + x[k + 1]))  # (len(k), U, R), -inf for missing pieces
         top = Qn.max(axis=2, keepdims=True)
         tied = 0.0 if tie is None else tie[:, None, None]
@@ -412,6 +461,9 @@ def interval_codes(net: Network, node: int, x: Any, k: np.ndarray, tie: np.ndarr
         g = piece_gap(net, node, x)
         return ((g[:-1] + g[1:]) > 0).index_select(0, kt).to(code_dtype).cpu().numpy()  # no float gathers
     mid = 0.5 * (x.index_select(0, kt) + x.index_select(0, kt + 1))
+    if isinstance(net.program.spline_layer(node), MaxPool):
+        slack_t = 0.0 if tie is None else torch.from_numpy(np.asarray(tie, dtype=np.float64)).to(x.device)
+        return pool_first_within(net, node, mid, slack_t)[1].to(code_dtype).cpu().numpy()
     Q = piece_scores(net, node, mid)  # (len(k), U, R), -inf for missing pieces
     best = Q.amax(dim=2, keepdim=True)
     slack = 0.0 if tie is None else torch.from_numpy(np.asarray(tie, dtype=np.float64)).to(x.device)[:, None, None]

@@ -24,6 +24,8 @@ from maso.slices._anchored import (
     interval_codes,
     piece_gap,
     piece_scores,
+    pool_first_within,
+    pool_scores_at,
 )
 
 __all__ = ["SegmentCrossings", "ray_crossings", "segment_crossings"]
@@ -655,13 +657,12 @@ def _check(net: Network, anch: Anchored, path: _Pieces, scale: np.ndarray, tol: 
             g_ids = slice(int(piece_ids[0]), int(piece_ids[-1]) + 1) if len(piece_ids) else slice(0, 0)
             eps = slack[path.pt_path[a + left]][:, :, None]  # (k, n_groups, 1)
             for gi, g in enumerate(groups):
-                X = vals[net.nodes[g.node].inputs[0]].cpu().numpy()
                 e = eps[:, gi]
                 code = path.pieces[g_ids, g.columns]
                 if _two_piece(net, g.node):
                     # bit sets over the units (64 per word): which units the gap puts clearly on (hi) or off (lo)
                     # at each point; the piece's code must agree with both at both of its ends
-                    d = piece_gap(net, g.node, X)
+                    d = piece_gap(net, g.node, vals[net.nodes[g.node].inputs[0]].cpu().numpy())
                     e_pt = slack[w, gi][:, None]
                     hi, lo = _bits(d > e_pt), _bits(d < -e_pt)
                     on = _bits(code.view(bool) if code.dtype == np.uint8 else code.astype(bool))
@@ -669,7 +670,25 @@ def _check(net: Network, anch: Anchored, path: _Pieces, scale: np.ndarray, tol: 
                     bad[g_ids] |= np.any((hl & ~on) | (ll & on) | (hr & ~on) | (lr & on), axis=1)
                     tie[g_ids] |= np.any(on & ~(hl | ll | hr | lr), axis=1)  # on, but 0 ties at both ends
                     continue
-                sc = piece_scores(net, g.node, X)
+                if isinstance(net.program.spline_layer(g.node), MaxPool):
+                    # the layer's own pooling and one window position at a time, not nine scores per unit
+                    xt = vals[net.nodes[g.node].inputs[0]]
+                    e_t = torch.from_numpy(np.ascontiguousarray(slack[w, gi])).to(xt.device)
+                    best_t, first_t = pool_first_within(net, g.node, xt, e_t)
+                    code_t = torch.from_numpy(code.astype(np.int64)).to(xt.device)
+                    lt = torch.from_numpy(left).to(xt.device)
+                    tied_t = None
+                    for at_t in (lt, lt + 1):
+                        coded = pool_scores_at(net, g.node, xt.index_select(0, at_t), code_t)
+                        lose = best_t.index_select(0, at_t) - coded
+                        e_at = e_t.index_select(0, at_t)[:, None]
+                        bad[g_ids] |= (lose > e_at).any(dim=1).cpu().numpy()
+                        tied = first_t.index_select(0, at_t) < code_t
+                        tied_t = tied if tied_t is None else tied_t & tied
+                    assert tied_t is not None
+                    tie[g_ids] |= tied_t.any(dim=1).cpu().numpy()
+                    continue
+                sc = piece_scores(net, g.node, vals[net.nodes[g.node].inputs[0]].cpu().numpy())
                 code = code.astype(np.int64)
                 tied_both = None
                 for at in (left, left + 1):

@@ -245,3 +245,29 @@ def test_device_resident_walk_equals_the_numpy_walk(monkeypatch):
         for p, q in zip(host, device):
             np.testing.assert_array_equal(p.t, q.t)
             np.testing.assert_array_equal(p.codes, q.codes)
+
+
+@pytest.mark.parametrize("pool", [(3, 1, 1), (2, 2, 0), (3, 2, 1)])
+def test_pool_tie_codes_equal_the_score_stack(pool):
+    """The max-pool certificate and interval codes compare window positions one at a time; they must give what
+    the full (N, U, R) score stack gives: the best score, the first piece within the slack of it (ties on
+    repeated values and padding included) and the score of a given piece."""
+    from maso.slices._anchored import piece_scores, pool_first_within, pool_scores_at
+
+    k, s, p = pool
+    module = torch.nn.Sequential(torch.nn.ReLU(), torch.nn.MaxPool2d(k, s, p))
+    net = maso.from_torch(module, torch.zeros(1, 3, 6, 6, dtype=torch.float64))
+    node = next(g.node for g in net.units if g.n_pieces > 2)
+    rng = np.random.default_rng(k * 10 + s)
+    # values from a small set: many exact ties, and zeros as after a ReLU
+    x = torch.from_numpy(rng.choice([0.0, 0.0, 0.5, 1.0, 1.0 + 1e-13, 2.0], size=(7, 3, 6, 6)))
+    Q = piece_scores(net, node, x)  # (7, U, R), -inf on padding
+    for slack in (0.0, 1e-12, torch.from_numpy(rng.uniform(0, 0.6, size=7))):
+        best, first = pool_first_within(net, node, x, slack)
+        top = Q.amax(dim=2)
+        sl = slack if not isinstance(slack, torch.Tensor) else slack[:, None, None]
+        want = torch.argmax((Q >= top[:, :, None] - sl).to(torch.uint8), dim=2)
+        assert torch.equal(best, top) and torch.equal(first, want)
+    code = torch.from_numpy(rng.integers(0, Q.shape[2], size=Q.shape[:2]))
+    np.testing.assert_array_equal(pool_scores_at(net, node, x, code).numpy(),
+                                  Q.gather(2, code[:, :, None])[:, :, 0].numpy())
