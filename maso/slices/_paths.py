@@ -15,6 +15,7 @@ from maso.core.domain import Box
 from maso.core.network import Network
 from maso.errors import NumericalWarning, ParameterError, ParameterShapeError, ShapeError
 from maso.layers import MaxPool
+from maso.slices import _anchored
 from maso.slices._anchored import (
     Anchored,
     Incremental,
@@ -646,6 +647,7 @@ def _check(net: Network, anch: Anchored, path: _Pieces, scale: np.ndarray, tol: 
     if not srcs:
         return bad, tie
     step = max(1, chunks(N, net.program.sample_size + 1, batch_limit(anch.device))[0].stop)
+    host = anch.device.type == "cpu" and _anchored._HOST_WALK  # NumPy bit sets on the CPU, tensors on a device
     a = 0
     with torch.no_grad():
         while a < N - 1:  # blocks of points overlapping by one, so both ends of every piece meet in a block
@@ -659,6 +661,19 @@ def _check(net: Network, anch: Anchored, path: _Pieces, scale: np.ndarray, tol: 
             for gi, g in enumerate(groups):
                 e = eps[:, gi]
                 code = path.pieces[g_ids, g.columns]
+                if _two_piece(net, g.node) and not host:
+                    # on the device: the same tests as the bit sets below, on bool tensors; only the verdicts
+                    # per piece come back
+                    x = vals[net.nodes[g.node].inputs[0]]
+                    dt = piece_gap(net, g.node, x)
+                    e_t = torch.from_numpy(np.ascontiguousarray(slack[w, gi])).to(x.device)[:, None]
+                    hi_t, lo_t = dt > e_t, dt < -e_t
+                    on_t = torch.from_numpy(code != 0).to(x.device)
+                    lt = torch.from_numpy(left).to(x.device)
+                    hl_t, ll_t, hr_t, lr_t = hi_t[lt], lo_t[lt], hi_t[lt + 1], lo_t[lt + 1]
+                    bad[g_ids] |= ((hl_t & ~on_t) | (ll_t & on_t) | (hr_t & ~on_t) | (lr_t & on_t)).any(1).cpu().numpy()
+                    tie[g_ids] |= (on_t & ~(hl_t | ll_t | hr_t | lr_t)).any(1).cpu().numpy()
+                    continue
                 if _two_piece(net, g.node):
                     # bit sets over the units (64 per word): which units the gap puts clearly on (hi) or off (lo)
                     # at each point; the piece's code must agree with both at both of its ends

@@ -271,3 +271,46 @@ def test_pool_tie_codes_equal_the_score_stack(pool):
     code = torch.from_numpy(rng.integers(0, Q.shape[2], size=Q.shape[:2]))
     np.testing.assert_array_equal(pool_scores_at(net, node, x, code).numpy(),
                                   Q.gather(2, code[:, :, None])[:, :, 0].numpy())
+
+
+def test_certificate_verdicts_on_the_device_equal_the_host_ones(monkeypatch):
+    """The certificate's tests run as NumPy bit sets on the CPU and as tensors where the values live (a GPU). Both
+    must give the same verdicts, on the walk's own pieces (all certified) and on pieces with codes flipped in
+    ReLU and max-pool units (caught as bad), run here on the CPU through the tensor path."""
+    from maso.slices import _anchored, _paths
+
+    module, shape, _ = random_model(2, "inception")
+    net = maso.from_torch(module, torch.zeros(1, *shape, dtype=torch.float64))
+    x = random_inputs(2, shape, 4)
+    seen = {}
+
+    def capture(net_, anch, path, scale, tol, origin, direction):
+        seen.update(anch=anch, path=path, scale=scale, tol=tol)
+        return {}
+
+    monkeypatch.setattr(_paths, "_certify", capture)
+    maso.segment_crossings(net, x[:2], x[2:])
+    path = seen["path"]
+    assert len(path.pieces) > 10
+    rng = np.random.default_rng(0)
+    corrupt = path.pieces.copy()
+    rows = rng.choice(len(corrupt), size=len(corrupt) // 3, replace=False)
+    relu = next(g for g in net.units if g.n_pieces == 2)
+    pool = next(g for g in net.units if g.n_pieces > 2)
+    corrupt[rows[::2], relu.offset + rng.integers(relu.size)] ^= 1
+    col = pool.offset + rng.integers(pool.size)
+    corrupt[rows[1::2], col] = (corrupt[rows[1::2], col] + 1) % pool.n_pieces
+    for pieces in (path.pieces, corrupt):
+        p = _paths._Pieces(path.n, path.lo, path.hi, path.ts, pieces, path.change_at)
+        verdicts = []
+        for host in (True, False):
+            monkeypatch.setattr(_anchored, "_HOST_WALK", host)
+            verdicts.append(_paths._check(net, seen["anch"], p, seen["scale"], seen["tol"]))
+        monkeypatch.setattr(_anchored, "_HOST_WALK", True)
+        np.testing.assert_array_equal(verdicts[0][0], verdicts[1][0])
+        np.testing.assert_array_equal(verdicts[0][1], verdicts[1][1])
+        if pieces is path.pieces:
+            assert not verdicts[0][0].any()
+        else:
+            assert verdicts[0][0][rows[::2]].all()  # a flipped ReLU is always caught (its gap is off zero)
+            assert verdicts[0][0].sum() >= len(rows) // 2
