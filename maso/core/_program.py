@@ -414,7 +414,7 @@ def codes_pass(program: Program, x: torch.Tensor, *, soft: bool = False) -> Valu
 
 
 def frozen_pass(program: Program, z: torch.Tensor, icodes: Values, *, bias: bool, record: Iterable[int] = (),
-                until: int | None = None) -> tuple[torch.Tensor, Values]:
+                until: int | None = None, zero_input: bool = False) -> tuple[torch.Tensor, Values]:
     """The network with every unit frozen on its coded piece: the affine map of a region, applied.
 
     Parameters
@@ -430,6 +430,10 @@ def frozen_pass(program: Program, z: torch.Tensor, icodes: Values, *, bias: bool
     until : int, optional
         Stop before node ``until`` and return its (first) input instead of the output: only the codes of the
         spline nodes before it are needed (the scores of stage ``until`` as affine functions of the input).
+    zero_input : bool
+        The caller promises ``z == 0`` (the offsets ``b``): the affine head before the first spline layer is then
+        the same for every input and runs once, broadcast to the batch (a GPT-2 MLP block's first matrix
+        product on a batch of zeros is skipped).
 
     Returns
     -------
@@ -456,7 +460,20 @@ def frozen_pass(program: Program, z: torch.Tensor, icodes: Values, *, bias: bool
         return fn(flat, p[i]).reshape(n, T, *node.shape)
 
     order = program.live if until is None else [i for i in program.live if i < until]
-    vals = _walk(program, {0: z}, order, spline, affine)
+    vals: Values = {0: z}
+    if zero_input and bias and n * T > 0:  # (an empty batch has no sample to run the head on)
+        head = affine_nodes(program)
+        first = [i for i in order if i in head]
+
+        def affine_one(i: int, layer: AffineLayer, ins: list[torch.Tensor]) -> torch.Tensor:
+            flat = [v.reshape(1, *nodes[j].shape) for v, j in zip(ins, nodes[i].inputs)]
+            return layer.forward(flat, p[i]).reshape(1, 1, *nodes[i].shape)
+
+        order = [i for i in order if i not in head]
+        read_later = {j for i in order for j in nodes[i].inputs if j in head}  # not freed by the head's walk
+        vals = _walk(program, {0: z[:1, :1]}, first, spline, affine_one, keep=read_later)
+        vals = {j: v.expand(n, T, *v.shape[2:]) for j, v in vals.items()}
+    vals = _walk(program, vals, order, spline, affine)
     return vals[program.output if until is None else nodes[until].inputs[0]], rec
 
 

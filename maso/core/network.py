@@ -620,7 +620,7 @@ class Network:
                 if rows is not None:
                     self._fill_code_rows(rows[sl], ic)
                 zero = torch.zeros((k, 1, *self.input_shape), dtype=t.dtype, device=t.device)
-                b[sl] = evaluator.frozen_pass(prog, zero, ic, bias=True)[0].reshape(k, m)
+                b[sl] = evaluator.frozen_pass(prog, zero, ic, bias=True, zero_input=True)[0].reshape(k, m)
                 if m <= d:
                     eye = torch.eye(m, dtype=t.dtype, device=t.device).reshape(1, m, *self.output_shape)
                     A[sl] = evaluator.pullback(prog, eye.expand(k, *eye.shape[1:]), ic).reshape(k, m, d)
@@ -661,7 +661,7 @@ class Network:
         def offset() -> Any:
             zero = torch.zeros((n, 1, *self.input_shape), dtype=t.dtype, device=t.device)
             with torch.no_grad():
-                y = evaluator.frozen_pass(prog, zero, icodes, bias=True)[0]
+                y = evaluator.frozen_pass(prog, zero, icodes, bias=True, zero_input=True)[0]
                 return batch.out(y.reshape(n, m), keep_lead=False)
 
         return AffineOperator(shape=(n, m, d), _jvp=jvp, _vjp=vjp, _offset=offset)

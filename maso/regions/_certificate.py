@@ -342,7 +342,7 @@ def _stage_scores(net: Network, codes: np.ndarray, s: int) -> tuple[np.ndarray, 
         eye = torch.eye(d, dtype=torch.float64).reshape(1, d, *shape).expand(n, d, *shape)
         zero = torch.zeros((n, 1, *shape), dtype=torch.float64)
         G, _ = frozen_pass(net.program, eye, icodes, bias=False, until=node)
-        o, _ = frozen_pass(net.program, zero, icodes, bias=True, until=node)
+        o, _ = frozen_pass(net.program, zero, icodes, bias=True, until=node, zero_input=True)
         P, Q = net.program.spline_layer(node).scores(G, o[:, 0], net.program.input_shape_of(node))
     return P.numpy(), Q.numpy()
 

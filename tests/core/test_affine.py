@@ -92,3 +92,31 @@ def test_operator_rejects_bad_shapes():
     op = net.affine_at(np.zeros((2, 3)), dense=False)
     with pytest.raises(maso.errors.ShapeError, match="expects shape"):
         op.jvp(np.zeros((3, 3)))
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_offsets_run_the_affine_head_once(seed):
+    """The offsets b come from a frozen pass at a zero input, where the affine head before the first spline layer
+    is the same for every input: it runs on one sample and is broadcast. Same offsets as the full pass (every
+    architecture, stopping early too), and the same as f(x) - A x from autograd for the exact maps."""
+    from archs import BUILDERS
+
+    from maso.core import _program
+
+    kind = sorted(BUILDERS)[seed % len(BUILDERS)]
+    module, shape, _ = random_model(seed, kind)
+    net = maso.from_torch(module, torch.zeros(1, *shape, dtype=torch.float64))
+    x = torch.from_numpy(random_inputs(seed, shape, 5))
+    prog = net.program
+    _, icodes, _ = _program.forward(prog, x, need_codes=True)
+    zero = torch.zeros((5, 1, *shape), dtype=torch.float64)
+    stops = [None] + [g.node for g in net.units][1:2]
+    for until in stops:
+        full = _program.frozen_pass(prog, zero, icodes, bias=True, until=until)[0]
+        once = _program.frozen_pass(prog, zero, icodes, bias=True, until=until, zero_input=True)[0]
+        assert once.shape == full.shape, kind
+        torch.testing.assert_close(once, full, rtol=0, atol=1e-12 * (1 + float(full.abs().max())))
+    f = net.affine_at(x.numpy())
+    out = np.asarray(net(x.numpy())).reshape(5, -1)
+    np.testing.assert_allclose(f.b, out - np.einsum("nmd,nd->nm", f.A, x.numpy().reshape(5, -1)),
+                               rtol=1e-9, atol=1e-9 * (1 + np.abs(out).max()))
