@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 import os
@@ -196,7 +197,10 @@ class SliceRegions:
         Counts and timings: ``snapped`` (vertex values set to exactly zero by the tolerance), ``merged``
         (faces merged because they had the same code: spurious max-unit cuts, or rounding), ``slivers``
         (regions thinner than 64 units in the last place of the coordinates, which float64 does not resolve;
-        they come with a [`NumericalWarning`][maso.errors.NumericalWarning]), ``min_area``...
+        they come with a [`NumericalWarning`][maso.errors.NumericalWarning]), ``min_area``, ``device``,
+        ``seconds`` (the whole call) and, for the mesh method, ``values_seconds``: the part of it spent computing
+        the network at the mesh's vertices (on ``device``); the rest is the mesh's own work on the CPU, which
+        bounds the speed a faster device can give.
     """
 
     plane: Plane
@@ -581,7 +585,7 @@ def _partition(net: Network, lo: np.ndarray, hi: np.ndarray, tol: float, progres
     mesh.codes = np.zeros((1, 0), dtype=net.program.code_dtype)
     base = np.zeros(net.n_units, dtype=net.program.code_dtype)
     held: list[np.ndarray] = []
-    stats = {"splits": 0, "merged": 0}
+    stats: dict[str, Any] = {"splits": 0, "merged": 0}
     bar = None
     if progress:
         from tqdm.auto import tqdm
@@ -592,8 +596,9 @@ def _partition(net: Network, lo: np.ndarray, hi: np.ndarray, tol: float, progres
             bar.set_postfix(faces=mesh.nF, refresh=False)
             bar.update(g.size)
         R = g.n_pieces
-        vals.prepare(g.node)
-        missing, lo_, hi_, win0, varies, D_all = _unit_survey(vals, g.node)
+        with vals.timed():
+            vals.prepare(g.node)
+            missing, lo_, hi_, win0, varies, D_all = _unit_survey(vals, g.node)
         if R == 2 and not missing.any():
             active = np.flatnonzero((lo_ < 0) & (hi_ > 0))
             base[g.columns] = hi_ > 0  # units that cut nothing
@@ -601,8 +606,9 @@ def _partition(net: Network, lo: np.ndarray, hi: np.ndarray, tol: float, progres
             parts = _column_chunks(active, mesh.nV, 2)  # bounded memory on wide layers
             for i, part in enumerate(parts):
                 # the survey's scores are still those of the mesh's vertices before its first cut
-                D = (_host(D_all.index_select(1, torch.from_numpy(part).to(D_all.device)))
-                     if i == 0 and D_all is not None else _gaps_of(vals, g.node, part))
+                with vals.timed():
+                    D = (_host(D_all.index_select(1, torch.from_numpy(part).to(D_all.device)))
+                         if i == 0 and D_all is not None else _gaps_of(vals, g.node, part))
                 mesh.set_values(D)
                 cut, over = mesh.cut_columns(tol, max_regions)
                 stats["splits"] += cut
@@ -612,7 +618,8 @@ def _partition(net: Network, lo: np.ndarray, hi: np.ndarray, tol: float, progres
                 scale = np.abs(mesh.Z).max(axis=0)
                 mesh.codes[:, at:at + len(part)] = mesh.face_means(mesh.Z) > tol * scale
                 at += len(part)
-            vals.advance(g.node)
+            with vals.timed():
+                vals.advance(g.node)
             continue
         # units with more pieces: cut where piece r overtakes the best of pieces < r, then merge the faces
         # that these cuts separated but that have the same winner (the cut was not a boundary of the max)
@@ -621,7 +628,8 @@ def _partition(net: Network, lo: np.ndarray, hi: np.ndarray, tol: float, progres
         at = _hold(mesh, held, g.offset + active)
         for part in _column_chunks(active, mesh.nV, R):
             mesh.parent = np.arange(mesh.nF)
-            Q = _scores_of(vals, g.node, part)
+            with vals.timed():
+                Q = _scores_of(vals, g.node, part)
             mesh.set_values(np.where(missing[None, part], 0.0, Q).reshape(mesh.nV, -1))
             for c, k in enumerate(part):
                 pieces = np.flatnonzero(~missing[k])
@@ -647,9 +655,11 @@ def _partition(net: Network, lo: np.ndarray, hi: np.ndarray, tol: float, progres
             same = (mesh.parent[f0] == mesh.parent[f1]) & (fcode[f0] == fcode[f1]).all(axis=1)
             mesh.merge(same)
             mesh.compact()
-        vals.advance(g.node)
+        with vals.timed():
+            vals.advance(g.node)
     mesh.compact()
     mesh.on_compact = None  # the carried values are done with
+    stats["values_seconds"] = vals.seconds
     if bar is not None:
         bar.close()
     # faces with one code on both sides of an edge: only rounding can leave them apart
@@ -748,6 +758,7 @@ class _VertexValues:
         self.anch = None if self.chain is not None else Anchored(net, np.zeros((1, 2)), np.eye(2)[None],
                                                                   self.device)
         self.carried: _Carried | None = None  # the held nodes' values
+        self.seconds = 0.0  # spent computing vertex values (see `timed`)
         self.carry = self.anch is not None
         if not self.carry:
             return
@@ -762,6 +773,18 @@ class _VertexValues:
         for i in sorted(useful):
             for j in net.nodes[i].inputs:
                 self._last_need[j] = max(self._last_need[j], i)
+
+    @contextlib.contextmanager
+    def timed(self):
+        """Add the time of the block to `seconds`, with the device's queued work finished (a GPU runs
+        asynchronously: without the wait its work would be counted where it is next read)."""
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            if self.device.type == "cuda":
+                torch.cuda.synchronize(self.device)
+            self.seconds += time.perf_counter() - start
 
     def value(self, rows: slice, node: int) -> Any:
         """Values ``(n, *shape)`` of ``node`` at the vertices ``rows`` (NumPy, or a tensor on the device)."""
