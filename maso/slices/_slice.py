@@ -633,11 +633,18 @@ def _partition(net: Network, lo: np.ndarray, hi: np.ndarray, tol: float, progres
             mesh.set_values(np.where(missing[None, part], 0.0, Q).reshape(mesh.nV, -1))
             for c, k in enumerate(part):
                 pieces = np.flatnonzero(~missing[k])
+                best = None  # the best of the pieces before i at every vertex (kept up to date while no cut)
                 for i in range(1, len(pieces)):
                     Zc = mesh.Z[:, c * R:(c + 1) * R]
-                    d = mesh.snap(Zc[:, pieces[i]] - Zc[:, pieces[:i]].max(axis=1), tol)
+                    # a max is exact, so the running max equals the max over the pieces before i
+                    best = Zc[:, pieces[:i]].max(axis=1) if best is None else np.maximum(best, Zc[:, pieces[i - 1]])
+                    d = Zc[:, pieces[i]] - best
+                    if not ((d < 0).any() and (d > 0).any()):
+                        continue  # one sign: snapping (which only zeroes values) cannot make it cut
+                    d = mesh.snap(d, tol)
                     if (d < 0).any() and (d > 0).any():
                         stats["splits"] += mesh.split(d)
+                        best = None  # new vertices
                         _check_budget(mesh, 4 * max_regions if max_regions else None)  # before merging
             means = mesh.face_means(mesh.Z).reshape(mesh.nF, len(part), R)
             means[:, missing[part]] = -np.inf
@@ -645,7 +652,10 @@ def _partition(net: Network, lo: np.ndarray, hi: np.ndarray, tol: float, progres
             # exact ties, e.g. a pooling window of zeros, into 1e-17 differences): lowest index wins. The scale
             # is the layer's (rounding comes from the inputs' size): a window that is zero over the whole slice
             # but for rounding would otherwise be scaled by its own noise
-            scale = float(np.abs(mesh.Z[np.isfinite(mesh.Z)]).max(initial=0.0))
+            Zall = mesh.Z  # (finite: missing pieces hold 0 here); max |Z| without an |Z| temporary
+            scale = max(float(Zall.max(initial=0.0)), -float(Zall.min(initial=0.0)))
+            if not math.isfinite(scale):
+                scale = float(np.abs(mesh.Z[np.isfinite(mesh.Z)]).max(initial=0.0))
             top = means.max(axis=2, keepdims=True)
             fcode = (means >= top - tol * scale).argmax(axis=2)
             mesh.codes[:, at:at + len(part)] = fcode
@@ -712,7 +722,7 @@ class _Carried:
             g = gen[self.n:V]
             for j, H in self._rows.items():
                 if V > len(H):
-                    grown = torch.empty((max(V, 2 * len(H)), H.shape[1]), dtype=H.dtype, device=H.device)
+                    grown = torch.empty((_room(V), H.shape[1]), dtype=H.dtype, device=H.device)
                     grown[:self.n] = H[:self.n]
                     self._rows[j] = grown
             steps = []
@@ -759,6 +769,7 @@ class _VertexValues:
                                                                   self.device)
         self.carried: _Carried | None = None  # the held nodes' values
         self.seconds = 0.0  # spent computing vertex values (see `timed`)
+        self._timing = False
         self.carry = self.anch is not None
         if not self.carry:
             return
@@ -778,13 +789,17 @@ class _VertexValues:
     def timed(self):
         """Add the time of the block to `seconds`, with the device's queued work finished (a GPU runs
         asynchronously: without the wait its work would be counted where it is next read)."""
-        start = time.perf_counter()
+        if self._timing:  # nested (a compaction inside a timed block): counted once, by the outer block
+            yield
+            return
+        start, self._timing = time.perf_counter(), True
         try:
             yield
         finally:
             if self.device.type == "cuda":
                 torch.cuda.synchronize(self.device)
             self.seconds += time.perf_counter() - start
+            self._timing = False
 
     def value(self, rows: slice, node: int) -> Any:
         """Values ``(n, *shape)`` of ``node`` at the vertices ``rows`` (NumPy, or a tensor on the device)."""
@@ -851,15 +866,16 @@ class _VertexValues:
         if sorted(keep) == sorted(held):
             return
         width = sum(self._size[j] for j in set(keep) | set(held))
-        rows = self.mesh.nV + self.mesh.nE  # room for one cut
-        # the held values (the old and new at once, while the new are formed), a copy when they grow
+        rows = _room(self.mesh.nV)
+        # the held values, old and new at once while the new are formed (the width is of both), with room to grow
         budget = memory_budget(self.device) if self.device.type == "cuda" else _memory_budget()
-        if rows * width * 8 * 2 > (float("inf") if budget is None else budget):
+        if rows * width * 8 > (float("inf") if budget is None else budget):
             self.carry, self.carried = False, None  # from here on: from the head at every layer
             self.mesh.on_compact = None
             return
         if self.carried is None:
             self.carried = _Carried(self.mesh)
+            self.mesh.on_compact = self._compact
         new = tuple(j for j in keep if j not in held)
         if new:
             V = self.mesh.nV
@@ -873,6 +889,19 @@ class _VertexValues:
         for j in held:
             if j not in keep and j in self.carried:
                 self.carried.drop(j)
+
+
+    def _compact(self, used: np.ndarray) -> None:
+        """The mesh drops vertices: so do the held values (device work, timed as such)."""
+        assert self.carried is not None  # the hook is set with them
+        with self.timed():
+            self.carried._compact(used)
+
+
+def _room(n: int) -> int:
+    """Rows to allocate for the values of ``n`` vertices: half as many again for the vertices of the next cuts
+    (a tensor that outgrows them is copied into a larger one). A mesh's growth per layer is mostly far less."""
+    return n + n // 2 + 64
 
 
 _DENSE_CHAIN = True  # MLPs on the CPU take the NumPy chain (tests turn it off to run them through torch)
