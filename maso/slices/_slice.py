@@ -851,7 +851,7 @@ class _VertexValues:
         src = self.net.nodes[node].inputs[0]
         held = self.carried.nodes() if self.carried is not None else []
         if self.carry and src not in held and src not in self._affine:
-            self._hold(sorted([*held, src]))
+            self._hold(sorted([*held, src]), optional=True)
 
     def advance(self, node: int) -> None:
         """The spline layer ``node`` has cut the mesh: hold the non-affine nodes up to it that later nodes read."""
@@ -859,9 +859,10 @@ class _VertexValues:
             return
         self._hold([j for j in range(node + 1) if j not in self._affine and self._last_need[j] > node])
 
-    def _hold(self, keep: list[int]) -> None:
+    def _hold(self, keep: list[int], optional: bool = False) -> None:
         """Hold the values of the nodes ``keep`` at every vertex (those held already stay as they are, the others
-        are evaluated, the rest dropped); stop carrying where they would not fit in the memory budget."""
+        are evaluated, the rest dropped); where they would not fit in the memory budget, do nothing if
+        ``optional`` (a spline layer's input: it is evaluated from the held nodes instead), else stop carrying."""
         held = self.carried.nodes() if self.carried is not None else []
         if sorted(keep) == sorted(held):
             return
@@ -870,6 +871,8 @@ class _VertexValues:
         # the held values, old and new at once while the new are formed (the width is of both), with room to grow
         budget = memory_budget(self.device) if self.device.type == "cuda" else _memory_budget()
         if rows * width * 8 > (float("inf") if budget is None else budget):
+            if optional:
+                return
             self.carry, self.carried = False, None  # from here on: from the head at every layer
             self.mesh.on_compact = None
             return
