@@ -68,6 +68,19 @@ def code_colors(codes: np.ndarray, *, saturation: float = 0.55, value: float = 0
     return hsv_to_rgb(hsv) if len(hsv) else np.zeros((0, 3))
 
 
+def _region_colors(sl: SliceRegions) -> np.ndarray:
+    """`code_colors` of a slice's full code rows, formed a block at a time from its compact codes (a region's
+    colour is its whole code's, as elsewhere, without holding every region's full row at once)."""
+    shared, columns, varying = sl.shared_code, sl.code_columns, sl.varying_codes
+    step = max(1, (1 << 23) // max(1, shared.size))  # 8 MB of code bytes per block
+    out = [np.zeros((0, 3))]
+    for s in range(0, len(sl), step):
+        rows = np.tile(shared, (len(varying[s:s + step]), 1))
+        rows[:, columns] = varying[s:s + step]
+        out.append(code_colors(rows))
+    return np.concatenate(out)
+
+
 def _figure(ax: Axes | None, figsize: tuple[float, float]) -> tuple[Figure, Axes]:
     """A new pyplot figure and its axes, or ``ax`` and the figure that holds it (the whole figure, for an ``ax``
     inside a subfigure: the one that can be saved)."""
@@ -181,8 +194,7 @@ def plot_slice(
         boundary = cells.boundary
     else:
         if color == "code":
-            # full code rows a block at a time: a region's colour is its whole code's, without forming all codes
-            face = np.concatenate([code_colors(b) for b in sl._code_blocks()]) if len(sl) else np.zeros((0, 3))
+            face = _region_colors(sl)
         elif color == "output":
             v = np.asarray(net(sl.interior_points)).reshape(len(sl), -1)[:, 0 if output is None else int(output)]
             face = colormaps[cmap]((v - v.min()) / (np.ptp(v) or 1.0))[:, :3]

@@ -238,12 +238,6 @@ class SliceRegions:
         row[self.code_columns] = self.varying_codes[i]
         return row
 
-    def _code_blocks(self):
-        """Full code rows in blocks of bounded size (for work that reads every row, such as colours)."""
-        step = max(1, _BLOCK // max(1, self.shared_code.size))
-        for s in range(0, len(self), step):
-            yield _expand(self.shared_code, self.code_columns, self.varying_codes[s:s + step])
-
     @functools.cached_property
     def affine(self) -> Affine:
         """The network on every region as a map of plane coordinates (batched; see the class docstring)."""

@@ -402,3 +402,14 @@ def test_repr_png_is_drawn_outside_pyplot(moons, monkeypatch):
     # huge slices fall back to the text repr instead of stalling the notebook
     monkeypatch.setattr(maso.slices._slice, "_REPR_PNG_MAX_REGIONS", len(sl) - 1)
     assert sl._repr_png_() is None
+
+
+def test_code_colours_come_from_the_whole_codes():
+    """Regions are coloured by a hash of their full code rows, formed from the slice's compact codes: the same
+    colours as hashing `codes` directly, so a region keeps its colour across slices with other varying units."""
+    from maso.plotting import _region_colors, code_colors
+
+    net = maso.mlp([2, 300, 1], seed=2)
+    sl = maso.slice_regions(net, lo=(0.1, 0.1), hi=(0.2, 0.2))
+    assert len(sl.code_columns) < net.n_units and len(sl) > 3
+    np.testing.assert_array_equal(_region_colors(sl), code_colors(sl.codes))
