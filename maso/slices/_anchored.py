@@ -443,14 +443,16 @@ def interval_codes(net: Network, node: int, x: Any, k: np.ndarray, tie: np.ndarr
     same input (an exact tie, which [`Network.codes`][maso.Network.codes] gives to the lower piece) need not
     stay bit-equal.
     """
+    if isinstance(net.program.spline_layer(node), MaxPool):  # one window position at a time: no 9x stack
+        xt = x if isinstance(x, torch.Tensor) else torch.from_numpy(x)
+        kt = torch.from_numpy(np.asarray(k, dtype=np.int64)).to(xt.device)
+        mid = 0.5 * (xt.index_select(0, kt) + xt.index_select(0, kt + 1))
+        slack_t = 0.0 if tie is None else torch.from_numpy(np.asarray(tie, dtype=np.float64)).to(xt.device)
+        return pool_first_within(net, node, mid, slack_t)[1].cpu().numpy().astype(net.program.code_dtype)
     if not isinstance(x, torch.Tensor):  # NumPy: the same operations, without torch's cost per call
         if _two_piece(net, node):
             g = piece_gap(net, node, x)
             return (np.add(g[:-1], g[1:]) > 0)[k].astype(net.program.code_dtype)  # slices: no float gathers
-        if isinstance(net.program.spline_layer(node), MaxPool):  # one window position at a time: no 9x stack
-            mid = torch.from_numpy(0.5 * (x[k] + x[k + 1]))
-            slack_n = 0.0 if tie is None else torch.from_numpy(np.asarray(tie, dtype=np.float64))
-            return pool_first_within(net, node, mid, slack_n)[1].numpy().astype(net.program.code_dtype)
         Qn = piece_scores(net, node, 0.5 * (x[k] + x[k + 1]))  # (len(k), U, R), -inf for missing pieces
         top = Qn.max(axis=2, keepdims=True)
         tied = 0.0 if tie is None else tie[:, None, None]
@@ -461,9 +463,6 @@ def interval_codes(net: Network, node: int, x: Any, k: np.ndarray, tie: np.ndarr
         g = piece_gap(net, node, x)
         return ((g[:-1] + g[1:]) > 0).index_select(0, kt).to(code_dtype).cpu().numpy()  # no float gathers
     mid = 0.5 * (x.index_select(0, kt) + x.index_select(0, kt + 1))
-    if isinstance(net.program.spline_layer(node), MaxPool):
-        slack_t = 0.0 if tie is None else torch.from_numpy(np.asarray(tie, dtype=np.float64)).to(x.device)
-        return pool_first_within(net, node, mid, slack_t)[1].to(code_dtype).cpu().numpy()
     Q = piece_scores(net, node, mid)  # (len(k), U, R), -inf for missing pieces
     best = Q.amax(dim=2, keepdim=True)
     slack = 0.0 if tie is None else torch.from_numpy(np.asarray(tie, dtype=np.float64)).to(x.device)[:, None, None]

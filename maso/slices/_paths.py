@@ -661,10 +661,10 @@ def _check(net: Network, anch: Anchored, path: _Pieces, scale: np.ndarray, tol: 
             for gi, g in enumerate(groups):
                 e = eps[:, gi]
                 code = path.pieces[g_ids, g.columns]
+                x = vals[net.nodes[g.node].inputs[0]]  # the layer's input at the block's points (a tensor)
                 if _two_piece(net, g.node) and not host:
                     # on the device: the same tests as the bit sets below, on bool tensors; only the verdicts
                     # per piece come back
-                    x = vals[net.nodes[g.node].inputs[0]]
                     dt = piece_gap(net, g.node, x)
                     e_t = torch.from_numpy(np.ascontiguousarray(slack[w, gi])).to(x.device)[:, None]
                     hi_t, lo_t = dt > e_t, dt < -e_t
@@ -677,7 +677,7 @@ def _check(net: Network, anch: Anchored, path: _Pieces, scale: np.ndarray, tol: 
                 if _two_piece(net, g.node):
                     # bit sets over the units (64 per word): which units the gap puts clearly on (hi) or off (lo)
                     # at each point; the piece's code must agree with both at both of its ends
-                    d = piece_gap(net, g.node, vals[net.nodes[g.node].inputs[0]].cpu().numpy())
+                    d = piece_gap(net, g.node, x.cpu().numpy())
                     e_pt = slack[w, gi][:, None]
                     hi, lo = _bits(d > e_pt), _bits(d < -e_pt)
                     on = _bits(code.view(bool) if code.dtype == np.uint8 else code.astype(bool))
@@ -687,14 +687,13 @@ def _check(net: Network, anch: Anchored, path: _Pieces, scale: np.ndarray, tol: 
                     continue
                 if isinstance(net.program.spline_layer(g.node), MaxPool):
                     # the layer's own pooling and one window position at a time, not nine scores per unit
-                    xt = vals[net.nodes[g.node].inputs[0]]
-                    e_t = torch.from_numpy(np.ascontiguousarray(slack[w, gi])).to(xt.device)
-                    best_t, first_t = pool_first_within(net, g.node, xt, e_t)
-                    code_t = torch.from_numpy(code.astype(np.int64)).to(xt.device)
-                    lt = torch.from_numpy(left).to(xt.device)
+                    e_t = torch.from_numpy(np.ascontiguousarray(slack[w, gi])).to(x.device)
+                    best_t, first_t = pool_first_within(net, g.node, x, e_t)
+                    code_t = torch.from_numpy(code.astype(np.int64)).to(x.device)
+                    lt = torch.from_numpy(left).to(x.device)
                     tied_t = None
                     for at_t in (lt, lt + 1):
-                        coded = pool_scores_at(net, g.node, xt.index_select(0, at_t), code_t)
+                        coded = pool_scores_at(net, g.node, x.index_select(0, at_t), code_t)
                         lose = best_t.index_select(0, at_t) - coded
                         e_at = e_t.index_select(0, at_t)[:, None]
                         bad[g_ids] |= (lose > e_at).any(dim=1).cpu().numpy()
@@ -703,7 +702,7 @@ def _check(net: Network, anch: Anchored, path: _Pieces, scale: np.ndarray, tol: 
                     assert tied_t is not None
                     tie[g_ids] |= tied_t.any(dim=1).cpu().numpy()
                     continue
-                sc = piece_scores(net, g.node, vals[net.nodes[g.node].inputs[0]].cpu().numpy())
+                sc = piece_scores(net, g.node, x.cpu().numpy())
                 code = code.astype(np.int64)
                 tied_both = None
                 for at in (left, left + 1):

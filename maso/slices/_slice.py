@@ -719,25 +719,25 @@ class _Carried:
                     grown = torch.empty((_room(V), H.shape[1]), dtype=H.dtype, device=H.device)
                     grown[:self.n] = H[:self.n]
                     self._rows[j] = grown
-            steps = []
+            steps = []  # the index and weight tensors, moved to the device once for all held nodes
+            dev = next(iter(self._rows.values())).device if self._rows else torch.device("cpu")
             for level in np.unique(g):  # a generation reads only vertices of earlier ones
                 w = new[g == level]
-                steps.append((src[w, 0], src[w, 1], tt[w], w))
+                steps.append(tuple(torch.from_numpy(np.ascontiguousarray(v)).to(dev)
+                                   for v in (src[w, 0], src[w, 1], tt[w][:, None], w)))
             for H in self._rows.values():
-                dev = H.device
-                for a_, b_, t_, w in steps:
-                    a = torch.from_numpy(a_).to(dev)
+                for a, b, t, w_t in steps:
                     start = H.index_select(0, a)
-                    d = H.index_select(0, torch.from_numpy(b_).to(dev)).sub_(start)
-                    H[torch.from_numpy(w).to(dev)] = d.mul_(torch.from_numpy(t_).to(dev)[:, None]).add_(start)
+                    H[w_t] = H.index_select(0, b).sub_(start).mul_(t).add_(start)
             self.n = V
             mesh.settle()
         return {j: H[:V] for j, H in self._rows.items()}
 
     def _compact(self, used: np.ndarray) -> None:
         rows = self.rows()
+        kept = torch.from_numpy(np.flatnonzero(used))
         for j, H in rows.items():
-            self._rows[j] = H[torch.from_numpy(np.flatnonzero(used)).to(H.device)]
+            self._rows[j] = H[kept.to(H.device)]
         self.n = int(np.count_nonzero(used))
 
 
@@ -878,13 +878,10 @@ class _VertexValues:
             V = self.mesh.nV
             room = {j: torch.empty((rows, self._size[j]), dtype=torch.float64, device=self.device) for j in new}
             self._many(slice(None), new, {j: r[:V] for j, r in room.items()})
-            for j in held:
-                if j not in keep:
-                    self.carried.drop(j)
             for j in new:
                 self.carried.put(j, room[j])
-        for j in held:
-            if j not in keep and j in self.carried:
+        for j in held:  # (after the new values: they may be computed from these)
+            if j not in keep:
                 self.carried.drop(j)
 
 
