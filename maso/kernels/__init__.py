@@ -4,7 +4,8 @@ With numba installed, steps that run once per cell cut, once per region or once 
 dozens of small NumPy calls each, run as compiled loops (`maso.kernels._compiled`): the vertices and incidences
 of both parts of a cut cell (``split_vertices``), facets from incidences (``facet_rows``), the Chebyshev
 certificate (``certified``), a stage's units screened against a cell's vertices (``screen``), and the slice
-mesh's cuts, face means and polygons (``mesh_split``, ``mesh_cut_columns``, ``face_means``, ``polygons``).
+mesh's cuts, face means, faces' winning pieces and polygons (``mesh_split``, ``mesh_cut_columns``,
+``mesh_cut_pieces``, ``face_means``, ``face_winners``, ``polygons``).
 They compute exactly what the NumPy code they replace computes, with the same floating-point operations in the
 same order, so results are identical (tested).
 
@@ -21,11 +22,12 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["AVAILABLE", "available", "certified", "face_means", "facet_rows", "mesh_cut_columns", "mesh_split",
-           "polygons", "screen", "split_vertices", "warm"]  # (the kernels are loaded by __getattr__)
+__all__ = ["AVAILABLE", "available", "certified", "face_means", "face_winners", "facet_rows", "mesh_cut_columns",
+           "mesh_cut_pieces", "mesh_split", "polygons", "screen", "split_vertices",
+           "warm"]  # (the kernels are loaded by __getattr__)
 
-_NAMES = ("certified", "face_means", "facet_rows", "mesh_cut_columns", "mesh_split", "polygons", "screen",
-          "split_vertices")
+_NAMES = ("certified", "face_means", "face_winners", "facet_rows", "mesh_cut_columns", "mesh_cut_pieces",
+          "mesh_split", "polygons", "screen", "split_vertices")
 
 
 def _load() -> None:

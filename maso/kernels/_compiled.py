@@ -425,6 +425,160 @@ def mesh_cut_columns(P, Z, src, tt, gen, E, EF, parent, codes, nV, nE, nF, c0, c
 
 
 @_njit
+def mesh_cut_pieces(P, Z, src, tt, gen, E, EF, parent, codes, nV, nE, nF, R, valid, u0, i0, tol,
+                    max_faces):  # pragma: no cover - compiled
+    """``Mesh.cut_pieces`` from unit ``u0``, piece ``i0``: for each unit (columns ``u * R`` to ``u * R + R - 1``
+    of ``Z``, its pieces those where ``valid[u]``), cut where each piece overtakes the best of the pieces before
+    it, snapping as ``Mesh.snap`` does, in the NumPy loop's order and arithmetic.
+
+    Returns ``(status, unit, piece, nV, nE, nF, snapped, faces_cut)`` with status 0 (done), 1 (arrays full: grow
+    them and resume at ``unit, piece``), 2 (the cut at ``unit, piece`` is degenerate: nothing of it was done) or
+    3 (more than ``max_faces`` faces after the cut before ``unit, piece``).
+    """
+    snapped = 0
+    cut_total = 0
+    U = valid.shape[0]
+    best = np.empty(Z.shape[0])
+    d = np.empty(Z.shape[0])
+    # the unit's scores, copied out of Z's wide rows once per unit (and for new vertices after a cut): each pass
+    # over a piece then reads a compact block instead of one cache line per vertex of Z
+    Zu = np.empty((Z.shape[0], R))
+    pieces = np.empty(R, dtype=np.int64)
+    for u in range(u0, U):
+        n = 0
+        for r in range(R):
+            if valid[u, r]:
+                pieces[n] = r
+                n += 1
+        if n < 2:
+            continue
+        for v in range(nV):
+            for r in range(R):
+                Zu[v, r] = Z[v, u * R + r]
+        fresh = True  # best must be formed again (new vertices, or a new unit)
+        for i in range(i0 if u == u0 else 1, n):
+            if fresh:
+                for v in range(nV):
+                    b = Zu[v, pieces[0]]
+                    for j in range(1, i):
+                        x = Zu[v, pieces[j]]
+                        if x > b or np.isnan(x):  # NaN propagates, as in np.max
+                            b = x
+                    best[v] = b
+                fresh = False
+            else:
+                for v in range(nV):
+                    x = Zu[v, pieces[i - 1]]
+                    if x > best[v] or np.isnan(x):
+                        best[v] = x
+            pos = False
+            neg = False
+            for v in range(nV):
+                x = Zu[v, pieces[i]] - best[v]
+                d[v] = x
+                if x > 0:
+                    pos = True
+                elif x < 0:
+                    neg = True
+            if not (pos and neg):
+                continue  # one sign: snapping (which only zeroes values) cannot make it cut
+            scale = 0.0
+            for v in range(nV):
+                x = d[v]
+                if np.isfinite(x) and abs(x) > scale:
+                    scale = abs(x)
+            lim = tol * scale
+            pos = False
+            neg = False
+            n_small = 0
+            for v in range(nV):
+                x = d[v]
+                if abs(x) <= lim:
+                    if x != 0:
+                        n_small += 1
+                    x = 0.0
+                    d[v] = 0.0
+                if x > 0:
+                    pos = True
+                elif x < 0:
+                    neg = True
+            if not (pos and neg):
+                snapped += n_small
+                continue
+            n_new, k = mesh_split(P, Z, src, tt, gen, E, EF, parent, codes, nV, nE, nF, d[:nV])
+            if k == -2:
+                return 1, u, i, nV, nE, nF, snapped, cut_total
+            if k < 0:
+                return 2, u, i, nV, nE, nF, snapped, cut_total
+            for v in range(nV, nV + n_new):  # the new vertices' scores, as the split interpolated them
+                for r in range(R):
+                    Zu[v, r] = Z[v, u * R + r]
+            snapped += n_small
+            nV += n_new
+            nE += n_new + k
+            nF += k
+            cut_total += k
+            fresh = True
+            if nF > max_faces:
+                return 3, u, i + 1, nV, nE, nF, snapped, cut_total
+    return 0, U, 0, nV, nE, nF, snapped, cut_total
+
+
+@_njit
+def face_winners(E, EF, nF, X, R, valid, lim):  # pragma: no cover - compiled
+    """``Mesh.piece_codes``: per face and unit (columns ``u * R`` to ``u * R + R - 1`` of ``X``), the lowest
+    valid piece whose face mean is within ``lim`` of the best valid one. The means are `face_means`' (the same
+    additions in the same order), formed one face at a time in a buffer instead of a (faces, columns) array;
+    invalid pieces count as ``-inf`` and NaN propagates, as in the NumPy code."""
+    # each face's vertex rows in the order face_means adds them: by edge side j, edge end k, edge
+    start = np.zeros(nF + 1, dtype=np.int64)
+    for j in range(2):
+        for k in range(2):
+            for e in range(E.shape[0]):
+                f = EF[e, j]
+                if f >= 0:
+                    start[f + 1] += 1
+    for f in range(nF):
+        start[f + 1] += start[f]
+    fill = start[:nF].copy()
+    rows = np.empty(start[nF], dtype=np.int64)
+    for j in range(2):
+        for k in range(2):
+            for e in range(E.shape[0]):
+                f = EF[e, j]
+                if f >= 0:
+                    rows[fill[f]] = E[e, k]
+                    fill[f] += 1
+    U = valid.shape[0]
+    out = np.zeros((nF, U), dtype=np.int64)
+    buf = np.empty(X.shape[1])
+    for f in range(nF):
+        buf[:] = 0.0
+        for p in range(start[f], start[f + 1]):
+            v = rows[p]
+            for q in range(X.shape[1]):
+                buf[q] += X[v, q]
+        count = 0.0
+        for p in range(start[f], start[f + 1]):
+            count += 1.0
+        for u in range(U):
+            top = -np.inf
+            for r in range(R):
+                x = buf[u * R + r] / count if valid[u, r] else -np.inf
+                if x > top or np.isnan(x):
+                    top = x
+                    if np.isnan(x):
+                        break
+            bar = top - lim
+            for r in range(R):
+                x = buf[u * R + r] / count if valid[u, r] else -np.inf
+                if x >= bar:
+                    out[f, u] = r
+                    break
+    return out
+
+
+@_njit
 def face_means(E, EF, nF, X):  # pragma: no cover - compiled
     """``Mesh.face_means``: vertex rows ``X`` averaged over each face, summed in edge order."""
     out = np.zeros((nF, X.shape[1]))

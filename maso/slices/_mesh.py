@@ -13,6 +13,7 @@ vertex at the interpolated zero; a face with a positive and a negative vertex th
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import numpy as np
@@ -108,6 +109,12 @@ class Mesh:
         """Replace the vertex values (one row per vertex), with room for as many vertices as ``P`` has."""
         self._Z = _with_room(np.asarray(Z, dtype=np.float64).reshape(self.nV, -1), len(self._P))
 
+    def value_room(self, width: int) -> np.ndarray:
+        """Make room for new vertex values of ``width`` columns and return the rows of the mesh's vertices
+        ``(nV, width)`` (uninitialised), for the caller to fill in place: `set_values` without the copy."""
+        self._Z = np.empty((len(self._P), width))
+        return self.Z
+
     def copy(self) -> Mesh:
         m = Mesh.__new__(Mesh)
         m._P, m._E, m._EF, m._Z = self.P.copy(), self.E.copy(), self.EF.copy(), self.Z.copy()
@@ -182,6 +189,82 @@ class Mesh:
             if self.nF > limit:
                 return total, True
         return total, False
+
+    def cut_pieces(self, R: int, valid: np.ndarray, tol: float, max_faces: int | None = None) -> tuple[int, bool]:
+        """Cut by units of ``R`` pieces: unit ``u``'s piece scores are the columns ``u * R`` to ``u * R + R - 1`` of
+        ``Z``, its pieces those where ``valid[u]`` ``(units, R)``. For each unit, cut where each piece overtakes
+        the best of the pieces before it (snapped as in `snap`); after a unit's cuts its best piece is one affine
+        function on every face, so the next piece's difference is affine there too.
+
+        Returns the number of faces cut and whether the mesh outgrew ``max_faces`` (it stops there).
+        """
+        limit = np.iinfo(np.int64).max if max_faces is None else int(max_faces)
+        valid = np.ascontiguousarray(valid, dtype=np.bool_)
+        total, unit, piece = 0, 0, 1
+        if _kernels.mesh_cut_pieces is not None:  # compiled: one call per layer instead of ~6 NumPy calls a piece
+            while True:
+                status, unit, piece, self.nV, self.nE, self.nF, snapped, cut = _kernels.mesh_cut_pieces(
+                    self._P, self._Z, self._src, self._tt, self._gen, self._E, self._EF, self._parent, self._codes,
+                    self.nV, self.nE, self.nF, R, valid, unit, piece, float(tol), limit)
+                self.snapped += snapped
+                total += cut
+                if status == 0:
+                    return total, False
+                if status == 3:
+                    return total, True
+                if status == 1:
+                    self._reserve(4 if self.nE < 4096 else 1)
+                    continue
+                # status 2: a degenerate cut; the NumPy path makes it (and raises MeshDegeneracy)
+                total += self._cut_pieces_numpy(R, valid, tol, unit, piece, piece + 1)
+                if self.nF > limit:
+                    return total, True
+                piece += 1
+        for u in range(len(valid)):
+            total += self._cut_pieces_numpy(R, valid, tol, u, 1, R, limit)
+            if self.nF > limit:
+                return total, True
+        return total, False
+
+    def _cut_pieces_numpy(self, R: int, valid: np.ndarray, tol: float, u: int, first: int, stop: int,
+                          limit: int | None = None) -> int:
+        """The pieces ``first`` to ``stop - 1`` (among unit ``u``'s valid ones) of `cut_pieces`, in NumPy."""
+        pieces = u * R + np.flatnonzero(valid[u])
+        total, best = 0, None  # the best of the pieces before i at every vertex (kept up to date while no cut)
+        for i in range(first, min(stop, len(pieces))):
+            Z = self.Z
+            # a max is exact, so the running max equals the max over the pieces before i
+            best = Z[:, pieces[:i]].max(axis=1) if best is None else np.maximum(best, Z[:, pieces[i - 1]])
+            d = Z[:, pieces[i]] - best
+            if not ((d < 0).any() and (d > 0).any()):
+                continue  # one sign: snapping (which only zeroes values) cannot make it cut
+            d = self.snap(d, tol)
+            if (d < 0).any() and (d > 0).any():
+                total += self.split(d)
+                best = None  # new vertices
+                if limit is not None and self.nF > limit:
+                    break
+        return total
+
+    def piece_codes(self, R: int, valid: np.ndarray, tol: float) -> np.ndarray:
+        """Per face, the winning piece of each unit of `cut_pieces` ``(faces, units)``: the lowest valid piece
+        whose score at the face's vertex centroid is within ``tol`` times the layer's largest ``|Z|`` of the best.
+
+        Rounding at vertices on earlier boundaries turns exact ties (a pooling window of zeros) into 1e-17
+        differences, hence the tolerance; it is the layer's (rounding comes from the inputs' size): a window that
+        is zero over the whole slice but for rounding would otherwise be scaled by its own noise.
+        """
+        valid = np.ascontiguousarray(valid, dtype=np.bool_)
+        Z = self.Z  # (invalid pieces hold finite values here); max |Z| without an |Z| temporary
+        scale = max(float(Z.max(initial=0.0)), -float(Z.min(initial=0.0)))
+        if not math.isfinite(scale):
+            scale = float(np.abs(Z[np.isfinite(Z)]).max(initial=0.0))
+        if _kernels.face_winners is not None:  # compiled: face means a face at a time, no (faces, columns) array
+            return _kernels.face_winners(self.E, self.EF, self.nF, Z, R, valid, tol * scale)
+        means = self.face_means(Z).reshape(self.nF, len(valid), R)
+        means[:, ~valid] = -np.inf
+        top = means.max(axis=2, keepdims=True)
+        return (means >= top - tol * scale).argmax(axis=2)
 
     def _cut_column(self, c: int, tol: float) -> int:
         d = self.snap(self.Z[:, c], tol)

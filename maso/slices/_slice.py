@@ -622,36 +622,16 @@ def _partition(net: Network, lo: np.ndarray, hi: np.ndarray, tol: float, progres
         at = _hold(mesh, held, g.offset + active)
         for part in _column_chunks(active, mesh.nV, R):
             mesh.parent = np.arange(mesh.nF)
+            Q = mesh.value_room(len(part) * R).reshape(mesh.nV, len(part), R)
             with vals.timed():
-                Q = _scores_of(vals, g.node, part)
-            mesh.set_values(np.where(missing[None, part], 0.0, Q).reshape(mesh.nV, -1))
-            for c, k in enumerate(part):
-                pieces = np.flatnonzero(~missing[k])
-                best = None  # the best of the pieces before i at every vertex (kept up to date while no cut)
-                for i in range(1, len(pieces)):
-                    Zc = mesh.Z[:, c * R:(c + 1) * R]
-                    # a max is exact, so the running max equals the max over the pieces before i
-                    best = Zc[:, pieces[:i]].max(axis=1) if best is None else np.maximum(best, Zc[:, pieces[i - 1]])
-                    d = Zc[:, pieces[i]] - best
-                    if not ((d < 0).any() and (d > 0).any()):
-                        continue  # one sign: snapping (which only zeroes values) cannot make it cut
-                    d = mesh.snap(d, tol)
-                    if (d < 0).any() and (d > 0).any():
-                        stats["splits"] += mesh.split(d)
-                        best = None  # new vertices
-                        _check_budget(mesh, 4 * max_regions if max_regions else None)  # before merging
-            means = mesh.face_means(mesh.Z).reshape(mesh.nF, len(part), R)
-            means[:, missing[part]] = -np.inf
-            # pieces within the tolerance of the best are tied (rounding at vertices on earlier boundaries turns
-            # exact ties, e.g. a pooling window of zeros, into 1e-17 differences): lowest index wins. The scale
-            # is the layer's (rounding comes from the inputs' size): a window that is zero over the whole slice
-            # but for rounding would otherwise be scaled by its own noise
-            Zall = mesh.Z  # (finite: missing pieces hold 0 here); max |Z| without an |Z| temporary
-            scale = max(float(Zall.max(initial=0.0)), -float(Zall.min(initial=0.0)))
-            if not math.isfinite(scale):
-                scale = float(np.abs(mesh.Z[np.isfinite(mesh.Z)]).max(initial=0.0))
-            top = means.max(axis=2, keepdims=True)
-            fcode = (means >= top - tol * scale).argmax(axis=2)
+                _scores_of(vals, g.node, part, out=Q)
+            valid = ~missing[part]
+            Q[:, ~valid] = 0.0  # (missing pieces: never cut, never win)
+            cut, over = mesh.cut_pieces(R, valid, tol, 4 * max_regions if max_regions else None)
+            stats["splits"] += cut
+            if over:
+                _check_budget(mesh, 4 * max_regions if max_regions else None)  # before merging
+            fcode = mesh.piece_codes(R, valid, tol)
             mesh.codes[:, at:at + len(part)] = fcode
             at += len(part)
             EF = mesh.EF
@@ -980,15 +960,21 @@ def _tensor(x: Any) -> torch.Tensor:
     return x if isinstance(x, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(x))
 
 
-def _scores_of(vals: _VertexValues, node: int, units: np.ndarray) -> np.ndarray:
+def _scores_of(vals: _VertexValues, node: int, units: np.ndarray,
+               out: np.ndarray | None = None) -> np.ndarray:
     """Piece scores ``(V, len(units), R)`` of some units at the vertices, computed in row blocks (on the device;
-    only the units' columns come back)."""
+    only the units' columns come back), written into ``out`` where given."""
     net = vals.net
     width = net.nodes[net.nodes[node].inputs[0]].shape
-    per_row = math.prod(width) + len(units) * net.program.spline_layer(node).n_pieces
+    R = net.program.spline_layer(node).n_pieces
+    per_row = math.prod(width) + len(units) * R
     src = net.nodes[node].inputs[0]
-    return np.concatenate([_host(piece_scores(net, node, _tensor(vals.value(sl, src)), units))
-                           for sl in _row_chunks(vals.mesh.nV, 3 * per_row, vals.device)])
+    if out is None:
+        out = np.empty((vals.mesh.nV, len(units), R))
+    for sl in _row_chunks(vals.mesh.nV, 3 * per_row, vals.device):
+        # straight into the host array (from a GPU: one transfer, no intermediate copy)
+        torch.from_numpy(out[sl]).copy_(piece_scores(net, node, _tensor(vals.value(sl, src)), units))
+    return out
 
 
 def _gap(net: Network, node: int, x: Any) -> torch.Tensor:

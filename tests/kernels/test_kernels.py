@@ -134,3 +134,105 @@ def test_layer_loop_hands_a_degenerate_cut_to_numpy():
     with pytest.raises(MeshDegeneracy):
         mesh.cut_columns(1e-12)
     assert mesh.nF == 2  # the first column's cut was made before the second failed
+
+
+@pytest.mark.parametrize("seed, kind, half", [(2, "inception", 0.2), (6, "cnn", 0.2), (5, "inception", 0.1)])
+def test_mesh_kernels_and_numpy_give_identical_pooling_slices(monkeypatch, seed, kind, half):
+    """Max-pooling layers (padded 3x3 windows: border units have fewer pieces) go through the compiled piece
+    cuts and face winners; the NumPy loop gives the same slice, bit for bit."""
+    import torch
+    from archs import random_inputs, random_model
+
+    module, shape, _ = random_model(seed, kind)
+    net = maso.from_torch(module, torch.zeros(1, *shape, dtype=torch.float64))
+    plane = maso.Plane.through_points(*random_inputs(seed, shape, 3))
+    box = {"lo": (-half, -half), "hi": (half, half), "progress": False}
+    fast = maso.slice_regions(net, plane, **box)
+    _without_kernels(monkeypatch)
+    slow = maso.slice_regions(net, plane, **box)
+    assert len(fast) == len(slow) > 200
+    for key in ("vertices", "polygon_offsets", "polygon_vertices", "codes", "areas", "interior_points"):
+        assert np.array_equal(getattr(fast, key), getattr(slow, key)), (kind, key)
+    assert fast.stats["snapped"] == slow.stats["snapped"] and fast.stats["merged"] == slow.stats["merged"]
+
+
+def _piece_mesh(seed: int):
+    """A mesh of the unit square already cut by a few lines, with the piece scores of 40 units of 4 pieces:
+    random affine functions of the plane, some pieces exact copies of others (ties), some invalid."""
+    from maso.slices._mesh import Mesh
+
+    rng = np.random.default_rng(seed)
+    mesh = Mesh(np.array([0.0, 0.0]), np.array([1.0, 1.0]))
+    mesh.codes = np.zeros((1, 1), dtype=np.uint8)
+    for _ in range(6):
+        a = rng.normal(size=2)
+        mesh.split(mesh.P @ a - rng.uniform(0.2, 0.8) * a.sum())
+    U, R = 40, 4
+    A = rng.normal(size=(U, R, 3))
+    A[::5, 1] = A[::5, 0]  # tied pieces
+    A[1::7, 2, :2] = 0.0  # a constant piece
+    valid = rng.uniform(size=(U, R)) > 0.15
+    P = np.c_[mesh.P, np.ones(mesh.nV)]
+    mesh.set_values(np.einsum("vk,urk->vur", P, A).reshape(mesh.nV, -1))
+    mesh.Z.reshape(mesh.nV, U, R)[:, ~valid] = 0.0
+    return mesh, R, valid, A
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_piece_cuts_and_winners_kernels_match_numpy(monkeypatch, seed):
+    def run():
+        mesh, R, valid, _ = _piece_mesh(seed)
+        mesh.parent = np.arange(mesh.nF)
+        cut = mesh.cut_pieces(R, valid, 1e-9)
+        return mesh, cut, mesh.piece_codes(R, valid, 1e-9)
+
+    fast, fast_cut, fast_codes = run()
+    _without_kernels(monkeypatch)
+    slow, slow_cut, slow_codes = run()
+    assert fast_cut == slow_cut and fast_cut[0] > 10
+    for key in ("P", "Z", "E", "EF", "parent"):
+        assert np.array_equal(getattr(fast, key), getattr(slow, key)), key
+    assert fast.snapped == slow.snapped
+    assert np.array_equal(fast_codes, slow_codes)
+    # independently, from the affine functions themselves: every face lies where its code's piece wins (at each
+    # of its vertices, within rounding), and at its vertex centroid the code is the lowest best valid piece
+    A, valid = _piece_mesh(seed)[3], _piece_mesh(seed)[2]
+    def scores(X):
+        S = np.einsum("vk,urk->vur", np.c_[X, np.ones(len(X))], A)
+        return np.where(valid, S, -np.inf)
+
+    S = scores(fast.P)
+    for j in (0, 1):
+        for k in (0, 1):
+            f, v = fast.EF[:, j], fast.E[:, k]
+            f, v = f[f >= 0], v[f >= 0]
+            won = np.take_along_axis(S[v], fast_codes[f][:, :, None], axis=2)[:, :, 0]
+            assert np.all(won >= S[v].max(axis=2) - 1e-9)
+    C = scores(fast.face_means(fast.P))
+    expected = (C >= C.max(axis=2, keepdims=True) - 1e-12).argmax(axis=2)
+    assert np.array_equal(fast_codes, expected)
+
+
+def test_piece_cuts_respect_the_face_budget(monkeypatch):
+    def run():
+        mesh, R, valid, _ = _piece_mesh(0)
+        return mesh.cut_pieces(R, valid, 1e-9, max_faces=30), mesh.nF
+
+    fast = run()
+    _without_kernels(monkeypatch)
+    slow = run()
+    assert fast == slow and fast[0][1] and 30 < fast[1]
+
+
+def test_piece_cuts_hand_a_degenerate_cut_to_numpy():
+    from maso.slices._mesh import Mesh, MeshDegeneracy
+
+    mesh = Mesh(np.array([0.0, 0.0]), np.array([1.0, 1.0]))
+    mesh.codes = np.zeros((1, 1), dtype=np.uint8)
+    ok = np.array([1.0, 1.0, -1.0, -1.0])  # the line y = 1/2: a proper cut
+    bad = np.array([1.0, -1.0, 1.0, -1.0])  # four sign changes around a face: not affine on it
+    zero = np.zeros(4)
+    mesh.set_values(np.stack([zero, ok, zero, bad], axis=1))  # two units of two pieces
+    with pytest.raises(MeshDegeneracy):
+        mesh.cut_pieces(2, np.ones((2, 2), dtype=bool), 1e-12)
+    assert mesh.nF == 2  # the first unit's cut was made before the second failed
