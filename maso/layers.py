@@ -133,6 +133,13 @@ class SplineLayer(Layer):
     def forward(self, x: Tensor, p: dict[str, Tensor], need_code: bool) -> tuple[Tensor, Tensor | None]:
         raise NotImplementedError
 
+    def code(self, x: Tensor, p: dict[str, Tensor]) -> Tensor:
+        """The internal code alone, equal to [`forward`][maso.layers.SplineLayer.forward]'s, for a pass that reads
+        no output of the layer (the codes of a GPT-2 MLP block's nonlinearity need no GELU)."""
+        code = self.forward(x, p, True)[1]
+        assert code is not None  # a spline layer asked for its code returns one
+        return code
+
     def public_code(self, icode: Tensor, in_shape: Shape) -> Tensor:
         return icode
 
@@ -677,6 +684,11 @@ class Elementwise(SplineLayer):
         pieces = torch.stack([sr * x + cr for sr, cr in zip(s, c)], dim=-1)
         code = (pieces * sg.unsqueeze(-1) if sg.dim() else pieces * sg).argmax(dim=-1)
         return pieces.gather(-1, code.unsqueeze(-1)).squeeze(-1), code
+
+    def code(self, x, p):
+        if self._kind in ("relu", "leaky", "abs"):  # forward's code, without its output
+            return x > 0
+        return super().code(x, p)
 
     def public_code(self, icode, in_shape):
         return icode.to(torch.uint8) if icode.dtype == torch.bool else icode

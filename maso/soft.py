@@ -215,8 +215,9 @@ class Soft(SplineLayer):
     def _two_piece(self) -> bool:
         return isinstance(self.base, Elementwise) and self.base.n_pieces == 2
 
-    def _gap_and_output(self, x: Tensor, p: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
-        """Tempered score gap ``d = sign (l_1 - l_0) / tau`` and the output ``l_0 + P(piece 1) (l_1 - l_0)``."""
+    def _pieces_and_gap(self, x: Tensor, p: dict[str, Tensor]) -> tuple[Tensor | None, Tensor, Tensor]:
+        """Pieces ``l_0`` (None for ReLU's zero piece), ``l_1`` and the tempered score gap
+        ``d = sign (l_1 - l_0) / tau`` of a two-piece elementwise base."""
         base = self.base
         assert isinstance(base, Elementwise)  # only two-piece elementwise bases come here (`_two_piece`)
         if base.kind == "relu":
@@ -227,6 +228,11 @@ class Soft(SplineLayer):
             d = sg * (l1 - l0)
         if self.temperature != 1.0:
             d = d / self.temperature
+        return l0, l1, d
+
+    def _gap_and_output(self, x: Tensor, p: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
+        """Tempered score gap ``d = sign (l_1 - l_0) / tau`` and the output ``l_0 + P(piece 1) (l_1 - l_0)``."""
+        l0, l1, d = self._pieces_and_gap(x, p)
         p1 = _gates.upper_probability(self.gate, d)
         if self.readout is not None:
             v0, v1 = float(self.readout[0]), float(self.readout[1])
@@ -251,10 +257,23 @@ class Soft(SplineLayer):
         return cast(Tensor, slope), cast(Tensor, icpt)
 
     # -- SplineLayer interface -----------------------------------------------------------------------------
+    def _fused(self) -> Callable[[Tensor], Tensor] | None:
+        """torch's own kernel for ``u * p(u)`` (SiLU, GELU), where this layer is exactly that function."""
+        if getattr(self.base, "kind", "") == "relu" and self.temperature == 1.0 and self.readout is None:
+            return _FUSED.get(self.gate)
+        return None
+
+    def code(self, x, p):
+        # forward's code without the output: the hard code is the base's piece
+        if self._fused() is not None:
+            return x > 0
+        if self._two_piece():
+            return self._pieces_and_gap(x, p)[2] > 0
+        return self.base.code(x, p)
+
     def forward(self, x, p, need_code):
         in_shape = tuple(x.shape[1:])
-        fused = _FUSED.get(self.gate) if (getattr(self.base, "kind", "") == "relu" and self.temperature == 1.0
-                                           and self.readout is None) else None
+        fused = self._fused()
         if fused is not None:  # torch's own kernel for u * p(u): same function, one pass
             return fused(x), (x > 0 if need_code else None)
         if self._two_piece():

@@ -107,3 +107,38 @@ def test_output_shape_matches_the_forward_pass(kind):
     node = net.nodes[-1]
     in_shape = net.nodes[node.inputs[0]].shape
     assert node.layer.output_shape(in_shape) == node.shape
+
+
+def _code_only_layers():
+    from maso import soft
+
+    three = Elementwise(np.array([-1.0, 0.5, 2.0]), np.array([0.0, 0.2, -1.0]))
+    two = Elementwise(np.array([0.3, -2.0]), np.array([0.1, 0.0]))
+    return {"relu": relu(), "leaky": leaky_relu(0.1), "abs": absolute(), "three": three, "two": two,
+            "maxout": Maxout(2), "gelu": soft.gelu(), "gelu_tanh": soft.gelu("tanh"), "silu": soft.silu(),
+            "sigmoid": soft.sigmoid(), "tanh": soft.tanh(), "bvq_abs": soft.beta_vq(absolute(), 0.3),
+            "bvq_leaky": soft.beta_vq(leaky_relu(0.2), 0.7),
+            "underflow": soft.Soft(leaky_relu(0.2), "logistic", 1e300),
+            "soft_maxout": soft.Soft(Maxout(2), "logistic", 0.5), "gelu_tau": soft.gelu(temperature=2.0)}
+
+
+@pytest.mark.parametrize("name", list(_code_only_layers()))
+def test_a_layer_whose_output_nobody_reads_gives_the_same_code_without_it(name):
+    """Codes run only what leads to a spline layer, and a last layer's output is not formed (`SplineLayer.code`):
+    the codes equal those of the full forward pass bit for bit, at exact zeros (+0.0 and -0.0), ties and
+    gaps that a temperature turns into underflow."""
+    from maso.core import _program
+
+    rng = np.random.default_rng(3)
+    W, b = rng.normal(size=(U, D)), rng.normal(size=U)
+    W[0], b[0] = 0.0, 0.0  # an exact zero pre-activation
+    W[1], b[1] = 0.0, -0.0  # and a negative zero
+    W[3], b[3] = W[2], b[2]  # a maxout tie
+    x = np.vstack([rng.normal(size=(N, D)), np.zeros((1, D)), 1e-300 * rng.normal(size=(3, D))])
+    net = maso.Network.sequential((D,), [Dense(W, b), _code_only_layers()[name]])
+    t = torch.from_numpy(x)
+    _, full, _ = _program.forward(net._program, t, need_codes=True)
+    alone = _program.codes_pass(net._program, t)
+    assert full.keys() == alone.keys() == {2}
+    assert full[2].dtype == alone[2].dtype and torch.equal(full[2], alone[2])
+    assert np.array_equal(net.codes(x), net.codes(x, by_layer=True)[net.units[0].name].reshape(len(x), -1))
