@@ -200,7 +200,7 @@ class SplineLayer(Layer):
         """
         n = x.shape[0]
         if temperature is None:
-            code = self.public_code(self.forward(x, p, True)[1], in_shape)  # type: ignore[arg-type]
+            code = self.public_code(self.code(x, p), in_shape)
             code = code.reshape(n, math.prod(code.shape[1:])).long()
             return F.one_hot(code, self.n_pieces).to(x.dtype)
         return probabilities_from_scores("logistic", self.piece_scores(x, p, in_shape), temperature)
@@ -210,6 +210,11 @@ class SplineLayer(Layer):
         piece: a hard layer's own internal code (a one-hot distribution), a soft layer's probabilities."""
         y, code = self.forward(x, p, True)
         return y, code  # type: ignore[return-value]
+
+    def expected_code(self, x: Tensor, p: dict[str, Tensor]) -> Tensor:
+        """[`expected_forward`][maso.layers.SplineLayer.expected_forward]'s code alone, for a pass that reads no
+        output of the layer."""
+        return self.code(x, p)
 
     def output_shape(self, in_shape: Shape) -> Shape:
         """Per-sample output shape for per-sample input shape ``in_shape``."""

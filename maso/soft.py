@@ -294,10 +294,17 @@ class Soft(SplineLayer):
         t = self.probabilities(x, in_shape)
         return self._mix(x, t, in_shape, True).reshape(x.shape[0], *self._out_shape(in_shape)), t
 
+    def expected_code(self, x, p):
+        # expected_forward's probabilities without its output (a GPT-2 block's soft codes need no GELU)
+        if self._two_piece():
+            t0, t1 = _gates.two_piece_probabilities(self.gate, self._pieces_and_gap(x, p)[2])
+            return torch.stack([t0, t1], dim=-1).reshape(x.shape[0], math.prod(x.shape[1:]), 2)
+        return self.probabilities(x, tuple(x.shape[1:]))
+
     def piece_probabilities(self, x, p, in_shape, temperature=None):
         # the gate re-evaluated at another temperature on the same pre-activations (the layer is not changed)
         layer = self if temperature is None else replace(self, temperature=temperature)
-        return layer.expected_forward(x, p)[1]
+        return layer.expected_code(x, p)
 
     def public_code(self, icode, in_shape):
         return self.base.public_code(icode, in_shape)

@@ -402,8 +402,8 @@ def codes_pass(program: Program, x: torch.Tensor, *, soft: bool = False) -> Valu
     read = {j for i in need for j in program.nodes[i].inputs}  # the outputs some needed node reads
 
     def spline(i: int, layer: SplineLayer, z: torch.Tensor) -> torch.Tensor:
-        if not soft and i not in read:  # the code alone (a last ReLU or GELU's output is never formed)
-            icodes[i] = layer.code(z, p[i])
+        if i not in read:  # the code alone (a last ReLU or GELU's output is never formed)
+            icodes[i] = layer.expected_code(z, p[i]) if soft else layer.code(z, p[i])
             return z.new_empty(0)  # (a placeholder nothing reads)
         y, c = layer.expected_forward(z, p[i]) if soft else layer.forward(z, p[i], True)
         assert c is not None  # a spline layer asked for its code returns one

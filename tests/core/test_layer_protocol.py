@@ -124,8 +124,8 @@ def _code_only_layers():
 
 @pytest.mark.parametrize("name", list(_code_only_layers()))
 def test_a_layer_whose_output_nobody_reads_gives_the_same_code_without_it(name):
-    """Codes run only what leads to a spline layer, and a last layer's output is not formed (`SplineLayer.code`):
-    the codes equal those of the full forward pass bit for bit, at exact zeros (+0.0 and -0.0), ties and
+    """Codes run only what leads to a spline layer, and a last layer's output is not formed (`SplineLayer.code`,
+    `expected_code`): hard and soft codes equal those of the full forward pass bit for bit, at exact zeros (+0.0 and -0.0), ties and
     gaps that a temperature turns into underflow."""
     from maso.core import _program
 
@@ -137,8 +137,9 @@ def test_a_layer_whose_output_nobody_reads_gives_the_same_code_without_it(name):
     x = np.vstack([rng.normal(size=(N, D)), np.zeros((1, D)), 1e-300 * rng.normal(size=(3, D))])
     net = maso.Network.sequential((D,), [Dense(W, b), _code_only_layers()[name]])
     t = torch.from_numpy(x)
-    _, full, _ = _program.forward(net._program, t, need_codes=True)
-    alone = _program.codes_pass(net._program, t)
-    assert full.keys() == alone.keys() == {2}
-    assert full[2].dtype == alone[2].dtype and torch.equal(full[2], alone[2])
+    for soft in (False, True):  # hard codes, and the soft codes' piece probabilities
+        _, full, _ = _program.forward(net._program, t, need_codes=True, soft=soft)
+        alone = _program.codes_pass(net._program, t, soft=soft)
+        assert full.keys() == alone.keys() == {2}
+        assert full[2].dtype == alone[2].dtype and torch.equal(full[2], alone[2]), soft
     assert np.array_equal(net.codes(x), net.codes(x, by_layer=True)[net.units[0].name].reshape(len(x), -1))
