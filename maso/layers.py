@@ -143,6 +143,11 @@ class SplineLayer(Layer):
     def public_code(self, icode: Tensor, in_shape: Shape) -> Tensor:
         return icode
 
+    def write_public_code(self, out: Tensor, icode: Tensor, in_shape: Shape) -> None:
+        """Write [`public_code`][maso.layers.SplineLayer.public_code] into ``out`` ``(n, units)`` (a block of code
+        rows; cast to its dtype on the way)."""
+        out.copy_(self.public_code(icode, in_shape).reshape(out.shape))
+
     def frozen(self, x: Tensor, icode: Tensor, p: dict[str, Tensor], in_shape: Shape, bias: bool) -> Tensor:
         """Apply the pieces chosen by ``icode`` to ``x`` of shape ``(n, T, *in_shape)`` (T tangents each)."""
         raise NotImplementedError
@@ -697,6 +702,10 @@ class Elementwise(SplineLayer):
 
     def public_code(self, icode, in_shape):
         return icode.to(torch.uint8) if icode.dtype == torch.bool else icode
+
+    def write_public_code(self, out, icode, in_shape):
+        # a bool code is its own piece index: cast by the copy itself (no uint8 temporary, one kernel fewer)
+        out.copy_((icode if icode.dtype == torch.bool else self.public_code(icode, in_shape)).reshape(out.shape))
 
     def _selected(self, icode, p, rank):
         if self._kind == "relu":  # slope 1 where active, 0 elsewhere; no intercepts

@@ -309,6 +309,9 @@ class Soft(SplineLayer):
     def public_code(self, icode, in_shape):
         return self.base.public_code(icode, in_shape)
 
+    def write_public_code(self, out, icode, in_shape):
+        self.base.write_public_code(out, icode, in_shape)
+
     def internal_code(self, code, in_shape):
         return self.base.internal_code(code, in_shape)
 

@@ -367,7 +367,8 @@ class Network:
     def _fill_code_rows(self, row: torch.Tensor, icodes: dict[int, torch.Tensor]) -> None:
         with torch.no_grad():
             for g in self.units:
-                row[:, g.columns] = self._public(g, icodes).reshape(len(row), g.size)
+                self._program.spline_layer(g.node).write_public_code(row[:, g.columns], icodes[g.node],
+                                                                     self._program.input_shape_of(g.node))
 
     def activations(self, x: Any, names: Sequence[str | int] | None = None) -> dict[str, Array]:
         """Outputs of chosen nodes (all nodes by default), e.g. to feed a
