@@ -127,6 +127,13 @@ def test_network_call_checks():
         net(torch.zeros(2, 3, dtype=torch.float16))
     with pytest.raises(maso.errors.ShapeError, match="NaN or infinite"):
         net.codes(np.array([0.0, np.nan, 1.0]))
+    for bad in (np.inf, -np.inf):
+        with pytest.raises(maso.errors.ShapeError, match="NaN or infinite"):
+            net.codes(np.array([[0.0, 1.0, 2.0], [bad, 1.0, 2.0]]))
+    huge = np.array([1.5e308, 1.5e308, 0.0])  # finite, but its sum overflows: the exact test accepts it
+    assert net.codes(huge).shape == (4,) and net.codes(np.stack([huge, -huge])).shape == (2, 4)
+    with pytest.raises(maso.errors.ShapeError, match="NaN or infinite"):
+        net.codes(np.array([[1.5e308, 1.5e308, 0.0], [np.inf, 0.0, 0.0]]))
     with pytest.raises(maso.errors.ShapeError, match="real numeric"):
         net(np.array(["a", "b", "c"]))
     assert net(np.zeros(3, dtype=np.int64)).dtype == np.float64  # integers are promoted
