@@ -134,8 +134,8 @@ class SplineLayer(Layer):
         raise NotImplementedError
 
     def code(self, x: Tensor, p: dict[str, Tensor]) -> Tensor:
-        """The internal code alone, equal to [`forward`][maso.layers.SplineLayer.forward]'s, for a pass that reads
-        no output of the layer (the codes of a GPT-2 MLP block's nonlinearity need no GELU)."""
+        """The internal code alone, equal to ``forward(x, p, True)[1]``, for a pass that reads no output of the
+        layer (the codes of a GPT-2 MLP block's nonlinearity need no GELU)."""
         code = self.forward(x, p, True)[1]
         assert code is not None  # a spline layer asked for its code returns one
         return code
@@ -144,8 +144,8 @@ class SplineLayer(Layer):
         return icode
 
     def write_public_code(self, out: Tensor, icode: Tensor, in_shape: Shape) -> None:
-        """Write [`public_code`][maso.layers.SplineLayer.public_code] into ``out`` ``(n, units)`` (a block of code
-        rows; cast to its dtype on the way)."""
+        """Write ``public_code(icode, in_shape)`` into ``out`` ``(n, units)`` (a block of code rows; cast to its
+        dtype on the way)."""
         out.copy_(self.public_code(icode, in_shape).reshape(out.shape))
 
     def frozen(self, x: Tensor, icode: Tensor, p: dict[str, Tensor], in_shape: Shape, bias: bool) -> Tensor:
