@@ -236,3 +236,33 @@ def test_piece_cuts_hand_a_degenerate_cut_to_numpy():
     with pytest.raises(MeshDegeneracy):
         mesh.cut_pieces(2, np.ones((2, 2), dtype=bool), 1e-12)
     assert mesh.nF == 2  # the first unit's cut was made before the second failed
+
+
+def test_piece_cuts_resume_after_growing_the_arrays(monkeypatch):
+    """Arrays trimmed to the mesh's size: the compiled loop stops at its first cut for room, grows them and
+    resumes mid-unit (the best piece formed again); the result equals the NumPy loop's."""
+    calls = []
+    kernel = _kernels.mesh_cut_pieces
+
+    def counted(*args):
+        out = kernel(*args)
+        calls.append(out[0])
+        return out
+
+    def run():
+        mesh, R, valid, _ = _piece_mesh(1)
+        for name in ("_P", "_Z", "_src", "_tt", "_gen"):
+            setattr(mesh, name, getattr(mesh, name)[:mesh.nV].copy())
+        mesh._E, mesh._EF = mesh._E[:mesh.nE].copy(), mesh._EF[:mesh.nE].copy()
+        mesh._parent, mesh._codes = mesh._parent[:mesh.nF].copy(), mesh._codes[:mesh.nF].copy()
+        cut = mesh.cut_pieces(R, valid, 1e-9)
+        return mesh, cut
+
+    monkeypatch.setattr(_kernels, "mesh_cut_pieces", counted)
+    fast, fast_cut = run()
+    assert calls[0] == 1 and calls[-1] == 0  # it did stop for room, and finished
+    _without_kernels(monkeypatch)
+    slow, slow_cut = run()
+    assert fast_cut == slow_cut and fast.snapped == slow.snapped
+    for key in ("P", "Z", "E", "EF", "parent"):
+        assert np.array_equal(getattr(fast, key), getattr(slow, key)), key
