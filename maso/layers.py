@@ -219,6 +219,8 @@ class SplineLayer(Layer):
     def expected_code(self, x: Tensor, p: dict[str, Tensor]) -> Tensor:
         """[`expected_forward`][maso.layers.SplineLayer.expected_forward]'s code alone, for a pass that reads no
         output of the layer."""
+        if type(self).expected_forward is not SplineLayer.expected_forward:  # a subclass's own expectation
+            return self.expected_forward(x, p)[1]
         return self.code(x, p)
 
     def output_shape(self, in_shape: Shape) -> Shape:
@@ -696,7 +698,8 @@ class Elementwise(SplineLayer):
         return pieces.gather(-1, code.unsqueeze(-1)).squeeze(-1), code
 
     def code(self, x, p):
-        if self._kind in ("relu", "leaky", "abs"):  # forward's code, without its output
+        # forward's code without its output (unless a subclass computes forward otherwise)
+        if self._kind in ("relu", "leaky", "abs") and type(self).forward is Elementwise.forward:
             return x > 0
         return super().code(x, p)
 
@@ -705,7 +708,8 @@ class Elementwise(SplineLayer):
 
     def write_public_code(self, out, icode, in_shape):
         # a bool code is its own piece index: cast by the copy itself (no uint8 temporary, one kernel fewer)
-        out.copy_((icode if icode.dtype == torch.bool else self.public_code(icode, in_shape)).reshape(out.shape))
+        own = icode.dtype == torch.bool and type(self).public_code is Elementwise.public_code
+        out.copy_((icode if own else self.public_code(icode, in_shape)).reshape(out.shape))
 
     def _selected(self, icode, p, rank):
         if self._kind == "relu":  # slope 1 where active, 0 elsewhere; no intercepts

@@ -265,6 +265,8 @@ class Soft(SplineLayer):
 
     def code(self, x, p):
         # forward's code without the output: the hard code is the base's piece
+        if type(self).forward is not Soft.forward:  # a subclass's own forward decides
+            return super().code(x, p)
         if self._fused() is not None:
             return x > 0
         if self._two_piece():
@@ -296,6 +298,8 @@ class Soft(SplineLayer):
 
     def expected_code(self, x, p):
         # expected_forward's probabilities without its output (a GPT-2 block's soft codes need no GELU)
+        if type(self).expected_forward is not Soft.expected_forward:  # a subclass's own expectation decides
+            return self.expected_forward(x, p)[1]
         if self._two_piece():
             t0, t1 = _gates.two_piece_probabilities(self.gate, self._pieces_and_gap(x, p)[2])
             return torch.stack([t0, t1], dim=-1).reshape(x.shape[0], math.prod(x.shape[1:]), 2)
@@ -310,6 +314,9 @@ class Soft(SplineLayer):
         return self.base.public_code(icode, in_shape)
 
     def write_public_code(self, out, icode, in_shape):
+        if type(self).public_code is not Soft.public_code:  # a subclass's own public code
+            super().write_public_code(out, icode, in_shape)
+            return
         self.base.write_public_code(out, icode, in_shape)
 
     def internal_code(self, code, in_shape):

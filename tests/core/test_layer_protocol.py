@@ -143,3 +143,45 @@ def test_a_layer_whose_output_nobody_reads_gives_the_same_code_without_it(name):
         assert full.keys() == alone.keys() == {2}
         assert full[2].dtype == alone[2].dtype and torch.equal(full[2], alone[2]), soft
     assert np.array_equal(net.codes(x), net.codes(x, by_layer=True)[net.units[0].name].reshape(len(x), -1))
+
+
+class _ShiftedReLU(Elementwise):
+    """A user's subclass that redefines forward (ReLU of u - 1): its code is decided there, not by ``u > 0``."""
+
+    def forward(self, x, p, need_code):
+        return super().forward(x - 1.0, p, need_code)
+
+
+class _OwnExpectation(Elementwise):
+    """A subclass whose expected piece is its own (a fixed 30/70 mix), not the hard code."""
+
+    def expected_forward(self, x, p):
+        y, _ = self.forward(x, p, False)
+        t = torch.stack([torch.full_like(x, 0.3), torch.full_like(x, 0.7)], dim=-1)
+        return y, t.reshape(x.shape[0], -1, 2)
+
+
+class _FlippedCode(Elementwise):
+    """A subclass that numbers its pieces the other way round in public codes."""
+
+    def public_code(self, icode, in_shape):
+        return (~icode).to(torch.uint8)
+
+
+@pytest.mark.parametrize("cls", [_ShiftedReLU, _OwnExpectation, _FlippedCode])
+def test_subclasses_that_redefine_forward_expectation_or_public_code_are_obeyed(cls):
+    """The code-only shortcuts (`code`, `expected_code`, `write_public_code`) step aside for a subclass that
+    redefines what they shortcut: codes, soft codes and code rows equal the full pass's and `public_code`'s."""
+    from maso.core import _program
+
+    W, b, x = _first_layer()
+    net = maso.Network.sequential((D,), [Dense(W, b), cls(np.array([0.0, 1.0]), np.array([0.0, 0.0]))])
+    t = torch.from_numpy(x)
+    for soft in (False, True):
+        _, full, _ = _program.forward(net._program, t, need_codes=True, soft=soft)
+        alone = _program.codes_pass(net._program, t, soft=soft)
+        assert torch.equal(full[2], alone[2]), (cls.__name__, soft)
+    u = x @ W.T + b
+    want = {_ShiftedReLU: u > 1, _OwnExpectation: u > 0, _FlippedCode: u <= 0}[cls]
+    assert np.array_equal(net.codes(x), want.astype(np.uint8))
+    assert np.array_equal(net.codes(x, by_layer=True)[net.units[0].name], want.astype(np.uint8))
