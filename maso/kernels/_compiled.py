@@ -375,6 +375,32 @@ def mesh_split(P, Z, src, tt, gen, E, EF, parent, codes, nV, nE, nF, d):  # prag
 
 
 @_njit
+def _snap_into(x, d, n, tol):  # pragma: no cover - compiled
+    """``Mesh.snap`` of ``x[:n]`` into ``d[:n]``: values within ``tol`` times the largest finite ``|x|`` become
+    exactly 0. Returns whether ``d`` has both signs (a cut) and how many nonzero values were snapped."""
+    scale = 0.0
+    for v in range(n):
+        if np.isfinite(x[v]) and abs(x[v]) > scale:
+            scale = abs(x[v])
+    lim = tol * scale
+    pos = False
+    neg = False
+    n_small = 0
+    for v in range(n):
+        y = x[v]
+        if abs(y) <= lim:
+            if y != 0:
+                n_small += 1
+            y = 0.0
+        d[v] = y
+        if y > 0:
+            pos = True
+        elif y < 0:
+            neg = True
+    return pos and neg, n_small
+
+
+@_njit
 def mesh_cut_columns(P, Z, src, tt, gen, E, EF, parent, codes, nV, nE, nF, c0, c1, tol, max_faces):  # pragma: no cover
     """Snap and split by the columns ``c0, c1 - 1`` of ``Z`` in turn (the two-piece loop of a layer).
 
@@ -386,27 +412,8 @@ def mesh_cut_columns(P, Z, src, tt, gen, E, EF, parent, codes, nV, nE, nF, c0, c
     cut_total = 0
     d = np.empty(Z.shape[0])
     for c in range(c0, c1):
-        scale = 0.0
-        for v in range(nV):
-            x = Z[v, c]
-            if np.isfinite(x) and abs(x) > scale:
-                scale = abs(x)
-        lim = tol * scale
-        pos = False
-        neg = False
-        n_small = 0
-        for v in range(nV):
-            x = Z[v, c]
-            if abs(x) <= lim:
-                if x != 0:
-                    n_small += 1
-                x = 0.0
-            d[v] = x
-            if x > 0:
-                pos = True
-            elif x < 0:
-                neg = True
-        if not (pos and neg):
+        cuts, n_small = _snap_into(Z[:, c], d, nV, tol)
+        if not cuts:
             snapped += n_small
             continue
         n_new, k = mesh_split(P, Z, src, tt, gen, E, EF, parent, codes, nV, nE, nF, d[:nV])
@@ -482,27 +489,8 @@ def mesh_cut_pieces(P, Z, src, tt, gen, E, EF, parent, codes, nV, nE, nF, R, val
                     neg = True
             if not (pos and neg):
                 continue  # one sign: snapping (which only zeroes values) cannot make it cut
-            scale = 0.0
-            for v in range(nV):
-                x = d[v]
-                if np.isfinite(x) and abs(x) > scale:
-                    scale = abs(x)
-            lim = tol * scale
-            pos = False
-            neg = False
-            n_small = 0
-            for v in range(nV):
-                x = d[v]
-                if abs(x) <= lim:
-                    if x != 0:
-                        n_small += 1
-                    x = 0.0
-                    d[v] = 0.0
-                if x > 0:
-                    pos = True
-                elif x < 0:
-                    neg = True
-            if not (pos and neg):
+            cuts, n_small = _snap_into(d, d, nV, tol)
+            if not cuts:
                 snapped += n_small
                 continue
             n_new, k = mesh_split(P, Z, src, tt, gen, E, EF, parent, codes, nV, nE, nF, d[:nV])
@@ -552,27 +540,23 @@ def face_winners(E, EF, nF, X, R, valid, lim):  # pragma: no cover - compiled
     U = valid.shape[0]
     out = np.zeros((nF, U), dtype=np.int64)
     buf = np.empty(X.shape[1])
+    mean = np.empty(R)
     for f in range(nF):
         buf[:] = 0.0
         for p in range(start[f], start[f + 1]):
             v = rows[p]
             for q in range(X.shape[1]):
                 buf[q] += X[v, q]
-        count = 0.0
-        for p in range(start[f], start[f + 1]):
-            count += 1.0
+        count = float(start[f + 1] - start[f])  # (face_means' sum of ones: exact)
         for u in range(U):
             top = -np.inf
             for r in range(R):
-                x = buf[u * R + r] / count if valid[u, r] else -np.inf
-                if x > top or np.isnan(x):
-                    top = x
-                    if np.isnan(x):
-                        break
+                mean[r] = buf[u * R + r] / count if valid[u, r] else -np.inf
+                if mean[r] > top or np.isnan(mean[r]):
+                    top = mean[r]
             bar = top - lim
             for r in range(R):
-                x = buf[u * R + r] / count if valid[u, r] else -np.inf
-                if x >= bar:
+                if mean[r] >= bar:
                     out[f, u] = r
                     break
     return out

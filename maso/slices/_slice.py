@@ -627,10 +627,11 @@ def _partition(net: Network, lo: np.ndarray, hi: np.ndarray, tol: float, progres
                 _scores_of(vals, g.node, part, out=Q)
             valid = ~missing[part]
             Q[:, ~valid] = 0.0  # (missing pieces: never cut, never win)
-            cut, over = mesh.cut_pieces(R, valid, tol, 4 * max_regions if max_regions else None)
+            limit = 4 * max_regions if max_regions else None  # faces before merging
+            cut, over = mesh.cut_pieces(R, valid, tol, limit)
             stats["splits"] += cut
             if over:
-                _check_budget(mesh, 4 * max_regions if max_regions else None)  # before merging
+                _check_budget(mesh, limit)
             fcode = mesh.piece_codes(R, valid, tol)
             mesh.codes[:, at:at + len(part)] = fcode
             at += len(part)
@@ -960,21 +961,16 @@ def _tensor(x: Any) -> torch.Tensor:
     return x if isinstance(x, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(x))
 
 
-def _scores_of(vals: _VertexValues, node: int, units: np.ndarray,
-               out: np.ndarray | None = None) -> np.ndarray:
-    """Piece scores ``(V, len(units), R)`` of some units at the vertices, computed in row blocks (on the device;
-    only the units' columns come back), written into ``out`` where given."""
+def _scores_of(vals: _VertexValues, node: int, units: np.ndarray, out: np.ndarray) -> None:
+    """Piece scores ``(V, len(units), R)`` of some units at the vertices, written into ``out``; computed in row
+    blocks (on the device; only the units' columns come back)."""
     net = vals.net
     width = net.nodes[net.nodes[node].inputs[0]].shape
-    R = net.program.spline_layer(node).n_pieces
-    per_row = math.prod(width) + len(units) * R
+    per_row = math.prod(width) + len(units) * net.program.spline_layer(node).n_pieces
     src = net.nodes[node].inputs[0]
-    if out is None:
-        out = np.empty((vals.mesh.nV, len(units), R))
     for sl in _row_chunks(vals.mesh.nV, 3 * per_row, vals.device):
         # straight into the host array (from a GPU: one transfer, no intermediate copy)
         torch.from_numpy(out[sl]).copy_(piece_scores(net, node, _tensor(vals.value(sl, src)), units))
-    return out
 
 
 def _gap(net: Network, node: int, x: Any) -> torch.Tensor:

@@ -196,7 +196,7 @@ def test_piece_cuts_and_winners_kernels_match_numpy(monkeypatch, seed):
     assert np.array_equal(fast_codes, slow_codes)
     # independently, from the affine functions themselves: every face lies where its code's piece wins (at each
     # of its vertices, within rounding), and at its vertex centroid the code is the lowest best valid piece
-    A, valid = _piece_mesh(seed)[3], _piece_mesh(seed)[2]
+    _, _, valid, A = _piece_mesh(seed)
     def scores(X):
         S = np.einsum("vk,urk->vur", np.c_[X, np.ones(len(X))], A)
         return np.where(valid, S, -np.inf)
