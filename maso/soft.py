@@ -291,8 +291,7 @@ class Soft(SplineLayer):
         in_shape = tuple(x.shape[1:])
         if self._two_piece():
             d, y = self._gap_and_output(x, p)
-            t0, t1 = _gates.two_piece_probabilities(self.gate, d)
-            return y, torch.stack([t0, t1], dim=-1).reshape(x.shape[0], math.prod(in_shape), 2)
+            return y, self._two_piece_probabilities(d)
         t = self.probabilities(x, in_shape)
         return self._mix(x, t, in_shape, True).reshape(x.shape[0], *self._out_shape(in_shape)), t
 
@@ -301,9 +300,13 @@ class Soft(SplineLayer):
         if type(self).expected_forward is not Soft.expected_forward:  # a subclass's own expectation decides
             return self.expected_forward(x, p)[1]
         if self._two_piece():
-            t0, t1 = _gates.two_piece_probabilities(self.gate, self._pieces_and_gap(x, p)[2])
-            return torch.stack([t0, t1], dim=-1).reshape(x.shape[0], math.prod(x.shape[1:]), 2)
+            return self._two_piece_probabilities(self._pieces_and_gap(x, p)[2])
         return self.probabilities(x, tuple(x.shape[1:]))
+
+    def _two_piece_probabilities(self, d: Tensor) -> Tensor:
+        """Piece probabilities ``(n, U, 2)`` of two-piece units from their tempered gaps ``d`` ``(n, *in_shape)``."""
+        t0, t1 = _gates.two_piece_probabilities(self.gate, d)
+        return torch.stack([t0, t1], dim=-1).reshape(d.shape[0], math.prod(d.shape[1:]), 2)
 
     def piece_probabilities(self, x, p, in_shape, temperature=None):
         # the gate re-evaluated at another temperature on the same pre-activations (the layer is not changed)
