@@ -220,6 +220,9 @@ class SliceRegions:
     _mesh: Mesh | None = field(default=None, repr=False)
     _tol: float = DEFAULT_SLICE_TOL
     _adjacency: np.ndarray | None = field(default=None, repr=False)
+    # a tiled slice: per tile its slice and its pieces' regions in this one (see `slice_regions`'s ``tiles``)
+    _tiles: tuple[tuple[SliceRegions, np.ndarray], ...] | None = field(default=None, repr=False)
+    _grid: tuple[int, int] = (1, 1)
     # argmax_cells by (output, tol): plot, decision_boundary and _repr_png_ all ask for it (seconds on big slices)
     _cells: dict = field(default_factory=dict, repr=False, init=False)
 
@@ -396,6 +399,18 @@ class SliceRegions:
         key = (None if output is None else int(output), float(tol))
         if key in self._cells:
             return self._cells[key]
+        if self._tiles is not None:  # tile by tile (each has its mesh), joined along the tile lines
+            from maso.slices._tiles import join_cells, join_tolerance, tile_grid
+
+            parts = [t.argmax_cells(output, tol=tol) for t, _ in self._tiles]
+            eps = join_tolerance(self.lo, self.hi, self._tol, any(t.method == "lp" for t, _ in self._tiles))
+            f = join_cells(parts, [r for _, r in self._tiles], self._grid, tile_grid(self.lo, self.hi, self._grid),
+                           eps)
+            cells = SliceCells(readonly(f["vertices"]), sealed(f["polygon_offsets"]), sealed(f["polygon_vertices"]),
+                               sealed(f["labels"]), sealed(f["regions"]), sealed(f["areas"]), readonly(f["boundary"]),
+                               parts[0].n_classes, key[0], key[1])
+            self._cells[key] = cells
+            return cells
         mesh, region = self._face_mesh()
         anch = Anchored(net, np.zeros((1, 2)), np.eye(2)[None])
         Z = np.asarray(anch.value(None, mesh.P, net.program.output), dtype=np.float64).reshape(mesh.nV, m)
@@ -563,7 +578,7 @@ class SliceCells:
 
 # ----------------------------------------------------------------------------------------------- the mesh path
 def _partition(net: Network, lo: np.ndarray, hi: np.ndarray, tol: float, progress: bool = False,
-               max_regions: int | None = None, device: torch.device | None = None
+               max_regions: int | None = None, device: torch.device | None = None, bar: Any = None
                ) -> tuple[Mesh, dict, np.ndarray, np.ndarray]:
     """Refine a mesh of the rectangle by every unit of ``net`` (a 2-D input network), layer by layer.
 
@@ -573,6 +588,7 @@ def _partition(net: Network, lo: np.ndarray, hi: np.ndarray, tol: float, progres
     Faces hold only the columns of units whose piece varies over the rectangle; the others have one code for
     all faces (a wide network cut by a small window has a few hundred such units among hundreds of thousands).
     Returns the mesh, stats, the code row shared by all faces and the columns that ``mesh.codes`` holds.
+    ``bar``: a progress bar to advance by the units (a tiled slice's, over all tiles) instead of one of its own.
     """
     mesh = Mesh(lo, hi)
     vals = _VertexValues(net, mesh, device)
@@ -580,8 +596,8 @@ def _partition(net: Network, lo: np.ndarray, hi: np.ndarray, tol: float, progres
     base = np.zeros(net.n_units, dtype=net.program.code_dtype)
     held: list[np.ndarray] = []
     stats: dict[str, Any] = {"splits": 0, "merged": 0}
-    bar = None
-    if progress:
+    own_bar = bar is None and progress
+    if own_bar:
         from tqdm.auto import tqdm
 
         bar = tqdm(total=net.n_units, desc="slice", unit="unit")
@@ -645,7 +661,8 @@ def _partition(net: Network, lo: np.ndarray, hi: np.ndarray, tol: float, progres
     mesh.compact()
     mesh.on_compact = None  # the carried values are done with
     stats["values_seconds"] = vals.seconds
-    if bar is not None:
+    stats["carry_stopped"] = vals.carry_stopped
+    if own_bar:
         bar.close()
     # faces with one code on both sides of an edge: only rounding can leave them apart
     EF = mesh.EF
@@ -746,6 +763,7 @@ class _VertexValues:
         self.seconds = 0.0  # spent computing vertex values (see `timed`)
         self._timing = False
         self.carry = self.anch is not None
+        self.carry_stopped = False  # set where the held values outgrew the memory budget
         if not self.carry:
             return
         self._affine = affine_nodes(net.program)  # the anchors give these
@@ -849,6 +867,7 @@ class _VertexValues:
             if optional:
                 return
             self.carry, self.carried = False, None  # from here on: from the head at every layer
+            self.carry_stopped = True
             self.mesh.on_compact = None
             return
         if self.carried is None:
@@ -1146,6 +1165,7 @@ def slice_regions(
     progress: bool | None = None,
     max_regions: int | None = 2_000_000,
     device: Any = None,
+    tiles: int | tuple[int, int] = 1,
 ) -> SliceRegions:
     """The exact regions of ``net`` on the rectangle ``[lo, hi]`` of a plane, as polygons.
 
@@ -1188,6 +1208,20 @@ def slice_regions(
         vertex values are float64 on every device (a float32 network is evaluated in float64), so a GPU gives
         the same regions and codes as the CPU; vertex coordinates may differ in the last bits, since the
         device's matrix products round differently. MLPs on the CPU use a NumPy evaluator instead of torch.
+    tiles : int or pair of int, default=1
+        Slice the rectangle as a grid of ``tiles`` by ``tiles`` (or ``tiles[0]`` by ``tiles[1]``) equal tiles,
+        one after the other, and join the pieces of each region that the tile lines cut. Memory then grows with
+        one tile's mesh: on a wide network the values carried at every vertex (tens of thousands of numbers
+        each) outgrow a machine's memory for windows of tens of thousands of regions, and the slice then goes
+        on by recomputing every layer from the plane's anchors (``stats["carry_stopped"]`` says so), which is
+        many times slower. Pieces with the same code that share a stretch of a tile line are one region: its
+        polygon is their convex hull (vertices within the join tolerance, ``tol`` times the rectangle's
+        coordinate scale, of their neighbours' line dropped), its area the sum of theirs. Regions, codes, areas
+        and adjacency are those of the untiled slice; vertices where a region edge crosses a tile line are
+        computed in both tiles and may differ in the last bits. ``max_regions`` applies to each tile.
+        ``stats`` adds ``tiles``, ``pieces`` (before joining), ``joined`` and ``nonconvex_joins`` (joined
+        regions whose hull is larger than their pieces: rounding joined what is not one region; a
+        `NumericalWarning` says so).
 
     Returns
     -------
@@ -1202,6 +1236,9 @@ def slice_regions(
     True
     >>> bool(sl.find([[0.1, 0.2]])[0] >= 0)
     True
+    >>> tiled = maso.slice_regions(net, lo=(-1, -1), hi=(1, 1), tiles=2)
+    >>> len(tiled) == len(sl), bool(np.isclose(tiled.areas.sum(), 4.0))
+    (True, True)
     """
     start = time.perf_counter()
     if not isinstance(net, Network):
@@ -1228,18 +1265,82 @@ def slice_regions(
         progress = check_bool(progress, "progress", "slice_regions")
     max_regions = check_int(max_regions, "max_regions", "slice_regions", minimum=1, allow_none=True)
     device = check_device(device, "slice_regions")
+    grid = _check_tiles(tiles)
     flat = net if identity else net.restrict(plane.origin.ravel(), plane.directions)
-    if method == "mesh":
-        try:
-            show = progress if progress is not None else (sys.stderr.isatty() and net.n_units >= 1000)
-            result = _from_mesh(flat, plane, lo, hi, tol, bool(show), max_regions, device)
-        except MeshDegeneracy:
-            warnings.warn("Rounding broke a face of the slice mesh; recomputing with the LP enumerator.",
-                          NumericalWarning, stacklevel=2)
-            result = _from_lp(flat, plane, lo, hi, None)
+    show = bool(progress if progress is not None else (sys.stderr.isatty() and net.n_units >= 1000))
+    if grid == (1, 1):
+        result = _slice_rectangle(flat, plane, lo, hi, tol, method, show, max_regions, device)
     else:
-        result = _from_lp(flat, plane, lo, hi, tol or None)
+        result = _tiled(flat, plane, lo, hi, tol, method, show, max_regions, device, grid)
     result.stats["seconds"] = time.perf_counter() - start
+    return result
+
+
+def _check_tiles(tiles: Any) -> tuple[int, int]:
+    pair = tiles if isinstance(tiles, (tuple, list)) else (tiles, tiles)
+    if len(pair) != 2:
+        raise ParameterError(f"The 'tiles' parameter of slice_regions must be a positive integer or a pair of "
+                             f"them. Got {tiles!r}.")
+    nx, ny = (check_int(t, "tiles", "slice_regions", minimum=1, maximum=10_000) for t in pair)
+    return nx, ny
+
+
+def _slice_rectangle(flat: Network, plane: Plane, lo: np.ndarray, hi: np.ndarray, tol: float, method: str,
+                     show: bool, max_regions: int | None, device: torch.device | None, bar: Any = None
+                     ) -> SliceRegions:
+    """One rectangle of the restricted network, by ``method``; the mesh falls back to LP where rounding breaks it."""
+    if method == "lp":
+        return _from_lp(flat, plane, lo, hi, tol or None)
+    try:
+        return _from_mesh(flat, plane, lo, hi, tol, show, max_regions, device, bar)
+    except MeshDegeneracy:
+        warnings.warn("Rounding broke a face of the slice mesh; recomputing with the LP enumerator.",
+                      NumericalWarning, stacklevel=4)
+        return _from_lp(flat, plane, lo, hi, None)
+
+
+def _tiled(flat: Network, plane: Plane, lo: np.ndarray, hi: np.ndarray, tol: float, method: str, show: bool,
+           max_regions: int | None, device: torch.device | None, grid: tuple[int, int]) -> SliceRegions:
+    """`slice_regions` with ``tiles``: each tile sliced on its own (one progress bar over all), then joined."""
+    from maso.slices._tiles import join_tiles, tile_grid
+
+    tiles = tile_grid(lo, hi, grid)
+    bar = None
+    if show and method == "mesh":
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=flat.n_units * len(tiles), desc=f"slice ({len(tiles)} tiles)", unit="unit")
+    try:
+        parts = [_slice_rectangle(flat, plane, t_lo, t_hi, tol, method, False, max_regions, device, bar)
+                 for t_lo, t_hi in tiles]
+    finally:
+        if bar is not None:
+            bar.close()
+
+    def make(vertices, offsets, pv, cols, varying, shared, areas, inner, adj, region):
+        own = [region[s:e] for s, e in zip(np.cumsum([0] + [len(p) for p in parts[:-1]]),
+                                             np.cumsum([len(p) for p in parts]))]
+        return SliceRegions(plane, readonly(lo), readonly(hi), readonly(vertices), sealed(offsets), sealed(pv),
+                            sealed(cols), sealed(varying), sealed(shared), sealed(areas), sealed(inner), method, {},
+                            flat, None, tol, sealed(adj), tuple(zip(parts, [sealed(r) for r in own])), grid)
+
+    result, joined = join_tiles(parts, grid, tiles, make, lo, hi, tol)
+    stats = result.stats
+    for key in ("splits", "merged", "snapped", "values_seconds", "duplicate_codes"):
+        if any(key in p.stats for p in parts):
+            stats[key] = sum(p.stats.get(key, 0) for p in parts)
+    stats.update(joined, tiles=len(tiles), vertices=len(result.vertices),
+                 device=str(torch.device("cpu") if device is None else device),
+                 slivers=_count_slivers(result.vertices, result.polygon_offsets, result.polygon_vertices,
+                                        result.areas, lo, hi),
+                 min_area=float(result.areas.min()) if len(result) else 0.0)
+    if method == "mesh":
+        stats["carry_stopped"] = any(p.stats.get("carry_stopped", False) for p in parts)
+        stats["lp_tiles"] = sum(p.method == "lp" for p in parts)
+    if joined["nonconvex_joins"]:
+        warnings.warn(f"{joined['nonconvex_joins']} regions joined across tile lines have a convex hull larger than "
+                      "their pieces (rounding gave two separate faces one code); compare with tiles=1.",
+                      NumericalWarning, stacklevel=3)
     return result
 
 
@@ -1271,8 +1372,8 @@ def _n_unique_rows(codes: np.ndarray) -> int:
 
 def _from_mesh(net: Network, plane: Plane, lo: np.ndarray, hi: np.ndarray, tol: float,
                progress: bool = False, max_regions: int | None = None,
-               device: torch.device | None = None) -> SliceRegions:
-    mesh, stats, base, columns = _partition(net, lo, hi, tol, progress, max_regions, device)
+               device: torch.device | None = None, bar: Any = None) -> SliceRegions:
+    mesh, stats, base, columns = _partition(net, lo, hi, tol, progress, max_regions, device, bar)
     stats["device"] = str(torch.device("cpu") if device is None else device)
     if stats["merged"]:
         warnings.warn(f"{stats['merged']} slice faces had the same code as a neighbour (rounding at a near-degenerate "

@@ -271,6 +271,15 @@ def test_slice_polygons_tile_the_window_and_codes_match(files, capsys, tmp_path)
     assert fig.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and data["figure"] == str(fig)
 
 
+def test_slice_tiles_give_the_same_regions(files, capsys):
+    """``--tiles N``: the window sliced as N x N tiles and joined; the same regions and codes as one piece."""
+    args = ["slice", "--model", files["mlp3"], "--through", "0.2,-0.3,0.1", "1,0.5,-0.4", "-0.6,0.9,0.7",
+            "--window", "-1", "2", "--json"]
+    whole, tiled = run_json(args, capsys), run_json([*args, "--tiles", "3"], capsys)
+    assert tiled["checks"]["ok"] is True and tiled["stats"]["tiles"] == 9 and tiled["stats"]["joined"] > 0
+    assert sorted(map(str, (r["code"] for r in tiled["regions"]))) == sorted(map(str, (r["code"] for r in whole["regions"])))
+
+
 def test_slice_default_window_frames_the_three_points(files, capsys):
     data = run_json(["slice", "--model", files["mlp2_script"], "--through", "0,0", "1,0", "0,1", "--json"], capsys)
     assert data["window"]["lo"] == [-0.5, -0.5] and data["window"]["hi"] == [1.5, 1.5]
