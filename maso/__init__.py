@@ -51,7 +51,7 @@ _MOVED = {
     "SUPPORTED": "maso.torch",
     **{name: "maso.errors" for name in (
         "CheckpointError", "CheckpointWarning", "ConversionError", "DomainError", "InvalidWeightsError",
-        "NumericalWarning", "ParameterError", "ParameterShapeError", "ResourceError", "ShapeError", "SolverError",
+        "MemoryBudgetWarning", "NumericalWarning", "ParameterError", "ParameterShapeError", "ResourceError", "ShapeError", "SolverError",
         "SubnetworkError", "TrainingModeError", "UnsupportedLayerError", "WeightsFileError", "WorkerError")},
 }
 

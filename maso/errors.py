@@ -15,6 +15,7 @@ __all__ = [
     "DomainError",
     "InvalidWeightsError",
     "MasoError",
+    "MemoryBudgetWarning",
     "NumericalWarning",
     "ParameterError",
     "ParameterShapeError",
@@ -74,6 +75,11 @@ class SubnetworkError(MasoError, ValueError):
 
 class NumericalWarning(UserWarning):
     """A result is close to a numerical degeneracy (a tie between pieces, a thin region...)."""
+
+
+class MemoryBudgetWarning(UserWarning):
+    """A computation outgrew its memory budget and goes on by a slower path that needs less memory (the result is
+    the same). The message says how much it needed and how to stay within the budget (for a slice: ``tiles``)."""
 
 
 class SolverError(MasoError, RuntimeError):

@@ -20,7 +20,14 @@ from maso._validation import check_bool, check_device, check_int, memory_budget,
 from maso.core._program import affine_nodes, chunks, evaluate, params, require_piecewise_linear
 from maso.core.affine import Affine
 from maso.core.network import Network
-from maso.errors import DomainError, NumericalWarning, ParameterError, ParameterShapeError, ShapeError
+from maso.errors import (
+    DomainError,
+    MemoryBudgetWarning,
+    NumericalWarning,
+    ParameterError,
+    ParameterShapeError,
+    ShapeError,
+)
 from maso.slices._anchored import Anchored, DenseChain, _two_piece, batch_limit, piece_gap, piece_scores
 from maso.slices._mesh import Mesh, MeshDegeneracy
 
@@ -863,11 +870,19 @@ class _VertexValues:
         rows = _room(self.mesh.nV)
         # the held values, old and new at once while the new are formed (the width is of both), with room to grow
         budget = memory_budget(self.device) if self.device.type == "cuda" else _memory_budget()
-        if rows * width * 8 > (float("inf") if budget is None else budget):
+        need = rows * width * 8
+        if need > (float("inf") if budget is None else budget):
             if optional:
                 return
             self.carry, self.carried = False, None  # from here on: from the head at every layer
             self.carry_stopped = True
+            assert budget is not None
+            tiles = math.ceil(math.sqrt(need / budget)) + 1  # (a tile's mesh grows about with its area)
+            warnings.warn(f"The values carried at the slice's {self.mesh.nV:,} mesh vertices would need "
+                          f"{need / 2**30:.1f} GiB, more than the memory budget ({budget / 2**30:.1f} GiB on "
+                          f"{self.device}): the rest of this slice recomputes every layer from the plane's anchors, "
+                          f"which is slower (same result). slice_regions(..., tiles={tiles}) would bound the memory "
+                          "by one tile's mesh.", MemoryBudgetWarning, stacklevel=2)
             self.mesh.on_compact = None
             return
         if self.carried is None:

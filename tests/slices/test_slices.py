@@ -274,16 +274,21 @@ def test_carried_vertex_values_equal_recomputed_ones(seed, monkeypatch):
 
 
 def test_carrying_stops_within_the_memory_budget(monkeypatch):
-    """When the carried values would outgrow the memory budget, layers are computed from the anchors again."""
+    """When the carried values would outgrow the memory budget, layers are computed from the anchors again: the
+    same slice, with a warning that names ``tiles`` and ``stats["carry_stopped"]``."""
     from maso.slices import _slice as slices
 
-    module, shape, _ = random_model(1, "residual")
+    module, shape, _ = random_model(2, "inception")
     net = maso.from_torch(module, torch.zeros(1, *shape, dtype=torch.float64))
-    plane = maso.Plane.through_points(*random_inputs(1, shape, 3))
+    plane = maso.Plane.through_points(*random_inputs(2, shape, 3))
     free = maso.slice_regions(net, plane, lo=(0.1, 0.1), hi=(0.3, 0.3))
     monkeypatch.setattr(slices, "_memory_budget", lambda: 1e4)  # ~10 kB: nothing can be carried
-    tight = maso.slice_regions(net, plane, lo=(0.1, 0.1), hi=(0.3, 0.3))
+    with pytest.warns(maso.errors.MemoryBudgetWarning, match=r"GiB, more than the memory budget .*tiles=\d+"):
+        tight = maso.slice_regions(net, plane, lo=(0.1, 0.1), hi=(0.3, 0.3))
+    monkeypatch.undo()  # (the full code rows below ask the same budget)
+    assert len(tight) > 50
     assert len(tight) == len(free) and _code_set(tight.codes) == _code_set(free.codes)
+    assert tight.stats["carry_stopped"] and not free.stats["carry_stopped"]
 
 
 @pytest.mark.slow

@@ -183,7 +183,8 @@ def test_tiles_keep_carrying_where_the_whole_window_would_not():
         maso.slice_regions(net, plane, **box)
     assert max(need) > budget  # but not for the whole window's
     with mock.patch.object(slices, "_memory_budget", lambda: budget):
-        whole = maso.slice_regions(net, plane, **box)
+        with pytest.warns(maso.errors.MemoryBudgetWarning, match="tiles="):
+            whole = maso.slice_regions(net, plane, **box)
         tiled = maso.slice_regions(net, plane, **box, tiles=4)
     assert whole.stats["carry_stopped"] and not tiled.stats["carry_stopped"]
     _assert_same_slice(tiled, free, atol=1e-9)
