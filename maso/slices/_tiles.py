@@ -138,6 +138,7 @@ def join_tiles(parts: list[SliceRegions], grid: tuple[int, int], tiles: list[tup
     """
     any_lp = any(p.method == "lp" for p in parts)
     eps = join_tolerance(lo, hi, tol, any_lp)
+    scale = float(np.max(np.abs(np.concatenate([lo, hi]))))
     # codes on the columns where any two pieces of any tiles may differ
     shared = parts[0].shared_code
     cols = np.unique(np.concatenate([np.concatenate([p.code_columns, np.flatnonzero(p.shared_code != shared)])
@@ -186,11 +187,14 @@ def join_tiles(parts: list[SliceRegions], grid: tuple[int, int], tiles: list[tup
         if len(pieces) == 1:
             polys.append(pieces[0])
             continue
-        poly = _convex_polygon(np.concatenate(pieces), eps)
+        points = np.concatenate(pieces)
+        poly = _convex_polygon(points, eps)
         x, y = poly[:, 0], poly[:, 1]
         hull_area = 0.5 * float(np.sum(x * np.roll(y, -1) - np.roll(x, -1) * y))
-        if abs(hull_area - areas[r]) > eps * float(np.sum([np.hypot(*(q - np.roll(q, -1, axis=0)).T).sum()
-                                                           for q in pieces])):
+        # rounding: every edge moved by up to eps, and the shoelace sums' own (products of coordinates of the
+        # size of scale, a few roundings per vertex)
+        perimeter = float(sum(np.hypot(*(q - np.roll(q, -1, axis=0)).T).sum() for q in pieces))
+        if hull_area - areas[r] > eps * perimeter + 8 * np.finfo(np.float64).eps * scale ** 2 * len(points):
             nonconvex += 1
         polys.append(poly)
     counts = np.array([len(q) for q in polys], dtype=np.int64)
