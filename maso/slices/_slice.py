@@ -334,6 +334,8 @@ class SliceRegions:
         net = self._net
         units = f"{net.n_units} units, {net.output_dim} outputs, " if net is not None else ""
         extra = "".join(f", {k}={self.stats[k]}" for k in ("snapped", "slivers", "merged") if self.stats.get(k))
+        if self._tiles is not None:
+            extra += f", tiles={self._grid[0]}x{self._grid[1]}"
         return (f"SliceRegions({len(self)} regions on [{self.lo[0]:g}, {self.hi[0]:g}] x [{self.lo[1]:g}, "
                 f"{self.hi[1]:g}] of a plane in {self.plane.origin.size}-D, {units}method={self.method!r}{extra})")
 
@@ -1301,16 +1303,17 @@ def _check_tiles(tiles: Any) -> tuple[int, int]:
 
 
 def _slice_rectangle(flat: Network, plane: Plane, lo: np.ndarray, hi: np.ndarray, tol: float, method: str,
-                     show: bool, max_regions: int | None, device: torch.device | None, bar: Any = None
-                     ) -> SliceRegions:
-    """One rectangle of the restricted network, by ``method``; the mesh falls back to LP where rounding breaks it."""
+                     show: bool, max_regions: int | None, device: torch.device | None, bar: Any = None,
+                     warn_slivers: bool = True) -> SliceRegions:
+    """One rectangle of the restricted network, by ``method``; the mesh falls back to LP where rounding breaks it.
+    (A tile leaves the slivers' warning to the joined slice, which counts them again.)"""
     if method == "lp":
         return _from_lp(flat, plane, lo, hi, tol or None)
     try:
-        return _from_mesh(flat, plane, lo, hi, tol, show, max_regions, device, bar)
+        return _from_mesh(flat, plane, lo, hi, tol, show, max_regions, device, bar, warn_slivers)
     except MeshDegeneracy:
         warnings.warn("Rounding broke a face of the slice mesh; recomputing with the LP enumerator.",
-                      NumericalWarning, stacklevel=4)
+                      NumericalWarning, stacklevel=3)
         return _from_lp(flat, plane, lo, hi, None)
 
 
@@ -1326,7 +1329,7 @@ def _tiled(flat: Network, plane: Plane, lo: np.ndarray, hi: np.ndarray, tol: flo
 
         bar = tqdm(total=flat.n_units * len(tiles), desc=f"slice ({len(tiles)} tiles)", unit="unit")
     try:
-        parts = [_slice_rectangle(flat, plane, t_lo, t_hi, tol, method, False, max_regions, device, bar)
+        parts = [_slice_rectangle(flat, plane, t_lo, t_hi, tol, method, False, max_regions, device, bar, False)
                  for t_lo, t_hi in tiles]
     finally:
         if bar is not None:
@@ -1352,6 +1355,8 @@ def _tiled(flat: Network, plane: Plane, lo: np.ndarray, hi: np.ndarray, tol: flo
     if method == "mesh":
         stats["carry_stopped"] = any(p.stats.get("carry_stopped", False) for p in parts)
         stats["lp_tiles"] = sum(p.method == "lp" for p in parts)
+    if stats["slivers"] and method == "mesh":
+        _warn_slivers(stats["slivers"], 3)
     if joined["nonconvex_joins"]:
         warnings.warn(f"{joined['nonconvex_joins']} regions joined across tile lines have a convex hull larger than "
                       "their pieces (rounding gave two separate faces one code); compare with tiles=1.",
@@ -1385,28 +1390,32 @@ def _n_unique_rows(codes: np.ndarray) -> int:
     return len(set(rows.tolist()))
 
 
+def _warn_slivers(slivers: int, stacklevel: int) -> None:
+    warnings.warn(f"{slivers} slice regions are thinner than {_SLIVER_ULPS} units in the last place of the "
+                  "coordinates: float64 does not resolve them (they may be rounding artefacts of "
+                  "near-concurrent boundaries); see stats['slivers'] and compare with method='lp' or a "
+                  "smaller window.", NumericalWarning, stacklevel=stacklevel + 1)
+
+
 def _from_mesh(net: Network, plane: Plane, lo: np.ndarray, hi: np.ndarray, tol: float,
                progress: bool = False, max_regions: int | None = None,
-               device: torch.device | None = None, bar: Any = None) -> SliceRegions:
+               device: torch.device | None = None, bar: Any = None, warn_slivers: bool = True) -> SliceRegions:
     mesh, stats, base, columns = _partition(net, lo, hi, tol, progress, max_regions, device, bar)
     stats["device"] = str(torch.device("cpu") if device is None else device)
     if stats["merged"]:
         warnings.warn(f"{stats['merged']} slice faces had the same code as a neighbour (rounding at a near-degenerate "
-                      "vertex) and were merged; compare with method='lp'.", NumericalWarning, stacklevel=3)
+                      "vertex) and were merged; compare with method='lp'.", NumericalWarning, stacklevel=4)
     offsets, pv, areas, inner = _polygons(mesh.P, mesh.E, mesh.EF, mesh.nF)
     unique = _n_unique_rows(mesh.codes)  # the held columns: the other columns are the same for all faces
     cols, varying, shared = _compact(base, columns, mesh.codes)
     slivers = _count_slivers(mesh.P, offsets, pv, areas, lo, hi)
     stats.update(snapped=mesh.snapped, vertices=mesh.nV, edges=mesh.nE, slivers=slivers,
                  min_area=float(areas.min()) if len(areas) else 0.0, duplicate_codes=mesh.nF - unique)
-    if slivers:
-        warnings.warn(f"{slivers} slice regions are thinner than {_SLIVER_ULPS} units in the last place of the "
-                      "coordinates: float64 does not resolve them (they may be rounding artefacts of "
-                      "near-concurrent boundaries); see stats['slivers'] and compare with method='lp' or a "
-                      "smaller window.", NumericalWarning, stacklevel=3)
+    if slivers and warn_slivers:
+        _warn_slivers(slivers, 4)
     if unique != mesh.nF:
         warnings.warn(f"{mesh.nF - unique} slice regions share a code with another region (rounding at a "
-                      "near-degenerate vertex); compare with method='lp'.", NumericalWarning, stacklevel=3)
+                      "near-degenerate vertex); compare with method='lp'.", NumericalWarning, stacklevel=4)
     return SliceRegions(plane, readonly(lo), readonly(hi), readonly(mesh.P), sealed(offsets), sealed(pv),
                         sealed(cols), sealed(varying), sealed(shared), sealed(areas), sealed(inner), "mesh", stats, net, mesh, tol)
 

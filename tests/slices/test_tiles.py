@@ -84,7 +84,7 @@ def test_tiled_slice_equals_the_untiled_one(tiles):
     whole = maso.slice_regions(net, **box)
     tiled = maso.slice_regions(net, **box, tiles=tiles)
     _assert_same_slice(tiled, whole, atol=1e-12)
-    assert tiled.stats["joined"] > 10
+    assert tiled.stats["joined"] > 10 and "tiles=" in repr(tiled) and "tiles=" not in repr(whole)
     np.testing.assert_array_equal(tiled.find(tiled.interior_points), np.arange(len(tiled)))
 
 
@@ -212,3 +212,13 @@ def test_one_tile_is_the_untiled_slice():
         np.testing.assert_array_equal(getattr(a, key), getattr(b, key))
     assert "tiles" not in b.stats
 
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_gpu_tiled_slice_equals_the_cpu_one():  # pragma: no cover - GPU machines
+    module, shape, _ = random_model(2, "inception")
+    net = maso.from_torch(module, torch.zeros(1, *shape, dtype=torch.float64))
+    plane = maso.Plane.through_points(*random_inputs(2, shape, 3))
+    box = {"lo": (0.0, 0.0), "hi": (0.4, 0.4), "tiles": 3}
+    _assert_same_slice(maso.slice_regions(net, plane, device="cuda", **box), maso.slice_regions(net, plane, **box),
+                       atol=1e-9)
