@@ -678,6 +678,9 @@ def _partition(net: Network, lo: np.ndarray, hi: np.ndarray, tol: float, progres
     same = (mesh.codes[EF[:, 0]] == mesh.codes[EF[:, 1]]).all(axis=1)
     stats["merged"] = mesh.merge(same)
     mesh.compact()
+    # the last layer's values are done with: the slice keeps its mesh (for argmax_cells, which sets its own
+    # values), and a tiled slice keeps one per tile, so this would be vertices x units floats held for nothing
+    mesh.set_values(np.zeros((mesh.nV, 0)))
     return mesh, stats, base, (np.concatenate(held) if held else np.zeros(0, dtype=np.int64))
 
 
