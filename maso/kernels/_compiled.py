@@ -630,10 +630,13 @@ def polygons(P, E, EF, F):  # pragma: no cover - compiled
                     cyc[i] = E[e, 0]
                     used[q] = True
                     break
+        # (shoelace sums relative to one of the face's vertices: products of absolute coordinates would cancel
+        # to nothing in a small window far from the origin)
         twice = 0.0
+        x0, y0 = P[cyc[0], 0], P[cyc[0], 1]
         for i in range(m):
             u, w = cyc[i], cyc[(i + 1) % m]
-            twice += P[u, 0] * P[w, 1] - P[w, 0] * P[u, 1]
+            twice += (P[u, 0] - x0) * (P[w, 1] - y0) - (P[w, 0] - x0) * (P[u, 1] - y0)
         if twice < 0:  # walked clockwise
             cyc = cyc[::-1].copy()
         keep = np.zeros(m, dtype=np.bool_)
@@ -663,9 +666,10 @@ def polygons(P, E, EF, F):  # pragma: no cover - compiled
         twice = 0.0
         sx = 0.0
         sy = 0.0
+        x0, y0 = P[out_v[start], 0], P[out_v[start], 1]
         for r in range(k):
             u, w = out_v[start + r], out_v[start + (r + 1) % k]
-            twice += P[u, 0] * P[w, 1] - P[w, 0] * P[u, 1]
+            twice += (P[u, 0] - x0) * (P[w, 1] - y0) - (P[w, 0] - x0) * (P[u, 1] - y0)
             sx += P[u, 0]
             sy += P[u, 1]
         areas[f] = 0.5 * twice

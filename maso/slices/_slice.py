@@ -411,25 +411,40 @@ class SliceRegions:
         if self._tiles is not None:  # tile by tile (each has its mesh), joined along the tile lines
             from maso.slices._tiles import join_cells, join_tolerance, tile_grid
 
-            parts = [t.argmax_cells(output, tol=tol) for t, _ in self._tiles]
-            eps = join_tolerance(self.lo, self.hi, self._tol, any(t.method == "lp" for t, _ in self._tiles))
+            values = [t._argmax_values(output) for t, _ in self._tiles]
+            # one tie floor for all tiles: a tile where the outputs tie exactly would scale it by its own noise
+            floor = float(tol) * max(_finite_max_abs(Z) for _, _, Z in values)
+            parts = [t._argmax_cut(*v, floor, key) for (t, _), v in zip(self._tiles, values)]
+            eps = join_tolerance(self.lo, self.hi, any(t.method == "lp" for t, _ in self._tiles))
             f = join_cells(parts, [r for _, r in self._tiles], self._grid, tile_grid(self.lo, self.hi, self._grid),
                            eps)
             cells = SliceCells(readonly(f["vertices"]), sealed(f["polygon_offsets"]), sealed(f["polygon_vertices"]),
                                sealed(f["labels"]), sealed(f["regions"]), sealed(f["areas"]), readonly(f["boundary"]),
                                parts[0].n_classes, key[0], key[1])
-            self._cells[key] = cells
-            return cells
+        else:
+            mesh, region, Z = self._argmax_values(output)
+            # the scale of the outputs themselves, not of each difference: outputs that are equal but for rounding
+            # would otherwise be compared with their own noise and cut along it
+            cells = self._argmax_cut(mesh, region, Z, float(tol) * _finite_max_abs(Z), key)
+        self._cells[key] = cells
+        return cells
+
+    def _argmax_values(self, output: int | None) -> tuple[Mesh, np.ndarray, np.ndarray]:
+        """A copy of the slice's mesh, its faces' regions, and the outputs (or output ``output``) at its vertices."""
+        net = self.network
         mesh, region = self._face_mesh()
         anch = Anchored(net, np.zeros((1, 2)), np.eye(2)[None])
-        Z = np.asarray(anch.value(None, mesh.P, net.program.output), dtype=np.float64).reshape(mesh.nV, m)
+        Z = np.asarray(anch.value(None, mesh.P, net.program.output), dtype=np.float64).reshape(mesh.nV, net.output_dim)
         if output is not None:
             Z = Z[:, [int(output)]]
+        return mesh, region, Z
+
+    def _argmax_cut(self, mesh: Mesh, region: np.ndarray, Z: np.ndarray, floor: float,
+                    key: tuple[int | None, float]) -> SliceCells:
+        """`argmax_cells` on ``mesh`` with outputs ``Z`` at its vertices; differences within ``floor`` are ties."""
+        m = self.network.output_dim
+        output = key[0]
         mesh.set_values(Z)
-        # the scale of the outputs themselves, not of each difference: outputs that are equal but for rounding
-        # would otherwise be compared with their own noise and cut along it
-        finite = np.isfinite(Z)
-        floor = float(tol) * float(np.abs(Z[finite]).max(initial=0.0))
         label = np.zeros(mesh.nF, dtype=np.int64)
 
         def wins(d: np.ndarray) -> np.ndarray:
@@ -470,7 +485,6 @@ class SliceRegions:
         cells = SliceCells(readonly(mesh.P.copy()), sealed(offsets), sealed(pv), sealed(label), sealed(region),
                            sealed(areas), readonly(mesh.P[E[edge]]), m if output is None and m > 1 else 2,
                            key[0], key[1])
-        self._cells[key] = cells
         return cells
 
     def _face_mesh(self) -> tuple[Mesh, np.ndarray]:
@@ -887,7 +901,7 @@ class _VertexValues:
                           f"{need / 2**30:.1f} GiB, more than the memory budget ({budget / 2**30:.1f} GiB on "
                           f"{self.device}): the rest of this slice recomputes every layer from the plane's anchors, "
                           f"which is slower (same result). slice_regions(..., tiles={tiles}) would bound the memory "
-                          "by one tile's mesh.", MemoryBudgetWarning, stacklevel=2)
+                          "by one tile's mesh.", MemoryBudgetWarning, stacklevel=_outside_maso())
             self.mesh.on_compact = None
             return
         if self.carried is None:
@@ -1156,7 +1170,9 @@ def _polygons(P: np.ndarray, E: np.ndarray, EF: np.ndarray, F: int):
     v = v[perm]
     nxt = start[f] + (pos + 1) % counts[f]
     x, y = P[v, 0], P[v, 1]
-    areas = 0.5 * np.bincount(f, x * y[nxt] - x[nxt] * y, F)
+    # (relative to each face's first vertex, as the compiled walk: see there)
+    rx, ry = x - x[start[f]], y - y[start[f]]
+    areas = 0.5 * np.bincount(f, rx * ry[nxt] - rx[nxt] * ry, F)
     inner = np.stack([np.bincount(f, x, F), np.bincount(f, y, F)], axis=1) / counts[:, None]
     return offsets, v, areas, inner
 
@@ -1234,14 +1250,15 @@ def slice_regions(
         one tile's mesh: on a wide network the values carried at every vertex (tens of thousands of numbers
         each) outgrow a machine's memory for windows of tens of thousands of regions, and the slice then goes
         on by recomputing every layer from the plane's anchors (``stats["carry_stopped"]`` says so), which is
-        many times slower. Pieces with the same code that share a stretch of a tile line are one region: its
-        polygon is their convex hull (vertices within the join tolerance, ``tol`` times the rectangle's
-        coordinate scale, of their neighbours' line dropped), its area the sum of theirs. Regions, codes, areas
+        many times slower. Pieces with the same code that meet along a tile line are one region: its polygon is
+        their convex hull (vertices within the join tolerance, 64 units in the last place of the rectangle's
+        coordinates, of their neighbours' line dropped), its area the sum of theirs. Regions, codes, areas
         and adjacency are those of the untiled slice; vertices where a region edge crosses a tile line are
         computed in both tiles and may differ in the last bits. ``max_regions`` applies to each tile.
-        ``stats`` adds ``tiles``, ``pieces`` (before joining), ``joined`` and ``nonconvex_joins`` (joined
-        regions whose hull is larger than their pieces: rounding joined what is not one region; a
-        `NumericalWarning` says so).
+        ``stats`` adds ``tiles``, ``pieces`` (before joining), ``joined``, ``nonconvex_joins`` (joined
+        regions whose hull is larger than their pieces: rounding joined what is not one region) and
+        ``duplicate_codes`` (regions that share a code after joining); a `NumericalWarning` says when either is
+        not 0. The tiles' warnings are said once per kind.
 
     Returns
     -------
@@ -1332,11 +1349,20 @@ def _tiled(flat: Network, plane: Plane, lo: np.ndarray, hi: np.ndarray, tol: flo
 
         bar = tqdm(total=flat.n_units * len(tiles), desc=f"slice ({len(tiles)} tiles)", unit="unit")
     try:
-        parts = [_slice_rectangle(flat, plane, t_lo, t_hi, tol, method, False, max_regions, device, bar, False)
-                 for t_lo, t_hi in tiles]
+        # the tiles' warnings (merged faces, LP fallbacks, memory) are said once each, at the caller
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            parts = [_slice_rectangle(flat, plane, t_lo, t_hi, tol, method, False, max_regions, device, bar,
+                                      False) for t_lo, t_hi in tiles]
     finally:
         if bar is not None:
             bar.close()
+    by_kind: dict[type, list[str]] = {}
+    for w in caught:
+        by_kind.setdefault(w.category, []).append(str(w.message))
+    for kind, said in by_kind.items():  # one warning per kind: the first tile's, and how many said so
+        more = f" ({len(said)} warnings of this kind from {len(tiles)} tiles; this is the first.)" if len(said) > 1 else ""
+        warnings.warn(said[0] + more, kind, stacklevel=3)
 
     def make(vertices, offsets, pv, cols, varying, shared, areas, inner, adj, region):
         own = [region[s:e] for s, e in zip(np.cumsum([0] + [len(p) for p in parts[:-1]]),
@@ -1345,9 +1371,9 @@ def _tiled(flat: Network, plane: Plane, lo: np.ndarray, hi: np.ndarray, tol: flo
                             sealed(cols), sealed(varying), sealed(shared), sealed(areas), sealed(inner), method, {},
                             flat, None, tol, sealed(adj), tuple(zip(parts, [sealed(r) for r in own])), grid)
 
-    result, joined = join_tiles(parts, grid, tiles, make, lo, hi, tol)
+    result, joined = join_tiles(parts, grid, tiles, make, lo, hi)
     stats = result.stats
-    for key in ("splits", "merged", "snapped", "values_seconds", "duplicate_codes"):
+    for key in ("splits", "merged", "snapped", "values_seconds"):
         if any(key in p.stats for p in parts):
             stats[key] = sum(p.stats.get(key, 0) for p in parts)
     stats.update(joined, tiles=len(tiles), vertices=len(result.vertices),
@@ -1360,6 +1386,10 @@ def _tiled(flat: Network, plane: Plane, lo: np.ndarray, hi: np.ndarray, tol: flo
         stats["lp_tiles"] = sum(p.method == "lp" for p in parts)
     if stats["slivers"] and method == "mesh":
         _warn_slivers(stats["slivers"], 3)
+    if joined["duplicate_codes"]:
+        warnings.warn(f"{joined['duplicate_codes']} slice regions share a code with another region (rounding at a "
+                      "near-degenerate vertex, or pieces of one region that the tiles' snapping set apart); compare "
+                      "with tiles=1 or method='lp'.", NumericalWarning, stacklevel=3)
     if joined["nonconvex_joins"]:
         warnings.warn(f"{joined['nonconvex_joins']} regions joined across tile lines have a convex hull larger than "
                       "their pieces (rounding gave two separate faces one code); compare with tiles=1.",
@@ -1391,6 +1421,21 @@ def _n_unique_rows(codes: np.ndarray) -> int:
         return min(len(codes), 1)
     rows = codes.view(np.dtype((np.void, codes.shape[1] * codes.itemsize))).ravel()  # one bytes object per row
     return len(set(rows.tolist()))
+
+
+def _outside_maso() -> int:
+    """The ``stacklevel`` that points a warning at the first caller outside maso, from the function that warns
+    (whose depth below the caller varies: a tile, a fallback...)."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    frame: Any = sys._getframe(1)
+    level = 1
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(root + os.sep):
+        frame, level = frame.f_back, level + 1
+    return level
+
+
+def _finite_max_abs(Z: np.ndarray) -> float:
+    return float(np.abs(Z[np.isfinite(Z)]).max(initial=0.0))
 
 
 def _warn_slivers(slivers: int, stacklevel: int) -> None:

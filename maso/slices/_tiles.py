@@ -20,7 +20,7 @@ from scipy.spatial import ConvexHull, QhullError
 if TYPE_CHECKING:  # (the slice module imports this one when it joins tiles)
     from maso.slices._slice import SliceCells, SliceRegions
 
-_JOIN_ULPS = 64  # the least join tolerance, in units in the last place of the rectangle's coordinates
+_JOIN_ULPS = 64  # the join tolerance, in units in the last place of the rectangle's coordinates
 _LP_JOIN_TOL = 1e-9  # tiles that fell back to the LP method: their vertices are LP solutions, not exact
 
 
@@ -35,12 +35,14 @@ def tile_grid(lo: np.ndarray, hi: np.ndarray, tiles: tuple[int, int]) -> list[tu
             for j in range(tiles[1]) for i in range(tiles[0])]
 
 
-def join_tolerance(lo: np.ndarray, hi: np.ndarray, tol: float, any_lp: bool) -> float:
-    """Absolute distance below which two points of different tiles are one (plane units): ``tol`` (at least
-    `_JOIN_ULPS` units in the last place) times the rectangle's coordinate scale, `_LP_JOIN_TOL` times it where a
-    tile fell back to LP vertices."""
+def join_tolerance(lo: np.ndarray, hi: np.ndarray, any_lp: bool) -> float:
+    """Absolute distance below which two points of different tiles are one (plane units): `_JOIN_ULPS` units in
+    the last place of the rectangle's coordinates (mesh vertices on a tile line lie on it exactly, and its cut
+    points are computed alike in both tiles), `_LP_JOIN_TOL` times the coordinate scale where a tile fell back to
+    LP vertices. Not the snapping ``tol``: that is relative to unit values, and pieces that meet along a stretch
+    that short must still be joined."""
     scale = float(np.max(np.abs(np.concatenate([lo, hi, hi - lo]))))
-    rel = max(tol, _JOIN_ULPS * np.finfo(np.float64).eps, _LP_JOIN_TOL if any_lp else 0.0)
+    rel = _LP_JOIN_TOL if any_lp else _JOIN_ULPS * np.finfo(np.float64).eps
     return rel * scale
 
 
@@ -56,25 +58,29 @@ def _line_edges(V: np.ndarray, offsets: np.ndarray, pv: np.ndarray, axis: int, c
     on = (np.abs(p[:, axis] - c) <= eps) & (np.abs(q[:, axis] - c) <= eps)
     a = np.minimum(p[on, 1 - axis], q[on, 1 - axis])
     b = np.maximum(p[on, 1 - axis], q[on, 1 - axis])
-    keep = b - a > eps  # (an edge across the line, of no length along it, touches it at a point)
+    keep = b > a  # (an edge across the line, of no length along it, touches it at a point)
     order = np.argsort(a[keep], kind="stable")
     return owner[on][keep][order], a[keep][order], b[keep][order]
 
 
 def _overlaps(first: tuple[np.ndarray, ...], second: tuple[np.ndarray, ...], eps: float
               ) -> list[tuple[int, int, float, float]]:
-    """Pairs of edges of the two sides of a tile line that share more than ``eps`` of it: ``(polygon of the
-    first side, polygon of the second, start, end)``. Each side's edges tile the line, so one sweep finds all."""
+    """Pairs of edges of the two sides of a tile line that overlap or come within ``eps`` of each other:
+    ``(polygon of the first side, polygon of the second, start, end)`` (``end - start`` is the shared length,
+    negative for a gap). Edges of one side may overlap each other (a boundary within ``eps`` of the line puts a
+    thin face's two edges on it), so every candidate pair is tested, not a sweep."""
     (f, fa, fb), (s, sa, sb) = first, second
-    out, i, j = [], 0, 0
-    while i < len(f) and j < len(s):
-        start, end = max(fa[i], sa[j]), min(fb[i], sb[j])
-        if end - start > eps:
-            out.append((int(f[i]), int(s[j]), float(start), float(end)))
-        if fb[i] < sb[j]:
-            i += 1
-        else:
-            j += 1
+    out: list[tuple[int, int, float, float]] = []
+    if not len(f) or not len(s):
+        return out
+    longest = float(np.max(sb - sa))
+    first_j = np.searchsorted(sa, fa - longest - eps, side="left")
+    last_j = np.searchsorted(sa, fb + eps, side="right")
+    for i in range(len(f)):
+        js = np.arange(first_j[i], last_j[i])
+        start, end = np.maximum(fa[i], sa[js]), np.minimum(fb[i], sb[js])
+        near = end - start >= -eps
+        out.extend(zip([int(f[i])] * int(near.sum()), s[js[near]].tolist(), start[near].tolist(), end[near].tolist()))
     return out
 
 
@@ -126,7 +132,7 @@ def _unique_rows(codes: np.ndarray) -> np.ndarray:
 
 
 def join_tiles(parts: list[SliceRegions], grid: tuple[int, int], tiles: list[tuple[np.ndarray, np.ndarray]],
-               make: Callable[..., SliceRegions], lo: np.ndarray, hi: np.ndarray, tol: float
+               make: Callable[..., SliceRegions], lo: np.ndarray, hi: np.ndarray
                ) -> tuple[SliceRegions, dict[str, Any]]:
     """The regions of the whole rectangle from the slices ``parts`` of its ``tiles`` (`tile_grid` order).
 
@@ -137,8 +143,7 @@ def join_tiles(parts: list[SliceRegions], grid: tuple[int, int], tiles: list[tup
     differs from their pieces' total by more than the tolerance, i.e. rounding joined what is not one region).
     """
     any_lp = any(p.method == "lp" for p in parts)
-    eps = join_tolerance(lo, hi, tol, any_lp)
-    scale = float(np.max(np.abs(np.concatenate([lo, hi]))))
+    eps = join_tolerance(lo, hi, any_lp)
     # codes on the columns where any two pieces of any tiles may differ
     shared = parts[0].shared_code
     cols = np.unique(np.concatenate([np.concatenate([p.code_columns, np.flatnonzero(p.shared_code != shared)])
@@ -157,12 +162,12 @@ def join_tiles(parts: list[SliceRegions], grid: tuple[int, int], tiles: list[tup
     for t, u, axis, c in _seams(grid, tiles):
         first = _line_edges(parts[t].vertices, parts[t].polygon_offsets, parts[t].polygon_vertices, axis, c, eps)
         second = _line_edges(parts[u].vertices, parts[u].polygon_offsets, parts[u].polygon_vertices, axis, c, eps)
-        for i, j, _, _ in _overlaps(first, second, eps):
+        for i, j, s0, s1 in _overlaps(first, second, eps):
             a, b = start[t] + i, start[u] + j
-            if code_id[a] == code_id[b]:
+            if code_id[a] == code_id[b]:  # (touching is enough: one code is one convex region)
                 join_a.append(a)
                 join_b.append(b)
-            else:
+            elif s1 - s0 > eps:
                 cross.append((a, b))
     graph = coo_matrix((np.ones(len(join_a)), (np.array(join_a, dtype=np.int64), np.array(join_b, dtype=np.int64))),
                        shape=(n, n))
@@ -189,12 +194,13 @@ def join_tiles(parts: list[SliceRegions], grid: tuple[int, int], tiles: list[tup
             continue
         points = np.concatenate(pieces)
         poly = _convex_polygon(points, eps)
-        x, y = poly[:, 0], poly[:, 1]
+        x, y = poly[:, 0] - poly[0, 0], poly[:, 1] - poly[0, 1]  # (relative: see `_polygons`)
         hull_area = 0.5 * float(np.sum(x * np.roll(y, -1) - np.roll(x, -1) * y))
-        # rounding: every edge moved by up to eps, and the shoelace sums' own (products of coordinates of the
-        # size of scale, a few roundings per vertex)
+        # rounding: every edge moved by up to eps, and the shoelace sums' own (products of coordinate differences
+        # of the size of the region, a few roundings per vertex)
         perimeter = float(sum(np.hypot(*(q - np.roll(q, -1, axis=0)).T).sum() for q in pieces))
-        if hull_area - areas[r] > eps * perimeter + 8 * np.finfo(np.float64).eps * scale ** 2 * len(points):
+        size = float(np.max(points.max(axis=0) - points.min(axis=0)))
+        if hull_area - areas[r] > eps * perimeter + 8 * np.finfo(np.float64).eps * size ** 2 * len(points):
             nonconvex += 1
         polys.append(poly)
     counts = np.array([len(q) for q in polys], dtype=np.int64)
@@ -219,7 +225,8 @@ def join_tiles(parts: list[SliceRegions], grid: tuple[int, int], tiles: list[tup
         shared_code[cols] = first_code[0]
     result = make(vertices, offsets, pv, cols[differ], np.ascontiguousarray(first_code[:, differ]), shared_code,
                   areas, inner, adj, region)
-    return result, {"joined": n - m, "nonconvex_joins": nonconvex, "pieces": n}
+    duplicates = m - len(np.unique(code_id[first_piece[np.argsort(rank)]])) if m else 0
+    return result, {"joined": n - m, "nonconvex_joins": nonconvex, "pieces": n, "duplicate_codes": duplicates}
 
 
 def join_cells(tile_cells: list[SliceCells], regions: list[np.ndarray], grid: tuple[int, int],
@@ -232,7 +239,8 @@ def join_cells(tile_cells: list[SliceCells], regions: list[np.ndarray], grid: tu
         a, b = tile_cells[t], tile_cells[u]
         first = _line_edges(a.vertices, a.polygon_offsets, a.polygon_vertices, axis, c, eps)
         second = _line_edges(b.vertices, b.polygon_offsets, b.polygon_vertices, axis, c, eps)
-        segs = [(s0, s1) for i, j, s0, s1 in _overlaps(first, second, eps) if a.labels[i] != b.labels[j]]
+        segs = [(s0, s1) for i, j, s0, s1 in _overlaps(first, second, eps)
+                if a.labels[i] != b.labels[j] and s1 - s0 > eps]
         if segs:
             s = np.array(segs)
             ends = np.stack([np.full(len(s), c), s[:, 0], np.full(len(s), c), s[:, 1]], axis=1).reshape(-1, 2, 2)

@@ -222,3 +222,68 @@ def test_gpu_tiled_slice_equals_the_cpu_one():  # pragma: no cover - GPU machine
     box = {"lo": (0.0, 0.0), "hi": (0.4, 0.4), "tiles": 3}
     _assert_same_slice(maso.slice_regions(net, plane, device="cuda", **box), maso.slice_regions(net, plane, **box),
                        atol=1e-9)
+
+
+# ---------------------------------------------------------------- review findings (each failed before its fix)
+@pytest.mark.parametrize("case", ["wedge tip past the line", "boundary within 5e-12 of the line",
+                                  "mirrored boundary", "LP strip narrower than the LP tolerance"])
+def test_pieces_that_meet_along_a_very_short_stretch_are_joined(case):
+    """Pieces of one region meet along a stretch of tile line far shorter than the snapping tolerance times the
+    coordinates (a wedge's tip just past the line; a thin strip between the line and a parallel boundary, whose
+    two edges on one side overlap); they are one region, as in the untiled slice, with no duplicate code."""
+    lp = case.startswith("LP")
+    if case.startswith("wedge"):
+        s, x0 = 0.1, 1e-11
+        layer, box = Dense(np.array([[s, 1.0], [s, -1.0]]), np.array([-s * x0, -s * x0])), ((-1, -1), (1, 1))
+    elif case.startswith("boundary"):
+        layer, box = Dense(np.array([[-1.0, 0.0]]), np.array([10 - 5e-12])), ((9, -1), (11, 1))
+    elif case.startswith("mirrored"):
+        layer, box = Dense(np.array([[1.0, 0.0]]), np.array([-10 + 5e-12])), ((9, -1), (11, 1))
+    else:
+        layer, box = Dense(np.array([[0.0, 1.0], [0.0, -1.0]]), np.array([-0.3, 0.3 + 1.5e-9])), ((-1, -1), (1, 1))
+    net = maso.Network.sequential((2,), [layer, relu()])
+    method = "lp" if lp else "mesh"
+    whole = maso.slice_regions(net, lo=box[0], hi=box[1], method=method)
+    tiled = maso.slice_regions(net, lo=box[0], hi=box[1], method=method, tiles=(2, 1))
+    assert len(tiled) == len(whole) and set(_by_code(tiled)) == set(_by_code(whole))
+    assert tiled.stats["duplicate_codes"] == 0
+    np.testing.assert_array_equal(tiled.find(tiled.interior_points), np.arange(len(tiled)))
+
+
+def test_tiled_argmax_ties_use_the_whole_window_scale():
+    """A tile where both outputs are exactly 0 (every unit dead there) ties: class 0, as in the untiled slice.
+    With each tile's own scale, rounding noise of 5e-17 at a vertex on a unit boundary decided it."""
+    net = maso.Network.sequential((2,), [Dense(np.array([[1.0, 0.3], [0.2, 1.0]]), np.array([0.1, -0.2])), relu(),
+                                         Dense(np.array([[1.0, -1.0], [0.5, 2.0]]), np.zeros(2))])
+    whole = maso.slice_regions(net, lo=(-1, -1), hi=(1, 1)).argmax_cells()
+    for tiles in (7, 20):
+        cells = maso.slice_regions(net, lo=(-1, -1), hi=(1, 1), tiles=tiles).argmax_cells()
+        np.testing.assert_allclose(cells.class_areas(), whole.class_areas(), rtol=1e-12)
+
+
+def test_areas_far_from_the_origin():
+    """A 1e-3 window at (1e6, 1e6): areas are exact to rounding of the window's own size (the shoelace sums run
+    relative to a vertex of each polygon; on absolute coordinates they came out 100x the window)."""
+    net = maso.Network.sequential((2,), [Dense(np.array([[1.0, 0.3], [0.2, -1.0]]),
+                                               np.array([-1e6 - 8e-4, -8e5 + 5e-4])), relu()])
+    lo, hi = np.array([1e6, 1e6]), np.array([1e6 + 1e-3, 1e6 + 1e-3])
+    window = float(np.prod(hi - lo))
+    for tiles in (1, 3):
+        sl = maso.slice_regions(net, lo=lo, hi=hi, tiles=tiles)
+        assert sl.areas.sum() == pytest.approx(window, rel=1e-9)
+        for i in range(len(sl)):
+            p = sl.polygon(i) - sl.polygon(i)[0]
+            assert sl.areas[i] == pytest.approx(0.5 * np.sum(p[:, 0] * np.roll(p[:, 1], -1) - np.roll(p[:, 0], -1)
+                                                             * p[:, 1]), rel=1e-9)
+
+
+def test_tile_warnings_are_said_once_at_the_caller(monkeypatch):
+    from maso.slices import _slice as slices
+
+    module, shape, _ = random_model(2, "inception")
+    net = maso.from_torch(module, torch.zeros(1, *shape, dtype=torch.float64))
+    plane = maso.Plane.through_points(*random_inputs(2, shape, 3))
+    monkeypatch.setattr(slices, "_memory_budget", lambda: 1e4)
+    with pytest.warns(maso.errors.MemoryBudgetWarning) as caught:
+        maso.slice_regions(net, plane, lo=(0.1, 0.1), hi=(0.3, 0.3), tiles=2)
+    assert len(caught) == 1 and caught[0].filename == __file__ and "from 4 tiles" in str(caught[0].message)
