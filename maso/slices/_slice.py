@@ -30,6 +30,7 @@ from maso.errors import (
 )
 from maso.slices._anchored import Anchored, DenseChain, _two_piece, batch_limit, piece_gap, piece_scores
 from maso.slices._mesh import Mesh, MeshDegeneracy
+from maso.slices._tiles import join_cells, join_tiles, join_tolerance, row_ids, tile_grid
 
 __all__ = ["DEFAULT_SLICE_TOL", "Plane", "SliceCells", "SliceRegion", "SliceRegions", "slice_regions"]
 
@@ -409,8 +410,6 @@ class SliceRegions:
         if key in self._cells:
             return self._cells[key]
         if self._tiles is not None:  # tile by tile (each has its mesh), joined along the tile lines
-            from maso.slices._tiles import join_cells, join_tolerance, tile_grid
-
             values = [t._argmax_values(output) for t, _ in self._tiles]
             # one tie floor for all tiles: a tile where the outputs tie exactly would scale it by its own noise
             floor = float(tol) * max(_finite_max_abs(Z) for _, _, Z in values)
@@ -684,7 +683,7 @@ def _partition(net: Network, lo: np.ndarray, hi: np.ndarray, tol: float, progres
     mesh.compact()
     mesh.on_compact = None  # the carried values are done with
     stats["values_seconds"] = vals.seconds
-    stats["carry_stopped"] = vals.carry_stopped
+    stats["carry_stopped"] = vals.anch is not None and not vals.carry  # (held values outgrew the memory budget)
     if own_bar:
         bar.close()
     # faces with one code on both sides of an edge: only rounding can leave them apart
@@ -789,7 +788,6 @@ class _VertexValues:
         self.seconds = 0.0  # spent computing vertex values (see `timed`)
         self._timing = False
         self.carry = self.anch is not None
-        self.carry_stopped = False  # set where the held values outgrew the memory budget
         if not self.carry:
             return
         self._affine = affine_nodes(net.program)  # the anchors give these
@@ -894,7 +892,6 @@ class _VertexValues:
             if optional:
                 return
             self.carry, self.carried = False, None  # from here on: from the head at every layer
-            self.carry_stopped = True
             assert budget is not None
             tiles = math.ceil(math.sqrt(need / budget)) + 1  # (a tile's mesh grows about with its area)
             warnings.warn(f"The values carried at the slice's {self.mesh.nV:,} mesh vertices would need "
@@ -1333,15 +1330,13 @@ def _slice_rectangle(flat: Network, plane: Plane, lo: np.ndarray, hi: np.ndarray
         return _from_mesh(flat, plane, lo, hi, tol, show, max_regions, device, bar, warn_slivers)
     except MeshDegeneracy:
         warnings.warn("Rounding broke a face of the slice mesh; recomputing with the LP enumerator.",
-                      NumericalWarning, stacklevel=3)
+                      NumericalWarning, stacklevel=_outside_maso())
         return _from_lp(flat, plane, lo, hi, None)
 
 
 def _tiled(flat: Network, plane: Plane, lo: np.ndarray, hi: np.ndarray, tol: float, method: str, show: bool,
            max_regions: int | None, device: torch.device | None, grid: tuple[int, int]) -> SliceRegions:
     """`slice_regions` with ``tiles``: each tile sliced on its own (one progress bar over all), then joined."""
-    from maso.slices._tiles import join_tiles, tile_grid
-
     tiles = tile_grid(lo, hi, grid)
     bar = None
     if show and method == "mesh":
@@ -1362,16 +1357,14 @@ def _tiled(flat: Network, plane: Plane, lo: np.ndarray, hi: np.ndarray, tol: flo
         by_kind.setdefault(w.category, []).append(str(w.message))
     for kind, said in by_kind.items():  # one warning per kind: the first tile's, and how many said so
         more = f" ({len(said)} warnings of this kind from {len(tiles)} tiles; this is the first.)" if len(said) > 1 else ""
-        warnings.warn(said[0] + more, kind, stacklevel=3)
+        warnings.warn(said[0] + more, kind, stacklevel=_outside_maso())
 
-    def make(vertices, offsets, pv, cols, varying, shared, areas, inner, adj, region):
-        own = [region[s:e] for s, e in zip(np.cumsum([0] + [len(p) for p in parts[:-1]]),
-                                             np.cumsum([len(p) for p in parts]))]
-        return SliceRegions(plane, readonly(lo), readonly(hi), readonly(vertices), sealed(offsets), sealed(pv),
-                            sealed(cols), sealed(varying), sealed(shared), sealed(areas), sealed(inner), method, {},
-                            flat, None, tol, sealed(adj), tuple(zip(parts, [sealed(r) for r in own])), grid)
-
-    result, joined = join_tiles(parts, grid, tiles, make, lo, hi)
+    f, joined = join_tiles(parts, grid, tiles, lo, hi)
+    own = np.split(f["region"], np.cumsum([len(p) for p in parts])[:-1])  # per tile, its pieces' regions
+    result = SliceRegions(plane, readonly(lo), readonly(hi), readonly(f["vertices"]), sealed(f["polygon_offsets"]),
+                          sealed(f["polygon_vertices"]), sealed(f["code_columns"]), sealed(f["varying_codes"]),
+                          sealed(f["shared_code"]), sealed(f["areas"]), sealed(f["interior_points"]), method, {},
+                          flat, None, tol, sealed(f["adjacency"]), tuple(zip(parts, [sealed(r) for r in own])), grid)
     stats = result.stats
     for key in ("splits", "merged", "snapped", "values_seconds"):
         if any(key in p.stats for p in parts):
@@ -1385,15 +1378,15 @@ def _tiled(flat: Network, plane: Plane, lo: np.ndarray, hi: np.ndarray, tol: flo
         stats["carry_stopped"] = any(p.stats.get("carry_stopped", False) for p in parts)
         stats["lp_tiles"] = sum(p.method == "lp" for p in parts)
     if stats["slivers"] and method == "mesh":
-        _warn_slivers(stats["slivers"], 3)
+        _warn_slivers(stats["slivers"])
     if joined["duplicate_codes"]:
         warnings.warn(f"{joined['duplicate_codes']} slice regions share a code with another region (rounding at a "
                       "near-degenerate vertex, or pieces of one region that the tiles' snapping set apart); compare "
-                      "with tiles=1 or method='lp'.", NumericalWarning, stacklevel=3)
+                      "with tiles=1 or method='lp'.", NumericalWarning, stacklevel=_outside_maso())
     if joined["nonconvex_joins"]:
         warnings.warn(f"{joined['nonconvex_joins']} regions joined across tile lines have a convex hull larger than "
                       "their pieces (rounding gave two separate faces one code); compare with tiles=1.",
-                      NumericalWarning, stacklevel=3)
+                      NumericalWarning, stacklevel=_outside_maso())
     return result
 
 
@@ -1415,14 +1408,6 @@ def _adjacency(EF: np.ndarray, F: int) -> np.ndarray:
     return np.stack([keys // F, keys % F], axis=1) if len(keys) else np.zeros((0, 2), dtype=np.int64)
 
 
-def _n_unique_rows(codes: np.ndarray) -> int:
-    codes = np.ascontiguousarray(codes)
-    if codes.shape[1] == 0:
-        return min(len(codes), 1)
-    rows = codes.view(np.dtype((np.void, codes.shape[1] * codes.itemsize))).ravel()  # one bytes object per row
-    return len(set(rows.tolist()))
-
-
 def _outside_maso() -> int:
     """The ``stacklevel`` that points a warning at the first caller outside maso, from the function that warns
     (whose depth below the caller varies: a tile, a fallback...)."""
@@ -1438,11 +1423,11 @@ def _finite_max_abs(Z: np.ndarray) -> float:
     return float(np.abs(Z[np.isfinite(Z)]).max(initial=0.0))
 
 
-def _warn_slivers(slivers: int, stacklevel: int) -> None:
+def _warn_slivers(slivers: int) -> None:
     warnings.warn(f"{slivers} slice regions are thinner than {_SLIVER_ULPS} units in the last place of the "
                   "coordinates: float64 does not resolve them (they may be rounding artefacts of "
                   "near-concurrent boundaries); see stats['slivers'] and compare with method='lp' or a "
-                  "smaller window.", NumericalWarning, stacklevel=stacklevel + 1)
+                  "smaller window.", NumericalWarning, stacklevel=_outside_maso())
 
 
 def _from_mesh(net: Network, plane: Plane, lo: np.ndarray, hi: np.ndarray, tol: float,
@@ -1452,18 +1437,18 @@ def _from_mesh(net: Network, plane: Plane, lo: np.ndarray, hi: np.ndarray, tol: 
     stats["device"] = str(torch.device("cpu") if device is None else device)
     if stats["merged"]:
         warnings.warn(f"{stats['merged']} slice faces had the same code as a neighbour (rounding at a near-degenerate "
-                      "vertex) and were merged; compare with method='lp'.", NumericalWarning, stacklevel=4)
+                      "vertex) and were merged; compare with method='lp'.", NumericalWarning, stacklevel=_outside_maso())
     offsets, pv, areas, inner = _polygons(mesh.P, mesh.E, mesh.EF, mesh.nF)
-    unique = _n_unique_rows(mesh.codes)  # the held columns: the other columns are the same for all faces
+    unique = len(np.unique(row_ids(mesh.codes)))  # the held columns: the other columns are the same for all faces
     cols, varying, shared = _compact(base, columns, mesh.codes)
     slivers = _count_slivers(mesh.P, offsets, pv, areas, lo, hi)
     stats.update(snapped=mesh.snapped, vertices=mesh.nV, edges=mesh.nE, slivers=slivers,
                  min_area=float(areas.min()) if len(areas) else 0.0, duplicate_codes=mesh.nF - unique)
     if slivers and warn_slivers:
-        _warn_slivers(slivers, 4)
+        _warn_slivers(slivers)
     if unique != mesh.nF:
         warnings.warn(f"{mesh.nF - unique} slice regions share a code with another region (rounding at a "
-                      "near-degenerate vertex); compare with method='lp'.", NumericalWarning, stacklevel=4)
+                      "near-degenerate vertex); compare with method='lp'.", NumericalWarning, stacklevel=_outside_maso())
     return SliceRegions(plane, readonly(lo), readonly(hi), readonly(mesh.P), sealed(offsets), sealed(pv),
                         sealed(cols), sealed(varying), sealed(shared), sealed(areas), sealed(inner), "mesh", stats, net, mesh, tol)
 

@@ -9,7 +9,6 @@ theirs.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -122,7 +121,7 @@ def _convex_polygon(points: np.ndarray, eps: float) -> np.ndarray:
     return np.array(ring)
 
 
-def _unique_rows(codes: np.ndarray) -> np.ndarray:
+def row_ids(codes: np.ndarray) -> np.ndarray:
     """One integer per row of ``codes`` (equal rows, equal integers)."""
     codes = np.ascontiguousarray(codes)
     if codes.shape[1] == 0:
@@ -132,14 +131,12 @@ def _unique_rows(codes: np.ndarray) -> np.ndarray:
 
 
 def join_tiles(parts: list[SliceRegions], grid: tuple[int, int], tiles: list[tuple[np.ndarray, np.ndarray]],
-               make: Callable[..., SliceRegions], lo: np.ndarray, hi: np.ndarray
-               ) -> tuple[SliceRegions, dict[str, Any]]:
+               lo: np.ndarray, hi: np.ndarray) -> tuple[dict[str, Any], dict[str, Any]]:
     """The regions of the whole rectangle from the slices ``parts`` of its ``tiles`` (`tile_grid` order).
 
-    Pieces of different tiles with the same code that share a stretch of a tile line are one region (joined
-    transitively: a region may cross many tiles). ``make(vertices, offsets, polygon_vertices, code_columns,
-    varying_codes, shared_code, areas, interior_points, adjacency, pieces)`` builds the result. Returns it and the
-    join's stats (``joined``: pieces joined into others; ``nonconvex_joins``: joined regions whose hull's area
+    Pieces of different tiles with the same code that meet along a tile line are one region (joined
+    transitively: a region may cross many tiles). Returns the fields of the joined `SliceRegions` (and
+    ``region``: each piece's region, the tiles' pieces one after the other) and the join's stats (``joined``: pieces joined into others; ``nonconvex_joins``: joined regions whose hull's area
     differs from their pieces' total by more than the tolerance, i.e. rounding joined what is not one region).
     """
     any_lp = any(p.method == "lp" for p in parts)
@@ -154,7 +151,7 @@ def join_tiles(parts: list[SliceRegions], grid: tuple[int, int], tiles: list[tup
         block[:, np.searchsorted(cols, p.code_columns)] = p.varying_codes
         blocks.append(block)
     codes = np.concatenate(blocks)
-    code_id = _unique_rows(codes)
+    code_id = row_ids(codes)
     start = np.concatenate([[0], np.cumsum([len(p) for p in parts])])
     n = int(start[-1])
     # pieces joined across tile lines, and neighbours across them
@@ -171,14 +168,14 @@ def join_tiles(parts: list[SliceRegions], grid: tuple[int, int], tiles: list[tup
                 cross.append((a, b))
     graph = coo_matrix((np.ones(len(join_a)), (np.array(join_a, dtype=np.int64), np.array(join_b, dtype=np.int64))),
                        shape=(n, n))
-    _, label = connected_components(graph, directed=False)
+    m, label = connected_components(graph, directed=False)
     # regions numbered in the order of their first piece
-    first_piece = np.full(label.max() + 1 if n else 0, n, dtype=np.int64)
+    first_piece = np.full(m, n, dtype=np.int64)
     np.minimum.at(first_piece, label, np.arange(n))
-    rank = np.empty(len(first_piece), dtype=np.int64)
-    rank[np.argsort(first_piece, kind="stable")] = np.arange(len(first_piece))
+    rank = np.empty(m, dtype=np.int64)
+    rank[np.argsort(first_piece, kind="stable")] = np.arange(m)
     region = rank[label]
-    m = len(first_piece)
+    firsts = np.sort(first_piece)  # region r's first piece
     areas_all = np.concatenate([p.areas for p in parts])
     areas = np.bincount(region, areas_all, minlength=m)
     # polygons: a piece alone keeps its own; joined pieces become their hull
@@ -218,15 +215,16 @@ def join_tiles(parts: list[SliceRegions], grid: tuple[int, int], tiles: list[tup
     adj = np.sort(adj[adj[:, 0] != adj[:, 1]], axis=1)
     adj = np.unique(adj, axis=0) if len(adj) else adj.reshape(0, 2)
     # the compact codes of the regions (a region's pieces have one code)
-    first_code = codes[first_piece[np.argsort(rank)]] if m else codes[:0]
+    first_code = codes[firsts]
     differ = np.any(first_code != first_code[0], axis=0) if m else np.zeros(len(cols), dtype=bool)
     shared_code = shared.copy()
     if m:
         shared_code[cols] = first_code[0]
-    result = make(vertices, offsets, pv, cols[differ], np.ascontiguousarray(first_code[:, differ]), shared_code,
-                  areas, inner, adj, region)
-    duplicates = m - len(np.unique(code_id[first_piece[np.argsort(rank)]])) if m else 0
-    return result, {"joined": n - m, "nonconvex_joins": nonconvex, "pieces": n, "duplicate_codes": duplicates}
+    fields = {"vertices": vertices, "polygon_offsets": offsets, "polygon_vertices": pv, "code_columns": cols[differ],
+              "varying_codes": np.ascontiguousarray(first_code[:, differ]), "shared_code": shared_code,
+              "areas": areas, "interior_points": inner, "adjacency": adj, "region": region}
+    duplicates = m - len(np.unique(code_id[firsts]))
+    return fields, {"joined": n - m, "nonconvex_joins": nonconvex, "pieces": n, "duplicate_codes": duplicates}
 
 
 def join_cells(tile_cells: list[SliceCells], regions: list[np.ndarray], grid: tuple[int, int],
