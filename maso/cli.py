@@ -579,7 +579,8 @@ def _slice(args: argparse.Namespace) -> int:
     except maso.errors.DomainError as e:
         raise _UsageError(f"maso slice: error: --through A B C must not lie on one line: {e}") from None
     net = _network("slice", loaded, shape)
-    sl = maso.slice_regions(net, plane, lo, hi, progress=_progress(args), tiles=args.tiles)
+    sl = maso.slice_regions(net, plane, lo, hi, progress=_progress(args), tiles=args.tiles,
+                            checkpoint=args.checkpoint)
     window_area = float(np.prod(hi - lo))
     area = float(sl.areas.sum())
     inside = plane(sl.interior_points).reshape(len(sl), *net.input_shape) if len(sl) else None
@@ -874,6 +875,8 @@ def _parser() -> _Parser:
                          "colour per code), argmax (the winning output), output (the value of output 0), none")
     sl.add_argument("--tiles", type=_int_in(1, 10_000), default=1, metavar="N",
                     help="slice the window as N x N tiles and join them (bounds memory by one tile's; default 1)")
+    sl.add_argument("--checkpoint", default=None, metavar="FILE",
+                    help="file to record finished tiles in: an interrupted slice resumes when run again")
     _progress_args(sl)
     sl.add_argument("--json", action="store_true", help="print one JSON object (schema above)")
     sg = sub.add_parser("segment", help="where the code of --model FILE changes along a segment, exact",

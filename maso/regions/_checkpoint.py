@@ -19,6 +19,10 @@ and slivers). The plan fixes the tasks, whatever the number of workers: any work
 
 One process writes a checkpoint at a time (a POSIX lock, held while work remains); a complete checkpoint is only
 read, so it may be read-only.
+
+Tiled slices ([`slice_regions`][maso.slice_regions] with ``tiles`` and ``checkpoint``) use the same file format:
+their header names the restricted network, the window, the grid, the tolerance and the method; their plan is the
+grid's tiles (one task each); a task record holds one tile's slice (see ``maso.slices._slice``).
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ import tempfile
 import threading
 import warnings
 import zlib
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -58,6 +63,12 @@ _FRAME = struct.Struct("<8sIQI")
 _FRAME_CRC = struct.Struct("<I")
 _HEAD = _FRAME.size + _FRAME_CRC.size
 _DTYPES = frozenset({"|b1", "|u1", "|i1", "<u2", "<i2", "<u4", "<i4", "<u8", "<i8", "<f4", "<f8"})
+def _a(what: Any) -> str:
+    return f"an {what}" if str(what)[:1] in "aeiou" else f"a {what}"
+
+
+# how a header field is named in the message of a checkpoint of another run
+_HEADER_NAMES = {"tol": "tolerance"}
 _REGION_KEYS = ("code", "rows", "A", "b", "units", "fu_len", "fu", "center", "radius", "map_A", "map_b")
 
 # Checkpoints this process writes, by (device, inode): a POSIX lock does not exclude the process holding it, and
@@ -220,13 +231,17 @@ class _Checkpoint:
       read. `close` releases it.
     """
 
-    def __init__(self, path: str | bytes | os.PathLike, header: dict[str, Any], net: Network) -> None:
+    def __init__(self, path: str | bytes | os.PathLike, header: dict[str, Any], net: Network,
+                 decode: Callable[[dict[str, Any], dict[str, np.ndarray]], Any] | None = None) -> None:
         self.path = self.name = os.fsdecode(path)
         self.header = header
         self.net = net
+        # a task record's payload from its meta and arrays (an enumeration's: its regions and slivers); raises
+        # ValueError, TypeError, KeyError or IndexError on a malformed record
+        self._decode = self._enumeration_task if decode is None else decode
         self.plan: dict[str, Any] | None = None
         self.plan_slivers: list[Sliver] = []
-        self.done: dict[int, tuple[list[Region], list[Sliver]]] = {}
+        self.done: dict[int, Any] = {}
         self._keep: list[tuple[int, int]] = []  # byte spans of the records in use (header, plan, tasks)
         self._bad: list[tuple[int, int, str]] = []
         self._fd: int | None = None
@@ -272,8 +287,8 @@ class _Checkpoint:
         if not stat.S_ISREG(st.st_mode):
             raise self._error("is not a regular file (a device, a pipe or a socket): pass the path of a file.")
         if (st.st_dev, st.st_ino) in _HELD:
-            raise self._error("is in use by another enumeration in this process: wait for it to finish, or pass "
-                              "another path.")
+            raise self._error("is in use by another run (an enumeration or a slice) in this process: wait for it "
+                              "to finish, or pass another path.")
         return st
 
     def _read(self) -> bytes:
@@ -310,7 +325,7 @@ class _Checkpoint:
                         raise ValueError(f"task {task!r} out of range")
                     if task in self.done:  # written twice (before checkpoints were locked): the first is kept
                         continue
-                    self.done[task] = (self._regions(meta, arrays), _unpack_slivers(arrays))
+                    self.done[task] = self._decode(meta, arrays)
                 else:
                     continue
             except (ValueError, TypeError, KeyError, IndexError) as e:
@@ -344,8 +359,12 @@ class _Checkpoint:
             raise self._error(f"was written by maso {meta.get('maso')}; this is maso {want['maso']}, whose results "
                               "may differ, so the two are not mixed. Finish it with that version, or delete it to "
                               "start over.")
-        differ = [what for what, key in (("network", "network"), ("domain", "domain"), ("tolerance", "tol"),
-                                         ("method", "method")) if meta.get(key) != want[key]]
+        theirs, ours = meta.get("what", "enumeration"), want.get("what", "enumeration")
+        if theirs != ours:  # (an enumeration's header has no "what": checkpoints from before tiled slices had them)
+            raise self._error(f"is the checkpoint of {_a(theirs)}, not of {_a(ours)}; it is left untouched. Pass "
+                              "another path.")
+        differ = [_HEADER_NAMES.get(key, key) for key in want if key not in ("kind", "format", "maso", "what")
+                  and meta.get(key) != want[key]]
         if differ:
             raise self._error(f"belongs to another run (its {', '.join(differ)} differ{'s' if len(differ) == 1 else ''}"
                               "). Use a new path, or delete the file to start over.")
@@ -358,6 +377,10 @@ class _Checkpoint:
                 and isinstance(meta["id"], str)):
             raise ValueError("inconsistent plan")
         return meta
+
+    def _enumeration_task(self, meta: dict[str, Any], arrays: dict[str, np.ndarray]
+                          ) -> tuple[list[Region], list[Sliver]]:
+        return self._regions(meta, arrays), _unpack_slivers(arrays)
 
     def _regions(self, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> list[Region]:
         """A task record's regions, after checking that its arrays fit together (a crafted record with a valid
@@ -538,12 +561,16 @@ class _Checkpoint:
         self.plan, self.plan_slivers = meta, list(slivers)
 
     def save(self, task: int, regions: list[Region], slivers: list[Sliver]) -> None:
-        assert self.plan is not None
         pk = _pack_regions(regions)
         n = pk.pop("n")
-        meta = {"kind": "task", "task": task, "plan": self.plan["id"], "n_regions": n}
-        self._append(_encode(meta, {**pk, **_pack_slivers(slivers)}), f"task {task}")
-        self.done[task] = (regions, slivers)
+        self.save_record(task, {"n_regions": n}, {**pk, **_pack_slivers(slivers)}, (regions, slivers))
+
+    def save_record(self, task: int, meta: dict[str, Any], arrays: dict[str, np.ndarray], payload: Any) -> None:
+        """Record a finished task: ``meta`` (JSON) and ``arrays`` as the file keeps them, ``payload`` as `done`
+        holds it (what ``decode`` makes of the record when it is read back)."""
+        assert self.plan is not None
+        self._append(_encode({**meta, "kind": "task", "task": task, "plan": self.plan["id"]}, arrays), f"task {task}")
+        self.done[task] = payload
 
     def close(self) -> None:
         if self._fd is not None:

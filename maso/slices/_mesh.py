@@ -115,6 +115,21 @@ class Mesh:
         self._Z = np.empty((len(self._P), width))
         return self.Z
 
+    @classmethod
+    def from_arrays(cls, P: np.ndarray, E: np.ndarray, EF: np.ndarray, n_faces: int, snapped: int = 0) -> Mesh:
+        """A finished mesh from its vertices ``(nV, 2)``, edges ``(nE, 2)`` and their faces ``(nE, 2)`` (as a
+        checkpoint keeps it): no values, no codes, every vertex settled, each face its own parent."""
+        m = Mesh.__new__(Mesh)
+        m.nV, m.nE, m.nF = len(P), len(E), int(n_faces)
+        m._P = np.array(P, dtype=np.float64)
+        m._E, m._EF = np.array(E, dtype=np.int64), np.array(EF, dtype=np.int64)
+        m._Z = np.zeros((m.nV, 0))
+        m._src, m._tt, m._gen = np.full((m.nV, 2), -1, dtype=np.int64), np.zeros(m.nV), np.zeros(m.nV, dtype=np.int64)
+        m.on_compact = None
+        m._parent, m._codes = np.arange(m.nF, dtype=np.int64), np.zeros((m.nF, 0), dtype=np.uint8)
+        m.snapped = int(snapped)
+        return m
+
     def copy(self) -> Mesh:
         m = Mesh.__new__(Mesh)
         m._P, m._E, m._EF, m._Z = self.P.copy(), self.E.copy(), self.EF.copy(), self.Z.copy()

@@ -28,8 +28,10 @@ from maso.errors import (
     ParameterShapeError,
     ShapeError,
 )
+from maso.regions._checkpoint import _Checkpoint
 from maso.slices._anchored import Anchored, DenseChain, _two_piece, batch_limit, piece_gap, piece_scores
 from maso.slices._mesh import Mesh, MeshDegeneracy
+from maso.slices._resume import pack_tile, tile_header, unpack_tile
 from maso.slices._tiles import join_cells, join_tiles, join_tolerance, row_ids, tile_grid
 
 __all__ = ["DEFAULT_SLICE_TOL", "Plane", "SliceCells", "SliceRegion", "SliceRegions", "slice_regions"]
@@ -1199,6 +1201,7 @@ def slice_regions(
     max_regions: int | None = 2_000_000,
     device: Any = None,
     tiles: int | tuple[int, int] = 1,
+    checkpoint: str | os.PathLike | None = None,
 ) -> SliceRegions:
     """The exact regions of ``net`` on the rectangle ``[lo, hi]`` of a plane, as polygons.
 
@@ -1256,6 +1259,17 @@ def slice_regions(
         regions whose hull is larger than their pieces: rounding joined what is not one region) and
         ``duplicate_codes`` (regions that share a code after joining); a `NumericalWarning` says when either is
         not 0. The tiles' warnings are said once per kind.
+    checkpoint : path, optional
+        Record each finished tile in this file (created if missing), so that a slice that is interrupted
+        (Ctrl-C, a kill, a crash, a full disk) loses at most the tile it was on: the same call again reads the
+        finished tiles back and slices only the rest (``stats["tiles_resumed"]`` counts them), with the same
+        result as a slice that was never interrupted, warnings included. A complete checkpoint is only read (it
+        may be read-only); a checkpoint of another slice (another network, plane, window, ``tiles``, ``tol``,
+        ``method`` or ``max_regions``), of an enumeration or of another maso version is refused with a
+        [`CheckpointError`][maso.errors.CheckpointError] naming what differs, and damaged records are skipped
+        and their tiles sliced again (a [`CheckpointWarning`][maso.errors.CheckpointWarning] says so). The
+        file holds each tile's slice and mesh: about as much as the slice itself in memory, without the carried
+        values. ``device`` is not part of the run: tiles sliced on a GPU resume on the CPU and the other way.
 
     Returns
     -------
@@ -1273,6 +1287,12 @@ def slice_regions(
     >>> tiled = maso.slice_regions(net, lo=(-1, -1), hi=(1, 1), tiles=2)
     >>> len(tiled) == len(sl), bool(np.isclose(tiled.areas.sum(), 4.0))
     (True, True)
+    >>> import os, tempfile
+    >>> path = os.path.join(tempfile.mkdtemp(), "slice.ckpt")
+    >>> first = maso.slice_regions(net, lo=(-1, -1), hi=(1, 1), tiles=2, checkpoint=path)
+    >>> again = maso.slice_regions(net, lo=(-1, -1), hi=(1, 1), tiles=2, checkpoint=path)  # read back
+    >>> again.stats["tiles_resumed"], len(again) == len(first)
+    (4, True)
     """
     start = time.perf_counter()
     if not isinstance(net, Network):
@@ -1300,12 +1320,18 @@ def slice_regions(
     max_regions = check_int(max_regions, "max_regions", "slice_regions", minimum=1, allow_none=True)
     device = check_device(device, "slice_regions")
     grid = _check_tiles(tiles)
+    if checkpoint is not None:
+        if not isinstance(checkpoint, (str, bytes, os.PathLike)):
+            raise ParameterError(f"The 'checkpoint' parameter of slice_regions must be a path (str or os.PathLike) "
+                                 f"or None. Got {checkpoint!r} ({type(checkpoint).__name__}).")
+        if not os.fspath(checkpoint):
+            raise ParameterError("The 'checkpoint' parameter of slice_regions is an empty path.")
     flat = net if identity else net.restrict(plane.origin.ravel(), plane.directions)
     show = bool(progress if progress is not None else (sys.stderr.isatty() and net.n_units >= 1000))
-    if grid == (1, 1):
+    if grid == (1, 1) and checkpoint is None:
         result = _slice_rectangle(flat, plane, lo, hi, tol, method, show, max_regions, device)
     else:
-        result = _tiled(flat, plane, lo, hi, tol, method, show, max_regions, device, grid)
+        result = _tiled(flat, plane, lo, hi, tol, method, show, max_regions, device, grid, checkpoint)
     result.stats["seconds"] = time.perf_counter() - start
     return result
 
@@ -1335,29 +1361,23 @@ def _slice_rectangle(flat: Network, plane: Plane, lo: np.ndarray, hi: np.ndarray
 
 
 def _tiled(flat: Network, plane: Plane, lo: np.ndarray, hi: np.ndarray, tol: float, method: str, show: bool,
-           max_regions: int | None, device: torch.device | None, grid: tuple[int, int]) -> SliceRegions:
-    """`slice_regions` with ``tiles``: each tile sliced on its own (one progress bar over all), then joined."""
+           max_regions: int | None, device: torch.device | None, grid: tuple[int, int],
+           checkpoint: str | bytes | os.PathLike | None = None) -> SliceRegions:
+    """`slice_regions` with ``tiles`` (or a checkpoint): each tile sliced on its own, or read back from the
+    checkpoint (one progress bar over all), then joined."""
     tiles = tile_grid(lo, hi, grid)
-    bar = None
-    if show and method == "mesh":
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=flat.n_units * len(tiles), desc=f"slice ({len(tiles)} tiles)", unit="unit")
-    try:
-        # the tiles' warnings (merged faces, LP fallbacks, memory) are said once each, at the caller
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            parts = [_slice_rectangle(flat, plane, t_lo, t_hi, tol, method, False, max_regions, device, bar,
-                                      False) for t_lo, t_hi in tiles]
-    finally:
-        if bar is not None:
-            bar.close()
+    parts, said, resumed = _slice_tiles(flat, plane, tiles, tol, method, show, max_regions, device,
+                                        _open_checkpoint(checkpoint, flat, lo, hi, grid, tol, method, max_regions,
+                                                         len(tiles)))
     by_kind: dict[type, list[str]] = {}
-    for w in caught:
-        by_kind.setdefault(w.category, []).append(str(w.message))
-    for kind, said in by_kind.items():  # one warning per kind: the first tile's, and how many said so
-        more = f" ({len(said)} warnings of this kind from {len(tiles)} tiles; this is the first.)" if len(said) > 1 else ""
-        warnings.warn(said[0] + more, kind, stacklevel=_outside_maso())
+    for kind, message in said:
+        by_kind.setdefault(kind, []).append(message)
+    for kind, told in by_kind.items():  # one warning per kind: the first tile's, and how many said so
+        more = f" ({len(told)} warnings of this kind from {len(tiles)} tiles; this is the first.)" if len(told) > 1 else ""
+        warnings.warn(told[0] + more, kind, stacklevel=_outside_maso())
+    if grid == (1, 1):  # one tile, kept in a checkpoint: the slice itself
+        parts[0].stats["tiles_resumed"] = resumed
+        return parts[0]
 
     f, joined = join_tiles(parts, grid, tiles, lo, hi)
     own = np.split(f["region"], np.cumsum([len(p) for p in parts])[:-1])  # per tile, its pieces' regions
@@ -1369,7 +1389,7 @@ def _tiled(flat: Network, plane: Plane, lo: np.ndarray, hi: np.ndarray, tol: flo
     for key in ("splits", "merged", "snapped", "values_seconds"):
         if any(key in p.stats for p in parts):
             stats[key] = sum(p.stats.get(key, 0) for p in parts)
-    stats.update(joined, tiles=len(tiles), vertices=len(result.vertices),
+    stats.update(joined, tiles=len(tiles), tiles_resumed=resumed, vertices=len(result.vertices),
                  device=str(torch.device("cpu") if device is None else device),
                  slivers=_count_slivers(result.vertices, result.polygon_offsets, result.polygon_vertices,
                                         result.areas, lo, hi),
@@ -1388,6 +1408,91 @@ def _tiled(flat: Network, plane: Plane, lo: np.ndarray, hi: np.ndarray, tol: flo
                       "their pieces (rounding gave two separate faces one code); compare with tiles=1.",
                       NumericalWarning, stacklevel=_outside_maso())
     return result
+
+
+def _open_checkpoint(path: str | bytes | os.PathLike | None, flat: Network, lo: np.ndarray, hi: np.ndarray,
+                     grid: tuple[int, int], tol: float, method: str, max_regions: int | None, n_tiles: int
+                     ) -> _Checkpoint | None:
+    """The checkpoint of a tiled slice, opened (and its plan written) before any tile is sliced; its warnings
+    (damaged records) point at the caller."""
+    if path is None:
+        return None
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        ck = _Checkpoint(os.fspath(path), tile_header(flat, lo, hi, grid, tol, method, max_regions), flat,
+                         decode=functools.partial(unpack_tile, n_units=flat.n_units,
+                                                  code_dtype=flat.program.code_dtype))
+    for w in caught:
+        warnings.warn(str(w.message), w.category, stacklevel=_outside_maso())
+    if ck.plan is None:
+        try:  # the plan: the tiles, one task each
+            ck.write_plan(0, [np.concatenate([a, b]) for a, b in tile_grid(lo, hi, grid)], list(range(n_tiles + 1)),
+                          n_tiles, [])
+        except BaseException:
+            ck.close()
+            raise
+    return ck
+
+
+def _slice_tiles(flat: Network, plane: Plane, tiles: list[tuple[np.ndarray, np.ndarray]], tol: float, method: str,
+                 show: bool, max_regions: int | None, device: torch.device | None, ck: _Checkpoint | None
+                 ) -> tuple[list[SliceRegions], list[tuple[type[Warning], str]], int]:
+    """Each tile's slice (sliced, or read back from ``ck``, and then recorded there), the warnings the tiles
+    raised (caught, to be said once per kind) and the number of tiles read back."""
+    bar = None
+    if show and method == "mesh":
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=flat.n_units * len(tiles), desc=f"slice ({len(tiles)} tiles)", unit="unit")
+    parts: list[SliceRegions] = []
+    said: list[tuple[type[Warning], str]] = []
+    resumed = 0
+    try:
+        for k, (t_lo, t_hi) in enumerate(tiles):
+            if ck is not None and k in ck.done:
+                f = ck.done[k]
+                mesh = None
+                if f["mesh"] is not None:
+                    P, E, EF = f["mesh"]
+                    mesh = Mesh.from_arrays(P, E, EF, f["mesh_faces"], f["stats"].get("snapped", 0))
+                parts.append(SliceRegions(plane, readonly(t_lo), readonly(t_hi), readonly(f["vertices"]),
+                                          readonly(f["polygon_offsets"], np.int64),
+                                          readonly(f["polygon_vertices"], np.int64),
+                                          readonly(f["code_columns"], np.int64),
+                                          readonly(f["varying_codes"], f["varying_codes"].dtype),
+                                          readonly(f["shared_code"], f["shared_code"].dtype), readonly(f["areas"]),
+                                          readonly(f["interior_points"]), f["method"], dict(f["stats"]), flat, mesh,
+                                          f["tol"], readonly(f["adjacency"], np.int64)))
+                said += f["warnings"]
+                resumed += 1
+                if bar is not None:
+                    bar.update(flat.n_units)
+                continue
+            # the tile's warnings (merged faces, LP fallbacks, memory) are said once each, at the caller; a tile
+            # alone (one tile in a checkpoint) warns of its slivers itself
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                part = _slice_rectangle(flat, plane, t_lo, t_hi, tol, method, False, max_regions, device, bar,
+                                        len(tiles) == 1)
+            mine = [(w.category, str(w.message)) for w in caught]
+            if ck is not None:
+                mesh_arrays = None if part._mesh is None else (part._mesh.P, part._mesh.E, part._mesh.EF)
+                fields = {"vertices": part.vertices, "polygon_offsets": part.polygon_offsets,
+                          "polygon_vertices": part.polygon_vertices, "code_columns": part.code_columns,
+                          "varying_codes": part.varying_codes, "shared_code": part.shared_code,
+                          "areas": part.areas, "interior_points": part.interior_points,
+                          "adjacency": part.adjacency, "method": part.method, "tol": part._tol,
+                          "stats": part.stats, "mesh": mesh_arrays,
+                          "mesh_faces": None if part._mesh is None else part._mesh.nF}
+                ck.save_record(k, *pack_tile(fields, mine), None)
+            parts.append(part)
+            said += mine
+    finally:
+        if bar is not None:
+            bar.close()
+        if ck is not None:
+            ck.close()
+    return parts, said, resumed
 
 
 @functools.lru_cache(maxsize=8)

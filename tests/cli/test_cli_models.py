@@ -280,6 +280,18 @@ def test_slice_tiles_give_the_same_regions(files, capsys):
     assert sorted(map(str, (r["code"] for r in tiled["regions"]))) == sorted(map(str, (r["code"] for r in whole["regions"])))
 
 
+def test_slice_checkpoint_resumes(files, capsys, tmp_path):
+    """``--checkpoint FILE``: finished tiles are recorded; the same command again reads them all back."""
+    ckpt = tmp_path / "slice.ckpt"
+    args = ["slice", "--model", files["mlp3"], "--through", "0.2,-0.3,0.1", "1,0.5,-0.4", "-0.6,0.9,0.7",
+            "--window", "-1", "2", "--tiles", "3", "--checkpoint", str(ckpt), "--json"]
+    first, again = run_json(args, capsys), run_json(args, capsys)
+    assert first["stats"]["tiles_resumed"] == 0 and again["stats"]["tiles_resumed"] == 9 and ckpt.exists()
+    assert again["checks"]["ok"] is True and again["regions"] == first["regions"]
+    bad = [*args[:-2], str(tmp_path), "--json"]
+    assert main(bad) == 2 and "is a directory" in capsys.readouterr().err
+
+
 def test_slice_default_window_frames_the_three_points(files, capsys):
     data = run_json(["slice", "--model", files["mlp2_script"], "--through", "0,0", "1,0", "0,1", "--json"], capsys)
     assert data["window"]["lo"] == [-0.5, -0.5] and data["window"]["hi"] == [1.5, 1.5]

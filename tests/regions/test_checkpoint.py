@@ -514,7 +514,7 @@ def test_complete_checkpoint_is_only_read(tmp_path, monkeypatch):
     header = C._run_header(_net2(), maso.core.domain.as_domain(BOX2, 2, caller="t"), maso.regions.DEFAULT_TOL, "vertices")
     held = C._Checkpoint(str(partial), header, _net2())
     try:
-        with pytest.raises(maso.errors.CheckpointError, match="in use by another enumeration in this process"):
+        with pytest.raises(maso.errors.CheckpointError, match="in use by another run"):
             maso.enumerate_regions(_net2(), BOX2, checkpoint=partial)
     finally:
         held.close()

@@ -1,0 +1,245 @@
+"""Checkpoints of tiled slices (``slice_regions(..., tiles=, checkpoint=)``): a slice interrupted after some
+tiles resumes to exactly the slice that was never interrupted (every array, the class map, the warnings), a
+complete checkpoint is only read, damaged or crafted records are sliced again, and checkpoints of other runs are
+refused with what differs."""
+
+from __future__ import annotations
+
+import os
+import struct
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from archs import random_inputs, random_model
+
+import maso
+from maso.regions import _checkpoint as C
+from maso.slices import _slice as slices
+
+FIELDS = ("vertices", "polygon_offsets", "polygon_vertices", "code_columns", "varying_codes", "shared_code", "areas",
+          "interior_points", "adjacency")
+
+
+def _cnn() -> tuple[maso.Network, maso.Plane]:
+    """A pooling CNN of the Inception kind (max-pool pieces, uint8 codes) sliced through a plane of its input."""
+    module, shape, _ = random_model(2, "inception")
+    net = maso.from_torch(module, torch.zeros(1, *shape, dtype=torch.float64))
+    return net, maso.Plane.through_points(*random_inputs(2, shape, 3))
+
+
+BOX = {"lo": (0.0, 0.0), "hi": (0.4, 0.4)}
+
+
+def _assert_identical(a: maso.slices.SliceRegions, b: maso.slices.SliceRegions) -> None:
+    """Bit for bit the same slice: arrays, dtypes, class map and decision boundary."""
+    assert len(a) == len(b)
+    for f in FIELDS:
+        x, y = getattr(a, f), getattr(b, f)
+        assert x.dtype == y.dtype and np.array_equal(x, y), f
+        assert not y.flags.writeable, f
+    ca, cb = a.argmax_cells(), b.argmax_cells()
+    for f in ("vertices", "polygon_offsets", "polygon_vertices", "labels", "regions", "areas", "boundary"):
+        assert np.array_equal(getattr(ca, f), getattr(cb, f)), f
+    assert np.array_equal(a.decision_boundary(), b.decision_boundary())
+
+
+class _Stop(Exception):
+    pass
+
+
+def _interrupt_after(monkeypatch, n: int, exc: type[BaseException] = KeyboardInterrupt) -> list[int]:
+    """Make the n+1-th tile raise ``exc`` (as Ctrl-C would while it is sliced); returns the calls made."""
+    real = slices._slice_rectangle
+    calls: list[int] = []
+
+    def tile(*args, **kwargs):
+        calls.append(1)
+        if len(calls) > n:
+            raise exc()
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(slices, "_slice_rectangle", tile)
+    return calls
+
+
+@pytest.mark.parametrize("exc", [KeyboardInterrupt, _Stop])
+def test_interrupted_slice_resumes_to_the_uninterrupted_one(tmp_path, monkeypatch, exc):
+    net, plane = _cnn()
+    path = tmp_path / "s.ckpt"
+    whole = maso.slice_regions(net, plane, **BOX, tiles=(3, 2))
+    _interrupt_after(monkeypatch, 4, exc)
+    with pytest.raises(exc):
+        maso.slice_regions(net, plane, **BOX, tiles=(3, 2), checkpoint=path)
+    monkeypatch.undo()
+    assert path.exists()
+    calls = _interrupt_after(monkeypatch, 99)
+    resumed = maso.slice_regions(net, plane, **BOX, tiles=(3, 2), checkpoint=path)
+    assert resumed.stats["tiles_resumed"] == 4 and len(calls) == 2  # only the two tiles left were sliced
+    _assert_identical(whole, resumed)
+    np.testing.assert_array_equal(resumed.codes, net.codes(plane(resumed.interior_points)))
+    pts = np.random.default_rng(0).uniform(0.0, 0.4, size=(200, 2))
+    np.testing.assert_array_equal(resumed.find(pts), whole.find(pts))
+
+
+def test_complete_checkpoint_is_only_read(tmp_path, monkeypatch):
+    """A finished checkpoint is read back (read-only file, nothing sliced): the same slice, for one tile too."""
+    net = maso.mlp([2, 12, 12, 3], seed=3)
+    for tiles in (1, 2):
+        path = tmp_path / f"t{tiles}.ckpt"
+        first = maso.slice_regions(net, lo=(-2, -2), hi=(2, 2), tiles=tiles, checkpoint=path)
+        plain = maso.slice_regions(net, lo=(-2, -2), hi=(2, 2), tiles=tiles)
+        assert first.stats["tiles_resumed"] == 0
+        _assert_identical(plain, first)
+        path.chmod(0o444)
+        calls = _interrupt_after(monkeypatch, 0, _Stop)
+        again = maso.slice_regions(net, lo=(-2, -2), hi=(2, 2), tiles=tiles, checkpoint=path)
+        monkeypatch.undo()
+        assert not calls and again.stats["tiles_resumed"] == tiles * tiles
+        _assert_identical(plain, again)
+        path.chmod(0o644)
+
+
+def test_lp_tiles_resume(tmp_path, monkeypatch):
+    net = maso.mlp([2, 6, 6, 2], seed=5)
+    box = {"lo": (-1, -1), "hi": (1, 1), "tiles": 2, "method": "lp"}
+    whole = maso.slice_regions(net, **box)
+    _interrupt_after(monkeypatch, 3)
+    with pytest.raises(KeyboardInterrupt):
+        maso.slice_regions(net, **box, checkpoint=tmp_path / "lp.ckpt")
+    monkeypatch.undo()
+    resumed = maso.slice_regions(net, **box, checkpoint=tmp_path / "lp.ckpt")
+    assert resumed.stats["tiles_resumed"] == 3 and resumed.method == "lp"
+    _assert_identical(whole, resumed)
+
+
+def test_warnings_of_recorded_tiles_are_said_again(tmp_path, monkeypatch):
+    """A tile's warning (here one made up for tile 1) is kept in its record and said again when it is read."""
+    net = maso.mlp([2, 8, 8, 1], seed=0)
+    real = slices._slice_rectangle
+    seen: list[int] = []
+
+    def tile(*args, **kwargs):
+        seen.append(1)
+        if len(seen) == 2:
+            warnings.warn("tile two was odd", maso.errors.NumericalWarning, stacklevel=2)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(slices, "_slice_rectangle", tile)
+    path = tmp_path / "w.ckpt"
+    with pytest.warns(maso.errors.NumericalWarning, match="tile two was odd") as first:
+        maso.slice_regions(net, lo=(-1, -1), hi=(1, 1), tiles=2, checkpoint=path)
+    with pytest.warns(maso.errors.NumericalWarning, match="tile two was odd") as again:
+        maso.slice_regions(net, lo=(-1, -1), hi=(1, 1), tiles=2, checkpoint=path)
+    assert len(seen) == 4  # the second call sliced nothing
+    assert [str(w.message) for w in first] == [str(w.message) for w in again]
+    assert again[0].filename == __file__
+
+
+def test_checkpoint_of_another_run_is_refused_untouched(tmp_path):
+    net, plane = _cnn()
+    path = tmp_path / "s.ckpt"
+    maso.slice_regions(net, plane, lo=(0.0, 0.0), hi=(0.2, 0.2), tiles=2, checkpoint=path)
+    before = path.read_bytes()
+    other_net = maso.from_torch(random_model(3, "inception")[0], torch.zeros(1, *random_model(3, "inception")[1],
+                                                                           dtype=torch.float64))
+    other_plane = maso.Plane.through_points(*random_inputs(5, random_model(2, "inception")[1], 3))
+    cases = [({"hi": (0.2, 0.3)}, "its window differs"), ({"tiles": 3}, "its tiles differs"),
+             ({"tol": 1e-10}, "its tolerance differs"), ({"method": "lp"}, "its method differs"),
+             ({"max_regions": 10_000}, "its max_regions differs"), ({"plane": other_plane}, "its network differs")]
+    for change, match in cases:
+        kw = {"plane": plane, "lo": (0.0, 0.0), "hi": (0.2, 0.2), "tiles": 2, **change}
+        with pytest.raises(maso.errors.CheckpointError, match=match):
+            maso.slice_regions(net, checkpoint=path, **kw)
+    if other_net.input_shape == net.input_shape:
+        with pytest.raises(maso.errors.CheckpointError, match="its network differs"):
+            maso.slice_regions(other_net, plane, lo=(0.0, 0.0), hi=(0.2, 0.2), tiles=2, checkpoint=path)
+    small = maso.mlp([2, 4, 1], seed=0)
+    with pytest.raises(maso.errors.CheckpointError, match="checkpoint of a tiled slice, not of an enumeration"):
+        maso.enumerate_regions(small, maso.Box([-1, -1], [1, 1]), checkpoint=path)
+    assert path.read_bytes() == before
+    enum = tmp_path / "e.ckpt"
+    maso.enumerate_regions(small, maso.Box([-1, -1], [1, 1]), checkpoint=enum)
+    with pytest.raises(maso.errors.CheckpointError, match="checkpoint of an enumeration, not of a tiled slice"):
+        maso.slice_regions(small, lo=(-1, -1), hi=(1, 1), tiles=2, checkpoint=enum)
+
+
+def _records(path) -> list[tuple[int, int, dict]]:
+    records, bad, _ = C._scan(path.read_bytes(), 0)
+    assert not bad
+    return [(a, b, meta) for a, b, meta, _ in records]
+
+
+def test_damaged_and_cut_records_are_sliced_again(tmp_path, monkeypatch):
+    net = maso.mlp([2, 10, 10, 2], seed=7)
+    box = {"lo": (-1, -1), "hi": (1, 1), "tiles": 2}
+    path = tmp_path / "d.ckpt"
+    whole = maso.slice_regions(net, **box, checkpoint=path)
+    recs = _records(path)
+    assert [m["kind"] for *_, m in recs] == ["header", "plan", "task", "task", "task", "task"]
+    # a flipped byte inside tile 2's arrays: that record is skipped (and cut from the file), tile 2 sliced again
+    data = bytearray(path.read_bytes())
+    a, b, meta = recs[4]
+    assert meta["task"] == 2
+    data[b - 9] ^= 0xFF
+    path.write_bytes(bytes(data))
+    calls = _interrupt_after(monkeypatch, 99)
+    with pytest.warns(maso.errors.CheckpointWarning, match="damaged record"):
+        again = maso.slice_regions(net, **box, checkpoint=path)
+    assert again.stats["tiles_resumed"] == 3 and len(calls) == 1
+    _assert_identical(whole, again)
+    # a kill while the last record was written: it is cut off without a word, and that tile sliced again
+    a, b, meta = _records(path)[-1]
+    path.write_bytes(path.read_bytes()[:(a + b) // 2])
+    calls.clear()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        again = maso.slice_regions(net, **box, checkpoint=path)
+    assert again.stats["tiles_resumed"] == 3 and len(calls) == 1
+    _assert_identical(whole, again)
+
+
+def test_crafted_record_with_a_valid_checksum_is_refused(tmp_path, monkeypatch):
+    """A record whose checksum is right but whose arrays do not fit together (wrong shapes, indices out of range)
+    is skipped with a warning: it never becomes a slice."""
+    net = maso.mlp([2, 10, 10, 2], seed=7)
+    box = {"lo": (-1, -1), "hi": (1, 1), "tiles": 2}
+    path = tmp_path / "c.ckpt"
+    _interrupt_after(monkeypatch, 1)
+    with pytest.raises(KeyboardInterrupt):
+        maso.slice_regions(net, **box, checkpoint=path)
+    monkeypatch.undo()
+    recs = C._scan(path.read_bytes(), 0)[0]
+    _, _, meta, arrays = recs[-1]  # tile 0's record
+    plan = recs[1][2]["id"]
+    for bad in ({"polygon_vertices": arrays["polygon_vertices"] + len(arrays["vertices"])},  # past the vertices
+                {"areas": arrays["areas"][:-1]}):  # one area short
+        craft = {**{k: np.array(v) for k, v in arrays.items()}, **bad}
+        with open(path, "ab") as fh:
+            fh.write(C._encode({**{k: v for k, v in meta.items() if k != "task"}, "task": 1, "plan": plan}, craft))
+    calls = _interrupt_after(monkeypatch, 99)
+    with pytest.warns(maso.errors.CheckpointWarning, match="malformed task record"):
+        again = maso.slice_regions(net, **box, checkpoint=path)
+    assert again.stats["tiles_resumed"] == 1 and len(calls) == 3
+    _assert_identical(maso.slice_regions(net, **box), again)
+
+
+@pytest.mark.parametrize("bad", [3, b"", "", 1.5])
+def test_bad_checkpoint_parameter(bad):
+    net = maso.mlp([2, 4, 1], seed=0)
+    with pytest.raises(maso.errors.ParameterError, match="'checkpoint' parameter of slice_regions"):
+        maso.slice_regions(net, lo=(-1, -1), hi=(1, 1), tiles=2, checkpoint=bad)
+
+
+def test_unusable_checkpoint_paths(tmp_path):
+    net = maso.mlp([2, 4, 1], seed=0)
+    with pytest.raises(maso.errors.CheckpointError, match="is a directory"):
+        maso.slice_regions(net, lo=(-1, -1), hi=(1, 1), tiles=2, checkpoint=tmp_path)
+    with pytest.raises(maso.errors.CheckpointError, match="does not exist"):
+        maso.slice_regions(net, lo=(-1, -1), hi=(1, 1), tiles=2, checkpoint=tmp_path / "no" / "x.ckpt")
+    junk = tmp_path / "junk"
+    junk.write_bytes(struct.pack("<8d", *range(8)))
+    with pytest.raises(maso.errors.CheckpointError, match="not a maso checkpoint"):
+        maso.slice_regions(net, lo=(-1, -1), hi=(1, 1), tiles=2, checkpoint=junk)
+    assert os.path.getsize(junk) == 64
