@@ -20,6 +20,12 @@ With ``--tiles N`` each window is sliced whole and as N x N tiles (``slice_regio
 process: the two times, whether the whole window's carried values outgrew the memory budget (it then recomputes
 layers from the anchors; the tiles exist for this), the pieces before joining, and the check that both give the
 same regions and areas. E.g. ``--windows 2e-3 --tiles 2`` on a 24 GB machine.
+
+With ``--tiles N --resume`` each window is sliced as N x N tiles four ways in the same process: without a
+checkpoint (the baseline), with one (``checkpoint=``: the cost of recording every tile, and the file's size), read
+back from the complete checkpoint, and killed: a child process slicing with a checkpoint is sent SIGKILL once half
+the tiles are recorded, and the slice is resumed from what it left. Each must equal the baseline bit for bit
+(polygons, codes, areas, adjacency); the script exits 1 if one does not.
 """
 
 from __future__ import annotations
@@ -30,7 +36,10 @@ import os
 for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "2")
 
+import signal
+import subprocess
 import sys
+import tempfile
 import time
 
 import numpy as np
@@ -68,13 +77,21 @@ def main() -> None:
     ap.add_argument("--tiles-only", action="store_true",
                     help="with --tiles: skip the whole window (for windows it would take hours); check instead that "
                          "the codes at 500 regions' interior points are the network's and the areas fill the window")
+    ap.add_argument("--resume", action="store_true",
+                    help="with --tiles: time the checkpoint (recording, reading back, a killed run resumed)")
+    ap.add_argument("--child", default=None, help=argparse.SUPPRESS)  # (a checkpoint path: the run to be killed)
     args = ap.parse_args()
-    net = maso.from_torch(maso.nn.inception5_tail(seed=0, dtype=torch.float64),
-                          torch.zeros(1, 832, 7, 7, dtype=torch.float64))
-    plane = maso.Plane.through_points(*np.maximum(np.random.default_rng(0).normal(size=(3, 832, 7, 7)), 0))
+    net, plane = setup()
+    if args.child is not None:  # the run that --resume kills: slice with a checkpoint until killed
+        w = args.windows[0]
+        maso.slice_regions(net, plane, lo=(0.2, 0.2), hi=(0.2 + w, 0.2 + w), tiles=args.tiles, progress=False,
+                           device=args.device, checkpoint=args.child)
+        sys.exit(0)
     print(f"input {net.input_dim:,}-D, {net.n_units:,} units; |u| = {np.linalg.norm(plane.u):.0f}, "
           f"|v| = {np.linalg.norm(plane.v):.0f}; torch threads {torch.get_num_threads()}; device {args.device}")
     bad = False
+    if args.tiles > 1 and args.resume:
+        sys.exit(compare_resume(net, plane, args.windows, args.tiles, args.device))
     if args.tiles > 1:
         sys.exit(compare_tiles(net, plane, args.windows, args.tiles, args.device, args.tiles_only))
     if args.device == "cpu":
@@ -123,6 +140,77 @@ def main() -> None:
             line += f" {t_cpu:7.1f} {t_cpu / t_dev:10.1f}{'' if same else '  REGIONS DIFFER'}"
         print(line, flush=True)
     sys.exit(1 if bad else 0)
+
+
+def setup() -> tuple[maso.Network, maso.Plane]:
+    net = maso.from_torch(maso.nn.inception5_tail(seed=0, dtype=torch.float64),
+                          torch.zeros(1, 832, 7, 7, dtype=torch.float64))
+    plane = maso.Plane.through_points(*np.maximum(np.random.default_rng(0).normal(size=(3, 832, 7, 7)), 0))
+    return net, plane
+
+
+def identical(a: maso.SliceRegions, b: maso.SliceRegions) -> bool:
+    return len(a) == len(b) and all(np.array_equal(getattr(a, f), getattr(b, f)) for f in (
+        "vertices", "polygon_offsets", "polygon_vertices", "code_columns", "varying_codes", "shared_code", "areas",
+        "interior_points", "adjacency"))
+
+
+def tasks_recorded(path: str) -> int:
+    """Tile records in a checkpoint file (read as the run appends to it)."""
+    from maso.regions._checkpoint import _scan
+
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read()
+    except FileNotFoundError:
+        return 0
+    return sum(meta.get("kind") == "task" for _, _, meta, _ in _scan(data, 0)[0])
+
+
+def compare_resume(net: maso.Network, plane: maso.Plane, windows: list[float], tiles: int, device: str) -> int:
+    """Each window as ``tiles`` x ``tiles`` tiles: without a checkpoint, with one, read back, and killed half way
+    (SIGKILL to a child process) then resumed; 1 if any differs from the first."""
+    maso.slice_regions(net, plane, lo=(0.2, 0.2), hi=(0.20001, 0.20001), device=device)  # warm-up
+    n = tiles * tiles
+    print(f"{'window side':>12s} {'tiles':>6s} {'regions':>8s} {'plain s':>8s} {'checkpointed s':>15s} "
+          f"{'ratio':>6s} {'file MB':>8s} {'read back s':>12s} {'killed at':>10s} {'killed s':>9s} "
+          f"{'resume s':>9s} {'identical':>10s}")
+    bad = False
+    with tempfile.TemporaryDirectory() as tmp:
+        for w in windows:
+            box = {"lo": (0.2, 0.2), "hi": (0.2 + w, 0.2 + w), "progress": False, "device": device, "tiles": tiles}
+            t = time.perf_counter()
+            plain = maso.slice_regions(net, plane, **box)
+            t_plain = time.perf_counter() - t
+            path = os.path.join(tmp, f"{w:g}.ckpt")
+            t = time.perf_counter()
+            recorded = maso.slice_regions(net, plane, checkpoint=path, **box)
+            t_rec = time.perf_counter() - t
+            t = time.perf_counter()
+            read = maso.slice_regions(net, plane, checkpoint=path, **box)
+            t_read = time.perf_counter() - t
+            size = os.path.getsize(path) / 2**20
+            # killed half way: a child slices with a checkpoint; SIGKILL once half the tiles are recorded
+            killed_path = os.path.join(tmp, f"{w:g}.killed.ckpt")
+            t = time.perf_counter()
+            child = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--windows", str(w), "--tiles",
+                                      str(tiles), "--device", device, "--child", killed_path])
+            while child.poll() is None and tasks_recorded(killed_path) < n // 2:
+                time.sleep(0.2)
+            child.send_signal(signal.SIGKILL)
+            child.wait()
+            t_killed = time.perf_counter() - t
+            at = tasks_recorded(killed_path)
+            t = time.perf_counter()
+            resumed = maso.slice_regions(net, plane, checkpoint=killed_path, **box)
+            t_resume = time.perf_counter() - t
+            ok = identical(plain, recorded) and identical(plain, read) and identical(plain, resumed) \
+                and resumed.stats["tiles_resumed"] == at and read.stats["tiles_resumed"] == n
+            bad |= not ok
+            print(f"{w:12.0e} {n:6d} {len(plain):8d} {t_plain:8.1f} {t_rec:15.1f} {t_rec / t_plain:6.3f} "
+                  f"{size:8.1f} {t_read:12.2f} {f'{at}/{n}':>10s} {t_killed:9.1f} {t_resume:9.1f} {ok!s:>10s}",
+                  flush=True)
+    return 1 if bad else 0
 
 
 def compare_tiles(net: maso.Network, plane: maso.Plane, windows: list[float], tiles: int, device: str,

@@ -3,7 +3,7 @@
 The file is a maso checkpoint (the record format of ``maso.regions._checkpoint``: checksummed records, no pickle,
 a lock while work remains, damaged records skipped and recomputed). Its header names what the tiles' results
 depend on: the restricted network (the plane is folded into its first layer), the window, the grid, the snapping
-tolerance, the method and ``max_regions``; its plan is the grid (one task per tile, in `tile_grid` order); a task
+tolerance and the method; its plan is the grid (one task per tile, in `tile_grid` order); a task
 record holds one tile's slice, its mesh (the argmax cells and the adjacency are cut from it) and the warnings it
 raised, which a resumed run says again.
 """
@@ -28,12 +28,14 @@ _INDICES = ("polygon_offsets", "polygon_vertices", "code_columns", "adjacency")
 _MESH = ("mesh_P", "mesh_E", "mesh_EF")
 
 
-def tile_header(flat: Network, lo: np.ndarray, hi: np.ndarray, grid: tuple[int, int], tol: float, method: str,
-                max_regions: int | None) -> dict[str, Any]:
-    """The header a tiled slice's checkpoint must match to be resumed (JSON values, compared as read back)."""
+def tile_header(flat: Network, lo: np.ndarray, hi: np.ndarray, grid: tuple[int, int], tol: float, method: str
+                ) -> dict[str, Any]:
+    """The header a tiled slice's checkpoint must match to be resumed (JSON values, compared as read back).
+    Not ``max_regions``: it only stops a tile (with a DomainError), never changes one, so a run stopped by it
+    resumes with a larger one. Not ``device`` either: every device gives the same slice."""
     return {"kind": "header", "format": FORMAT, "maso": __version__, "what": WHAT, "network": _network_digest(flat),
             "window": [float(v) for v in (*lo, *hi)], "tiles": [int(grid[0]), int(grid[1])], "tol": float(tol),
-            "method": method, "max_regions": max_regions}
+            "method": method}
 
 
 def pack_tile(fields: dict[str, Any], said: list[tuple[type[Warning], str]]) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -1264,12 +1264,13 @@ def slice_regions(
         (Ctrl-C, a kill, a crash, a full disk) loses at most the tile it was on: the same call again reads the
         finished tiles back and slices only the rest (``stats["tiles_resumed"]`` counts them), with the same
         result as a slice that was never interrupted, warnings included. A complete checkpoint is only read (it
-        may be read-only); a checkpoint of another slice (another network, plane, window, ``tiles``, ``tol``,
-        ``method`` or ``max_regions``), of an enumeration or of another maso version is refused with a
+        may be read-only); a checkpoint of another slice (another network, plane, window, ``tiles``, ``tol`` or
+        ``method``), of an enumeration or of another maso version is refused with a
         [`CheckpointError`][maso.errors.CheckpointError] naming what differs, and damaged records are skipped
         and their tiles sliced again (a [`CheckpointWarning`][maso.errors.CheckpointWarning] says so). The
         file holds each tile's slice and mesh: about as much as the slice itself in memory, without the carried
-        values. ``device`` is not part of the run: tiles sliced on a GPU resume on the CPU and the other way.
+        values. ``device`` and ``max_regions`` are not part of the run: tiles sliced on a GPU resume on the CPU
+        and the other way, and a tile that ``max_regions`` stopped resumes with a larger one.
 
     Returns
     -------
@@ -1367,8 +1368,7 @@ def _tiled(flat: Network, plane: Plane, lo: np.ndarray, hi: np.ndarray, tol: flo
     checkpoint (one progress bar over all), then joined."""
     tiles = tile_grid(lo, hi, grid)
     parts, said, resumed = _slice_tiles(flat, plane, tiles, tol, method, show, max_regions, device,
-                                        _open_checkpoint(checkpoint, flat, lo, hi, grid, tol, method, max_regions,
-                                                         len(tiles)))
+                                        _open_checkpoint(checkpoint, flat, lo, hi, grid, tol, method, len(tiles)))
     by_kind: dict[type, list[str]] = {}
     for kind, message in said:
         by_kind.setdefault(kind, []).append(message)
@@ -1411,15 +1411,14 @@ def _tiled(flat: Network, plane: Plane, lo: np.ndarray, hi: np.ndarray, tol: flo
 
 
 def _open_checkpoint(path: str | bytes | os.PathLike | None, flat: Network, lo: np.ndarray, hi: np.ndarray,
-                     grid: tuple[int, int], tol: float, method: str, max_regions: int | None, n_tiles: int
-                     ) -> _Checkpoint | None:
+                     grid: tuple[int, int], tol: float, method: str, n_tiles: int) -> _Checkpoint | None:
     """The checkpoint of a tiled slice, opened (and its plan written) before any tile is sliced; its warnings
     (damaged records) point at the caller."""
     if path is None:
         return None
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        ck = _Checkpoint(os.fspath(path), tile_header(flat, lo, hi, grid, tol, method, max_regions), flat,
+        ck = _Checkpoint(os.fspath(path), tile_header(flat, lo, hi, grid, tol, method), flat,
                          decode=functools.partial(unpack_tile, n_units=flat.n_units,
                                                   code_dtype=flat.program.code_dtype))
     for w in caught:
