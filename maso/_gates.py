@@ -50,6 +50,21 @@ def two_piece_probabilities(gate: str, d: Tensor) -> tuple[Tensor, Tensor]:
     return 0.5 * (1.0 - z), 0.5 * (1.0 + z)
 
 
+def two_piece_stacked(gate: str, d: Tensor) -> Tensor:
+    """`two_piece_probabilities` as one tensor ``(*d.shape, 2)``: the same values bit for bit; for the tanh gate
+    (GELU's) written in place, in fewer passes over memory (on a GPU, fewer kernels) than stacking the sides."""
+    if gate != "tanh":  # (sigmoid into a strided output takes another kernel path, which rounds otherwise)
+        return torch.stack(two_piece_probabilities(gate, d), dim=-1)
+    out = d.new_empty((*d.shape, 2))
+    # the tanh gate in the order `two_piece_probabilities` computes it (commuted products round alike);
+    # 0.5 (1 -+ z) == 0.5 -+ 0.5 z exactly, a product by 0.5 being exact
+    z = d * _GELU_NEW_CUBIC
+    z.mul_(d).mul_(d).add_(d).mul_(_SQRT_2_OVER_PI).tanh_().mul_(0.5)
+    torch.neg(z, out=out[..., 0]).add_(0.5)  # (negation is exact: -h + 0.5 == 0.5 - h)
+    torch.add(z, 0.5, out=out[..., 1])
+    return out
+
+
 def upper_probability(gate: str, d: Tensor) -> Tensor:
     """Probability of piece 1 alone (the forward pass needs no more)."""
     if gate == "logistic":

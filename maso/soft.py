@@ -243,13 +243,16 @@ class Soft(SplineLayer):
             y = l0 + p1 * (l1 - l0)
         return d, y
 
-    def _expected_piece(self, t: Tensor, p: dict[str, Tensor], in_shape: Shape) -> tuple[Tensor, Tensor]:
-        """Expected slope and intercept ``(n, *in_shape)`` of elementwise units with probabilities ``t``."""
+    def _expected_piece(self, t: Tensor, p: dict[str, Tensor], in_shape: Shape) -> tuple[Tensor, Tensor | None]:
+        """Expected slope and intercept ``(n, *in_shape)`` of elementwise units with probabilities ``t``; the
+        intercept is None where it is 0 for every unit (ReLU pieces)."""
         tt = t.reshape(t.shape[0], *in_shape, t.shape[-1])
         if self.readout is not None:
             v = torch.as_tensor(np.array(self.readout), dtype=t.dtype, device=t.device)
             return torch.zeros_like(tt[..., 0]), (tt * v).sum(-1)
         assert isinstance(self.base, Elementwise)  # the callers ask only for an elementwise base
+        if self.base.kind == "relu":  # pieces 0 and u: the slope is P(active), exactly, and no intercept
+            return tt[..., 1], None
         s, c, _ = self.base.piece_parameters(p, len(in_shape))
         slope = sum(tt[..., r] * s[r] for r in range(len(s)))
         icpt = sum(tt[..., r] * c[r] for r in range(len(c)))
@@ -305,8 +308,7 @@ class Soft(SplineLayer):
 
     def _two_piece_probabilities(self, d: Tensor) -> Tensor:
         """Piece probabilities ``(n, U, 2)`` of two-piece units from their tempered gaps ``d`` ``(n, *in_shape)``."""
-        t0, t1 = _gates.two_piece_probabilities(self.gate, d)
-        return torch.stack([t0, t1], dim=-1).reshape(d.shape[0], math.prod(d.shape[1:]), 2)
+        return _gates.two_piece_stacked(self.gate, d).reshape(d.shape[0], math.prod(d.shape[1:]), 2)
 
     def piece_probabilities(self, x, p, in_shape, temperature=None):
         # the gate re-evaluated at another temperature on the same pre-activations (the layer is not changed)
@@ -330,7 +332,7 @@ class Soft(SplineLayer):
         if isinstance(self.base, Elementwise):
             slope, icpt = self._expected_piece(icode, p, in_shape)
             y = x * slope.unsqueeze(1)
-            return y + icpt.unsqueeze(1) if bias else y
+            return y + icpt.unsqueeze(1) if bias and icpt is not None else y
         n, T = x.shape[:2]
         X = x.reshape(n * T, *in_shape)
         t = icode.repeat_interleave(T, dim=0)

@@ -555,13 +555,22 @@ class Network:
         R = max((g.n_pieces for g in self.units), default=1)
         self._check_output_fits(n, self.n_units * R, t, "Network.soft_codes", "piece probabilities")
         parts: dict[str, torch.Tensor] = {}
-        out = None if by_layer else torch.empty((n, self.n_units, R), dtype=t.dtype, device=t.device)
+        out: torch.Tensor | None = None
         with torch.no_grad():
             for sl in evaluator.chunks(n, self._program.sample_size) or [slice(0, 0)]:
-                for g, pr in self._soft_block(t[sl], temperature).items():
+                block = self._soft_block(t[sl], temperature)
+                if not by_layer and out is None:
+                    pr = next(iter(block.values()), None)
+                    if len(block) == 1 and pr is not None and pr.shape == (n, self.n_units, R) \
+                            and pr.is_contiguous():
+                        out = pr  # one layer, one block: its probabilities are the result (no copy)
+                        continue
+                    out = torch.empty((n, self.n_units, R), dtype=t.dtype, device=t.device)
+                for g, pr in block.items():
                     if out is not None:
                         out[sl, g.columns, :pr.shape[-1]] = pr
-                        out[sl, g.columns, pr.shape[-1]:] = 0  # pieces this layer's units do not have
+                        if pr.shape[-1] < R:
+                            out[sl, g.columns, pr.shape[-1]:] = 0  # pieces this layer's units do not have
                         continue
                     if g.name not in parts:
                         parts[g.name] = torch.empty((n, g.size, pr.shape[-1]), dtype=t.dtype, device=t.device)

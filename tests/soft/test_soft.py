@@ -49,6 +49,34 @@ def test_gpt2_gelu_new_gate_exactly():
     assert 1e-4 < float((p - pe).abs().max()) < 2e-4
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_stacked_gate_equals_the_two_sides_bit_for_bit(dtype):
+    """The soft codes' fused gate (written in place for the tanh gate) gives the values of the two sides computed
+    apart and stacked, bit for bit: every gate, magnitudes from 1e-30 to 1e3, signed zeros, subnormals, and a
+    non-contiguous input."""
+    from maso import _gates
+
+    g = torch.Generator().manual_seed(0)
+    d = torch.cat([torch.randn(20_000, generator=g, dtype=dtype) * s for s in (1e-30, 1e-6, 1e-2, 1, 4, 30, 1e3)]
+                  + [torch.tensor([0.0, -0.0, 1e-40, -1e-40, 20.0, -20.0], dtype=dtype)])
+    for x in (d, d.reshape(-1, 2).t()):  # (the transpose: a strided input)
+        for gate in _gates.GATES:
+            t0, t1 = _gates.two_piece_probabilities(gate, x)
+            both = _gates.two_piece_stacked(gate, x)
+            assert both.shape == (*x.shape, 2)
+            assert torch.equal(both[..., 0], t0) and torch.equal(both[..., 1], t1), gate
+    # the ReLU-based soft layer's expected slope is P(active) itself, and it has no intercept: the expected
+    # affine map of a GELU block equals the one of the same layer on a generic two-piece base (0, u)
+    W = torch.randn(6, 3, generator=g, dtype=torch.float64)
+    x = torch.randn(50, 3, generator=g, dtype=torch.float64)
+    generic = soft.Soft(maso.layers.Elementwise(np.array([0.0, 1.0]), np.array([0.0, 1e-300])), "tanh")
+    assert generic.base.kind == "generic"
+    fast, ref = (maso.Network.sequential((3,), [Dense(W.numpy(), np.zeros(6)), layer, Dense(np.ones((1, 6)), np.zeros(1))]
+                                         ).expected_affine_at(x) for layer in (soft.gelu("tanh"), generic))
+    np.testing.assert_allclose(fast.A, ref.A, rtol=1e-13, atol=1e-15)
+    np.testing.assert_allclose(fast.b, ref.b, rtol=1e-13, atol=1e-250)
+
+
 def test_silu_sigmoid_tanh_exactly():
     _close(_apply(soft.silu(), U), F.silu(U))
     _close(_apply(soft.sigmoid(), U), torch.sigmoid(U))
