@@ -68,7 +68,7 @@ def _a(what: Any) -> str:
 
 
 # how a header field is named in the message of a checkpoint of another run
-_HEADER_NAMES = {"tol": "tolerance"}
+_HEADER_NAMES = {"tol": "tolerance", "network_plane": "network or plane", "tiles": "tile grid"}
 _REGION_KEYS = ("code", "rows", "A", "b", "units", "fu_len", "fu", "center", "radius", "map_A", "map_b")
 
 # Checkpoints this process writes, by (device, inode): a POSIX lock does not exclude the process holding it, and
@@ -239,6 +239,7 @@ class _Checkpoint:
         # a task record's payload from its meta and arrays (an enumeration's: its regions and slivers); raises
         # ValueError, TypeError, KeyError or IndexError on a malformed record
         self._decode = self._enumeration_task if decode is None else decode
+        self._unit = "tile" if header.get("what") == "tiled slice" else "task"  # what a task is, in messages
         self.plan: dict[str, Any] | None = None
         self.plan_slivers: list[Sliver] = []
         self.done: dict[int, Any] = {}
@@ -411,12 +412,13 @@ class _Checkpoint:
         spans = ", ".join(f"{a:,}-{b:,} ({why})" for a, b, why in sorted(self._bad)[:5])
         more = f" and {len(self._bad) - 5} more" if len(self._bad) > 5 else ""
         n_tasks = self.n_tasks  # None without a plan
+        unit = self._unit
         if self.complete:
-            what = "every task has a valid record, so nothing is recomputed"
+            what = f"every {unit} has a valid record, so nothing is recomputed"
         elif n_tasks is None:
-            what = "the plan of the run is lost with them, so every task is computed again"
+            what = f"the plan of the run is lost with them, so every {unit} is computed again"
         else:
-            what = f"the {n_tasks - len(self.done)} of {n_tasks} tasks without a valid record are computed"
+            what = f"the {n_tasks - len(self.done)} of {n_tasks} {unit}s without a valid record are computed"
         fixed = "" if self._fd is None else "; the file is rewritten without the damaged bytes" if self._rewritten \
             else "; the damaged bytes stay in the file (it could not be rewritten)"
         warnings.warn(f"Checkpoint {self.name!r} has {len(self._bad)} damaged record(s), skipped: bytes {spans}{more}; "
@@ -436,8 +438,8 @@ class _Checkpoint:
                                   f"{os.path.dirname(os.path.abspath(self.name))!r}. Pass a path in a writable "
                                   "directory.") from None
             n_tasks = self.n_tasks  # None without a plan
-            todo = "every task remains" if n_tasks is None else \
-                f"{n_tasks - len(self.done)} of {n_tasks} tasks remain"
+            todo = f"every {self._unit} remains" if n_tasks is None else \
+                f"{n_tasks - len(self.done)} of {n_tasks} {self._unit}s remain"
             raise self._error(f"is read-only (permission denied), and {todo} to compute. Make it writable, or copy "
                               "it to a writable place and pass the copy.") from None
         except OSError as e:
@@ -544,7 +546,7 @@ class _Checkpoint:
                 os.ftruncate(self._fd, self._end)
             except OSError:
                 pass
-            kept = f"the {len(self.done)} finished task(s) recorded before are kept" if self.plan is not None else \
+            kept = f"the {len(self.done)} finished {self._unit}(s) recorded before are kept" if self.plan is not None else \
                 "nothing was recorded yet"
             raise self._error(f"could not be written ({what}): {e.strerror or e}. The record was cut off again and "
                               f"{kept}; free some space (or raise the file-size limit) and run again with the same "
@@ -569,7 +571,8 @@ class _Checkpoint:
         """Record a finished task: ``meta`` (JSON) and ``arrays`` as the file keeps them, ``payload`` as `done`
         holds it (what ``decode`` makes of the record when it is read back)."""
         assert self.plan is not None
-        self._append(_encode({**meta, "kind": "task", "task": task, "plan": self.plan["id"]}, arrays), f"task {task}")
+        self._append(_encode({**meta, "kind": "task", "task": task, "plan": self.plan["id"]}, arrays),
+                     f"{self._unit} {task}")
         self.done[task] = payload
 
     def close(self) -> None:

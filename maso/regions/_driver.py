@@ -106,6 +106,9 @@ def _check_parameters(caller: str, *, workers: Any, executor: Any, checkpoint: A
                                  f"None. Got {checkpoint!r} ({type(checkpoint).__name__}).")
         if not os.fspath(checkpoint):
             raise ParameterError(f"The 'checkpoint' parameter of {caller} is an empty path.")
+        if "\0" in os.fsdecode(checkpoint):
+            raise ParameterError(f"The 'checkpoint' parameter of {caller} holds a NUL character, which no path can "
+                                 f"hold. Got {checkpoint!r}.")
     if progress is not None and not isinstance(progress, (bool, np.bool_)):
         raise ParameterError(f"The 'progress' parameter of {caller} must be True, False or None (show it when stderr "
                              f"is a terminal). Got {progress!r} ({type(progress).__name__}).")

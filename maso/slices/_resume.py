@@ -14,6 +14,7 @@ import builtins
 from typing import Any
 
 import numpy as np
+import torch
 
 from maso import errors as _errors
 from maso._version import __version__
@@ -28,14 +29,18 @@ _INDICES = ("polygon_offsets", "polygon_vertices", "code_columns", "adjacency")
 _MESH = ("mesh_P", "mesh_E", "mesh_EF")
 
 
-def tile_header(flat: Network, lo: np.ndarray, hi: np.ndarray, grid: tuple[int, int], tol: float, method: str
-                ) -> dict[str, Any]:
+def tile_header(flat: Network, lo: np.ndarray, hi: np.ndarray, grid: tuple[int, int], tol: float, method: str,
+                device: torch.device | None) -> dict[str, Any]:
     """The header a tiled slice's checkpoint must match to be resumed (JSON values, compared as read back).
-    Not ``max_regions``: it only stops a tile (with a DomainError), never changes one, so a run stopped by it
-    resumes with a larger one. Not ``device`` either: every device gives the same slice."""
-    return {"kind": "header", "format": FORMAT, "maso": __version__, "what": WHAT, "network": _network_digest(flat),
-            "window": [float(v) for v in (*lo, *hi)], "tiles": [int(grid[0]), int(grid[1])], "tol": float(tol),
-            "method": method}
+
+    The restricted network stands for the network and the plane (folded into its first layer). The device's
+    kind is part of the run: another device's matrix products round otherwise, so vertex coordinates may differ
+    in the last bits, and a resumed slice must be the uninterrupted one bit for bit. ``max_regions`` is not: it
+    only stops a tile (with a DomainError), never changes one, so a run it stopped resumes with a larger one."""
+    return {"kind": "header", "format": FORMAT, "maso": __version__, "what": WHAT,
+            "network_plane": _network_digest(flat), "window": [float(v) for v in (*lo, *hi)],
+            "tiles": [int(grid[0]), int(grid[1])], "tol": float(tol), "method": method,
+            "device": "cpu" if device is None else device.type}
 
 
 def pack_tile(fields: dict[str, Any], said: list[tuple[type[Warning], str]]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -51,13 +56,26 @@ def pack_tile(fields: dict[str, Any], said: list[tuple[type[Warning], str]]) -> 
     return meta, arrays
 
 
-def unpack_tile(meta: dict[str, Any], arrays: dict[str, np.ndarray], *, n_units: int, code_dtype: Any
-                ) -> dict[str, Any]:
-    """One tile's fields from its record, after checking that they fit together (a crafted record with a valid
-    checksum must not make a slice of the wrong shapes); ValueError where they do not."""
-    method, tol, stats = meta["method"], meta["tol"], meta["stats"]
-    if method not in ("mesh", "lp") or not isinstance(tol, float) or not isinstance(stats, dict):
-        raise ValueError("method, tol or stats")
+# stats that later steps add up or read as numbers
+_COUNTS = ("snapped", "splits", "merged", "slivers", "vertices", "edges", "duplicate_codes")
+_AMOUNTS = ("values_seconds", "min_area", "seconds")
+
+
+def unpack_tile(meta: dict[str, Any], arrays: dict[str, np.ndarray], *, n_units: int, code_dtype: Any, method: str,
+                tol: float, lp_tol: float) -> dict[str, Any]:
+    """One tile's fields from its record, after checking that they fit together and with the run (``method``,
+    ``tol``; a tile that fell back to LP has method "lp" and ``lp_tol``): a crafted record with a valid checksum
+    must not make a slice of the wrong shapes, with unsorted columns or non-finite coordinates, or one that
+    breaks a later step. ValueError where it would."""
+    kind, own_tol, stats = meta["method"], meta["tol"], meta["stats"]
+    if kind not in ((method, "lp") if method == "mesh" else (method,)) or own_tol != (tol if kind == "mesh" else lp_tol):
+        raise ValueError("method or tol of another run")
+    if not isinstance(stats, dict) or not all(
+            isinstance(v, (bool, int, str)) or isinstance(v, float) and np.isfinite(v) for v in stats.values()):
+        raise ValueError("stats")
+    if any(k in stats and (type(stats[k]) is not int or stats[k] < 0) for k in _COUNTS) or any(
+            k in stats and (type(stats[k]) not in (int, float) or stats[k] < 0) for k in _AMOUNTS):
+        raise ValueError("stats counts")
     a = {k: arrays[k] for k in (*_FLOATS, *_INDICES, "varying_codes", "shared_code")}
     n, V = len(a["areas"]), len(a["vertices"])
     off, pv, cols, adj = a["polygon_offsets"], a["polygon_vertices"], a["code_columns"], a["adjacency"]
@@ -68,24 +86,27 @@ def unpack_tile(meta: dict[str, Any], arrays: dict[str, np.ndarray], *, n_units:
              or (a[k].dtype.kind != "f" if k in _FLOATS else k in _INDICES and a[k].dtype.kind not in "iu")]
     if wrong or a["varying_codes"].dtype != np.dtype(code_dtype) or a["shared_code"].dtype != np.dtype(code_dtype):
         raise ValueError(f"tile arrays of the wrong shape or dtype ({', '.join(wrong) or 'code dtype'})")
-    if off[0] != 0 or off[-1] != len(pv) or (np.diff(off) < 3).any() or pv.min(initial=0) < 0 \
+    if n < 1 or off[0] != 0 or off[-1] != len(pv) or (np.diff(off) < 3).any() or pv.min(initial=0) < 0 \
             or pv.max(initial=0) >= max(V, 1) or cols.min(initial=0) < 0 or cols.max(initial=0) >= max(n_units, 1) \
-            or adj.min(initial=0) < 0 or adj.max(initial=0) >= max(n, 1):
-        raise ValueError("tile indices out of range")
+            or (np.diff(cols) <= 0).any() or adj.min(initial=0) < 0 or adj.max(initial=0) >= max(n, 1) \
+            or (adj[:, 0] >= adj[:, 1]).any():
+        raise ValueError("tile indices out of range or out of order")
+    if not all(np.isfinite(a[k]).all() for k in _FLOATS):
+        raise ValueError("non-finite coordinates or areas")
     mesh = None
-    if all(k in arrays for k in _MESH):
+    if kind == "mesh":  # its mesh: the tile's faces are its regions
         P, E, EF = (arrays[k] for k in _MESH)
-        nF = meta["mesh_faces"]
-        if not (type(nF) is int and nF >= 0 and P.ndim == 2 and P.shape[1] == 2 and P.dtype.kind == "f"
-                and E.shape == EF.shape and E.ndim == 2 and E.shape[1] == 2 and E.dtype.kind in "iu"
-                and EF.dtype.kind in "iu" and E.min(initial=0) >= 0 and E.max(initial=0) < max(len(P), 1)
-                and EF.min(initial=-1) >= -1 and EF.max(initial=0) < max(nF, 1)):
+        if not (meta["mesh_faces"] == n and type(meta["mesh_faces"]) is int and P.ndim == 2 and P.shape[1] == 2
+                and P.dtype.kind == "f" and len(P) >= 3 and np.isfinite(P).all() and E.shape == EF.shape
+                and E.ndim == 2 and E.shape[1] == 2 and E.dtype.kind in "iu" and EF.dtype.kind in "iu"
+                and E.min(initial=0) >= 0 and E.max(initial=0) < len(P) and EF.min(initial=-1) >= -1
+                and EF.max(initial=0) < n and len(np.unique(EF[EF >= 0])) == n):
             raise ValueError("tile mesh of the wrong shape or out of range")
         mesh = (P, E, EF)
-    elif method == "mesh":
-        raise ValueError("a mesh tile without its mesh")
+    elif any(k in arrays for k in _MESH):
+        raise ValueError("an LP tile with a mesh")
     said = [(_category(c), str(m)) for c, m in meta["warnings"]]
-    return {**a, "method": method, "tol": tol, "stats": stats, "mesh": mesh, "mesh_faces": meta["mesh_faces"],
+    return {**a, "method": kind, "tol": own_tol, "stats": stats, "mesh": mesh, "mesh_faces": meta["mesh_faces"],
             "warnings": said}
 
 

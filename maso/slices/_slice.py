@@ -21,6 +21,7 @@ from maso.core._program import affine_nodes, chunks, evaluate, params, require_p
 from maso.core.affine import Affine
 from maso.core.network import Network
 from maso.errors import (
+    CheckpointError,
     DomainError,
     MemoryBudgetWarning,
     NumericalWarning,
@@ -28,7 +29,7 @@ from maso.errors import (
     ParameterShapeError,
     ShapeError,
 )
-from maso.regions._checkpoint import _Checkpoint
+from maso.regions._checkpoint import _cells_digest, _Checkpoint
 from maso.slices._anchored import Anchored, DenseChain, _two_piece, batch_limit, piece_gap, piece_scores
 from maso.slices._mesh import Mesh, MeshDegeneracy
 from maso.slices._resume import pack_tile, tile_header, unpack_tile
@@ -1264,13 +1265,14 @@ def slice_regions(
         (Ctrl-C, a kill, a crash, a full disk) loses at most the tile it was on: the same call again reads the
         finished tiles back and slices only the rest (``stats["tiles_resumed"]`` counts them), with the same
         result as a slice that was never interrupted, warnings included. A complete checkpoint is only read (it
-        may be read-only); a checkpoint of another slice (another network, plane, window, ``tiles``, ``tol`` or
-        ``method``), of an enumeration or of another maso version is refused with a
-        [`CheckpointError`][maso.errors.CheckpointError] naming what differs, and damaged records are skipped
-        and their tiles sliced again (a [`CheckpointWarning`][maso.errors.CheckpointWarning] says so). The
-        file holds each tile's slice and mesh: about as much as the slice itself in memory, without the carried
-        values. ``device`` and ``max_regions`` are not part of the run: tiles sliced on a GPU resume on the CPU
-        and the other way, and a tile that ``max_regions`` stopped resumes with a larger one.
+        may be read-only); a checkpoint of another slice (another network or plane, window, ``tiles``, ``tol``,
+        ``method`` or kind of ``device``: a GPU's products round otherwise than the CPU's), of an enumeration or
+        of another maso version is refused with a [`CheckpointError`][maso.errors.CheckpointError] naming what
+        differs, and damaged or malformed records are skipped and their tiles sliced again (a
+        [`CheckpointWarning`][maso.errors.CheckpointWarning] says so). The file holds each tile's slice and
+        mesh: about as much as the slice itself in memory, without the carried values. ``max_regions`` is not
+        part of the run: it only stops a tile, so a run it stopped resumes with a larger one. Timings in
+        ``stats`` are this call's (``values_seconds`` counts no recorded tile).
 
     Returns
     -------
@@ -1327,6 +1329,9 @@ def slice_regions(
                                  f"or None. Got {checkpoint!r} ({type(checkpoint).__name__}).")
         if not os.fspath(checkpoint):
             raise ParameterError("The 'checkpoint' parameter of slice_regions is an empty path.")
+        if "\0" in os.fsdecode(checkpoint):
+            raise ParameterError("The 'checkpoint' parameter of slice_regions holds a NUL character, which no path "
+                                 f"can hold. Got {checkpoint!r}.")
     flat = net if identity else net.restrict(plane.origin.ravel(), plane.directions)
     show = bool(progress if progress is not None else (sys.stderr.isatty() and net.n_units >= 1000))
     if grid == (1, 1) and checkpoint is None:
@@ -1367,8 +1372,14 @@ def _tiled(flat: Network, plane: Plane, lo: np.ndarray, hi: np.ndarray, tol: flo
     """`slice_regions` with ``tiles`` (or a checkpoint): each tile sliced on its own, or read back from the
     checkpoint (one progress bar over all), then joined."""
     tiles = tile_grid(lo, hi, grid)
-    parts, said, resumed = _slice_tiles(flat, plane, tiles, tol, method, show, max_regions, device,
-                                        _open_checkpoint(checkpoint, flat, lo, hi, grid, tol, method, len(tiles)))
+    ck, opened = _open_checkpoint(checkpoint, flat, lo, hi, grid, tol, method, device)
+    try:  # (closed whatever happens: an open checkpoint is held, and refused to any later call in this process)
+        for w in opened:  # damaged records, said at the caller
+            warnings.warn(str(w.message), w.category, stacklevel=_outside_maso())
+        parts, said, resumed = _slice_tiles(flat, plane, tiles, tol, method, show, max_regions, device, ck)
+    finally:
+        if ck is not None:
+            ck.close()
     by_kind: dict[type, list[str]] = {}
     for kind, message in said:
         by_kind.setdefault(kind, []).append(message)
@@ -1411,33 +1422,37 @@ def _tiled(flat: Network, plane: Plane, lo: np.ndarray, hi: np.ndarray, tol: flo
 
 
 def _open_checkpoint(path: str | bytes | os.PathLike | None, flat: Network, lo: np.ndarray, hi: np.ndarray,
-                     grid: tuple[int, int], tol: float, method: str, n_tiles: int) -> _Checkpoint | None:
-    """The checkpoint of a tiled slice, opened (and its plan written) before any tile is sliced; its warnings
-    (damaged records) point at the caller."""
+                     grid: tuple[int, int], tol: float, method: str, device: torch.device | None
+                     ) -> tuple[_Checkpoint | None, list[warnings.WarningMessage]]:
+    """The checkpoint of a tiled slice, opened and its plan written (or checked) before any tile is sliced, and
+    the warnings opening it raised (damaged records), for the caller to say once it holds the checkpoint."""
     if path is None:
-        return None
+        return None, []
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        ck = _Checkpoint(os.fspath(path), tile_header(flat, lo, hi, grid, tol, method), flat,
+        ck = _Checkpoint(os.fspath(path), tile_header(flat, lo, hi, grid, tol, method, device), flat,
                          decode=functools.partial(unpack_tile, n_units=flat.n_units,
-                                                  code_dtype=flat.program.code_dtype))
-    for w in caught:
-        warnings.warn(str(w.message), w.category, stacklevel=_outside_maso())
-    if ck.plan is None:
-        try:  # the plan: the tiles, one task each
-            ck.write_plan(0, [np.concatenate([a, b]) for a, b in tile_grid(lo, hi, grid)], list(range(n_tiles + 1)),
-                          n_tiles, [])
-        except BaseException:
-            ck.close()
-            raise
-    return ck
+                                                  code_dtype=flat.program.code_dtype, method=method, tol=tol,
+                                                  lp_tol=DEFAULT_SLICE_TOL))
+    try:
+        rects = [np.concatenate([a, b]) for a, b in tile_grid(lo, hi, grid)]
+        if ck.plan is None:  # the plan: the tiles, one task each
+            ck.write_plan(0, rects, list(range(len(rects) + 1)), len(rects), [])
+        elif ck.n_tasks != len(rects) or ck.plan["cells"] != _cells_digest(rects):
+            raise CheckpointError(f"Checkpoint {ck.name!r} plans {ck.n_tasks} tiles that are not the {len(rects)} "
+                                  "tiles its header names (a damaged or crafted file); it is left untouched. Delete "
+                                  "it to start over.")
+    except BaseException:
+        ck.close()
+        raise
+    return ck, list(caught)
 
 
 def _slice_tiles(flat: Network, plane: Plane, tiles: list[tuple[np.ndarray, np.ndarray]], tol: float, method: str,
                  show: bool, max_regions: int | None, device: torch.device | None, ck: _Checkpoint | None
                  ) -> tuple[list[SliceRegions], list[tuple[type[Warning], str]], int]:
     """Each tile's slice (sliced, or read back from ``ck``, and then recorded there), the warnings the tiles
-    raised (caught, to be said once per kind) and the number of tiles read back."""
+    raised (caught, to be said once per kind) and the number of tiles read back. (The caller closes ``ck``.)"""
     bar = None
     if show and method == "mesh":
         from tqdm.auto import tqdm
@@ -1454,13 +1469,16 @@ def _slice_tiles(flat: Network, plane: Plane, tiles: list[tuple[np.ndarray, np.n
                 if f["mesh"] is not None:
                     P, E, EF = f["mesh"]
                     mesh = Mesh.from_arrays(P, E, EF, f["mesh_faces"], f["stats"].get("snapped", 0))
+                stats = dict(f["stats"])
+                if "values_seconds" in stats:  # (a timing of the run that sliced it: none of this call's time)
+                    stats["values_seconds"] = 0.0
                 parts.append(SliceRegions(plane, readonly(t_lo), readonly(t_hi), readonly(f["vertices"]),
                                           readonly(f["polygon_offsets"], np.int64),
                                           readonly(f["polygon_vertices"], np.int64),
                                           readonly(f["code_columns"], np.int64),
                                           readonly(f["varying_codes"], f["varying_codes"].dtype),
                                           readonly(f["shared_code"], f["shared_code"].dtype), readonly(f["areas"]),
-                                          readonly(f["interior_points"]), f["method"], dict(f["stats"]), flat, mesh,
+                                          readonly(f["interior_points"]), f["method"], stats, flat, mesh,
                                           f["tol"], readonly(f["adjacency"], np.int64)))
                 said += f["warnings"]
                 resumed += 1
@@ -1489,8 +1507,6 @@ def _slice_tiles(flat: Network, plane: Plane, tiles: list[tuple[np.ndarray, np.n
     finally:
         if bar is not None:
             bar.close()
-        if ck is not None:
-            ck.close()
     return parts, said, resumed
 
 

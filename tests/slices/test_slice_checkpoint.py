@@ -161,15 +161,15 @@ def test_checkpoint_of_another_run_is_refused_untouched(tmp_path):
     other_net = maso.from_torch(random_model(3, "inception")[0], torch.zeros(1, *random_model(3, "inception")[1],
                                                                            dtype=torch.float64))
     other_plane = maso.Plane.through_points(*random_inputs(5, random_model(2, "inception")[1], 3))
-    cases = [({"hi": (0.2, 0.3)}, "its window differs"), ({"tiles": 3}, "its tiles differs"),
+    cases = [({"hi": (0.2, 0.3)}, "its window differs"), ({"tiles": 3}, "its tile grid differs"),
              ({"tol": 1e-10}, "its tolerance differs"), ({"method": "lp"}, "its method differs"),
-             ({"plane": other_plane}, "its network differs")]
+             ({"plane": other_plane}, "its network or plane differs")]
     for change, match in cases:
         kw = {"plane": plane, "lo": (0.0, 0.0), "hi": (0.2, 0.2), "tiles": 2, **change}
         with pytest.raises(maso.errors.CheckpointError, match=match):
             maso.slice_regions(net, checkpoint=path, **kw)
     if other_net.input_shape == net.input_shape:
-        with pytest.raises(maso.errors.CheckpointError, match="its network differs"):
+        with pytest.raises(maso.errors.CheckpointError, match="its network or plane differs"):
             maso.slice_regions(other_net, plane, lo=(0.0, 0.0), hi=(0.2, 0.2), tiles=2, checkpoint=path)
     small = maso.mlp([2, 4, 1], seed=0)
     with pytest.raises(maso.errors.CheckpointError, match="checkpoint of a tiled slice, not of an enumeration"):
@@ -216,9 +216,34 @@ def test_damaged_and_cut_records_are_sliced_again(tmp_path, monkeypatch):
     _assert_identical(whole, again)
 
 
-def test_crafted_record_with_a_valid_checksum_is_refused(tmp_path, monkeypatch):
-    """A record whose checksum is right but whose arrays do not fit together (wrong shapes, indices out of range)
-    is skipped with a warning: it never becomes a slice."""
+def _shifted(a: np.ndarray, k: int) -> np.ndarray:
+    return a + k
+
+
+# (meta changes, array changes) of tile 0's record, each written as tile 1's: valid checksums, wrong contents
+CRAFTS = {
+    "polygon index past the vertices": ({}, lambda a: {"polygon_vertices": _shifted(a["polygon_vertices"], len(a["vertices"]))}),
+    "one area short": ({}, lambda a: {"areas": a["areas"][:-1]}),
+    "huge face count": ({"mesh_faces": 10**11}, lambda a: {}),
+    "face count off by 3": ({"mesh_faces": "n+3"}, lambda a: {}),
+    "faces all outside": ({}, lambda a: {"mesh_EF": np.full_like(a["mesh_EF"], -1)}),
+    "snapped not a number": ({"stats": {"snapped": "x"}}, lambda a: {}),
+    "splits not a number": ({"stats": {"splits": "x"}}, lambda a: {}),
+    "NaN vertex": ({}, lambda a: {"vertices": np.where(np.arange(len(a["vertices"]))[:, None] == 0, np.nan,
+                                                        a["vertices"])}),
+    "columns out of order": ({}, lambda a: {"code_columns": a["code_columns"][::-1].copy(),
+                                            "varying_codes": a["varying_codes"][:, ::-1].copy()}),
+    "another tol": ({"tol": 1e-9}, lambda a: {}),
+    "LP with a mesh": ({"method": "lp"}, lambda a: {}),
+    "warnings not pairs": ({"warnings": [3]}, lambda a: {}),
+}
+
+
+@pytest.mark.parametrize("craft", sorted(CRAFTS))
+def test_crafted_record_with_a_valid_checksum_is_refused(tmp_path, monkeypatch, craft):
+    """A record whose checksum is right but whose contents are wrong (shapes, indices, counts, stats, non-finite
+    coordinates, unsorted columns, another run's tol or method) is skipped with a warning and its tile sliced
+    again: it never becomes a slice, allocates nothing absurd, and breaks nothing later."""
     net = maso.mlp([2, 10, 10, 2], seed=7)
     box = {"lo": (-1, -1), "hi": (1, 1), "tiles": 2}
     path = tmp_path / "c.ckpt"
@@ -229,19 +254,79 @@ def test_crafted_record_with_a_valid_checksum_is_refused(tmp_path, monkeypatch):
     recs = C._scan(path.read_bytes(), 0)[0]
     _, _, meta, arrays = recs[-1]  # tile 0's record
     plan = recs[1][2]["id"]
-    for bad in ({"polygon_vertices": arrays["polygon_vertices"] + len(arrays["vertices"])},  # past the vertices
-                {"areas": arrays["areas"][:-1]}):  # one area short
-        craft = {**{k: np.array(v) for k, v in arrays.items()}, **bad}
-        with open(path, "ab") as fh:
-            fh.write(C._encode({**{k: v for k, v in meta.items() if k != "task"}, "task": 1, "plan": plan}, craft))
+    change, array_change = CRAFTS[craft]
+    n = len(arrays["areas"])
+    change = {k: (n + 3 if v == "n+3" else {**meta["stats"], **v} if k == "stats" else v) for k, v in change.items()}
+    craft_arrays = {**{k: np.array(v) for k, v in arrays.items()}, **array_change(arrays)}
+    with open(path, "ab") as fh:
+        fh.write(C._encode({**{k: v for k, v in meta.items() if k != "task"}, **change, "task": 1, "plan": plan},
+                           craft_arrays))
     calls = _interrupt_after(monkeypatch, 99)
-    with pytest.warns(maso.errors.CheckpointWarning, match="malformed task record"):
+    with pytest.warns(maso.errors.CheckpointWarning, match="malformed task record.*3 of 4 tiles without a valid"):
         again = maso.slice_regions(net, **box, checkpoint=path)
     assert again.stats["tiles_resumed"] == 1 and len(calls) == 3
     _assert_identical(maso.slice_regions(net, **box), again)
 
 
-@pytest.mark.parametrize("bad", [3, b"", "", 1.5])
+def test_a_plan_that_is_not_the_grid_is_refused(tmp_path):
+    net = maso.mlp([2, 6, 1], seed=0)
+    box = {"lo": (-1, -1), "hi": (1, 1), "tiles": (3, 2)}
+    path = tmp_path / "p.ckpt"
+    maso.slice_regions(net, **box, checkpoint=path)
+    records = C._scan(path.read_bytes(), 0)[0]
+    header, (plan, slivers) = records[0][2], records[1][2:]
+    crafted = C._encode(header) + C._encode({**plan, "bounds": [0, 1, 2, 3], "n_cells": 3}, dict(slivers))
+    path.write_bytes(crafted)
+    with pytest.raises(maso.errors.CheckpointError, match="plans 3 tiles that are not the 6 tiles"):
+        maso.slice_regions(net, **box, checkpoint=path)
+    assert path.read_bytes() == crafted
+    # another device's checkpoint (its matrix products round otherwise) is another run
+    path.write_bytes(C._encode({**header, "device": "cuda"}) + C._encode(plan, dict(slivers)))
+    with pytest.raises(maso.errors.CheckpointError, match="its device differs"):
+        maso.slice_regions(net, **box, checkpoint=path)
+
+
+def test_checkpoint_is_released_whatever_stops_the_slice(tmp_path, monkeypatch):
+    """A damaged record's warning raised as an error, or Ctrl-C while the progress bar starts: the checkpoint is
+    not left held by this process (the next call with it works)."""
+    net = maso.mlp([2, 8, 8, 1], seed=2)
+    box = {"lo": (-1, -1), "hi": (1, 1), "tiles": 2}
+    path = tmp_path / "r.ckpt"
+    whole = maso.slice_regions(net, **box, checkpoint=path)
+    data = bytearray(path.read_bytes())
+    data[-9] ^= 0xFF  # the last tile's record
+    path.write_bytes(bytes(data))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", maso.errors.CheckpointWarning)
+        with pytest.raises(maso.errors.CheckpointWarning):
+            maso.slice_regions(net, **box, checkpoint=path)
+    import tqdm.auto
+
+    def no_bar(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(tqdm.auto, "tqdm", no_bar)
+    with pytest.raises(KeyboardInterrupt):
+        maso.slice_regions(net, **box, checkpoint=path, progress=True)
+    monkeypatch.undo()
+    again = maso.slice_regions(net, **box, checkpoint=path)
+    assert again.stats["tiles_resumed"] == 3
+    _assert_identical(whole, again)
+    assert not C._HELD
+
+
+def test_resumed_stats_time_only_this_call(tmp_path):
+    net = maso.mlp([2, 8, 8, 1], seed=2)
+    path = tmp_path / "s.ckpt"
+    first = maso.slice_regions(net, lo=(-1, -1), hi=(1, 1), checkpoint=path)
+    again = maso.slice_regions(net, lo=(-1, -1), hi=(1, 1), checkpoint=path)
+    assert first.stats["values_seconds"] > 0 and again.stats["values_seconds"] == 0.0
+    assert again.stats["values_seconds"] <= again.stats["seconds"]
+    assert {k: v for k, v in again.stats.items() if k not in ("values_seconds", "seconds", "tiles_resumed")} == \
+        {k: v for k, v in first.stats.items() if k not in ("values_seconds", "seconds", "tiles_resumed")}
+
+
+@pytest.mark.parametrize("bad", [3, b"", "", 1.5, "a\0b"])
 def test_bad_checkpoint_parameter(bad):
     net = maso.mlp([2, 4, 1], seed=0)
     with pytest.raises(maso.errors.ParameterError, match="'checkpoint' parameter of slice_regions"):
