@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Everything GPU-specific of issue 17 in one short run on a lent GPU machine (H200: about 8 minutes):
-#   1. the CUDA-only tests (a GPU slice and GPU crossings equal the CPU's),
+#   1. the CUDA-only tests (a GPU slice, GPU crossings and a GPU tiled slice equal the CPU's; a GPU tiled
+#      slice resumes from its checkpoint to the uninterrupted one),
 #   2. the InceptionV1-tail slice on the GPU: regions/s and vertices/s, against the CPU in the same process
 #      (goal: >= 10,000 regions/s), with the check that both give the same regions,
 #   3. segment crossings on the tail, GPU against CPU,

@@ -27,6 +27,7 @@ grid's tiles (one task each); a task record holds one tile's slice (see ``maso.s
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import itertools
@@ -523,6 +524,11 @@ class _Checkpoint:
             os.unlink(tmp)
             os.ftruncate(old, self._end)
             return
+        except BaseException:  # Ctrl-C while rewriting: no temporary file or descriptor left behind
+            os.close(fd)
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
         _HELD.discard(self._key)
         self._fd, self._end, self._rewritten = fd, len(body), True
         st = os.fstat(fd)

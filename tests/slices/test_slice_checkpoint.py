@@ -315,6 +315,28 @@ def test_checkpoint_is_released_whatever_stops_the_slice(tmp_path, monkeypatch):
     assert not C._HELD
 
 
+def test_ctrl_c_while_a_damaged_checkpoint_is_rewritten_leaves_nothing_behind(tmp_path, monkeypatch):
+    net = maso.mlp([2, 8, 8, 1], seed=2)
+    box = {"lo": (-1, -1), "hi": (1, 1), "tiles": 2}
+    path = tmp_path / "k.ckpt"
+    whole = maso.slice_regions(net, **box, checkpoint=path)
+    data = bytearray(path.read_bytes())
+    data[-9] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+    def interrupted(fd):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(C.os, "fsync", interrupted)  # (the rewrite syncs its new file before renaming it)
+    with pytest.raises(KeyboardInterrupt):
+        maso.slice_regions(net, **box, checkpoint=path)
+    monkeypatch.undo()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["k.ckpt"] and not C._HELD
+    with pytest.warns(maso.errors.CheckpointWarning, match="the 1 of 4 tiles without a valid record"):
+        again = maso.slice_regions(net, **box, checkpoint=path)
+    _assert_identical(whole, again)
+
+
 def test_resumed_stats_time_only_this_call(tmp_path):
     net = maso.mlp([2, 8, 8, 1], seed=2)
     path = tmp_path / "s.ckpt"
@@ -344,3 +366,22 @@ def test_unusable_checkpoint_paths(tmp_path):
     with pytest.raises(maso.errors.CheckpointError, match="not a maso checkpoint"):
         maso.slice_regions(net, lo=(-1, -1), hi=(1, 1), tiles=2, checkpoint=junk)
     assert os.path.getsize(junk) == 64
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_gpu_tiled_slice_resumes_on_the_gpu_only(tmp_path, monkeypatch):  # pragma: no cover - GPU machines
+    """Tiles sliced on a GPU resume there to the uninterrupted GPU slice bit for bit; the CPU refuses them (its
+    products round otherwise)."""
+    net, plane = _cnn()
+    box = {**BOX, "tiles": (3, 2), "device": "cuda"}
+    whole = maso.slice_regions(net, plane, **box)
+    path = tmp_path / "g.ckpt"
+    _interrupt_after(monkeypatch, 3)
+    with pytest.raises(KeyboardInterrupt):
+        maso.slice_regions(net, plane, **box, checkpoint=path)
+    monkeypatch.undo()
+    with pytest.raises(maso.errors.CheckpointError, match="its device differs"):
+        maso.slice_regions(net, plane, **{**box, "device": "cpu"}, checkpoint=path)
+    resumed = maso.slice_regions(net, plane, **box, checkpoint=path)
+    assert resumed.stats["tiles_resumed"] == 3
+    _assert_identical(whole, resumed)
