@@ -12,7 +12,9 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
 
 import maso
 from maso import cli
@@ -235,6 +237,46 @@ def test_ctrl_c_keeps_the_checkpoint_and_says_one_line(tmp_path):
     line = one_line(err)
     assert "interrupted" in line and "kept" in line and str(ckpt) in line
     assert out == "" and ckpt.exists()
+
+
+def test_ctrl_c_during_a_tiled_slice_keeps_its_checkpoint_and_resumes(tmp_path):
+    """``maso slice --tiles N --checkpoint F`` interrupted by Ctrl-C after some tiles: one line, exit code 130,
+    the checkpoint kept; the same command again resumes to the regions of an uninterrupted slice."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(3, 64), torch.nn.ReLU(), torch.nn.Linear(64, 64), torch.nn.ReLU(),
+                                torch.nn.Linear(64, 2))
+    torch.save(model, tmp_path / "m.pt")
+    ckpt = tmp_path / "s.ckpt"
+    args = ["slice", "--model", str(tmp_path / "m.pt"), "--through", "0,0,0", "1,0,0", "0,1,0", "--window", "-2", "3",
+            "--tiles", "8", "--checkpoint", str(ckpt), "--json"]
+    from maso.regions._checkpoint import _scan
+
+    def tiles_recorded() -> int:
+        return sum(m.get("kind") == "task" for _, _, m, _ in _scan(ckpt.read_bytes(), 0)[0]) if ckpt.exists() else 0
+
+    with subprocess.Popen([sys.executable, "-m", "maso", *args], cwd=ROOT, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True, start_new_session=True) as p:
+        try:
+            _wait_for(lambda: tiles_recorded() >= 2, p)
+            os.killpg(p.pid, signal.SIGINT)
+            out, err = p.communicate(timeout=90)
+        finally:
+            if p.poll() is None:
+                os.killpg(p.pid, signal.SIGKILL)
+    assert p.returncode == cli.EXIT_INTERRUPTED, err
+    line = one_line(err)
+    assert "interrupted" in line and "kept" in line and str(ckpt) in line and out == ""
+    done = tiles_recorded()
+    assert 2 <= done < 64
+    resumed = run_maso(*args)
+    assert resumed.returncode == 0, resumed.stderr
+    data = json.loads(resumed.stdout)
+    assert data["stats"]["tiles_resumed"] == done and data["checks"]["ok"] is True
+    net = maso.from_torch(model, torch.zeros(1, 3))
+    plane = maso.Plane.through_points(np.zeros(3), np.eye(3)[0], np.eye(3)[1])
+    whole = maso.slice_regions(net, plane, (-2, -2), (3, 3), tiles=8)
+    assert data["n_regions"] == len(whole)
+    assert sorted(map(tuple, (r["code"] for r in data["regions"]))) == sorted(map(tuple, whole.codes.tolist()))
 
 
 def _wait_for(condition, p: subprocess.Popen, timeout: float = 90):
