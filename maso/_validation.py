@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import numbers
 import os
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal, overload
@@ -317,3 +318,29 @@ def check_fits(nbytes: int, what: str, hint: Callable[[int], str], device: Any =
 
 def _gb(n: float) -> str:
     return f"{n / 1e9:.3g} GB" if n >= 1e8 else f"{n / 1e6:.3g} MB"
+
+
+def check_checkpoint_path(checkpoint: Any, caller: str) -> None:
+    """A ParameterError unless ``checkpoint`` is None or a usable path (str, bytes or os.PathLike; not empty;
+    no NUL character)."""
+    if checkpoint is None:
+        return
+    if not isinstance(checkpoint, (str, bytes, os.PathLike)):
+        raise ParameterError(f"The 'checkpoint' parameter of {caller} must be a path (str or os.PathLike) or "
+                             f"None. Got {checkpoint!r} ({type(checkpoint).__name__}).")
+    if not os.fspath(checkpoint):
+        raise ParameterError(f"The 'checkpoint' parameter of {caller} is an empty path.")
+    if "\0" in os.fsdecode(checkpoint):
+        raise ParameterError(f"The 'checkpoint' parameter of {caller} holds a NUL character, which no path can "
+                             f"hold. Got {checkpoint!r}.")
+
+
+def outside_maso() -> int:
+    """The ``stacklevel`` that points a warning at the first caller outside maso, from the function that warns
+    (whose depth below the caller varies: a tile, a fallback, a checkpoint opened by a slice or an enumeration)."""
+    root = os.path.dirname(os.path.abspath(__file__))
+    frame: Any = sys._getframe(1)
+    level = 1
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(root + os.sep):
+        frame, level = frame.f_back, level + 1
+    return level

@@ -45,6 +45,7 @@ from typing import Any
 
 import numpy as np
 
+from maso._validation import outside_maso
 from maso._version import __version__
 from maso.core.network import Network
 from maso.core.polytope import Polytope
@@ -255,7 +256,7 @@ class _Checkpoint:
             if data:
                 self._load(data)
                 if self.complete:
-                    self._warn_damaged(stacklevel=4)
+                    self._warn_damaged()
                     return
             self._open_for_writing(new=not data)
 
@@ -407,7 +408,7 @@ class _Checkpoint:
             raise ValueError(f"region arrays of the wrong shape or dtype ({', '.join(wrong) or 'code dtype'})")
         return _unpack_regions({"n": n, **a})
 
-    def _warn_damaged(self, stacklevel: int) -> None:
+    def _warn_damaged(self) -> None:
         if not self._bad:
             return
         spans = ", ".join(f"{a:,}-{b:,} ({why})" for a, b, why in sorted(self._bad)[:5])
@@ -423,7 +424,7 @@ class _Checkpoint:
         fixed = "" if self._fd is None else "; the file is rewritten without the damaged bytes" if self._rewritten \
             else "; the damaged bytes stay in the file (it could not be rewritten)"
         warnings.warn(f"Checkpoint {self.name!r} has {len(self._bad)} damaged record(s), skipped: bytes {spans}{more}; "
-                      f"{what}{fixed}.", CheckpointWarning, stacklevel=stacklevel)
+                      f"{what}{fixed}.", CheckpointWarning, stacklevel=outside_maso())
 
     # -- writing -----------------------------------------------------------------------------------------
     def _open_for_writing(self, new: bool) -> None:
@@ -465,7 +466,7 @@ class _Checkpoint:
                 self._append(_encode(self.header), "the header")
             elif self._bad:
                 self._rewrite(data)
-                self._warn_damaged(stacklevel=5)
+                self._warn_damaged()
             elif self._truncated or self._end < len(data):
                 os.ftruncate(fd, self._end)  # the tail of a record cut short by a kill
         except BaseException:

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from maso._lp import LPStats
+from maso._validation import check_checkpoint_path
 from maso.core.domain import as_domain
 from maso.core.network import Network
 from maso.core.polytope import Polytope
@@ -100,15 +101,7 @@ def _check_parameters(caller: str, *, workers: Any, executor: Any, checkpoint: A
             isinstance(executor, Executor) or callable(getattr(executor, "map", None)))):
         raise ParameterError(f"The 'executor' parameter of {caller} must be a concurrent.futures.Executor instance "
                              f"(or an object with a map method, as Dask's and Ray's executors have). Got {executor!r}.")
-    if checkpoint is not None:
-        if not isinstance(checkpoint, (str, bytes, os.PathLike)):
-            raise ParameterError(f"The 'checkpoint' parameter of {caller} must be a path (str or os.PathLike) or "
-                                 f"None. Got {checkpoint!r} ({type(checkpoint).__name__}).")
-        if not os.fspath(checkpoint):
-            raise ParameterError(f"The 'checkpoint' parameter of {caller} is an empty path.")
-        if "\0" in os.fsdecode(checkpoint):
-            raise ParameterError(f"The 'checkpoint' parameter of {caller} holds a NUL character, which no path can "
-                                 f"hold. Got {checkpoint!r}.")
+    check_checkpoint_path(checkpoint, caller)
     if progress is not None and not isinstance(progress, (bool, np.bool_)):
         raise ParameterError(f"The 'progress' parameter of {caller} must be True, False or None (show it when stderr "
                              f"is a terminal). Got {progress!r} ({type(progress).__name__}).")

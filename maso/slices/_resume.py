@@ -11,7 +11,7 @@ raised, which a resumed run says again.
 from __future__ import annotations
 
 import builtins
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -20,6 +20,9 @@ from maso import errors as _errors
 from maso._version import __version__
 from maso.core.network import Network
 from maso.regions._checkpoint import FORMAT, _network_digest
+
+if TYPE_CHECKING:  # (the slice module imports this one)
+    from maso.slices._slice import SliceRegions
 
 #: What the header calls a tiled slice's checkpoint (an enumeration's header has no such field).
 WHAT = "tiled slice"
@@ -43,16 +46,18 @@ def tile_header(flat: Network, lo: np.ndarray, hi: np.ndarray, grid: tuple[int, 
             "device": "cpu" if device is None else device.type}
 
 
-def pack_tile(fields: dict[str, Any], said: list[tuple[type[Warning], str]]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The record of one tile's slice: ``fields`` as `unpack_tile` gives them back, ``said`` its warnings."""
-    arrays = {k: np.asarray(fields[k]) for k in (*_FLOATS, *_INDICES, "varying_codes", "shared_code")}
-    if fields["mesh"] is not None:
-        arrays.update(zip(_MESH, fields["mesh"]))
-    stats = {k: v.item() if isinstance(v, np.generic) else v for k, v in fields["stats"].items()}
-    meta = {"method": fields["method"], "tol": float(fields["tol"]),
+def pack_tile(part: SliceRegions, said: list[tuple[type[Warning], str]]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The record of one tile's slice ``part`` (its fields as `unpack_tile` gives them back), ``said`` its
+    warnings."""
+    arrays = {k: np.asarray(getattr(part, k)) for k in (*_FLOATS, *_INDICES, "varying_codes", "shared_code")}
+    mesh = part._mesh
+    if mesh is not None:
+        arrays.update(zip(_MESH, (mesh.P, mesh.E, mesh.EF)))
+    stats = {k: v.item() if isinstance(v, np.generic) else v for k, v in part.stats.items()}
+    meta = {"method": part.method, "tol": float(part._tol),
             "stats": {k: v for k, v in stats.items()
                       if isinstance(v, (bool, int, str)) or isinstance(v, float) and np.isfinite(v)},
-            "mesh_faces": fields["mesh_faces"], "warnings": [[_category_name(c), m] for c, m in said]}
+            "mesh_faces": None if mesh is None else mesh.nF, "warnings": [[_category_name(c), m] for c, m in said]}
     return meta, arrays
 
 

@@ -16,7 +16,17 @@ import numpy as np
 import torch
 
 from maso import kernels as _kernels
-from maso._validation import check_bool, check_device, check_int, memory_budget, readonly, real_vector, sealed
+from maso._validation import (
+    check_bool,
+    check_checkpoint_path,
+    check_device,
+    check_int,
+    memory_budget,
+    outside_maso,
+    readonly,
+    real_vector,
+    sealed,
+)
 from maso.core._program import affine_nodes, chunks, evaluate, params, require_piecewise_linear
 from maso.core.affine import Affine
 from maso.core.network import Network
@@ -901,7 +911,7 @@ class _VertexValues:
                           f"{need / 2**30:.1f} GiB, more than the memory budget ({budget / 2**30:.1f} GiB on "
                           f"{self.device}): the rest of this slice recomputes every layer from the plane's anchors, "
                           f"which is slower (same result). slice_regions(..., tiles={tiles}) would bound the memory "
-                          "by one tile's mesh.", MemoryBudgetWarning, stacklevel=_outside_maso())
+                          "by one tile's mesh.", MemoryBudgetWarning, stacklevel=outside_maso())
             self.mesh.on_compact = None
             return
         if self.carried is None:
@@ -1323,15 +1333,7 @@ def slice_regions(
     max_regions = check_int(max_regions, "max_regions", "slice_regions", minimum=1, allow_none=True)
     device = check_device(device, "slice_regions")
     grid = _check_tiles(tiles)
-    if checkpoint is not None:
-        if not isinstance(checkpoint, (str, bytes, os.PathLike)):
-            raise ParameterError(f"The 'checkpoint' parameter of slice_regions must be a path (str or os.PathLike) "
-                                 f"or None. Got {checkpoint!r} ({type(checkpoint).__name__}).")
-        if not os.fspath(checkpoint):
-            raise ParameterError("The 'checkpoint' parameter of slice_regions is an empty path.")
-        if "\0" in os.fsdecode(checkpoint):
-            raise ParameterError("The 'checkpoint' parameter of slice_regions holds a NUL character, which no path "
-                                 f"can hold. Got {checkpoint!r}.")
+    check_checkpoint_path(checkpoint, "slice_regions")
     flat = net if identity else net.restrict(plane.origin.ravel(), plane.directions)
     show = bool(progress if progress is not None else (sys.stderr.isatty() and net.n_units >= 1000))
     if grid == (1, 1) and checkpoint is None:
@@ -1362,7 +1364,7 @@ def _slice_rectangle(flat: Network, plane: Plane, lo: np.ndarray, hi: np.ndarray
         return _from_mesh(flat, plane, lo, hi, tol, show, max_regions, device, bar, warn_slivers)
     except MeshDegeneracy:
         warnings.warn("Rounding broke a face of the slice mesh; recomputing with the LP enumerator.",
-                      NumericalWarning, stacklevel=_outside_maso())
+                      NumericalWarning, stacklevel=outside_maso())
         return _from_lp(flat, plane, lo, hi, None)
 
 
@@ -1372,10 +1374,8 @@ def _tiled(flat: Network, plane: Plane, lo: np.ndarray, hi: np.ndarray, tol: flo
     """`slice_regions` with ``tiles`` (or a checkpoint): each tile sliced on its own, or read back from the
     checkpoint (one progress bar over all), then joined."""
     tiles = tile_grid(lo, hi, grid)
-    ck, opened = _open_checkpoint(checkpoint, flat, lo, hi, grid, tol, method, device)
+    ck = _open_checkpoint(checkpoint, flat, tiles, lo, hi, grid, tol, method, device)
     try:  # (closed whatever happens: an open checkpoint is held, and refused to any later call in this process)
-        for w in opened:  # damaged records, said at the caller
-            warnings.warn(str(w.message), w.category, stacklevel=_outside_maso())
         parts, said, resumed = _slice_tiles(flat, plane, tiles, tol, method, show, max_regions, device, ck)
     finally:
         if ck is not None:
@@ -1385,7 +1385,7 @@ def _tiled(flat: Network, plane: Plane, lo: np.ndarray, hi: np.ndarray, tol: flo
         by_kind.setdefault(kind, []).append(message)
     for kind, told in by_kind.items():  # one warning per kind: the first tile's, and how many said so
         more = f" ({len(told)} warnings of this kind from {len(tiles)} tiles; this is the first.)" if len(told) > 1 else ""
-        warnings.warn(told[0] + more, kind, stacklevel=_outside_maso())
+        warnings.warn(told[0] + more, kind, stacklevel=outside_maso())
     if grid == (1, 1):  # one tile, kept in a checkpoint: the slice itself
         parts[0].stats["tiles_resumed"] = resumed
         return parts[0]
@@ -1413,29 +1413,25 @@ def _tiled(flat: Network, plane: Plane, lo: np.ndarray, hi: np.ndarray, tol: flo
     if joined["duplicate_codes"]:
         warnings.warn(f"{joined['duplicate_codes']} slice regions share a code with another region (rounding at a "
                       "near-degenerate vertex, or pieces of one region that the tiles' snapping set apart); compare "
-                      "with tiles=1 or method='lp'.", NumericalWarning, stacklevel=_outside_maso())
+                      "with tiles=1 or method='lp'.", NumericalWarning, stacklevel=outside_maso())
     if joined["nonconvex_joins"]:
         warnings.warn(f"{joined['nonconvex_joins']} regions joined across tile lines have a convex hull larger than "
                       "their pieces (rounding gave two separate faces one code); compare with tiles=1.",
-                      NumericalWarning, stacklevel=_outside_maso())
+                      NumericalWarning, stacklevel=outside_maso())
     return result
 
 
-def _open_checkpoint(path: str | bytes | os.PathLike | None, flat: Network, lo: np.ndarray, hi: np.ndarray,
-                     grid: tuple[int, int], tol: float, method: str, device: torch.device | None
-                     ) -> tuple[_Checkpoint | None, list[warnings.WarningMessage]]:
-    """The checkpoint of a tiled slice, opened and its plan written (or checked) before any tile is sliced, and
-    the warnings opening it raised (damaged records), for the caller to say once it holds the checkpoint."""
+def _open_checkpoint(path: str | bytes | os.PathLike | None, flat: Network, tiles: list[tuple[np.ndarray, np.ndarray]],
+                     lo: np.ndarray, hi: np.ndarray, grid: tuple[int, int], tol: float, method: str,
+                     device: torch.device | None) -> _Checkpoint | None:
+    """The checkpoint of a tiled slice, opened and its plan written (or checked) before any tile is sliced."""
     if path is None:
-        return None, []
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        ck = _Checkpoint(os.fspath(path), tile_header(flat, lo, hi, grid, tol, method, device), flat,
-                         decode=functools.partial(unpack_tile, n_units=flat.n_units,
-                                                  code_dtype=flat.program.code_dtype, method=method, tol=tol,
-                                                  lp_tol=DEFAULT_SLICE_TOL))
+        return None
+    ck = _Checkpoint(os.fspath(path), tile_header(flat, lo, hi, grid, tol, method, device), flat,
+                     decode=functools.partial(unpack_tile, n_units=flat.n_units, code_dtype=flat.program.code_dtype,
+                                              method=method, tol=tol, lp_tol=DEFAULT_SLICE_TOL))
     try:
-        rects = [np.concatenate([a, b]) for a, b in tile_grid(lo, hi, grid)]
+        rects = [np.concatenate([a, b]) for a, b in tiles]
         if ck.plan is None:  # the plan: the tiles, one task each
             ck.write_plan(0, rects, list(range(len(rects) + 1)), len(rects), [])
         elif ck.n_tasks != len(rects) or ck.plan["cells"] != _cells_digest(rects):
@@ -1445,7 +1441,24 @@ def _open_checkpoint(path: str | bytes | os.PathLike | None, flat: Network, lo: 
     except BaseException:
         ck.close()
         raise
-    return ck, list(caught)
+    return ck
+
+
+def _recorded_tile(f: dict[str, Any], flat: Network, plane: Plane, lo: np.ndarray, hi: np.ndarray) -> SliceRegions:
+    """A tile's slice from its checkpoint record (as `maso.slices._resume.unpack_tile` gives it)."""
+    mesh = None
+    if f["mesh"] is not None:
+        P, E, EF = f["mesh"]
+        mesh = Mesh.from_arrays(P, E, EF, f["mesh_faces"], f["stats"].get("snapped", 0))
+    stats = dict(f["stats"])
+    if "values_seconds" in stats:  # (a timing of the run that sliced it: none of this call's time)
+        stats["values_seconds"] = 0.0
+    return SliceRegions(plane, readonly(lo), readonly(hi), readonly(f["vertices"]),
+                        readonly(f["polygon_offsets"], np.int64), readonly(f["polygon_vertices"], np.int64),
+                        readonly(f["code_columns"], np.int64), readonly(f["varying_codes"], f["varying_codes"].dtype),
+                        readonly(f["shared_code"], f["shared_code"].dtype), readonly(f["areas"]),
+                        readonly(f["interior_points"]), f["method"], stats, flat, mesh, f["tol"],
+                        readonly(f["adjacency"], np.int64))
 
 
 def _slice_tiles(flat: Network, plane: Plane, tiles: list[tuple[np.ndarray, np.ndarray]], tol: float, method: str,
@@ -1465,21 +1478,7 @@ def _slice_tiles(flat: Network, plane: Plane, tiles: list[tuple[np.ndarray, np.n
         for k, (t_lo, t_hi) in enumerate(tiles):
             if ck is not None and k in ck.done:
                 f = ck.done[k]
-                mesh = None
-                if f["mesh"] is not None:
-                    P, E, EF = f["mesh"]
-                    mesh = Mesh.from_arrays(P, E, EF, f["mesh_faces"], f["stats"].get("snapped", 0))
-                stats = dict(f["stats"])
-                if "values_seconds" in stats:  # (a timing of the run that sliced it: none of this call's time)
-                    stats["values_seconds"] = 0.0
-                parts.append(SliceRegions(plane, readonly(t_lo), readonly(t_hi), readonly(f["vertices"]),
-                                          readonly(f["polygon_offsets"], np.int64),
-                                          readonly(f["polygon_vertices"], np.int64),
-                                          readonly(f["code_columns"], np.int64),
-                                          readonly(f["varying_codes"], f["varying_codes"].dtype),
-                                          readonly(f["shared_code"], f["shared_code"].dtype), readonly(f["areas"]),
-                                          readonly(f["interior_points"]), f["method"], stats, flat, mesh,
-                                          f["tol"], readonly(f["adjacency"], np.int64)))
+                parts.append(_recorded_tile(f, flat, plane, t_lo, t_hi))
                 said += f["warnings"]
                 resumed += 1
                 if bar is not None:
@@ -1493,15 +1492,7 @@ def _slice_tiles(flat: Network, plane: Plane, tiles: list[tuple[np.ndarray, np.n
                                         len(tiles) == 1)
             mine = [(w.category, str(w.message)) for w in caught]
             if ck is not None:
-                mesh_arrays = None if part._mesh is None else (part._mesh.P, part._mesh.E, part._mesh.EF)
-                fields = {"vertices": part.vertices, "polygon_offsets": part.polygon_offsets,
-                          "polygon_vertices": part.polygon_vertices, "code_columns": part.code_columns,
-                          "varying_codes": part.varying_codes, "shared_code": part.shared_code,
-                          "areas": part.areas, "interior_points": part.interior_points,
-                          "adjacency": part.adjacency, "method": part.method, "tol": part._tol,
-                          "stats": part.stats, "mesh": mesh_arrays,
-                          "mesh_faces": None if part._mesh is None else part._mesh.nF}
-                ck.save_record(k, *pack_tile(fields, mine), None)
+                ck.save_record(k, *pack_tile(part, mine), None)
             parts.append(part)
             said += mine
     finally:
@@ -1528,17 +1519,6 @@ def _adjacency(EF: np.ndarray, F: int) -> np.ndarray:
     return np.stack([keys // F, keys % F], axis=1) if len(keys) else np.zeros((0, 2), dtype=np.int64)
 
 
-def _outside_maso() -> int:
-    """The ``stacklevel`` that points a warning at the first caller outside maso, from the function that warns
-    (whose depth below the caller varies: a tile, a fallback...)."""
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    frame: Any = sys._getframe(1)
-    level = 1
-    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(root + os.sep):
-        frame, level = frame.f_back, level + 1
-    return level
-
-
 def _finite_max_abs(Z: np.ndarray) -> float:
     return float(np.abs(Z[np.isfinite(Z)]).max(initial=0.0))
 
@@ -1547,7 +1527,7 @@ def _warn_slivers(slivers: int) -> None:
     warnings.warn(f"{slivers} slice regions are thinner than {_SLIVER_ULPS} units in the last place of the "
                   "coordinates: float64 does not resolve them (they may be rounding artefacts of "
                   "near-concurrent boundaries); see stats['slivers'] and compare with method='lp' or a "
-                  "smaller window.", NumericalWarning, stacklevel=_outside_maso())
+                  "smaller window.", NumericalWarning, stacklevel=outside_maso())
 
 
 def _from_mesh(net: Network, plane: Plane, lo: np.ndarray, hi: np.ndarray, tol: float,
@@ -1557,7 +1537,7 @@ def _from_mesh(net: Network, plane: Plane, lo: np.ndarray, hi: np.ndarray, tol: 
     stats["device"] = str(torch.device("cpu") if device is None else device)
     if stats["merged"]:
         warnings.warn(f"{stats['merged']} slice faces had the same code as a neighbour (rounding at a near-degenerate "
-                      "vertex) and were merged; compare with method='lp'.", NumericalWarning, stacklevel=_outside_maso())
+                      "vertex) and were merged; compare with method='lp'.", NumericalWarning, stacklevel=outside_maso())
     offsets, pv, areas, inner = _polygons(mesh.P, mesh.E, mesh.EF, mesh.nF)
     unique = len(np.unique(row_ids(mesh.codes)))  # the held columns: the other columns are the same for all faces
     cols, varying, shared = _compact(base, columns, mesh.codes)
@@ -1568,7 +1548,7 @@ def _from_mesh(net: Network, plane: Plane, lo: np.ndarray, hi: np.ndarray, tol: 
         _warn_slivers(slivers)
     if unique != mesh.nF:
         warnings.warn(f"{mesh.nF - unique} slice regions share a code with another region (rounding at a "
-                      "near-degenerate vertex); compare with method='lp'.", NumericalWarning, stacklevel=_outside_maso())
+                      "near-degenerate vertex); compare with method='lp'.", NumericalWarning, stacklevel=outside_maso())
     return SliceRegions(plane, readonly(lo), readonly(hi), readonly(mesh.P), sealed(offsets), sealed(pv),
                         sealed(cols), sealed(varying), sealed(shared), sealed(areas), sealed(inner), "mesh", stats, net, mesh, tol)
 
