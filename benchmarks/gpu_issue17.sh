@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Everything GPU-specific of issue 17 in one short run on a lent GPU machine (H200: about 8 minutes):
-#   1. the CUDA-only tests (a GPU slice, GPU crossings and a GPU tiled slice equal the CPU's; a GPU tiled
+#   1. the CUDA-only tests (a GPU slice, GPU crossings, a GPU tiled slice and GPU code rows equal the CPU's; a GPU tiled
 #      slice resumes from its checkpoint to the uninterrupted one),
 #   2. the InceptionV1-tail slice on the GPU: regions/s and vertices/s, against the CPU in the same process
 #      (goal: >= 10,000 regions/s), with the check that both give the same regions,
@@ -32,7 +32,7 @@ if [ "$DEVICE" != cpu ]; then
     nvidia-smi --query-gpu=name,memory.total --format=csv | tee "$OUT/gpu.txt"
 fi
 export PYTHONUNBUFFERED=1 DEVICE SEGMENTS
-timeout 150 $PY -m pytest -q -p no:cacheprovider tests/slices -k "gpu or device" 2>&1 | tail -5 \
+timeout 150 $PY -m pytest -q -p no:cacheprovider tests/slices tests/core/test_code_rows.py -k "gpu or device" 2>&1 | tail -5 \
     | tee "$OUT/tests_$DEVICE.txt"
 # shellcheck disable=SC2086
 timeout 200 $PY benchmarks/bench_inception_slice.py --device "$DEVICE" --windows $WINDOWS \

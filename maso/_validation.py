@@ -26,10 +26,24 @@ class Batch:
     was_numpy: bool
     was_single: bool
     lead: tuple[int, ...] = ()  # several leading batch axes (tokens: (batch, seq)), flattened into one
+    # as_batch(finite_check="later"): the input's sum, tested by ensure_finite (which `out` calls first)
+    pending_sum: torch.Tensor | None = None
+    name: str = "x"
+    caller: str = ""
+
+    def ensure_finite(self) -> None:
+        """Raise `ShapeError` if the input has a NaN or infinite value (the test `as_batch` left for later)."""
+        if self.pending_sum is None:
+            return
+        s = self.pending_sum
+        object.__setattr__(self, "pending_sum", None)  # tested once (a frozen record of the input otherwise)
+        _check_finite(self.tensor, s, self.name, self.caller)
 
     def out(self, t: torch.Tensor, *, keep_lead: bool = True) -> Any:
         """Return ``t`` (batch-first) in the caller's array type, dropping the batch axis for a single input and
-        restoring several leading batch axes (unless ``keep_lead=False``: flat, one row per input)."""
+        restoring several leading batch axes (unless ``keep_lead=False``: flat, one row per input).
+        An input whose finiteness test was left for later is tested first."""
+        self.ensure_finite()
         if self.was_single:
             t = t[0]
         elif self.lead and keep_lead:
@@ -39,13 +53,26 @@ class Batch:
         return t
 
 
-def as_batch(x: Any, sample_shape: tuple[int, ...], *, caller: str, name: str = "x") -> Batch:
+def _check_finite(t: torch.Tensor, total: torch.Tensor, name: str, caller: str) -> None:
+    # One cheap reduction: a NaN or inf anywhere makes the sum non-finite. Only then (or on overflow of a
+    # huge but finite input) run the exact element-wise test.
+    # (the sum's test on the host: one reduction and one transfer, not five tiny device kernels)
+    if not math.isfinite(float(total)) and not bool(torch.isfinite(t).all()):
+        raise ShapeError(f"The {name!r} argument of {caller} contains NaN or infinite values.")
+
+
+def as_batch(x: Any, sample_shape: tuple[int, ...], *, caller: str, name: str = "x",
+             finite_check: Literal["now", "later"] = "now") -> Batch:
     """Validate ``x`` as one sample of ``sample_shape``, a batch ``(n, *sample_shape)``, or a batch with several
     leading axes ``(n1, n2, ..., *sample_shape)`` (e.g. tokens ``(batch, seq, d)`` for a network on ``(d,)``),
     which is computed as one flat batch.
 
     NumPy arrays (and lists) are computed in their own float precision (float64 for integers and lists);
     torch tensors stay on their device and dtype.
+
+    ``finite_check="later"``: the NaN/inf test's reduction is queued now but read by `Batch.ensure_finite`
+    (which `Batch.out` calls), so on a GPU the host queues the caller's kernels instead of waiting for the
+    reduction first. Only for callers whose work on a bad input is harmless and returns through ``out``.
     """
     if isinstance(x, torch.Tensor):
         t = x.detach()
@@ -90,11 +117,9 @@ def as_batch(x: Any, sample_shape: tuple[int, ...], *, caller: str, name: str = 
             f"(n, {', '.join(map(str, sample_shape))}) (a batch), or more leading batch axes such as (batch, seq, "
             f"...). Got shape {tuple(t.shape)} instead."
         )
-    # One cheap reduction: a NaN or inf anywhere makes the sum non-finite. Only then (or on overflow of a
-    # huge but finite input) run the exact element-wise test.
-    # (the sum's test on the host: one reduction and one transfer, not five tiny device kernels)
-    if not math.isfinite(float(t.sum())) and not bool(torch.isfinite(t).all()):
-        raise ShapeError(f"The {name!r} argument of {caller} contains NaN or infinite values.")
+    if finite_check == "later":
+        return Batch(t, was_numpy, single, lead, pending_sum=t.sum(), name=name, caller=caller)
+    _check_finite(t, t.sum(), name, caller)
     return Batch(t, was_numpy, single, lead)
 
 

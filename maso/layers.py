@@ -148,6 +148,19 @@ class SplineLayer(Layer):
         dtype on the way)."""
         out.copy_(self.public_code(icode, in_shape).reshape(out.shape))
 
+    def forward_into_code_rows(self, x: Tensor, p: dict[str, Tensor], out: Tensor, in_shape: Shape,
+                               need_output: bool) -> Tensor | None:
+        """The codes of ``x`` written straight into ``out`` ``(n, units)`` (as `write_public_code` writes them),
+        and the layer's output if ``need_output`` (else None): what a pass that only collects code rows needs,
+        in as few kernels as a layer can manage."""
+        if need_output:
+            y, code = self.forward(x, p, True)
+            assert code is not None  # a spline layer asked for its code returns one
+        else:
+            y, code = None, self.code(x, p)
+        self.write_public_code(out, code, in_shape)
+        return y
+
     def frozen(self, x: Tensor, icode: Tensor, p: dict[str, Tensor], in_shape: Shape, bias: bool) -> Tensor:
         """Apply the pieces chosen by ``icode`` to ``x`` of shape ``(n, T, *in_shape)`` (T tangents each)."""
         raise NotImplementedError
@@ -711,6 +724,21 @@ class Elementwise(SplineLayer):
         own = icode.dtype == torch.bool and type(self).public_code is Elementwise.public_code
         out.copy_((icode if own else self.public_code(icode, in_shape)).reshape(out.shape))
 
+    def code_is_positive_part(self) -> bool:
+        """True when the public code is ``u > 0`` itself: a ReLU, leaky ReLU or abs whose class redefines neither
+        its forward nor its public code (the code-row shortcuts step aside for a subclass that does)."""
+        cls = type(self)
+        return (self._kind in ("relu", "leaky", "abs") and cls.forward is Elementwise.forward
+                and cls.public_code is Elementwise.public_code and cls.write_public_code is Elementwise.write_public_code)
+
+    def forward_into_code_rows(self, x, p, out, in_shape, need_output):
+        # u > 0 compared straight into the code rows, seen as bool (a uint8 0/1 is a valid bool): one kernel
+        # where compare-then-copy takes two, each a launch on a GPU
+        if self.code_is_positive_part() and out.dtype == torch.uint8 and out.device == x.device:
+            torch.gt(x, 0, out=out.view(torch.bool).view(x.shape))
+            return self.forward(x, p, False)[0] if need_output else None
+        return super().forward_into_code_rows(x, p, out, in_shape, need_output)
+
     def _selected(self, icode, p, rank):
         if self._kind == "relu":  # slope 1 where active, 0 elsewhere; no intercepts
             s = icode.to(p["slopes"].dtype)
@@ -899,15 +927,26 @@ class MaxPool(SplineLayer):
     def public_code(self, icode, in_shape):
         # torch gives the flat spatial index of the winner; its offset from the window's first position
         # identifies the window position through a small lookup table.
-        out_sp = tuple(icode.shape[2:])
-        tables = _window_tables(self.kernel_size, self.stride, self.padding, self.dilation, tuple(in_shape[1:]),
-                                out_sp)
+        tables = self._tables_on(icode, in_shape)
         if tables is None:
             return self._public_code_arith(icode, in_shape)
-        start, lut = tables
-        start_t = torch.from_numpy(start).to(icode.device).reshape(1, 1, *out_sp)
-        lut_t = torch.from_numpy(lut).to(icode.device)
+        start_t, lut_t = tables
         return lut_t[icode - start_t]
+
+    def write_public_code(self, out, icode, in_shape):
+        # the table lookup writes into the code rows itself (no temporary and copy: one kernel fewer)
+        tables = self._tables_on(icode, in_shape) if type(self).public_code is MaxPool.public_code else None
+        if tables is None or tables[1].dtype != out.dtype or out.device != icode.device:
+            super().write_public_code(out, icode, in_shape)
+            return
+        start_t, lut_t = tables
+        torch.take(lut_t, icode - start_t, out=out.view(icode.shape))
+
+    def _tables_on(self, icode: Tensor, in_shape: Shape) -> tuple[Tensor, Tensor] | None:
+        """`_window_tables` for codes ``icode`` ``(n, C, *out_spatial)``, as tensors on its device (the start
+        shaped to broadcast against it), or None."""
+        return _window_tables_on(self.kernel_size, self.stride, self.padding, self.dilation, tuple(in_shape[1:]),
+                                 tuple(icode.shape[2:]), str(icode.device))
 
     def _public_code_arith(self, icode, in_shape):
         sp = in_shape[1:]
@@ -1047,6 +1086,18 @@ def _window_tables(kernel: Shape, stride: Shape, padding: Shape, dilation: Shape
     lut = np.zeros(int(offsets.max()) + 1, dtype=np.uint8 if n_pieces <= 255 else np.int64)
     lut[offsets] = np.arange(n_pieces)
     return start, lut
+
+
+@functools.lru_cache(maxsize=64)
+def _window_tables_on(kernel: Shape, stride: Shape, padding: Shape, dilation: Shape, in_sp: Shape, out_sp: Shape,
+                      device: str) -> tuple[Tensor, Tensor] | None:
+    """`_window_tables` as tensors on ``device``, the start shaped ``(1, 1, *out_sp)``: made once per geometry
+    and device, not copied to a GPU on every call."""
+    tables = _window_tables(kernel, stride, padding, dilation, in_sp, out_sp)
+    if tables is None:
+        return None
+    start, lut = tables
+    return (torch.from_numpy(start).to(device).reshape(1, 1, *out_sp), torch.from_numpy(lut).to(device))
 
 
 def _window_index(layer: MaxPool, in_shape: Shape, device: torch.device) -> Tensor:

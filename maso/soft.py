@@ -324,6 +324,16 @@ class Soft(SplineLayer):
             return
         self.base.write_public_code(out, icode, in_shape)
 
+    def forward_into_code_rows(self, x, p, out, in_shape, need_output):
+        # a fused SiLU/GELU's code is u > 0, compared straight into the code rows (as a ReLU's is)
+        own = (type(self).forward is Soft.forward and type(self).public_code is Soft.public_code
+               and type(self).write_public_code is Soft.write_public_code and self._fused() is not None
+               and isinstance(self.base, Elementwise) and self.base.code_is_positive_part())
+        if own and out.dtype == torch.uint8 and out.device == x.device:
+            torch.gt(x, 0, out=out.view(torch.bool).view(x.shape))
+            return self.forward(x, p, False)[0] if need_output else None
+        return super().forward_into_code_rows(x, p, out, in_shape, need_output)
+
     def internal_code(self, code, in_shape):
         return self.base.internal_code(code, in_shape)
 

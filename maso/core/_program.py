@@ -388,11 +388,14 @@ def forward(program: Program, x: torch.Tensor, *, need_codes: bool = False, keep
     return vals[out], icodes, {i: vals[i] for i in keep}
 
 
-def codes_pass(program: Program, x: torch.Tensor, *, soft: bool = False) -> Values:
+def codes_pass(program: Program, x: torch.Tensor, *, soft: bool = False,
+               into: dict[int, torch.Tensor] | None = None) -> Values:
     """The internal codes ``{spline node: (n, ...)}`` at ``x`` ``(n, *input_shape)``, running only the nodes that
     lead to a spline layer: the pre-activations, not the layers after the last nonlinearity (a GPT-2 MLP
     block's output projection, a classifier's logits). ``soft``: as `forward`'s (soft layers give their piece
-    probabilities)."""
+    probabilities). ``into`` (hard codes only): ``{spline node: (n, units) block of code rows}``; those nodes'
+    public codes are written there (`SplineLayer.forward_into_code_rows`) and left out of the result."""
+    assert not (soft and into)  # soft codes are probabilities, not code rows
     need = {g.node for g in program.units}
     for i in range(len(program.nodes) - 1, 0, -1):
         if i in need:
@@ -402,6 +405,9 @@ def codes_pass(program: Program, x: torch.Tensor, *, soft: bool = False) -> Valu
     read = {j for i in need for j in program.nodes[i].inputs}  # the outputs some needed node reads
 
     def spline(i: int, layer: SplineLayer, z: torch.Tensor) -> torch.Tensor:
+        if into is not None and i in into:
+            y = layer.forward_into_code_rows(z, p[i], into[i], program.input_shape_of(i), i in read)
+            return z.new_empty(0) if y is None else y  # (a placeholder nothing reads)
         if i not in read:  # the code alone (a last ReLU or GELU's output is never formed)
             icodes[i] = layer.expected_code(z, p[i]) if soft else layer.code(z, p[i])
             return z.new_empty(0)  # (a placeholder nothing reads)

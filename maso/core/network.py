@@ -250,8 +250,8 @@ class Network:
                 f"nodes={len(self.nodes)}, spline_layers={len(self.units)}, units={self.n_units})")
 
     # ---------------------------------------------------------------------------------------- computation
-    def _batch(self, x: Any, caller: str) -> Batch:
-        return as_batch(x, self.input_shape, caller=caller)
+    def _batch(self, x: Any, caller: str, finite_check: Literal["now", "later"] = "now") -> Batch:
+        return as_batch(x, self.input_shape, caller=caller, finite_check=finite_check)
 
     # ---------------------------------------------------------------------------------------------- public
     def __call__(self, x: Any) -> Array:
@@ -332,7 +332,7 @@ class Network:
         ['1']
         """
         by_layer = check_bool(by_layer, "by_layer", "Network.codes")
-        batch = self._batch(x, "Network.codes")
+        batch = self._batch(x, "Network.codes", finite_check="later")  # (tested as the result is returned)
         n = batch.tensor.shape[0]
         self._check_output_fits(n, self.n_units, batch.tensor, "Network.codes", "codes",
                                 item=np.dtype(self._program.code_dtype).itemsize)
@@ -348,8 +348,9 @@ class Network:
                 return {name: batch.out(torch.cat(p)) for name, p in parts.items()}
             row = self._empty_code_rows(n, batch.tensor.device)
             for sl in blocks:
-                icodes = evaluator.codes_pass(self._program, batch.tensor[sl])
-                self._fill_code_rows(row[sl], icodes)
+                # each layer writes its codes into the rows as the pass goes (no per-layer copy)
+                evaluator.codes_pass(self._program, batch.tensor[sl],
+                                     into={g.node: row[sl, g.columns] for g in self.units})
             return batch.out(row)
 
     def _public(self, g: UnitGroup, icodes: dict[int, torch.Tensor]) -> torch.Tensor:
@@ -549,7 +550,7 @@ class Network:
         if temperature is not None:
             temperature = check_temperature(temperature)
         by_layer = check_bool(by_layer, "by_layer", "Network.soft_codes")
-        batch = self._batch(x, "Network.soft_codes")
+        batch = self._batch(x, "Network.soft_codes", finite_check="later")  # (tested as the result is returned)
         t = batch.tensor
         n = t.shape[0]
         R = max((g.n_pieces for g in self.units), default=1)
