@@ -253,51 +253,85 @@ def mesh_split(P, Z, src, tt, gen, E, EF, parent, codes, nV, nE, nF, d):  # prag
     have no room for the result, and ``(-1, -1)`` when a cut face does not meet ``d = 0`` in exactly two
     points (the caller re-runs the NumPy split, which raises).
     """
-    s = np.zeros(nV, dtype=np.int8)
+    return _split_with(P, Z, src, tt, gen, E, EF, parent, codes, nV, nE, nF, d, *_split_scratch(nV, nE, nF))
+
+
+@_njit
+def _split_scratch(n_vertices, n_edges, n_faces):  # pragma: no cover - compiled
+    """Work arrays of `_split_with` for meshes of up to these sizes: per vertex its sign; per face a flag
+    (kept 0), its new face (kept -1) and its two points on the cut; lists of edges and faces."""
+    return (np.empty(n_vertices, np.int8), np.zeros(n_faces, np.int8), np.full(n_faces, -1, np.int64),
+            np.empty(n_faces, np.int64), np.empty(n_faces, np.int64), np.empty(n_edges, np.int64),
+            np.empty(n_faces, np.int64), np.empty(n_edges, np.int64))
+
+
+@_njit
+def _split_with(P, Z, src, tt, gen, E, EF, parent, codes, nV, nE, nF, d, s, flag, new_f, z0, z1, touched, cut,
+                negative):  # pragma: no cover - compiled
+    """`mesh_split` with its work arrays given (`_split_scratch`; ``flag`` and ``new_f`` are left as found):
+    one pass over every edge lists the edges with two different signs and those with a negative end; the
+    other passes visit only those (a layer's cuts no longer allocate and scan the whole mesh four times)."""
     for v in range(nV):
         if d[v] > 0:
             s[v] = 1
         elif d[v] < 0:
             s[v] = -1
-    has_pos = np.zeros(nF, dtype=np.bool_)
-    has_neg = np.zeros(nF, dtype=np.bool_)
+        else:
+            s[v] = 0
+    n_touched = 0
+    n_negative = 0
     n_new = 0
     for e in range(nE):
         c0 = s[E[e, 0]]
         c1 = s[E[e, 1]]
+        if c0 < 0 or c1 < 0:
+            negative[n_negative] = e
+            n_negative += 1
         if c0 == c1:
             continue
+        touched[n_touched] = e
+        n_touched += 1
         if c0 * c1 < 0:
             n_new += 1
         for j in range(2):
             f = EF[e, j]
             if f >= 0:
                 if c0 > 0 or c1 > 0:
-                    has_pos[f] = True
+                    flag[f] |= 1
                 if c0 < 0 or c1 < 0:
-                    has_neg[f] = True
-    new_f = np.full(nF, -1, dtype=np.int64)
+                    flag[f] |= 2
+    # the cut faces (both signs), numbered in face order as a scan of every face would number them
     k = 0
-    for f in range(nF):
-        if has_pos[f] and has_neg[f]:
-            new_f[f] = nF + k
-            k += 1
+    for i in range(n_touched):
+        e = touched[i]
+        for j in range(2):
+            f = EF[e, j]
+            if f >= 0 and flag[f] == 3:
+                flag[f] = 4  # listed
+                cut[k] = f
+                k += 1
+    for i in range(n_touched):  # the flags back to 0 (only faces of touched edges were flagged)
+        e = touched[i]
+        for j in range(2):
+            f = EF[e, j]
+            if f >= 0:
+                flag[f] = 0
     if k == 0:
         return 0, 0
+    cut[:k].sort()
     if (P.shape[0] < nV + n_new or Z.shape[0] < nV + n_new or src.shape[0] < nV + n_new or E.shape[0] < nE + n_new + k
             or EF.shape[0] < nE + n_new + k or parent.shape[0] < nF + k or codes.shape[0] < nF + k):
         return -2, -2  # no room: the caller grows the arrays and calls again
+    for i in range(k):
+        new_f[cut[i]] = nF + i
+        z0[cut[i]] = -1
+        z1[cut[i]] = -1
     # the two points of every cut face on d = 0: zero vertices, and the new vertices on crossing edges
     # (numbered nV, nV + 1, ... in edge order), found before anything changes
-    z0 = np.full(nF, -1, dtype=np.int64)
-    z1 = np.full(nF, -1, dtype=np.int64)
     new_id = nV
-    for e in range(nE):
-        c0 = s[E[e, 0]]
-        c1 = s[E[e, 1]]
-        if c0 == c1:
-            continue
-        crossing = c0 * c1 < 0
+    for i in range(n_touched):
+        e = touched[i]
+        crossing = s[E[e, 0]] * s[E[e, 1]] < 0
         for j in range(2):
             f = EF[e, j]
             if f < 0 or new_f[f] < 0:
@@ -318,15 +352,18 @@ def mesh_split(P, Z, src, tt, gen, E, EF, parent, codes, nV, nE, nF, d):  # prag
                 elif z1[f] < 0:
                     z1[f] = v
                 else:
+                    _unmark(new_f, cut, k)
                     return -1, -1
         if crossing:
             new_id += 1
-    for f in range(nF):
-        if new_f[f] >= 0 and z1[f] < 0:
+    for i in range(k):
+        if z1[cut[i]] < 0:
+            _unmark(new_f, cut, k)
             return -1, -1
     # new vertices; each crossing edge (a, b) becomes (a, new) and (new, b), both with the old faces
     i = 0
-    for e in range(nE):
+    for m in range(n_touched):
+        e = touched[m]
         a = E[e, 0]
         b = E[e, 1]
         if s[a] * s[b] >= 0:
@@ -348,8 +385,10 @@ def mesh_split(P, Z, src, tt, gen, E, EF, parent, codes, nV, nE, nF, d):  # prag
         EF[nE + i, 1] = EF[e, 1]
         i += 1
     nE2 = nE + n_new
-    # edges of cut faces on the negative side move to the new face (new vertices have sign 0)
-    for e in range(nE2):
+    # edges of cut faces on the negative side move to the new face (new vertices have sign 0): only edges with
+    # a negative end before the split, or the new halves of crossing edges, can be there
+    for m in range(n_negative + n_new):
+        e = negative[m] if m < n_negative else nE + m - n_negative
         a = E[e, 0]
         b = E[e, 1]
         neg = (a < nV and s[a] < 0) or (b < nV and s[b] < 0)
@@ -359,10 +398,9 @@ def mesh_split(P, Z, src, tt, gen, E, EF, parent, codes, nV, nE, nF, d):  # prag
             f = EF[e, j]
             if f >= 0 and new_f[f] >= 0:
                 EF[e, j] = new_f[f]
-    for f in range(nF):
+    for i in range(k):
+        f = cut[i]
         g = new_f[f]
-        if g < 0:
-            continue
         r = nE2 + g - nF
         E[r, 0] = min(z0[f], z1[f])
         E[r, 1] = max(z0[f], z1[f])
@@ -371,23 +409,33 @@ def mesh_split(P, Z, src, tt, gen, E, EF, parent, codes, nV, nE, nF, d):  # prag
         parent[g] = parent[f]
         for q in range(codes.shape[1]):
             codes[g, q] = codes[f, q]
+    _unmark(new_f, cut, k)
     return n_new, k
+
+
+@_njit
+def _unmark(new_f, cut, k):  # pragma: no cover - compiled
+    for i in range(k):
+        new_f[cut[i]] = -1
 
 
 @_njit
 def _snap_into(x, d, n, tol):  # pragma: no cover - compiled
     """``Mesh.snap`` of ``x[:n]`` into ``d[:n]``: values within ``tol`` times the largest finite ``|x|`` become
     exactly 0. Returns whether ``d`` has both signs (a cut) and how many nonzero values were snapped."""
+    # x read once (a column of a wide row-major Z: a cache line per value), then d
     scale = 0.0
     for v in range(n):
-        if np.isfinite(x[v]) and abs(x[v]) > scale:
-            scale = abs(x[v])
+        y = x[v]
+        d[v] = y
+        if np.isfinite(y) and abs(y) > scale:
+            scale = abs(y)
     lim = tol * scale
     pos = False
     neg = False
     n_small = 0
     for v in range(n):
-        y = x[v]
+        y = d[v]
         if abs(y) <= lim:
             if y != 0:
                 n_small += 1
@@ -411,23 +459,37 @@ def mesh_cut_columns(P, Z, src, tt, gen, E, EF, parent, codes, nV, nE, nF, c0, c
     snapped = 0
     cut_total = 0
     d = np.empty(Z.shape[0])
-    for c in range(c0, c1):
-        cuts, n_small = _snap_into(Z[:, c], d, nV, tol)
-        if not cuts:
+    work = _split_scratch(P.shape[0], E.shape[0], parent.shape[0])  # (the arrays cannot grow in this call)
+    # Z's columns in blocks of 8 (a cache line of a row), copied out contiguous: reading one column of the wide
+    # row-major Z costs a cache line per vertex, so each row's line is read once per block, not once per column
+    B = 8
+    T = np.empty((B, Z.shape[0]))
+    for b0 in range(c0, c1, B):
+        nb = min(B, c1 - b0)
+        for v in range(nV):
+            for j in range(nb):
+                T[j, v] = Z[v, b0 + j]
+        for j in range(nb):
+            c = b0 + j
+            cuts, n_small = _snap_into(T[j], d, nV, tol)
+            if not cuts:
+                snapped += n_small
+                continue
+            n_new, k = _split_with(P, Z, src, tt, gen, E, EF, parent, codes, nV, nE, nF, d[:nV], *work)
+            if k == -2:
+                return 1, c, nV, nE, nF, snapped, cut_total
+            if k < 0:
+                return 2, c, nV, nE, nF, snapped, cut_total
+            for v in range(nV, nV + n_new):  # the new vertices' values of the block's later columns
+                for q in range(j + 1, nb):
+                    T[q, v] = Z[v, b0 + q]
             snapped += n_small
-            continue
-        n_new, k = mesh_split(P, Z, src, tt, gen, E, EF, parent, codes, nV, nE, nF, d[:nV])
-        if k == -2:
-            return 1, c, nV, nE, nF, snapped, cut_total
-        if k < 0:
-            return 2, c, nV, nE, nF, snapped, cut_total
-        snapped += n_small
-        nV += n_new
-        nE += n_new + k
-        nF += k
-        cut_total += k
-        if nF > max_faces:
-            return 3, c, nV, nE, nF, snapped, cut_total
+            nV += n_new
+            nE += n_new + k
+            nF += k
+            cut_total += k
+            if nF > max_faces:
+                return 3, c, nV, nE, nF, snapped, cut_total
     return 0, c1, nV, nE, nF, snapped, cut_total
 
 
@@ -451,6 +513,7 @@ def mesh_cut_pieces(P, Z, src, tt, gen, E, EF, parent, codes, nV, nE, nF, R, val
     # over a piece then reads a compact block instead of one cache line per vertex of Z
     Zu = np.empty((Z.shape[0], R))
     pieces = np.empty(R, dtype=np.int64)
+    work = _split_scratch(P.shape[0], E.shape[0], parent.shape[0])  # (the arrays cannot grow in this call)
     for u in range(u0, U):
         n = 0
         for r in range(R):
@@ -493,7 +556,7 @@ def mesh_cut_pieces(P, Z, src, tt, gen, E, EF, parent, codes, nV, nE, nF, R, val
             if not cuts:
                 snapped += n_small
                 continue
-            n_new, k = mesh_split(P, Z, src, tt, gen, E, EF, parent, codes, nV, nE, nF, d[:nV])
+            n_new, k = _split_with(P, Z, src, tt, gen, E, EF, parent, codes, nV, nE, nF, d[:nV], *work)
             if k == -2:
                 return 1, u, i, nV, nE, nF, snapped, cut_total
             if k < 0:

@@ -136,6 +136,41 @@ def test_layer_loop_hands_a_degenerate_cut_to_numpy():
     assert mesh.nF == 2  # the first column's cut was made before the second failed
 
 
+@pytest.mark.parametrize("n_lines", [9, 40, 150])
+def test_a_layer_of_cuts_in_one_compiled_call_equals_numpy_cut_by_cut(monkeypatch, n_lines):
+    """`mesh_cut_columns` keeps its work arrays (face flags, new-face numbers, edge lists) and a block of columns
+    across the cuts of one call: the whole mesh (vertices, values, provenance, edges, faces, parents, codes)
+    equals the NumPy path's, bit for bit, with coincident lines, lines through earlier crossings (zero vertices),
+    a line along an edge, values snapped to zero and lines that miss the square."""
+    from maso.slices._mesh import Mesh
+
+    rng = np.random.default_rng(n_lines)
+    W = rng.normal(size=(n_lines, 2))
+    b = rng.uniform(-1.2, 1.2, size=n_lines) * np.linalg.norm(W, axis=1)
+    W[3], b[3] = 2.0 * W[1], 2.0 * b[1]  # coincident with line 1
+    W[4], b[4] = W[0] + W[1], b[0] + b[1]  # through the crossing of lines 0 and 1
+    W[5], b[5] = (1.0, 0.0), 0.0  # x = 0 (through the crossings of later lines with it)
+    W[6], b[6] = (1.0, 0.0), 1e-15  # x = 0 again, but for a value that snaps to zero
+    W[7], b[7] = (0.0, 1.0), -1.0  # along the square's top edge: no cut
+    W[8], b[8] = (0.0, 1.0), 5.0  # misses the square
+    meshes = []
+    for compiled in (True, False):
+        if not compiled:
+            _without_kernels(monkeypatch)
+        mesh = Mesh(np.array([-1.0, -1.0]), np.array([1.0, 1.0]))
+        mesh.codes = np.zeros((1, 2), dtype=np.uint8)
+        mesh.set_values(mesh.P @ W.T + b)
+        cut, over = mesh.cut_columns(1e-12)
+        assert not over and cut > 0
+        meshes.append(mesh)
+    fast, slow = meshes
+    assert (fast.nV, fast.nE, fast.nF, fast.snapped) == (slow.nV, slow.nE, slow.nF, slow.snapped)
+    assert fast.snapped > 0
+    for a, c in zip((fast.P, fast.Z, *fast.sources, fast.E, fast.EF, fast.parent, fast.codes),
+                    (slow.P, slow.Z, *slow.sources, slow.E, slow.EF, slow.parent, slow.codes)):
+        assert a.dtype == c.dtype and np.array_equal(a, c)
+
+
 @pytest.mark.parametrize("seed, kind, half", [(2, "inception", 0.2), (6, "cnn", 0.2), (5, "inception", 0.1)])
 def test_mesh_kernels_and_numpy_give_identical_pooling_slices(monkeypatch, seed, kind, half):
     """Max-pooling layers (padded 3x3 windows: border units have fewer pieces) go through the compiled piece
