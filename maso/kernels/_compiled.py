@@ -507,12 +507,12 @@ def mesh_cut_pieces(P, Z, src, tt, gen, E, EF, parent, codes, nV, nE, nF, R, val
     snapped = 0
     cut_total = 0
     U = valid.shape[0]
-    best = np.empty(Z.shape[0])
     d = np.empty(Z.shape[0])
     # the unit's scores, copied out of Z's wide rows once per unit (and for new vertices after a cut): each pass
-    # over a piece then reads a compact block instead of one cache line per vertex of Z
+    # then reads a compact block instead of one cache line per vertex of Z
     Zu = np.empty((Z.shape[0], R))
     pieces = np.empty(R, dtype=np.int64)
+    signs = np.zeros(R, dtype=np.int8)
     work = _split_scratch(P.shape[0], E.shape[0], parent.shape[0])  # (the arrays cannot grow in this call)
     for u in range(u0, U):
         n = 0
@@ -525,33 +525,21 @@ def mesh_cut_pieces(P, Z, src, tt, gen, E, EF, parent, codes, nV, nE, nF, R, val
         for v in range(nV):
             for r in range(R):
                 Zu[v, r] = Z[v, u * R + r]
-        fresh = True  # best must be formed again (new vertices, or a new unit)
-        for i in range(i0 if u == u0 else 1, n):
-            if fresh:
-                for v in range(nV):
-                    b = Zu[v, pieces[0]]
-                    for j in range(1, i):
-                        x = Zu[v, pieces[j]]
-                        if x > b or np.isnan(x):  # NaN propagates, as in np.max
-                            b = x
-                    best[v] = b
-                fresh = False
-            else:
-                for v in range(nV):
-                    x = Zu[v, pieces[i - 1]]
-                    if x > best[v] or np.isnan(x):
-                        best[v] = x
-            pos = False
-            neg = False
-            for v in range(nV):
-                x = Zu[v, pieces[i]] - best[v]
-                d[v] = x
-                if x > 0:
-                    pos = True
-                elif x < 0:
-                    neg = True
-            if not (pos and neg):
+        first = i0 if u == u0 else 1
+        # which pieces take both signs against the best before them, in one pass over the vertices (most
+        # pieces of most units take one sign: they need no pass of their own); new vertices add their signs
+        signs[:n] = 0
+        _piece_signs(Zu, pieces, n, first, 0, nV, signs)
+        for i in range(first, n):
+            if signs[i] != 3:
                 continue  # one sign: snapping (which only zeroes values) cannot make it cut
+            for v in range(nV):
+                b = Zu[v, pieces[0]]
+                for j in range(1, i):
+                    x = Zu[v, pieces[j]]
+                    if x > b or np.isnan(x):  # NaN propagates, as in np.max
+                        b = x
+                d[v] = Zu[v, pieces[i]] - b
             cuts, n_small = _snap_into(d, d, nV, tol)
             if not cuts:
                 snapped += n_small
@@ -564,15 +552,34 @@ def mesh_cut_pieces(P, Z, src, tt, gen, E, EF, parent, codes, nV, nE, nF, R, val
             for v in range(nV, nV + n_new):  # the new vertices' scores, as the split interpolated them
                 for r in range(R):
                     Zu[v, r] = Z[v, u * R + r]
+            _piece_signs(Zu, pieces, n, i + 1, nV, nV + n_new, signs)
             snapped += n_small
             nV += n_new
             nE += n_new + k
             nF += k
             cut_total += k
-            fresh = True
             if nF > max_faces:
                 return 3, u, i + 1, nV, nE, nF, snapped, cut_total
     return 0, U, 0, nV, nE, nF, snapped, cut_total
+
+
+@_njit
+def _piece_signs(Zu, pieces, n, first, v0, v1, signs):  # pragma: no cover - compiled
+    """OR into ``signs[i]`` (1: positive, 2: negative) the signs at vertices ``v0`` to ``v1 - 1`` of piece ``i``'s
+    score less the best of the pieces before it, for ``i >= first``: the differences `mesh_cut_pieces` cuts by,
+    in its arithmetic (the running best in the same order, NaN propagating)."""
+    for v in range(v0, v1):
+        b = Zu[v, pieces[0]]
+        for i in range(1, n):
+            x = Zu[v, pieces[i]]
+            if i >= first:
+                y = x - b
+                if y > 0:
+                    signs[i] |= 1
+                elif y < 0:
+                    signs[i] |= 2
+            if x > b or np.isnan(x):
+                b = x
 
 
 @_njit

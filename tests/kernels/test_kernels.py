@@ -248,6 +248,30 @@ def test_piece_cuts_and_winners_kernels_match_numpy(monkeypatch, seed):
     assert np.array_equal(fast_codes, expected)
 
 
+def test_a_piece_that_changes_sign_only_at_vertices_of_an_earlier_cut_is_cut(monkeypatch):
+    """Pieces x, -x and 1/2 on [-1, 1]^2: the third is below |x| at every corner, so it takes one sign until the
+    cut of -x against x adds vertices on x = 0, where it wins. The compiled loop, which tests each piece's signs
+    in one pass and adds the new vertices' signs after a cut, must still cut there: four faces (x < -1/2,
+    -1/2 < x < 0, 0 < x < 1/2, x > 1/2), as the NumPy loop gives, bit for bit."""
+    from maso.slices._mesh import Mesh
+
+    meshes = []
+    for compiled in (True, False):
+        if not compiled:
+            _without_kernels(monkeypatch)
+        mesh = Mesh(np.array([-1.0, -1.0]), np.array([1.0, 1.0]))
+        mesh.codes = np.zeros((1, 1), dtype=np.uint8)
+        x = mesh.P[:, 0]
+        mesh.set_values(np.stack([x, -x, np.full_like(x, 0.5)], axis=1))
+        assert mesh.cut_pieces(3, np.ones((1, 3), dtype=bool), 1e-12) == (3, False)
+        meshes.append(mesh)
+    fast, slow = meshes
+    assert fast.nF == slow.nF == 4
+    assert sorted(np.unique(fast.P[:, 0])) == [-1.0, -0.5, 0.0, 0.5, 1.0]
+    for a, c in zip((fast.P, fast.Z, fast.E, fast.EF, fast.parent), (slow.P, slow.Z, slow.E, slow.EF, slow.parent)):
+        assert np.array_equal(a, c)
+
+
 def test_piece_cuts_respect_the_face_budget(monkeypatch):
     def run():
         mesh, R, valid, _ = _piece_mesh(0)
