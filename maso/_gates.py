@@ -53,8 +53,17 @@ def two_piece_probabilities(gate: str, d: Tensor) -> tuple[Tensor, Tensor]:
 def two_piece_stacked(gate: str, d: Tensor) -> Tensor:
     """`two_piece_probabilities` as one tensor ``(*d.shape, 2)``: the same values bit for bit; for the tanh gate
     (GELU's) written in place, in fewer passes over memory (on a GPU, fewer kernels) than stacking the sides."""
-    if gate != "tanh":  # (sigmoid into a strided output takes another kernel path, which rounds otherwise)
+    if gate == "logistic":  # (sigmoid into a strided output takes another kernel path, which rounds otherwise)
         return torch.stack(two_piece_probabilities(gate, d), dim=-1)
+    if gate == "probit":
+        # ndtr(-d) = erfc(z) / 2 and ndtr(d) = erfc(-z) / 2 with z = d sqrt(1/2), as `ndtr` computes them
+        # (negation is exact: -(-d) s == d s and (-d) s == -(d s)); erfc runs on contiguous tensors as there,
+        # and only the exact halving writes into the strided output
+        z = d * _SQRT_HALF
+        out = d.new_empty((*d.shape, 2))
+        torch.mul(torch.special.erfc(z), 0.5, out=out[..., 0])
+        torch.mul(torch.special.erfc(z.neg_()), 0.5, out=out[..., 1])
+        return out
     out = d.new_empty((*d.shape, 2))
     # the tanh gate in the order `two_piece_probabilities` computes it (commuted products round alike);
     # 0.5 (1 -+ z) == 0.5 -+ 0.5 z exactly, a product by 0.5 being exact
