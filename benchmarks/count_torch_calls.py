@@ -4,8 +4,9 @@ each call is a kernel launch.
 
 Run:  python benchmarks/count_torch_calls.py
 
-Models as in ``bench_core.py``: a GPT-2-small MLP block (768 -> 3072 gelu_new -> 768), an MLP 784-256-256-10 and
-the Inception-style CNN (``maso.nn.inception_toy``, width 32). Prints one line per workload: the number of calls
+Models as in ``bench_core.py``: a GPT-2-small MLP block (768 -> 3072 gelu_new -> 768), the same block with erf GELU
+(BERT, MiniLM: the probit gate) and with SiLU (the logistic gate), an MLP 784-256-256-10 and the Inception-style
+CNN (``maso.nn.inception_toy``, width 32). Prints one line per workload: the number of calls
 and the calls by operator.
 """
 
@@ -52,6 +53,11 @@ def main() -> None:
     rows = [("GPT-2 block", "forward", lambda: block(x)), ("GPT-2 block", "codes", lambda: net.codes(x)),
             ("GPT-2 block", "soft codes", lambda: net.soft_codes(x)),
             ("GPT-2 block", "expected affine + b", lambda: net.expected_affine_at(x, dense=False).b)]
+    for label, act in (("erf-GELU block", torch.nn.GELU()), ("SiLU block", torch.nn.SiLU())):
+        other = torch.nn.Sequential(torch.nn.Linear(768, 3072), act, torch.nn.Linear(3072, 768)).eval()
+        onet = maso.from_torch(other, torch.zeros(1, 768))
+        rows += [(label, "forward", lambda m=other: m(x)), (label, "soft codes", lambda n=onet: n.soft_codes(x)),
+                 (label, "expected affine + b", lambda n=onet: n.expected_affine_at(x, dense=False).b)]
     mlp = maso.nn.mlp_module([784, 256, 256, 10], seed=0).eval()
     mnet, xm = maso.from_torch(mlp, torch.zeros(1, 784)), torch.randn(1000, 784)
     rows += [("MLP 784-256-256-10", "forward", lambda: mlp(xm)), ("MLP 784-256-256-10", "codes", lambda: mnet.codes(xm))]
