@@ -51,9 +51,12 @@ def two_piece_probabilities(gate: str, d: Tensor) -> tuple[Tensor, Tensor]:
 
 
 def two_piece_stacked(gate: str, d: Tensor) -> Tensor:
-    """`two_piece_probabilities` as one tensor ``(*d.shape, 2)``: the same values bit for bit; for the tanh gate
-    (GELU's) written in place, in fewer passes over memory (on a GPU, fewer kernels) than stacking the sides."""
-    if gate == "logistic":  # (sigmoid into a strided output takes another kernel path, which rounds otherwise)
+    """`two_piece_probabilities` as one tensor ``(*d.shape, 2)``: the same values bit for bit; for the tanh and
+    probit gates (GELU's) written in place, in fewer passes over memory (on a GPU, fewer kernels) than stacking
+    the sides (stacked under autograd)."""
+    if gate == "logistic" or (d.requires_grad and torch.is_grad_enabled()):
+        # (sigmoid into a strided output takes another kernel path, which rounds otherwise; out= arguments do not
+        # take part in autograd, so a caller differentiating through the gate gets the stacked sides)
         return torch.stack(two_piece_probabilities(gate, d), dim=-1)
     if gate == "probit":
         # ndtr(-d) = erfc(z) / 2 and ndtr(d) = erfc(-z) / 2 with z = d sqrt(1/2), as `ndtr` computes them

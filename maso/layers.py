@@ -725,11 +725,12 @@ class Elementwise(SplineLayer):
         out.copy_((icode if own else self.public_code(icode, in_shape)).reshape(out.shape))
 
     def code_is_positive_part(self) -> bool:
-        """True when the public code is ``u > 0`` itself: a ReLU, leaky ReLU or abs whose class redefines neither
-        its forward nor its public code (the code-row shortcuts step aside for a subclass that does)."""
+        """True when the public code is ``u > 0`` itself: a ReLU, leaky ReLU or abs whose class redefines none of
+        its forward, code and public code (the code-row shortcuts step aside for a subclass that does)."""
         cls = type(self)
         return (self._kind in ("relu", "leaky", "abs") and cls.forward is Elementwise.forward
-                and cls.public_code is Elementwise.public_code and cls.write_public_code is Elementwise.write_public_code)
+                and cls.code is Elementwise.code and cls.public_code is Elementwise.public_code
+                and cls.write_public_code is Elementwise.write_public_code)
 
     def forward_into_code_rows(self, x, p, out, in_shape, need_output):
         # u > 0 compared straight into the code rows, seen as bool (a uint8 0/1 is a valid bool): one kernel

@@ -326,7 +326,8 @@ class Soft(SplineLayer):
 
     def forward_into_code_rows(self, x, p, out, in_shape, need_output):
         # a fused SiLU/GELU's code is u > 0, compared straight into the code rows (as a ReLU's is)
-        own = (type(self).forward is Soft.forward and type(self).public_code is Soft.public_code
+        own = (type(self).forward is Soft.forward and type(self).code is Soft.code
+               and type(self).public_code is Soft.public_code
                and type(self).write_public_code is Soft.write_public_code and self._fused() is not None
                and isinstance(self.base, Elementwise) and self.base.code_is_positive_part())
         if own and out.dtype == torch.uint8 and out.device == x.device:

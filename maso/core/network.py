@@ -345,6 +345,7 @@ class Network:
                     icodes = evaluator.codes_pass(self._program, batch.tensor[sl])
                     for g in self.units:
                         parts[g.name].append(self._public(g, icodes))
+                batch.ensure_finite()  # (here too: a network without spline layers returns {} and no out())
                 return {name: batch.out(torch.cat(p)) for name, p in parts.items()}
             row = self._empty_code_rows(n, batch.tensor.device)
             for sl in blocks:
@@ -576,6 +577,7 @@ class Network:
                     if g.name not in parts:
                         parts[g.name] = torch.empty((n, g.size, pr.shape[-1]), dtype=t.dtype, device=t.device)
                     parts[g.name][sl] = pr
+        batch.ensure_finite()  # (before any return: a network without spline layers has no out() to call)
         if out is None:
             return {g.name: batch.out(parts[g.name].reshape(n, *g.shape, parts[g.name].shape[-1]))
                     for g in self.units}

@@ -141,3 +141,28 @@ def test_code_rows_on_a_gpu_equal_the_cpu_s():
     assert rows.device.type == "cuda" and torch.equal(rows.cpu(), net.codes(x))
     with pytest.raises(maso.errors.ShapeError, match="NaN"):
         net.codes(torch.full_like(x, float("nan")).cuda())
+
+
+def test_a_network_without_spline_layers_still_refuses_bad_input_by_layer():
+    """Codes and soft codes by layer of a network with no spline layer are ``{}``: no result goes through the
+    return path that tests the input, so the test runs before it."""
+    net = maso.Network.sequential((2,), [Dense(np.eye(2), np.zeros(2))])
+    assert net.codes(np.ones((3, 2)), by_layer=True) == {} and net.soft_codes(np.ones((3, 2)), by_layer=True) == {}
+    for call in (lambda v: net.codes(v, by_layer=True), lambda v: net.soft_codes(v, by_layer=True),
+                 lambda v: net.codes(v), lambda v: net.soft_codes(v)):
+        with pytest.raises(maso.errors.ShapeError, match="NaN"):
+            call(np.array([[np.nan, 1.0]]))
+
+
+class _OwnCode(Elementwise):
+    """A ReLU whose code alone (what a pass that reads no output asks for) counts u = 0 as active."""
+
+    def code(self, x, p):
+        return x >= 0
+
+
+def test_a_subclass_with_its_own_code_is_obeyed_in_code_rows():
+    W = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, -1.0]])
+    net = maso.Network.sequential((2,), [Dense(W, np.zeros(3)), _OwnCode(np.array([0.0, 1.0]), np.zeros(2))])
+    x = np.array([[-1.0, 0.0], [0.0, 2.0], [1.0, 1.0]])
+    np.testing.assert_array_equal(net.codes(x), (x @ W.T >= 0).astype(np.uint8))

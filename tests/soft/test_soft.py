@@ -370,3 +370,25 @@ def test_tiny_probabilities_keep_full_precision():
         p = maso.Network.sequential((7,), [layer]).soft_codes(u)
         np.testing.assert_allclose(p[:, 1].numpy(), ref(u.numpy()), rtol=1e-13, atol=0)
         np.testing.assert_allclose(p[:, 0].numpy(), ref(-u.numpy()), rtol=1e-13, atol=0)
+
+
+@pytest.mark.parametrize("gate", ["logistic", "probit", "tanh"])
+def test_the_stacked_gate_and_expected_forward_differentiate(gate):
+    """Written in place (``out=``), the gate would refuse inputs that require gradients: under autograd it stacks
+    the two sides, so a layer called directly on such an input (a user differentiating soft codes) gets the same
+    probabilities and their gradient."""
+    from maso import _gates
+
+    d = torch.linspace(-3, 3, 13, dtype=torch.float64, requires_grad=True)
+    both = _gates.two_piece_stacked(gate, d)
+    t0, t1 = _gates.two_piece_probabilities(gate, d.detach())
+    assert torch.equal(both[..., 0].detach(), t0) and torch.equal(both[..., 1].detach(), t1)
+    (grad,) = torch.autograd.grad(both[..., 1].sum(), d)
+    dens = {"logistic": t1 * t0, "probit": torch.exp(-d.detach() ** 2 / 2) / np.sqrt(2 * np.pi)}
+    if gate in dens:  # the derivative of each gate's upper probability, in closed form
+        torch.testing.assert_close(grad, dens[gate], rtol=1e-12, atol=1e-15)
+    layer = {"logistic": soft.silu(), "probit": soft.gelu(), "tanh": soft.gelu("tanh")}[gate]
+    x = torch.linspace(-2, 2, 10, dtype=torch.float64).reshape(2, 5).requires_grad_()
+    y, probs = layer.expected_forward(x, {})
+    assert probs.shape == (2, 5, 2) and probs.requires_grad
+    torch.autograd.grad(y.sum() + probs[..., 1].sum(), x)
