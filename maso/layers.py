@@ -733,10 +733,7 @@ class Elementwise(SplineLayer):
                 and cls.write_public_code is Elementwise.write_public_code)
 
     def forward_into_code_rows(self, x, p, out, in_shape, need_output):
-        # u > 0 compared straight into the code rows, seen as bool (a uint8 0/1 is a valid bool): one kernel
-        # where compare-then-copy takes two, each a launch on a GPU
-        if self.code_is_positive_part() and out.dtype == torch.uint8 and out.device == x.device:
-            torch.gt(x, 0, out=out.view(torch.bool).view(x.shape))
+        if self.code_is_positive_part() and _positive_part_into_rows(x, out):
             return self.forward(x, p, False)[0] if need_output else None
         return super().forward_into_code_rows(x, p, out, in_shape, need_output)
 
@@ -1087,6 +1084,16 @@ def _window_tables(kernel: Shape, stride: Shape, padding: Shape, dilation: Shape
     lut = np.zeros(int(offsets.max()) + 1, dtype=np.uint8 if n_pieces <= 255 else np.int64)
     lut[offsets] = np.arange(n_pieces)
     return start, lut
+
+
+def _positive_part_into_rows(u: Tensor, out: Tensor) -> bool:
+    """Write the codes ``u > 0`` straight into the uint8 code rows ``out`` ``(n, units)``, seen as bool (a uint8
+    0/1 is a valid bool): one kernel where compare-then-copy takes two, each a launch on a GPU. False (nothing
+    written) where the rows are not uint8 on ``u``'s device."""
+    if out.dtype != torch.uint8 or out.device != u.device:
+        return False
+    torch.gt(u, 0, out=out.view(torch.bool).view(u.shape))
+    return True
 
 
 @functools.lru_cache(maxsize=64)

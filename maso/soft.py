@@ -47,7 +47,7 @@ import torch
 
 from maso import _gates
 from maso.errors import ParameterError, ParameterShapeError, ShapeError, UnsupportedLayerError
-from maso.layers import Elementwise, Maxout, MaxPool, SplineLayer, absolute, relu
+from maso.layers import Elementwise, Maxout, MaxPool, SplineLayer, _positive_part_into_rows, absolute, relu
 
 __all__ = [
     "GATES",
@@ -330,8 +330,7 @@ class Soft(SplineLayer):
                and type(self).public_code is Soft.public_code
                and type(self).write_public_code is Soft.write_public_code and self._fused() is not None
                and isinstance(self.base, Elementwise) and self.base.code_is_positive_part())
-        if own and out.dtype == torch.uint8 and out.device == x.device:
-            torch.gt(x, 0, out=out.view(torch.bool).view(x.shape))
+        if own and _positive_part_into_rows(x, out):
             return self.forward(x, p, False)[0] if need_output else None
         return super().forward_into_code_rows(x, p, out, in_shape, need_output)
 

@@ -136,13 +136,27 @@ def test_layer_loop_hands_a_degenerate_cut_to_numpy():
     assert mesh.nF == 2  # the first column's cut was made before the second failed
 
 
+def _compiled_and_numpy(monkeypatch, cut):
+    """Two meshes over [-1, 1]^2 (one code column) after ``cut(mesh)``: with the compiled kernels, then without."""
+    from maso.slices._mesh import Mesh
+
+    meshes = []
+    for compiled in (True, False):
+        if not compiled:
+            _without_kernels(monkeypatch)
+        mesh = Mesh(np.array([-1.0, -1.0]), np.array([1.0, 1.0]))
+        mesh.codes = np.zeros((1, 1), dtype=np.uint8)
+        cut(mesh)
+        meshes.append(mesh)
+    return meshes
+
+
 @pytest.mark.parametrize("n_lines", [9, 40, 150])
 def test_a_layer_of_cuts_in_one_compiled_call_equals_numpy_cut_by_cut(monkeypatch, n_lines):
     """`mesh_cut_columns` keeps its work arrays (face flags, new-face numbers, edge lists) and a block of columns
     across the cuts of one call: the whole mesh (vertices, values, provenance, edges, faces, parents, codes)
     equals the NumPy path's, bit for bit, with coincident lines, lines through earlier crossings (zero vertices),
     a line along an edge, values snapped to zero and lines that miss the square."""
-    from maso.slices._mesh import Mesh
 
     rng = np.random.default_rng(n_lines)
     W = rng.normal(size=(n_lines, 2))
@@ -153,17 +167,12 @@ def test_a_layer_of_cuts_in_one_compiled_call_equals_numpy_cut_by_cut(monkeypatc
     W[6], b[6] = (1.0, 0.0), 1e-15  # x = 0 again, but for a value that snaps to zero
     W[7], b[7] = (0.0, 1.0), -1.0  # along the square's top edge: no cut
     W[8], b[8] = (0.0, 1.0), 5.0  # misses the square
-    meshes = []
-    for compiled in (True, False):
-        if not compiled:
-            _without_kernels(monkeypatch)
-        mesh = Mesh(np.array([-1.0, -1.0]), np.array([1.0, 1.0]))
-        mesh.codes = np.zeros((1, 2), dtype=np.uint8)
+    def cut(mesh):
         mesh.set_values(mesh.P @ W.T + b)
         cut, over = mesh.cut_columns(1e-12)
         assert not over and cut > 0
-        meshes.append(mesh)
-    fast, slow = meshes
+
+    fast, slow = _compiled_and_numpy(monkeypatch, cut)
     assert (fast.nV, fast.nE, fast.nF, fast.snapped) == (slow.nV, slow.nE, slow.nF, slow.snapped)
     assert fast.snapped > 0
     for a, c in zip((fast.P, fast.Z, *fast.sources, fast.E, fast.EF, fast.parent, fast.codes),
@@ -253,19 +262,13 @@ def test_a_piece_that_changes_sign_only_at_vertices_of_an_earlier_cut_is_cut(mon
     cut of -x against x adds vertices on x = 0, where it wins. The compiled loop, which tests each piece's signs
     in one pass and adds the new vertices' signs after a cut, must still cut there: four faces (x < -1/2,
     -1/2 < x < 0, 0 < x < 1/2, x > 1/2), as the NumPy loop gives, bit for bit."""
-    from maso.slices._mesh import Mesh
 
-    meshes = []
-    for compiled in (True, False):
-        if not compiled:
-            _without_kernels(monkeypatch)
-        mesh = Mesh(np.array([-1.0, -1.0]), np.array([1.0, 1.0]))
-        mesh.codes = np.zeros((1, 1), dtype=np.uint8)
+    def cut(mesh):
         x = mesh.P[:, 0]
         mesh.set_values(np.stack([x, -x, np.full_like(x, 0.5)], axis=1))
         assert mesh.cut_pieces(3, np.ones((1, 3), dtype=bool), 1e-12) == (3, False)
-        meshes.append(mesh)
-    fast, slow = meshes
+
+    fast, slow = _compiled_and_numpy(monkeypatch, cut)
     assert fast.nF == slow.nF == 4
     assert sorted(np.unique(fast.P[:, 0])) == [-1.0, -0.5, 0.0, 0.5, 1.0]
     for a, c in zip((fast.P, fast.Z, fast.E, fast.EF, fast.parent), (slow.P, slow.Z, slow.E, slow.EF, slow.parent)):
