@@ -1067,7 +1067,6 @@ class MaxPool(SplineLayer):
         return A, B
 
 
-@functools.lru_cache(maxsize=256)
 def _window_tables(kernel: Shape, stride: Shape, padding: Shape, dilation: Shape, in_sp: Shape,
                    out_sp: Shape) -> tuple[np.ndarray, np.ndarray] | None:
     """Flat index of each window's first position (``(L,)``, may be negative) and a table from the offset

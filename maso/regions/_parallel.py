@@ -327,38 +327,31 @@ def _stop_pool(pool: ProcessPoolExecutor, manager_wait: float = 5.0) -> None:
     """Stop a pool now (Ctrl-C, an error): pending tasks are cancelled and running ones killed, not awaited.
 
     Then wait (at most `manager_wait` seconds) for the pool's manager thread, which closes the pool's wake-up
-    pipe once it sees the workers gone. Python 3.8-3.11 wake that thread at interpreter exit without its lock:
-    a pipe being closed by the thread just then printed ``OSError: [Errno 9] Bad file descriptor`` with a
+    pipe once it sees the workers gone. Python 3.11 wakes that thread at interpreter exit without its lock: a
+    pipe being closed by the thread just then printed ``OSError: [Errno 9] Bad file descriptor`` with a
     traceback after the one-line Ctrl-C message.
     """
     manager = getattr(pool, "_executor_manager_thread", None)  # shutdown() forgets it too
     if hasattr(pool, "terminate_workers"):  # Python 3.14
         pool.terminate_workers()
-        _join_quietly(manager, manager_wait)
-        return
-    processes = list((getattr(pool, "_processes", None) or {}).values())  # shutdown() forgets them
-    pool.shutdown(wait=False, cancel_futures=True)
-    for p in processes:
+    else:
+        processes = list((getattr(pool, "_processes", None) or {}).values())  # shutdown() forgets them
+        pool.shutdown(wait=False, cancel_futures=True)
+        for p in processes:
+            try:
+                p.terminate()
+            except (OSError, ValueError, AttributeError):  # already gone
+                pass
+        for p in processes:
+            try:
+                p.join(5)
+            except (OSError, ValueError, AssertionError, AttributeError):
+                pass
+    if manager is not None:
         try:
-            p.terminate()
-        except (OSError, ValueError, AttributeError):  # already gone
+            manager.join(manager_wait)
+        except KeyboardInterrupt:  # a second Ctrl-C: stop waiting, the run is being stopped anyway
             pass
-    for p in processes:
-        try:
-            p.join(5)
-        except (OSError, ValueError, AssertionError, AttributeError):
-            pass
-    _join_quietly(manager, manager_wait)
-
-
-def _join_quietly(thread: threading.Thread | None, timeout: float) -> None:
-    """Join `thread` for at most `timeout` seconds; a Ctrl-C meanwhile ends the wait, not the caller's cleanup."""
-    if thread is None or thread is threading.current_thread():
-        return
-    try:
-        thread.join(timeout)
-    except KeyboardInterrupt:  # a second Ctrl-C: stop waiting, the run is being stopped anyway
-        pass
 
 
 def _worker_init(parent_pid: int) -> None:
